@@ -1,0 +1,160 @@
+"""The pipeline intermediate representation (IR).
+
+The front end turns `.gitlab-ci.yml` (plus the run's context: predefined and
+pipeline variables, changed files) into one frozen :class:`Pipeline`. It is
+*resolved*: includes, `extends`, `!reference`, `default`, `inherit`,
+`parallel` expansion and `rules` have all been applied, so it holds exactly
+the jobs this pipeline has. It is JSON-serialisable (`to_json`/`from_json`):
+the same object is what the local engine runs and what a remote worker gets.
+
+Strings that GitLab expands at run time (script lines, variable values,
+`artifacts:paths`, `cache:key`, `environment:name`...) are kept raw here; the
+executor expands them with the job's final variables.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+When = Literal["on_success", "on_failure", "always", "manual", "delayed", "never"]
+ArtifactsWhen = Literal["on_success", "on_failure", "always"]
+CachePolicy = Literal["pull-push", "pull", "push"]
+EnvAction = Literal["start", "prepare", "stop", "verify", "access"]
+
+DEFAULT_STAGES: tuple[str, ...] = (".pre", "build", "test", "deploy", ".post")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Location(_Frozen):
+    file: str = ""
+    line: int = 0
+    column: int = 0
+
+
+class Variable(_Frozen):
+    """One variable definition. `expand=False` means `$` is literal."""
+
+    key: str
+    value: str
+    expand: bool = True
+    masked: bool = False  # never printed; set for secrets from CLI/env/files
+    file: bool = False  # GitLab "file" type: value written to a temp file, path in the variable
+
+
+class Need(_Frozen):
+    job: str  # the full (expanded) job name
+    artifacts: bool = True
+    optional: bool = False
+
+
+class Retry(_Frozen):
+    max: int = 0  # 0..2 in GitLab
+    when: tuple[str, ...] = ("always",)
+    exit_codes: tuple[int, ...] = ()
+
+
+class Reports(_Frozen):
+    junit: tuple[str, ...] = ()
+    dotenv: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    other: tuple[str, ...] = ()  # report types aicd keeps as files but does not parse
+
+
+class Artifacts(_Frozen):
+    paths: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    untracked: bool = False
+    when: ArtifactsWhen = "on_success"
+    expire_in: str | None = None
+    name: str | None = None
+    reports: Reports = Reports()
+
+
+class Cache(_Frozen):
+    key: str = "default"  # raw; expanded at run time
+    key_files: tuple[str, ...] = ()  # cache:key:files; the key is a hash of these
+    key_prefix: str | None = None
+    paths: tuple[str, ...] = ()
+    untracked: bool = False
+    policy: CachePolicy = "pull-push"
+    when: ArtifactsWhen = "on_success"
+    fallback_keys: tuple[str, ...] = ()
+
+
+class Environment(_Frozen):
+    name: str
+    url: str | None = None
+    action: EnvAction = "start"
+    deployment_tier: str | None = None
+    on_stop: str | None = None
+    auto_stop_in: str | None = None
+
+
+class Job(_Frozen):
+    name: str  # full name, e.g. 'test 1/3' or 'test: [linux, amd64]'
+    base_name: str  # name in the YAML before parallel expansion
+    stage: str
+    before_script: tuple[str, ...] = ()
+    script: tuple[str, ...] = ()
+    after_script: tuple[str, ...] = ()
+    # YAML variables in precedence order, lowest first: global (as inherited),
+    # then job, then those set by the matching rule / workflow rule.
+    variables: tuple[Variable, ...] = ()
+    when: When = "on_success"
+    start_in_s: float | None = None  # for when: delayed
+    allow_failure: bool = False
+    allow_failure_exit_codes: tuple[int, ...] = ()
+    needs: tuple[Need, ...] | None = None  # None: stage order; (): start at once
+    dependencies: tuple[str, ...] | None = None  # None: all earlier-stage jobs
+    retry: Retry = Retry()
+    timeout_s: float | None = None
+    node_index: int | None = None  # CI_NODE_INDEX for parallel jobs
+    node_total: int | None = None
+    matrix: tuple[tuple[str, str], ...] = ()  # the parallel:matrix variables of this instance
+    artifacts: Artifacts | None = None
+    cache: tuple[Cache, ...] = ()
+    environment: Environment | None = None
+    resource_group: str | None = None
+    interruptible: bool = False
+    coverage: str | None = None  # regex, GitLab syntax '/.../'
+    image: str | None = None  # recorded only: aicd runs jobs in the shell
+    services: tuple[str, ...] = ()  # recorded only
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    location: Location = Location()
+
+
+class Pipeline(_Frozen):
+    stages: tuple[str, ...] = DEFAULT_STAGES
+    jobs: tuple[Job, ...] = ()
+    # Pipeline-level variables (CLI --variable, project/env files): highest
+    # precedence of all user variables.
+    variables: tuple[Variable, ...] = ()
+    # Predefined CI_* variables known when the pipeline was created.
+    predefined: tuple[Variable, ...] = ()
+    name: str | None = None  # workflow:name
+    file: str = ".gitlab-ci.yml"
+    warnings: tuple[str, ...] = ()
+    # jobs defined but left out by rules/when: never (name -> reason)
+    excluded: tuple[tuple[str, str], ...] = Field(default=())
+
+    def job(self, name: str) -> Job:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise KeyError(name)
+
+    def stage_index(self, stage: str) -> int:
+        return self.stages.index(stage)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Pipeline:
+        return cls.model_validate_json(text)

@@ -1,0 +1,51 @@
+"""Plain records the store hands out (no ORM objects leave the store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PipelineRecord:
+    id: int
+    iid: int  # per project counter (CI_PIPELINE_IID)
+    project_dir: str
+    ref: str
+    sha: str
+    source: str  # CI_PIPELINE_SOURCE
+    file: str
+    status: str  # created, running, success, failed, canceled
+    created_at: float  # epoch seconds
+    started_at: float | None
+    finished_at: float | None
+    run_dir: str  # folder holding this run's logs and artifacts
+    error: str | None = None  # e.g. lint messages when the pipeline could not start
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    pipeline_id: int
+    name: str
+    stage: str
+    status: str  # created, pending, running, success, failed, canceled, skipped, manual
+    when: str
+    allow_failure: bool
+    attempt: int
+    retried: bool  # True for an attempt that was superseded by a retry
+    exit_code: int | None
+    failure_reason: str | None
+    started_at: float | None
+    finished_at: float | None
+    log_path: str | None
+    tests_total: int | None = None
+    tests_passed: int | None = None
+    tests_failed: int | None = None
+    tests_skipped: int | None = None
+    coverage: float | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
