@@ -4,8 +4,12 @@ The front end turns `.gitlab-ci.yml` (plus the run's context: predefined and
 pipeline variables, changed files) into one frozen :class:`Pipeline`. It is
 *resolved*: includes, `extends`, `!reference`, `default`, `inherit`,
 `parallel` expansion and `rules` have all been applied, so it holds exactly
-the jobs this pipeline has. It is JSON-serialisable (`to_json`/`from_json`):
+the jobs this pipeline has. It is JSON-serialisable (`to_json`/`from_json`, validated on the way in):
 the same object is what the local engine runs and what a remote worker gets.
+
+Plain frozen dataclasses (not pydantic models): `aicd run` builds the IR on
+every invocation and pydantic's model set-up alone cost ~100 ms of start-up.
+Use `dataclasses.replace(obj, field=...)` to derive a changed copy.
 
 Strings that GitLab expands at run time (script lines, variable values,
 `artifacts:paths`, `cache:key`, `environment:name`...) are kept raw here; the
@@ -14,9 +18,10 @@ executor expands them with the job's final variables.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from aicd.pipeline.codec import dumps, loads
 
 When = Literal["on_success", "on_failure", "always", "manual", "delayed", "never"]
 ArtifactsWhen = Literal["on_success", "on_failure", "always"]
@@ -26,17 +31,15 @@ EnvAction = Literal["start", "prepare", "stop", "verify", "access"]
 DEFAULT_STAGES: tuple[str, ...] = (".pre", "build", "test", "deploy", ".post")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Location(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Location:
     file: str = ""
     line: int = 0
     column: int = 0
 
 
-class Variable(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Variable:
     """One variable definition. `expand=False` means `$` is literal."""
 
     key: str
@@ -46,36 +49,41 @@ class Variable(_Frozen):
     file: bool = False  # GitLab "file" type: value written to a temp file, path in the variable
 
 
-class Need(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Need:
     job: str  # the full (expanded) job name
     artifacts: bool = True
     optional: bool = False
 
 
-class Retry(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Retry:
     max: int = 0  # 0..2 in GitLab
     when: tuple[str, ...] = ("always",)
     exit_codes: tuple[int, ...] = ()
 
 
-class Reports(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Reports:
     junit: tuple[str, ...] = ()
     dotenv: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     other: tuple[str, ...] = ()  # report types aicd keeps as files but does not parse
 
 
-class Artifacts(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Artifacts:
     paths: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     untracked: bool = False
     when: ArtifactsWhen = "on_success"
     expire_in: str | None = None
     name: str | None = None
-    reports: Reports = Reports()
+    reports: Reports = field(default_factory=Reports)
 
 
-class Cache(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Cache:
     key: str = "default"  # raw; expanded at run time
     key_files: tuple[str, ...] = ()  # cache:key:files; the key is a hash of these
     key_prefix: str | None = None
@@ -86,7 +94,8 @@ class Cache(_Frozen):
     fallback_keys: tuple[str, ...] = ()
 
 
-class Environment(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Environment:
     name: str
     url: str | None = None
     action: EnvAction = "start"
@@ -95,7 +104,8 @@ class Environment(_Frozen):
     auto_stop_in: str | None = None
 
 
-class Job(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Job:
     name: str  # full name, e.g. 'test 1/3' or 'test: [linux, amd64]'
     base_name: str  # name in the YAML before parallel expansion
     stage: str
@@ -111,7 +121,7 @@ class Job(_Frozen):
     allow_failure_exit_codes: tuple[int, ...] = ()
     needs: tuple[Need, ...] | None = None  # None: stage order; (): start at once
     dependencies: tuple[str, ...] | None = None  # None: all earlier-stage jobs
-    retry: Retry = Retry()
+    retry: Retry = field(default_factory=Retry)
     timeout_s: float | None = None
     node_index: int | None = None  # CI_NODE_INDEX for parallel jobs
     node_total: int | None = None
@@ -126,10 +136,11 @@ class Job(_Frozen):
     services: tuple[str, ...] = ()  # recorded only
     tags: tuple[str, ...] = ()
     description: str = ""
-    location: Location = Location()
+    location: Location = field(default_factory=Location)
 
 
-class Pipeline(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Pipeline:
     stages: tuple[str, ...] = DEFAULT_STAGES
     jobs: tuple[Job, ...] = ()
     # Pipeline-level variables (CLI --variable, project/env files): highest
@@ -141,7 +152,7 @@ class Pipeline(_Frozen):
     file: str = ".gitlab-ci.yml"
     warnings: tuple[str, ...] = ()
     # jobs defined but left out by rules/when: never (name -> reason)
-    excluded: tuple[tuple[str, str], ...] = Field(default=())
+    excluded: tuple[tuple[str, str], ...] = ()
 
     def job(self, name: str) -> Job:
         for job in self.jobs:
@@ -153,8 +164,9 @@ class Pipeline(_Frozen):
         return self.stages.index(stage)
 
     def to_json(self) -> str:
-        return self.model_dump_json()
+        return dumps(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Pipeline:
-        return cls.model_validate_json(text)
+        """Raises ValueError naming the first field that does not fit."""
+        return loads(cls, text)

@@ -1,0 +1,172 @@
+"""The `aicd` command. Thin: parse flags, call the core, draw the result.
+
+Imports of heavy modules happen inside commands so that `aicd --help` and
+every command start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from aicd import __version__
+from aicd.errors import AicdError
+
+
+class _Group(click.Group):
+    """Turns AicdError into one clear message and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except AicdError as exc:
+            click.echo(f"aicd: {exc}" if "\n" not in str(exc) else str(exc), err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aicd")
+def cli() -> None:
+    """aicd: continuous delivery for AI services.
+
+    Runs a repository's .gitlab-ci.yml pipeline locally with GitLab CI
+    semantics, and keeps the history of every run.
+    """
+
+
+def _project_dir(cwd: str | None) -> Path:
+    path = Path(cwd or ".").resolve()
+    if not path.is_dir():
+        raise AicdError(f"{path}: no such directory (--cwd)")
+    return path
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1)
+@click.option("--file", "-f", "file", default=".gitlab-ci.yml", show_default=True, help="Pipeline file.")
+@click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
+@click.option(
+    "--variable", "-v", "variables", multiple=True, metavar="KEY=VALUE", help="Pipeline variable (repeat)."
+)
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="KEY[=VALUE]",
+    help="Masked pipeline variable; without =VALUE it is read from the environment.",
+)
+@click.option(
+    "--variables-file",
+    "variables_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="YAML or .env file of pipeline variables (repeat).",
+)
+@click.option("--manual", "manual", multiple=True, metavar="JOB", help="Play this manual job (repeat).")
+@click.option("--needs", "with_needs", is_flag=True, help="With JOB arguments: also run the jobs they need.")
+@click.option("--commit", default=None, help="Run the pipeline of this commit instead of the working tree.")
+@click.option("--concurrency", "-j", type=click.IntRange(1, 1024), default=None, help="Jobs at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout; job output on stderr.")
+def run(
+    jobs: tuple[str, ...],
+    file: str,
+    cwd: str | None,
+    variables: tuple[str, ...],
+    secrets: tuple[str, ...],
+    variables_files: tuple[str, ...],
+    manual: tuple[str, ...],
+    with_needs: bool,
+    commit: str | None,
+    concurrency: int | None,
+    as_json: bool,
+) -> None:
+    """Run the pipeline (or JOBS) of the project here, like GitLab CI would."""
+    from aicd.cli.run_cmd import run_command
+    from aicd.core.variables_input import parse_pipeline_variables
+
+    project_dir = _project_dir(cwd)
+    pipeline_vars = parse_pipeline_variables(variables, secrets, variables_files, project_dir)
+    code = run_command(
+        project_dir=project_dir,
+        file=file,
+        jobs=jobs,
+        with_needs=with_needs,
+        manual=manual,
+        variables=pipeline_vars,
+        commit=commit,
+        concurrency=concurrency,
+        as_json=as_json,
+    )
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--file", "-f", "file", default=".gitlab-ci.yml", show_default=True, help="Pipeline file.")
+@click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
+@click.option("--json", "as_json", is_flag=True, help="Print diagnostics and the job list as JSON.")
+def lint(file: str, cwd: str | None, as_json: bool) -> None:
+    """Check the pipeline file and report every problem at once."""
+    from aicd.cli.lint_cmd import lint_command
+
+    sys.exit(lint_command(_project_dir(cwd), file, as_json))
+
+
+@cli.command()
+@click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
+@click.option("--limit", "-n", default=20, show_default=True, help="How many runs.")
+@click.option("--json", "as_json", is_flag=True)
+def runs(cwd: str | None, limit: int, as_json: bool) -> None:
+    """List recent pipeline runs of the project."""
+    from aicd.cli.history_cmd import runs_command
+
+    runs_command(_project_dir(cwd), limit, as_json)
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
+@click.option("--json", "as_json", is_flag=True)
+def show(run_id: int, cwd: str | None, as_json: bool) -> None:
+    """Show one run: its jobs, statuses, durations and tests."""
+    from aicd.cli.history_cmd import show_command
+
+    show_command(_project_dir(cwd), run_id, as_json)
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.argument("job", required=False)
+@click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
+def logs(run_id: int, job: str | None, cwd: str | None) -> None:
+    """Print the log of JOB in run RUN_ID (every job's log without JOB)."""
+    from aicd.cli.history_cmd import logs_command
+
+    logs_command(_project_dir(cwd), run_id, job)
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
+def db_upgrade(cwd: str | None) -> None:
+    """Apply pending migrations to the run-history database."""
+    from aicd.config import load_settings
+    from aicd.store.migrate import current_revision, upgrade
+
+    settings = load_settings()
+    url = settings.database_url_for(settings.home_for(_project_dir(cwd)))
+    upgrade(url)
+    click.echo(f"database at revision {current_revision(url)}")
+
+
+def main() -> None:
+    cli(prog_name="aicd")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Drawing runs on the terminal: live lines, the summary table, diagnostics.
+
+Plain mode (not a terminal, or --json) prints `JOB $ command` and
+`JOB > output` lines, the shape gitlab-ci-local users know, with no colour.
+On a terminal, rich colours each job's prefix and draws the final table.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from aicd.errors import Diagnostic
+from aicd.executors.base import JobOutcome
+from aicd.pipeline.ir import Job, Pipeline
+from aicd.store.records import PipelineRecord
+
+if TYPE_CHECKING:
+    from aicd.core.local_run import RunResult
+
+_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
+_STATUS_STYLE = {
+    "success": "green",
+    "failed": "red",
+    "canceled": "yellow",
+    "skipped": "dim",
+    "manual": "blue",
+    "created": "dim",
+    "pending": "dim",
+    "running": "cyan",
+}
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+class ConsoleObserver:
+    """A RunObserver that prints as the pipeline runs."""
+
+    def __init__(self, *, plain: bool, to_stderr: bool = False) -> None:
+        self.plain = plain
+        self.stream: TextIO = sys.stderr if to_stderr else sys.stdout
+        self._colour: dict[str, str] = {}
+        self._width = 0
+        self._started = time.monotonic()
+        self._console = None
+        if not plain:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+
+    def _prefix(self, name: str) -> str:
+        if name not in self._colour:
+            self._colour[name] = _COLOURS[len(self._colour) % len(_COLOURS)]
+        return name
+
+    def _rich(self, markup: str) -> None:
+        assert self._console is not None
+        self._console.print(markup)
+
+    def info(self, text: str) -> None:
+        if self._console is None:
+            self.stream.write(f"{text}\n")
+            self.stream.flush()
+        else:
+            from rich.markup import escape
+
+            self._rich(f"[bold]{escape(text)}[/]")
+
+    def pipeline_created(self, record: PipelineRecord, pipeline: Pipeline) -> None:
+        self._width = max((len(j.name) for j in pipeline.jobs), default=0)
+        for warning in pipeline.warnings:
+            self.info(f"warning: {warning}")
+        n = len(pipeline.jobs)
+        self.info(f"pipeline #{record.id} ({record.ref} {record.sha[:8]}): {n} job{'s' * (n != 1)}")
+
+    def job_status(
+        self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
+    ) -> None:
+        if status in ("created", "pending"):
+            return
+        what = {
+            "running": "started" + (f" (attempt {attempt})" if attempt > 1 else ""),
+            "success": "passed",
+            "failed": "failed, allowed to fail" if job.allow_failure else "failed",
+            "canceled": "canceled",
+            "skipped": "skipped",
+            "manual": "is manual: play it with --manual",
+        }.get(status, status)
+        if outcome is not None:
+            what += f" in {_fmt_duration(outcome.finished_at - outcome.started_at)}"
+            if outcome.exit_code not in (None, 0):
+                what += f" (exit code {outcome.exit_code})"
+            if outcome.failure_reason == "job_execution_timeout":
+                what += " (timed out)"
+        if self._console is None:
+            self.stream.write(f"{job.name} {what}\n")
+            self.stream.flush()
+        else:
+            from rich.markup import escape
+
+            style = _STATUS_STYLE.get(status, "")
+            colour = self._colour.get(self._prefix(job.name), "")
+            self._rich(f"[{colour} bold]{escape(job.name)}[/] [{style}]{escape(what)}[/]")
+
+    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
+        sep = "$" if kind == "cmd" else ">"
+        if self._console is None:
+            self.stream.write(f"{job.name} {sep} {text}\n")
+        else:
+            from rich.markup import escape
+            from rich.text import Text
+
+            colour = self._colour.get(self._prefix(job.name), "")
+            line = Text.from_markup(f"[{colour}]{escape(job.name.ljust(self._width))}[/] ")
+            if kind == "cmd":
+                line.append(f"$ {text}", style="green")
+            elif kind == "info":
+                line.append(text, style="dim")
+            else:
+                line.append_text(Text.from_ansi(text))
+            assert self._console is not None
+            self._console.print(line)
+
+
+def print_diagnostics(diagnostics: Sequence[Diagnostic], stream: TextIO | None = None) -> None:
+    out = stream or sys.stderr
+    for d in diagnostics:
+        out.write(f"{d}\n")
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    warnings = len(diagnostics) - errors
+    if errors:
+        out.write(f"{errors} error{'s' * (errors != 1)}")
+        out.write(f", {warnings} warning{'s' * (warnings != 1)}\n" if warnings else "\n")
+    out.flush()
+
+
+def print_summary(result: RunResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title=f"pipeline #{result.pipeline.id}: {result.status}", title_justify="left")
+    for col in ("job", "stage", "status", "duration", "tests"):
+        table.add_column(col, justify="right" if col == "duration" else "left")
+    for j in result.jobs:
+        o = j.outcome
+        status = j.status
+        if status == "failed" and j.job.allow_failure:
+            status = "failed (allowed)"
+        tests = ""
+        if o is not None and o.tests is not None:
+            tests = f"{o.tests.passed} passed, {o.tests.failed + o.tests.errors} failed"
+            if o.tests.skipped:
+                tests += f", {o.tests.skipped} skipped"
+        style = _STATUS_STYLE.get(j.status, "")
+        table.add_row(
+            j.job.name,
+            j.job.stage,
+            f"[{style}]{status}[/]",
+            _fmt_duration(o.finished_at - o.started_at) if o else "",
+            tests,
+        )
+    console.print(table)

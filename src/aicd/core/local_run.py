@@ -1,0 +1,256 @@
+"""Run a project's pipeline on this machine and record it: the core of `aicd run`.
+
+Front end -> engine -> local executor, with the store recording every state
+change. The CLI only parses flags and draws what the observer is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from aicd.config import Settings, load_settings
+from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
+from aicd.errors import AicdError, PipelineError, WorkflowFilteredOut
+from aicd.executors.base import JobOutcome
+from aicd.executors.local import LocalExecutor
+from aicd.pipeline import PipelineContext, load_pipeline
+from aicd.pipeline.ir import Job, Pipeline, Variable
+from aicd.pipeline.predefined import pipeline_variables
+from aicd.store import PipelineRecord, RunStore
+from aicd.store.repository import NewJob
+from aicd.suggest import did_you_mean
+from aicd.vcs import changed_files, git_info
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    project_dir: Path
+    file: str = ".gitlab-ci.yml"
+    jobs: tuple[str, ...] = ()  # run only these (empty: all)
+    with_needs: bool = False  # ...and the jobs they need, transitively
+    manual: tuple[str, ...] = ()  # manual jobs to play
+    variables: tuple[Variable, ...] = ()  # pipeline variables (highest precedence)
+    commit: str | None = None  # run this commit's tree instead of the working tree
+    concurrency: int | None = None
+    source: str = "push"  # CI_PIPELINE_SOURCE
+
+
+@dataclass
+class RunResult:
+    pipeline: PipelineRecord
+    status: str  # success, failed, canceled
+    jobs: list[JobRun] = field(default_factory=list)
+
+
+@dataclass
+class JobRun:
+    job: Job
+    job_id: int
+    status: str
+    attempt: int
+    outcome: JobOutcome | None
+    log_path: Path
+
+
+class RunObserver(Protocol):
+    """What the CLI (or a test) is told while the pipeline runs."""
+
+    def pipeline_created(self, record: PipelineRecord, pipeline: Pipeline) -> None: ...
+
+    def job_status(
+        self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
+    ) -> None: ...
+
+    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None: ...
+
+
+class _Recorder(EngineListener):
+    """Engine events -> store rows, then to the observer."""
+
+    def __init__(self, store: RunStore, record: PipelineRecord, observer: RunObserver) -> None:
+        self.store = store
+        self.record = record
+        self.observer = observer
+        self.run_dir = Path(record.run_dir)
+
+    def log_path(self, job_id: int) -> Path:
+        return self.run_dir / "logs" / f"{job_id}.log"
+
+    def allocate_job_ids(self, jobs: Sequence[Job]) -> list[int]:
+        rows = [
+            NewJob(
+                name=j.name,
+                stage=j.stage,
+                when=j.when,
+                allow_failure=j.allow_failure,
+                status="manual" if j.when == "manual" else "created",
+            )
+            for j in jobs
+        ]
+        return self.store.add_jobs(self.record.id, rows)
+
+    def allocate_retry_id(self, job: Job, attempt: int) -> int:
+        return self.store.add_jobs(
+            self.record.id,
+            [NewJob(job.name, job.stage, job.when, job.allow_failure, "created", attempt)],
+        )[0]
+
+    def job_status(
+        self, job: Job, job_id: int, attempt: int, status: JobStatus, outcome: JobOutcome | None
+    ) -> None:
+        fields: dict[str, object] = {"status": str(status)}
+        now = time.time()
+        if status == JobStatus.RUNNING:
+            fields["started_at"] = now
+            fields["log_path"] = str(self.log_path(job_id))
+        if outcome is not None:
+            fields.update(
+                exit_code=outcome.exit_code,
+                failure_reason=outcome.failure_reason,
+                started_at=outcome.started_at,
+                finished_at=outcome.finished_at,
+                log_path=str(outcome.log_path),
+                coverage=outcome.coverage,
+            )
+            if outcome.tests is not None:
+                fields.update(
+                    tests_total=outcome.tests.total,
+                    tests_passed=outcome.tests.passed,
+                    tests_failed=outcome.tests.failed + outcome.tests.errors,
+                    tests_skipped=outcome.tests.skipped,
+                )
+        elif status in (JobStatus.CANCELED, JobStatus.SKIPPED):
+            fields["finished_at"] = now
+        self.store.update_job(job_id, **fields)
+        self.observer.job_status(job, job_id, attempt, str(status), outcome)
+
+    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
+        self.observer.job_output(job, job_id, kind, text)
+
+    def pipeline_status(self, status: str) -> None:
+        self.store.update_pipeline(self.record.id, status=status)
+
+
+def open_store(project_dir: Path, settings: Settings | None = None) -> tuple[RunStore, Path]:
+    settings = settings or load_settings()
+    home = settings.home_for(project_dir)
+    return RunStore.open(settings.database_url_for(home)), home
+
+
+def _check_selection(pipeline: Pipeline, req: RunRequest) -> None:
+    names = [j.name for j in pipeline.jobs]
+    base = {j.base_name for j in pipeline.jobs}
+    problems = []
+    for name in (*req.jobs, *req.manual):
+        if name not in names and name not in base:
+            hint = did_you_mean(name, names)
+            problems.append(f'no job named "{name}" in {req.file}{hint}')
+    if problems:
+        raise AicdError("\n".join(problems))
+
+
+def _expand_selection(pipeline: Pipeline, names: Sequence[str]) -> frozenset[str]:
+    """Names given by the user may be a base name of parallel jobs: take all instances."""
+    out: set[str] = set()
+    for n in names:
+        out.update(j.name for j in pipeline.jobs if j.name == n or j.base_name == n)
+    return frozenset(out)
+
+
+async def run_local(
+    req: RunRequest,
+    observer: RunObserver,
+    *,
+    cancel: asyncio.Event | None = None,
+    settings: Settings | None = None,
+) -> RunResult:
+    """Create, run and record one pipeline of the project at `req.project_dir`.
+
+    Raises PipelineError (the pipeline is recorded as failed with the
+    messages), WorkflowFilteredOut, or another AicdError.
+    """
+    settings = settings or load_settings()
+    project_dir = req.project_dir.resolve()
+    store, home = open_store(project_dir, settings)
+    try:
+        info = git_info(project_dir, req.commit)
+        record = store.create_pipeline(
+            project_dir=str(project_dir),
+            ref=info.ref_name,
+            sha=info.sha,
+            source=req.source,
+            file=req.file,
+            run_dir_root=str(home / "runs"),
+        )
+        predefined = pipeline_variables(
+            info,
+            pipeline_id=record.id,
+            pipeline_iid=record.iid,
+            source=req.source,
+            project_dir=project_dir,
+            created_at=record.created_at,
+        )
+        context = PipelineContext(
+            predefined=predefined,
+            variables=req.variables,
+            changed_files=changed_files(project_dir, req.commit),
+        )
+        try:
+            pipeline = load_pipeline(project_dir, req.file, context)
+            _check_selection(pipeline, req)
+        except WorkflowFilteredOut as exc:
+            store.update_pipeline(record.id, status="skipped", error=str(exc), finished_at=time.time())
+            raise
+        except AicdError as exc:
+            store.update_pipeline(record.id, status="failed", error=str(exc), finished_at=time.time())
+            raise
+        record = store.get_pipeline(record.id)
+        observer.pipeline_created(record, pipeline)
+        recorder = _Recorder(store, record, observer)
+        options = RunOptions(
+            concurrency=req.concurrency or settings.concurrency_or_default(),
+            only=_expand_selection(pipeline, req.jobs) if req.jobs else None,
+            with_needs=req.with_needs,
+            play_manual=_expand_selection(pipeline, req.manual),
+        )
+        store.update_pipeline(record.id, status="running", started_at=time.time())
+        executor = LocalExecutor(project_dir, home, commit=req.commit)
+        try:
+            result = await run_pipeline(
+                pipeline,
+                executor,
+                recorder,
+                pipeline_id=record.id,
+                run_dir=Path(record.run_dir),
+                options=options,
+                cancel=cancel,
+            )
+        finally:
+            await executor.close()
+        store.update_pipeline(record.id, status=result.status, finished_at=time.time())
+        return _result(store.get_pipeline(record.id), result, recorder)
+    finally:
+        store.close()
+
+
+def _result(record: PipelineRecord, result: PipelineResult, recorder: _Recorder) -> RunResult:
+    jobs = [
+        JobRun(
+            job=r.job,
+            job_id=r.job_id,
+            status=str(r.status),
+            attempt=r.attempts,
+            outcome=r.outcome,
+            log_path=r.outcome.log_path if r.outcome else recorder.log_path(r.job_id),
+        )
+        for r in result.jobs
+    ]
+    return RunResult(pipeline=record, status=result.status, jobs=jobs)
+
+
+__all__ = ["JobRun", "PipelineError", "RunObserver", "RunRequest", "RunResult", "open_store", "run_local"]
