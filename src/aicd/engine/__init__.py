@@ -1,1 +1,14 @@
-"""aicd.engine."""
+"""aicd.engine: run a resolved pipeline as a DAG on an executor."""
+
+from aicd.engine.model import EngineListener, JobResult, JobStatus, PipelineResult, RunOptions
+from aicd.engine.scheduler import run_pipeline, select_jobs
+
+__all__ = [
+    "EngineListener",
+    "JobResult",
+    "JobStatus",
+    "PipelineResult",
+    "RunOptions",
+    "run_pipeline",
+    "select_jobs",
+]

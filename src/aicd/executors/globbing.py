@@ -13,7 +13,14 @@ Patterns are matched against workspace-relative POSIX paths, whole path:
 from __future__ import annotations
 
 import functools
+import os
+import posixpath
 import re
+import shutil
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from pathlib import Path
 
 _MAGIC = re.compile(r"[*?\[{\\]")
 
@@ -105,3 +112,186 @@ def _component(part: str) -> str:
 
 def matches(pattern: str, path: str) -> bool:
     return compile_glob(pattern).fullmatch(path) is not None
+
+
+# --- selecting files in a workspace -----------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """Workspace-relative paths chosen for an artifact or cache archive.
+
+    ``entries`` maps a path to True for a directory (kept even when empty),
+    False for a file or symlink (copied as a link). Insertion-ordered.
+    """
+
+    entries: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def file_count(self) -> int:
+        return sum(1 for is_dir in self.entries.values() if not is_dir)
+
+    def add_tree(self, root: str, rel: str) -> None:
+        """Add directory ``rel`` (relative to ``root``; "" is root itself) and all below it."""
+        if rel:
+            self.entries[rel] = True
+        stack = [rel]
+        while stack:
+            cur = stack.pop()
+            try:
+                it = os.scandir(os.path.join(root, cur) if cur else root)
+            except OSError:
+                continue
+            with it:
+                for entry in it:
+                    sub = f"{cur}/{entry.name}" if cur else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        self.entries[sub] = True
+                        stack.append(sub)
+                    else:
+                        self.entries[sub] = False
+
+    def exclude(self, patterns: Sequence[str]) -> int:
+        """Drop entries matching any pattern (not recursive, as GitLab documents). Returns how many."""
+        if not patterns:
+            return 0
+        regexes = [compile_glob(p) for p in patterns]
+        drop = [p for p in self.entries if any(r.fullmatch(p) for r in regexes)]
+        for p in drop:
+            del self.entries[p]
+        return len(drop)
+
+
+def normalise(root: str, pattern: str) -> str | None:
+    """A pattern as a clean workspace-relative path; None when it points outside the workspace.
+
+    Absolute patterns (``$CI_PROJECT_DIR/x``) are accepted when under ``root``.
+    ``"."`` is the workspace itself and is returned as "".
+    """
+    if os.path.isabs(pattern):
+        rel = os.path.relpath(pattern, root)
+    else:
+        rel = pattern
+    rel = posixpath.normpath(rel.replace(os.sep, "/"))
+    if rel == ".":
+        return ""
+    if rel == ".." or rel.startswith("../") or rel.startswith("/"):
+        return None
+    return rel
+
+
+def _inside(root_real: str, path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real + os.sep)
+
+
+def select(
+    root: Path | str,
+    patterns: Sequence[str],
+    warn: Callable[[str], None],
+    selection: Selection | None = None,
+) -> Selection:
+    """Add what each pattern names under ``root`` to ``selection``.
+
+    A directory match brings its whole tree. A pattern matching nothing gives
+    ``WARNING: <pattern>: no matching files``; one outside the workspace is
+    refused with a warning. Symlinks are not followed.
+    """
+    sel = selection if selection is not None else Selection()
+    root_s = str(root)
+    root_real = os.path.realpath(root_s)
+    for original in patterns:
+        if not original.strip():
+            continue
+        rel = normalise(root_s, original)
+        if rel is None:
+            warn(f"WARNING: {original}: outside the project directory, ignored")
+            continue
+        before = len(sel.entries)
+        if rel == "":
+            sel.add_tree(root_s, "")
+        elif not has_magic(rel):
+            full = os.path.join(root_s, rel)
+            if not os.path.lexists(full):
+                pass
+            elif not _inside(root_real, os.path.dirname(full)):
+                warn(f"WARNING: {original}: outside the project directory, ignored")
+                continue
+            elif os.path.isdir(full) and not os.path.islink(full):
+                sel.add_tree(root_s, rel)
+            else:
+                sel.entries[rel] = False
+        else:
+            prefix, depth = static_prefix(rel)
+            base = os.path.join(root_s, prefix) if prefix else root_s
+            if prefix and not _inside(root_real, base):
+                warn(f"WARNING: {original}: outside the project directory, ignored")
+                continue
+            _walk_match(sel, root_s, prefix, compile_glob(rel), depth)
+        if len(sel.entries) == before and not _already_selected(sel, rel):
+            warn(f"WARNING: {original}: no matching files")
+    return sel
+
+
+def _already_selected(sel: Selection, rel: str) -> bool:
+    """A pattern that only names paths an earlier pattern already chose did match."""
+    if not rel or has_magic(rel):
+        regex = compile_glob(rel) if rel else None
+        return any(regex is None or regex.fullmatch(p) for p in sel.entries)
+    return rel in sel.entries
+
+
+def _walk_match(sel: Selection, root: str, prefix: str, regex: re.Pattern[str], depth: int | None) -> None:
+    stack: list[tuple[str, int]] = [(prefix, 0)]
+    while stack:
+        cur, level = stack.pop()
+        try:
+            it = os.scandir(os.path.join(root, cur) if cur else root)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                sub = f"{cur}/{entry.name}" if cur else entry.name
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if regex.fullmatch(sub):
+                    if is_dir:
+                        sel.add_tree(root, sub)
+                    else:
+                        sel.entries[sub] = False
+                elif is_dir and (depth is None or level + 1 < depth):
+                    stack.append((sub, level + 1))
+
+
+def untracked(root: Path | str, tracked: AbstractSet[str], selection: Selection | None = None) -> Selection:
+    """Add every file under ``root`` that is not in ``tracked`` (the source snapshot's files)."""
+    sel = selection if selection is not None else Selection()
+    everything = Selection()
+    everything.add_tree(str(root), "")
+    for path, is_dir in everything.entries.items():
+        if not is_dir and path not in tracked:
+            sel.entries[path] = False
+    return sel
+
+
+def copy_selection(root: Path | str, sel: Selection, dest: Path | str) -> int:
+    """Copy the selected entries from ``root`` to ``dest`` keeping relative paths; returns files copied."""
+    root_s, dest_s = str(root), str(dest)
+    made: set[str] = set()
+    copied = 0
+    for rel, is_dir in sel.entries.items():
+        target = os.path.join(dest_s, rel)
+        if is_dir:
+            if rel not in made:
+                os.makedirs(target, exist_ok=True)
+                made.add(rel)
+            continue
+        parent = posixpath.dirname(rel)
+        if parent not in made:
+            os.makedirs(os.path.join(dest_s, parent), exist_ok=True)
+            made.add(parent)
+        try:
+            shutil.copy2(os.path.join(root_s, rel), target, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed while we looked
+        copied += 1
+    return copied

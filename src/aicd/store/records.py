@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -14,12 +14,14 @@ class PipelineRecord:
     sha: str
     source: str  # CI_PIPELINE_SOURCE
     file: str
-    status: str  # created, running, success, failed, canceled
+    status: str  # created, running, success, failed, canceled, skipped
     created_at: float  # epoch seconds
     started_at: float | None
     finished_at: float | None
     run_dir: str  # folder holding this run's logs and artifacts
     error: str | None = None  # e.g. lint messages when the pipeline could not start
+    name: str | None = None  # workflow:name
+    variables: dict[str, str] | None = field(default=None, hash=False)  # variables given for this run
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class JobRecord:
     tests_failed: int | None = None
     tests_skipped: int | None = None
     coverage: float | None = None
+    created_at: float | None = None  # epoch seconds when the row was added
+    artifacts_dir: str | None = None
+    metrics: dict[str, float] | None = field(default=None, hash=False)
 
     @property
     def duration_s(self) -> float | None:

@@ -1,0 +1,466 @@
+"""The local executor: one job attempt = one ``bash`` process in its own workspace.
+
+Per job (see the helper modules for each step's rules):
+
+1. workspace: a fresh copy of the executor's source snapshot at
+   ``home/builds/<pipeline_id>/<job-slug>/`` (:mod:`.workspace`);
+2. variables: the runner's own environment, then ``request.variables``
+   resolved (later wins, nested expansion), then ``CI_PROJECT_DIR`` (the
+   workspace) and ``CI_BUILDS_DIR``; file-type variables hold the path of a
+   file with the value; ``GIT_CEILING_DIRECTORIES`` keeps ``git`` inside the
+   workspace and ``GIT_DIR``-like variables of the runner are dropped, so a
+   job never touches the user's repository;
+3. cache restored, then artifacts of ``request.artifact_sources`` in order;
+4. ``before_script`` + ``script`` in one bash process (:mod:`.script`);
+5. ``after_script`` in a second process when there is one (not after a user
+   cancel), with ``CI_JOB_STATUS``; its failure only gives a warning; 5 min limit;
+6. cache saved, artifacts and report files kept, reports and coverage read.
+
+Every line (command, output, aicd's info) goes to ``on_output`` and to the
+log file, with masked variables' values replaced by ``[MASKED]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from aicd.errors import AicdError, ExecutorError
+from aicd.executors import artifacts as artifacts_mod
+from aicd.executors import cache as cache_mod
+from aicd.executors import reports as reports_mod
+from aicd.executors.base import (
+    FailureReason,
+    JobHandle,
+    JobOutcome,
+    JobRequest,
+    OutcomeStatus,
+    OutputCallback,
+    OutputKind,
+    TestSummary,
+)
+from aicd.executors.script import LineReader, ShellProcess, display_command, new_token, render_script
+from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commit, snapshot_worktree
+from aicd.pipeline.ir import Variable
+from aicd.pipeline.variables import expand, masker, resolve
+
+AFTER_SCRIPT_TIMEOUT_S = 300.0
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+# Set by the executor; a job's own definitions of these are ignored.
+_EXECUTOR_KEYS = frozenset({"CI_PROJECT_DIR", "CI_BUILDS_DIR"})
+# Variables of the runner's environment that would point git at another repository.
+_GIT_REPO_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+)
+
+
+class LocalExecutor:
+    """Runs jobs as bash processes on this machine (GitLab's shell executor, isolated)."""
+
+    name = "local"
+
+    def __init__(self, project_dir: Path, home: Path, *, commit: str | None = None) -> None:
+        self.project_dir = Path(project_dir).resolve()
+        self.home = Path(home).resolve()
+        self.commit = commit
+        self._snapshot: Snapshot | None = None
+        self._snapshot_dir: Path | None = None
+        self._lock = asyncio.Lock()
+        self._jobs: set[_LocalJob] = set()
+        self._closed = False
+        self._bash = shutil.which("bash") or "/bin/bash"
+
+    async def start(self, request: JobRequest, on_output: OutputCallback) -> JobHandle:
+        if self._closed:
+            raise ExecutorError("the local executor is closed; create a new one to run more jobs")
+        snapshot = await self._get_snapshot()
+        job = _LocalJob(self, request, on_output, snapshot)
+        self._jobs.add(job)
+        job.begin()
+        return job
+
+    async def close(self) -> None:
+        """Cancel jobs still running, wait for them, remove the source snapshot."""
+        self._closed = True
+        jobs = list(self._jobs)
+        for job in jobs:
+            await job.cancel("canceled")
+        for job in jobs:
+            with contextlib.suppress(Exception):
+                await job.wait()
+        if self._snapshot_dir is not None and self._snapshot_dir.exists():
+            await asyncio.to_thread(remove_tree, self._snapshot_dir)
+        self._snapshot = None
+
+    def workspace_for(self, request: JobRequest) -> Path:
+        return self.home / "builds" / str(request.pipeline_id) / slug(request.job.name)
+
+    async def _get_snapshot(self) -> Snapshot:
+        async with self._lock:
+            if self._snapshot is None:
+                dest = self.home / "snapshots" / f"{os.getpid()}-{secrets.token_hex(4)}"
+                self._snapshot_dir = dest
+                try:
+                    self._snapshot = await asyncio.to_thread(self._make_snapshot, dest)
+                except AicdError:
+                    raise
+                except OSError as exc:
+                    raise ExecutorError(f"cannot copy the sources of {self.project_dir}: {exc}") from exc
+            return self._snapshot
+
+    def _make_snapshot(self, dest: Path) -> Snapshot:
+        if dest.exists():
+            remove_tree(dest)
+        if self.commit:
+            return snapshot_commit(self.project_dir, self.commit, dest)
+        return snapshot_worktree(self.project_dir, dest, skip=(self.home,))
+
+    def _forget(self, job: _LocalJob) -> None:
+        self._jobs.discard(job)
+
+
+@dataclass
+class _Prepared:
+    workspace: Path
+    env: dict[str, str]
+    job_vars: dict[str, str]
+    script: Path
+    labels: list[str | None]
+    after_script: Path | None
+    after_labels: list[str | None]
+    cache_keys: list[str]
+    info: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Finished:
+    info: list[str] = field(default_factory=list)
+    dotenv: tuple[Variable, ...] = ()
+    tests: TestSummary | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts_dir: Path | None = None
+
+
+class _LocalJob:
+    def __init__(
+        self, executor: LocalExecutor, request: JobRequest, on_output: OutputCallback, snapshot: Snapshot
+    ) -> None:
+        self.ex = executor
+        self.req = request
+        self.on_output = on_output
+        self.snapshot = snapshot
+        # absolute: paths handed to the job (file variables) must not depend on its cwd
+        self.run_dir = Path(os.path.abspath(request.run_dir))
+        self.log_path = request.log_path or self.run_dir / "logs" / f"{request.job_id}.log"
+        self._cancel_reason: str | None = None
+        self._user_canceled = False
+        self._proc: ShellProcess | None = None
+        self._in_after_script = False
+        self._task: asyncio.Task[JobOutcome] | None = None
+        self._files_dir: Path | None = None  # file variables' files, removed when the job ends
+        self._log: IO[str] | None = None
+        self._mask: Callable[[str], str] = _identity
+        self._token = new_token()
+        job = request.job
+        self._coverage = reports_mod.CoverageScanner(job.coverage) if job.coverage else None
+
+    # -- protocol ---------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+        self._task.add_done_callback(lambda _t: self.ex._forget(self))
+
+    async def wait(self) -> JobOutcome:
+        assert self._task is not None
+        return await asyncio.shield(self._task)
+
+    async def cancel(self, reason: str = "canceled") -> None:
+        if self._task is None or self._task.done():
+            return
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        if reason != "timeout":
+            self._user_canceled = True
+        elif self._in_after_script:
+            return  # after_script has its own time limit and runs after a timeout
+        proc = self._proc
+        if proc is not None:
+            await proc.kill()
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _emit(self, kind: OutputKind, text: str) -> None:
+        text = self._mask(text)
+        log = self._log
+        if log is not None:
+            log.write(f"$ {text}\n" if kind == "cmd" else f"{text}\n")
+        if kind == "out" and self._coverage is not None:
+            self._coverage.feed(text)
+        self.on_output(kind, text)
+
+    def _info(self, lines: list[str]) -> None:
+        for line in lines:
+            self._emit("info", line)
+
+    # -- the job ----------------------------------------------------------------------------
+
+    async def _run(self) -> JobOutcome:
+        started = time.time()
+        status: OutcomeStatus = "failed"
+        reason: FailureReason | None = None
+        exit_code: int | None = None
+        error: str | None = None
+        finished = _Finished()
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+            prep = await asyncio.to_thread(self._prepare)
+            self._info(prep.info)
+            if self._cancel_reason is None:
+                code = await self._shell(prep.script, prep.env, prep.workspace, prep.labels, None)
+                if self._cancel_reason is None:
+                    exit_code = code
+                    status, reason = ("success", None) if code == 0 else ("failed", "script_failure")
+            if self._cancel_reason == "timeout" and not self._user_canceled:
+                status, reason = "failed", "job_execution_timeout"
+                self._info(["ERROR: Job failed: execution took longer than the job's timeout"])
+            elif self._cancel_reason is not None:
+                status, reason = "canceled", "canceled"
+            if prep.after_script is not None and not self._user_canceled:
+                await self._after_script(prep, status)
+                if self._user_canceled:
+                    status, reason = "canceled", "canceled"
+            if status != "canceled":
+                finished = await self._finish(prep, status)
+                self._info(finished.info)
+        except Exception as exc:
+            error = self._mask(f"{type(exc).__name__}: {exc}" if not isinstance(exc, AicdError) else str(exc))
+            status, reason, exit_code = "failed", "runner_system_failure", None
+            with contextlib.suppress(Exception):
+                self._emit("info", f"ERROR: aicd could not run the job: {error}")
+        finally:
+            if self._log is not None:
+                with contextlib.suppress(OSError):
+                    self._log.close()
+            if self._files_dir is not None:
+                # file variables are often secrets (keys, kubeconfigs): do not leave them behind
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(remove_tree, self._files_dir)
+        coverage = self._coverage.value if self._coverage is not None else None
+        return JobOutcome(
+            status=status,
+            exit_code=exit_code,
+            failure_reason=reason,
+            started_at=started,
+            finished_at=time.time(),
+            log_path=self.log_path,
+            dotenv=finished.dotenv,
+            tests=finished.tests,
+            metrics=finished.metrics,
+            coverage=coverage,
+            artifacts_dir=finished.artifacts_dir,
+            error=error,
+        )
+
+    async def _shell(
+        self,
+        script: Path,
+        env: dict[str, str],
+        cwd: Path,
+        labels: list[str | None],
+        timeout: float | None,
+    ) -> int:
+        reader = LineReader(self._emit, self._token, labels)
+        proc = await ShellProcess.start(self.ex._bash, script, cwd, env, reader)
+        self._proc = proc
+        try:
+            # canceled while it was starting (after_script runs after a timeout)
+            if self._user_canceled or (self._cancel_reason is not None and not self._in_after_script):
+                await proc.kill()
+            return await proc.run(timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await proc.kill()  # nothing of the job may outlive an error here
+            raise
+        finally:
+            self._proc = None
+
+    async def _after_script(self, prep: _Prepared, status: OutcomeStatus) -> None:
+        assert prep.after_script is not None
+        env = dict(prep.env)
+        env["CI_JOB_STATUS"] = status
+        self._emit("info", "Running after_script")
+        started = time.monotonic()
+        self._in_after_script = True
+        try:
+            code = await self._shell(
+                prep.after_script, env, prep.workspace, prep.after_labels, AFTER_SCRIPT_TIMEOUT_S
+            )
+        finally:
+            self._in_after_script = False
+        if self._user_canceled:
+            return
+        if time.monotonic() - started >= AFTER_SCRIPT_TIMEOUT_S:
+            self._emit("info", "WARNING: after_script timed out after 5 minutes")
+        elif code != 0:
+            self._emit("info", f"WARNING: after_script failed with exit code {code}")
+
+    # -- synchronous steps (run in a worker thread) -------------------------------------------
+
+    def _prepare(self) -> _Prepared:
+        req = self.req
+        job = req.job
+        workspace = self.ex.workspace_for(req)
+        self.snapshot.materialize(workspace)
+        run_dir = self.run_dir
+        builds = self.ex.home / "builds"
+        own = [
+            Variable("CI_PROJECT_DIR", str(workspace), expand=False),
+            Variable("CI_BUILDS_DIR", str(builds), expand=False),
+        ]
+        defined = [v for v in req.variables if v.key not in _EXECUTOR_KEYS]
+        variables = [*own, *defined]
+        fallback = os.environ
+        job_vars = resolve(variables, fallback=fallback)
+        last: dict[str, Variable] = {v.key: v for v in variables}
+        file_keys = [k for k, v in last.items() if v.file]
+        secrets_: list[str] = []
+        for v in defined:
+            if v.masked:
+                secrets_.append(v.value)
+                secrets_.append(job_vars.get(v.key, ""))
+        self._mask = masker(secrets_)
+        if file_keys:
+            files_dir = run_dir / "files" / str(req.job_id)
+            files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._files_dir = files_dir
+            paths: dict[str, str] = {}
+            for key in file_keys:
+                path = files_dir / (key if _SAFE_NAME.fullmatch(key) else f"var-{len(paths)}")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(job_vars[key])
+                paths[key] = str(path)
+            # A reference to a file variable gives its path, as in GitLab's shell.
+            variables = [
+                Variable(v.key, paths[v.key], expand=False) if v.key in paths else v for v in variables
+            ]
+            job_vars = resolve(variables, fallback=fallback)
+
+        env = {k: v for k, v in os.environ.items() if k not in _GIT_REPO_ENV}
+        env.update(job_vars)
+        ceiling = str(workspace.parent)
+        inherited = env.get("GIT_CEILING_DIRECTORIES")
+        env["GIT_CEILING_DIRECTORIES"] = f"{ceiling}:{inherited}" if inherited else ceiling
+        env["CI_JOB_STATUS"] = "running"
+
+        scripts_dir = run_dir / "scripts"
+        scripts_dir.mkdir(parents=True, exist_ok=True)
+        commands = [*job.before_script, *job.script]
+        labels = [display_command(c) for c in commands]
+        script = scripts_dir / f"{req.job_id}.sh"
+        script.write_text(render_script(commands, self._token, shown=labels), encoding="utf-8")
+        after: Path | None = None
+        after_labels: list[str | None] = []
+        if job.after_script:
+            after_labels = [display_command(c) for c in job.after_script]
+            after = scripts_dir / f"{req.job_id}-after.sh"
+            after.write_text(
+                render_script(job.after_script, self._token, shown=after_labels), encoding="utf-8"
+            )
+
+        info: list[str] = []
+
+        def expander(text: str) -> str:
+            return expand(text, job_vars)
+
+        keys: list[str] = []
+        for entry in job.cache:
+            key = cache_mod.cache_key(entry, workspace, expander)
+            keys.append(key)
+            info += cache_mod.restore_cache(entry, key, self.ex.home, workspace, expander, env)
+        if req.artifact_sources:
+            sources = [
+                (s.job_name, artifacts_mod.artifacts_dir(run_dir, s.job_id)) for s in req.artifact_sources
+            ]
+            info += artifacts_mod.restore_artifacts(sources, workspace)
+        if self._coverage is not None and self._coverage.error:
+            info.append(self._coverage.error)
+        return _Prepared(workspace, env, job_vars, script, labels, after, after_labels, keys, info)
+
+    async def _finish(self, prep: _Prepared, status: OutcomeStatus) -> _Finished:
+        job = self.req.job
+        if not job.cache and job.artifacts is None:
+            return _Finished()
+        return await asyncio.to_thread(self._finish_sync, prep, status)
+
+    def _finish_sync(self, prep: _Prepared, status: OutcomeStatus) -> _Finished:
+        req = self.req
+        job = req.job
+        out = _Finished()
+        workspace = prep.workspace
+        tracked = self.snapshot.file_set
+
+        def expander(text: str) -> str:
+            return expand(text, prep.job_vars)
+
+        for entry, key in zip(job.cache, prep.cache_keys, strict=True):
+            if entry.policy != "pull" and artifacts_mod.wanted(entry.when, status):
+                out.info += cache_mod.save_cache(entry, key, self.ex.home, workspace, expander, tracked)
+        arts = job.artifacts
+        if arts is None:
+            return out
+        if artifacts_mod.wanted(arts.when, status):
+            dest = artifacts_mod.artifacts_dir(self.run_dir, req.job_id)
+            count, info = artifacts_mod.save_artifacts(arts, workspace, dest, expander, tracked)
+            out.info += info
+            if count or dest.is_dir():
+                out.artifacts_dir = dest
+        # Report files are collected whatever the job's result, as GitLab does.
+        rep = arts.reports
+        if rep.dotenv or rep.junit or rep.metrics or rep.other:
+            files, info = artifacts_mod.save_reports(
+                rep, workspace, artifacts_mod.reports_dir(self.run_dir, req.job_id), expander
+            )
+            out.info += info
+            dotenv: list[Variable] = []
+            for name, path in files.of("dotenv"):
+                found, warnings = reports_mod.parse_dotenv(_read_text(path), name)
+                dotenv += found
+                out.info += warnings
+            out.dotenv = tuple(dotenv)
+            if files.of("junit"):
+                out.tests, warnings = reports_mod.parse_junit(
+                    (n, p.read_bytes()) for n, p in files.of("junit")
+                )
+                out.info += warnings
+            for name, path in files.of("metrics"):
+                metrics, warnings = reports_mod.parse_metrics(_read_text(path), name)
+                out.metrics.update(metrics)
+                out.info += warnings
+        return out
+
+
+def _read_text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def _identity(text: str) -> str:
+    return text

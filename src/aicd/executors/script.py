@@ -1,0 +1,285 @@
+"""The job's bash script and the process that runs it.
+
+The script is what GitLab's runner gives bash: ``set -eo pipefail``, then for
+each command a line that announces it, then the command as written. The job
+stops at the first command that fails, with that command's exit code.
+
+The announcement is a marker line (a per-job random token and the command's
+index) that :class:`LineReader` turns back into the command, so the text shown
+is exactly the YAML's, never re-quoted by the shell. A multi-line command is
+shown as its first line followed by ``# collapsed multi-line command``, as
+GitLab shows it.
+
+:class:`ShellProcess` runs ``bash --noprofile --norc <script>`` in its own
+session (its own process group) with stdout and stderr on one pipe, so the
+two stay in the order they were written, and can kill the whole group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from aicd.executors.base import OutputKind
+
+KILL_GRACE_S = 2.0
+MAX_LINE_BYTES = 256 * 1024  # longer lines are cut into pieces of this size
+
+
+def display_command(command: str) -> str | None:
+    """How a command is announced; None for an empty one (not announced)."""
+    text = command.strip()
+    if not text:
+        return None
+    first, nl, _ = text.partition("\n")
+    return f"{first} # collapsed multi-line command" if nl else first
+
+
+def new_token() -> str:
+    return "\x1b[0Kaicd-" + secrets.token_hex(8) + ":"
+
+
+def render_script(commands: Sequence[str], token: str, *, shown: Sequence[str | None] | None = None) -> str:
+    """The bash text that runs ``commands`` with a marker line before each."""
+    lines = ["set -eo pipefail", "set +o noclobber"]
+    escaped = token.replace("\x1b", "\\033")
+    for i, cmd in enumerate(commands):
+        label = shown[i] if shown is not None else display_command(cmd)
+        if label is not None:
+            lines.append(f"builtin printf '{escaped}%s\\n' {i}")
+        lines.append(cmd.rstrip("\n"))
+    lines.append("")
+    return "\n".join(lines)
+
+
+Emit = Callable[[OutputKind, str], None]
+
+
+class LineReader:
+    """Turns the bytes of the merged stdout/stderr into lines.
+
+    Handles partial lines (kept until the newline or the end), ``\\r\\n``, a
+    lone ``\\r`` (progress bars: the last non-empty piece is kept, as a
+    terminal would show), invalid UTF-8 (replaced) and very long lines (cut).
+    Marker lines become ``("cmd", text)``; others ``("out", line)``.
+    """
+
+    def __init__(self, emit: Emit, token: str, labels: Sequence[str | None]) -> None:
+        self._emit = emit
+        self._token = token
+        self._labels = labels
+        self._buf = bytearray()
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def feed(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            line_start = start
+            while nl - line_start > MAX_LINE_BYTES:
+                self._line(bytes(buf[line_start : line_start + MAX_LINE_BYTES]), final=False)
+                line_start += MAX_LINE_BYTES
+            self._line(bytes(buf[line_start:nl]))
+            start = nl + 1
+        if start:
+            del buf[:start]
+        while len(buf) > MAX_LINE_BYTES:
+            piece = bytes(buf[:MAX_LINE_BYTES])
+            del buf[:MAX_LINE_BYTES]
+            self._line(piece, final=False)
+
+    def close(self) -> None:
+        if self._buf:
+            data = bytes(self._buf)
+            self._buf.clear()
+            self._line(data)
+
+    def _line(self, data: bytes, final: bool = True) -> None:
+        text = self._decoder.decode(data, final=final)
+        if "\r" in text:
+            pieces = [p for p in text.split("\r") if p]
+            text = pieces[-1] if pieces else ""
+        token = self._token
+        at = text.find(token)
+        if at < 0:
+            self._emit("out", text)
+            return
+        if at > 0:  # the previous command's output had no final newline
+            self._emit("out", text[:at])
+        rest = text[at + len(token) :]
+        try:
+            label = self._labels[int(rest)]
+        except (ValueError, IndexError):
+            self._emit("out", text[at:])
+            return
+        if label is not None:
+            self._emit("cmd", label)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (zombies do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Something answered; it may only be a zombie nobody reaped (in a container
+    # whose init does not reap). Look closer where /proc tells.
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class _Protocol(asyncio.SubprocessProtocol):
+    """Feeds output straight to the reader; tells when the shell exited and the pipe closed.
+
+    (``asyncio.subprocess.Process.wait`` would not do: on Python 3.11 it returns
+    only once every pipe is closed, which a background child can delay forever.)
+    """
+
+    def __init__(self, feed: Callable[[bytes], None], loop: asyncio.AbstractEventLoop) -> None:
+        self.feed = feed
+        self.eof: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.error: BaseException | None = None
+        self.pid: int | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self.pid = transport.get_pid()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.feed(data)
+        except Exception as exc:  # an on_output callback failed: stop the job, report from run()
+            self.error = exc
+            if self.pid is not None:
+                _signal_group(self.pid, signal.SIGKILL)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if not self.eof.done():
+            self.eof.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+class ShellProcess:
+    """One ``bash`` run of a script file, streamed line by line."""
+
+    def __init__(
+        self, transport: asyncio.SubprocessTransport, protocol: _Protocol, reader: LineReader
+    ) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.pgid = transport.get_pid()  # start_new_session: the shell leads its own group
+        self._reader = reader
+        self._kill_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        bash: str,
+        script: Path,
+        cwd: Path,
+        env: Mapping[str, str],
+        reader: LineReader,
+    ) -> ShellProcess:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _Protocol(reader.feed, loop),
+            bash,
+            "--noprofile",
+            "--norc",
+            str(script),
+            cwd=str(cwd),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return cls(transport, protocol, reader)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.transport.get_returncode()
+
+    async def run(self, timeout: float | None = None) -> int:
+        """Stream output until the shell and its children are done; return the exit code.
+
+        When the shell exits, anything it left running in its group is
+        terminated (TERM, then KILL after a grace period): no job process
+        outlives its job. ``timeout``: kill the group after so many seconds.
+        """
+        protocol = self.protocol
+        try:
+            if timeout is None:
+                await protocol.exited
+            else:
+                try:
+                    await asyncio.wait_for(asyncio.shield(protocol.exited), timeout)
+                except TimeoutError:
+                    await self.kill()
+                    await protocol.exited
+            if group_alive(self.pgid):
+                await self.kill()
+            with contextlib.suppress(TimeoutError):
+                # a process outside the group (it called setsid) may hold the pipe open
+                await asyncio.wait_for(asyncio.shield(protocol.eof), KILL_GRACE_S + 1)
+        finally:
+            self.transport.close()
+        if protocol.error is not None:
+            raise protocol.error
+        self._reader.close()
+        code = self.returncode
+        return code if code is not None else -1
+
+    async def kill(self) -> None:
+        """TERM the whole group; KILL what is left after the grace period. Idempotent."""
+        if self._kill_task is None:
+            self._kill_task = asyncio.ensure_future(self._kill())
+        await asyncio.shield(self._kill_task)
+
+    async def _kill(self) -> None:
+        pgid = self.pgid
+        _signal_group(pgid, signal.SIGTERM)
+        _signal_group(pgid, signal.SIGCONT)  # stopped processes must see the TERM
+        deadline = time.monotonic() + KILL_GRACE_S
+        while time.monotonic() < deadline:
+            if self.returncode is not None and not group_alive(pgid):
+                return
+            await asyncio.sleep(0.02)
+        _signal_group(pgid, signal.SIGKILL)

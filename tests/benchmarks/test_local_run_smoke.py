@@ -1,0 +1,103 @@
+"""benchmarks/local_run.py end to end at tiny sizes: real repos, real aicd, real peers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "local_run.py"
+NUMBER = re.compile(r"^\d+\.\d+$")
+
+
+def load_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_local_run", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def table_cells(stdout: str) -> dict[str, dict[str, str]]:
+    """The markdown table as {pipeline title: {column: cell}}."""
+    lines = [line for line in stdout.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+def test_generated_pipelines_are_valid_and_the_bash_floor_runs_them(tmp_path: Path) -> None:
+    bench = load_module()
+    for spec in (bench.three_job(), bench.dag(60), bench.independent(200)):
+        doc = yaml.safe_load(spec.yaml())
+        assert doc["stages"] == list(spec.stages)
+        jobs = {k: v for k, v in doc.items() if k != "stages"}
+        assert list(jobs) == [j.name for j in spec.jobs]
+        order = {name: i for i, name in enumerate(jobs)}
+        stage_of = {name: spec.stages.index(job["stage"]) for name, job in jobs.items()}
+        for name, job in jobs.items():
+            for need in job.get("needs", []):
+                assert stage_of[need] < stage_of[name] and order[need] < order[name]
+    dag = bench.dag(60)
+    assert len(dag.jobs) == 60
+    assert all(1 <= len(j.needs) <= 3 for j in dag.jobs if j.stage != "stage1")
+    assert all(j.artifacts for j in dag.jobs)
+    consumed = {n for j in dag.jobs for n in j.needs}
+    assert len(consumed) > 30  # fan-out: most jobs feed a later one
+
+    repo = bench.make_repo(tmp_path, dag)
+    done = subprocess.run(["bash", str(tmp_path / "dag.bash")], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(list((repo / "out").iterdir())) == 60
+    bench.reset(repo)
+    assert not (repo / "out").exists()
+
+
+@pytest.mark.slow
+def test_quick_benchmark_prints_a_table_of_measured_numbers(tmp_path: Path) -> None:
+    raw_path = tmp_path / "raw.json"
+    report = tmp_path / "report.md"
+    have_gcl = shutil.which("gitlab-ci-local") is not None
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--json", str(raw_path), "--output", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    table = table_cells(proc.stdout)
+    assert list(table) == ["3-job", "6-job DAG", "10 independent"]
+    measured = ["bare bash (s)", "aicd (s)", "aicd warm (s)"]
+    if have_gcl:
+        measured.append("gitlab-ci-local (s)")
+    else:
+        assert "npm i -g gitlab-ci-local@4.60.1" in proc.stdout
+    for title, row in table.items():
+        for column in measured:
+            assert NUMBER.match(row[column]), f"{title} / {column}: {row[column]!r}"
+            assert float(row[column]) > 0
+        if have_gcl:
+            assert re.match(r"^\d+\.\dx$", row["gcl / aicd"]), row
+        assert re.match(r"^-?\d+(\.\d)?$", row["per job (ms)"]), row
+    assert "Targets (measured):" in proc.stdout
+    assert "on 10 independent" in proc.stdout
+
+    raw: dict[str, Any] = json.loads(raw_path.read_text())
+    for pipeline in raw["pipelines"]:
+        for key in ("bash", "aicd"):
+            samples = pipeline["runners"][key]["samples"]
+            assert len(samples) == 1 and samples[0]["error"] is None and samples[0]["wall_s"] > 0
+    text = report.read_text()
+    assert "| 3-job | 3 |" in text and "Machine:" in text and "Versions:" in text

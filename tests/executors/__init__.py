@@ -1,0 +1,1 @@
+"""Tests of aicd.executors; contract.py is the suite every executor must pass."""

@@ -1,0 +1,111 @@
+"""Fixtures: every store test runs on SQLite and on the real PostgreSQL.
+
+PostgreSQL: one fresh database per test session (``aicd_test_<random>``,
+created through the admin URL's database and dropped at the end), and one
+fresh schema per test inside it, so each test starts from an empty database.
+The admin URL is ``AICD_TEST_POSTGRES_URL`` or the local server's ``test``
+database. An unreachable server fails the tests; it never skips them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from aicd.store.migrate import upgrade
+
+DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+_schemas = itertools.count(1)
+
+
+def _admin_url() -> URL:
+    url = make_url(os.environ.get("AICD_TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[Engine]:
+    """An AUTOCOMMIT engine on a new, empty database, dropped after the session."""
+    admin_url = _admin_url()
+    name = f"aicd_test_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    why = ""
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except SQLAlchemyError as exc:
+        why = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip()
+        admin.dispose()
+    if why:
+        pytest.fail(
+            f"PostgreSQL at {admin_url.host}:{admin_url.port or 5432} not reachable: {why}; "
+            "start it or set AICD_TEST_POSTGRES_URL",
+            pytrace=False,
+        )
+    engine = create_engine(admin_url.set(database=name), isolation_level="AUTOCOMMIT")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty database (SQLite file in a folder that does not exist yet)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'home' / '.aicd' / 'aicd.db'}"
+    engine: Engine = request.getfixturevalue("pg_database")
+    schema = f"t{next(_schemas)}_{secrets.token_hex(2)}"
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = engine.url.update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once per session; tests get copies."""
+    path = tmp_path_factory.mktemp("template") / "aicd.db"
+    upgrade(f"sqlite:///{path}")  # disposes its engine: the WAL is checkpointed into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrated(pg_database: Engine) -> str:
+    """URL of a PostgreSQL schema migrated once per session; tests truncate it."""
+    with pg_database.connect() as conn:
+        conn.exec_driver_sql('CREATE SCHEMA "shared"')
+    url = pg_database.url.update_query_dict({"options": "-csearch_path=shared"})
+    text = url.render_as_string(hide_password=False)
+    upgrade(text)
+    return text
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a database at head with no rows (faster than migrating per test)."""
+    if request.param == "sqlite":
+        path = tmp_path / "aicd.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_migrated")
+    engine: Engine = request.getfixturevalue("pg_database")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(
+            "TRUNCATE shared.projects, shared.pipelines, shared.jobs RESTART IDENTITY CASCADE"
+        )
+    return url
