@@ -16,9 +16,7 @@ AICD = [sys.executable, "-m", "aicd.cli.main"]
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def make_repo(path: Path, files: dict[str, str]) -> Path:

@@ -84,4 +84,3 @@ class NotFoundError(AicdError):
 
 class GitError(AicdError):
     """A git command failed or the directory is not a usable repository."""
-

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from aicd_testing import aicd, make_repo, run_json
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,8 @@ test:
   script:
     - cat out/greeting.txt
     - echo "version $VERSION"
-    - printf '<testsuite tests="2" failures="1"><testcase name="a"/><testcase name="b"><failure/></testcase></testsuite>' > junit.xml
+    - printf '<testsuite tests="2" failures="1"><testcase name="a"/>' > junit.xml
+    - printf '<testcase name="b"><failure/></testcase></testsuite>' >> junit.xml
   artifacts:
     reports: {junit: junit.xml}
 flaky:
@@ -202,7 +204,11 @@ def test_quickstart_example_passes(tmp_path: Path) -> None:
     import shutil
 
     src = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
-    files = {str(p.relative_to(src)): p.read_text() for p in src.rglob("*") if p.is_file() and ".aicd" not in p.parts}
+    files = {
+        str(p.relative_to(src)): p.read_text()
+        for p in src.rglob("*")
+        if p.is_file() and ".aicd" not in p.parts
+    }
     project = make_repo(tmp_path / "qs", files)
     code, result, stderr = run_json(project)
     assert code == 0, stderr

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from aicd_testing import AICD, aicd, clean_env, make_repo
 
 pytestmark = pytest.mark.slow

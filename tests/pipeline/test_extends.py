@@ -398,3 +398,15 @@ def test_load_document_returns_the_document_too(tmp_path: Path) -> None:
     assert plain(root["job"]) == {"script": ["x"]}
     assert doc.files == (".gitlab-ci.yml", "a.yml")
     assert "extends" in doc.root["job"]  # resolve() does not change the document
+
+
+def test_references_nested_too_deeply_give_a_pipeline_error(tmp_path: Path) -> None:
+    # Each file level is within the loader's 100, but ten references stack them past Python's stack.
+    def deep(n: int, leaf: str) -> str:
+        return "[" * n + leaf + "]" * n
+
+    text = "job:\n  script: " + deep(90, "!reference [.s10]") + "\n"
+    text += "".join(f".s{i}: " + deep(95, f"!reference [.s{i - 1}]") + "\n" for i in range(10, 1, -1))
+    text += ".s1: " + deep(95, "x") + "\n"
+    with pytest.raises(PipelineError, match="nested too deeply"):
+        resolved(tmp_path, text)

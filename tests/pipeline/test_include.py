@@ -614,3 +614,15 @@ def test_inputs_to_a_file_without_header(tmp_path: Path) -> None:
     files = {".gitlab-ci.yml": "include:\n  local: a.yml\n  inputs: {x: 1}\n", "a.yml": "a: {script: [x]}\n"}
     message = error(tmp_path, files)
     assert message.startswith(".gitlab-ci.yml:3:3: inputs were given but `a.yml` has no `spec:inputs` header")
+
+
+def test_inputs_in_reference_paths(tmp_path: Path) -> None:
+    template = (
+        "spec:\n  inputs:\n    base:\n---\n"
+        "job:\n  script: !reference\n    - $[[ inputs.base ]]\n    - script\n"
+    )
+    doc = run(
+        tmp_path, {".gitlab-ci.yml": "include:\n  local: t.yml\n  inputs: {base: .b}\n", "t.yml": template}
+    )
+    ref = doc.root["job"]["script"]
+    assert ref.path == (".b", "script")

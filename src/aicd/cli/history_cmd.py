@@ -57,7 +57,9 @@ def show_command(project_dir: Path, run_id: int, as_json: bool) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
-    console.print(f"run {record.id} (#{record.iid}) {record.status}: {record.ref} {record.sha[:8]} {record.file}")
+    console.print(
+        f"run {record.id} (#{record.iid}) {record.status}: {record.ref} {record.sha[:8]} {record.file}"
+    )
     if record.error:
         console.print(record.error, markup=False)
     table = Table(title_justify="left")

@@ -68,7 +68,9 @@ def _project_dir(cwd: str | None) -> Path:
 @click.option("--needs", "with_needs", is_flag=True, help="With JOB arguments: also run the jobs they need.")
 @click.option("--commit", default=None, help="Run the pipeline of this commit instead of the working tree.")
 @click.option("--concurrency", "-j", type=click.IntRange(1, 1024), default=None, help="Jobs at once.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout; job output on stderr.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout; job output on stderr."
+)
 def run(
     jobs: tuple[str, ...],
     file: str,

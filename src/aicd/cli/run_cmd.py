@@ -97,7 +97,9 @@ def run_command(
         result, signal_code = asyncio.run(_run(req, observer))
     except WorkflowFilteredOut as exc:
         if as_json:
-            print(json.dumps({"pipeline": {"id": None, "status": "skipped"}, "jobs": [], "message": str(exc)}))
+            print(
+                json.dumps({"pipeline": {"id": None, "status": "skipped"}, "jobs": [], "message": str(exc)})
+            )
         else:
             observer.info(str(exc))
         return 0

@@ -1,5 +1,5 @@
-"""The core API: what the CLI and the server both call."""
+"""The core API: what the CLI and the server both call.
 
-from aicd.core.local_run import RunObserver, RunRequest, RunResult, run_local
-
-__all__ = ["RunObserver", "RunRequest", "RunResult", "run_local"]
+Submodules are imported where used (`aicd.core.local_run`,
+`aicd.core.variables_input`) so that each command loads only what it needs.
+"""

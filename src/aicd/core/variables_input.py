@@ -26,7 +26,8 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def _check_key(key: str, where: str) -> str:
     if not _KEY.match(key):
         raise ConfigError(
-            f"{where}: {key!r} is not a valid variable name (letters, digits and _, not starting with a digit)"
+            f"{where}: {key!r} is not a valid variable name "
+            "(letters, digits and _, not starting with a digit)"
         )
     return key
 

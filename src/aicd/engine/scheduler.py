@@ -128,9 +128,11 @@ class _Run:
                 return failed, r.blocked_by
             if r.status == JobStatus.MANUAL and not dep.job.allow_failure:
                 return failed, dep.job.name
-            if r.status == JobStatus.FAILED and not r.allowed_failure:
-                failed = True
-            elif r.status == JobStatus.CANCELED or (r.status == JobStatus.SKIPPED and node.by_needs):
+            if (
+                (r.status == JobStatus.FAILED and not r.allowed_failure)
+                or r.status == JobStatus.CANCELED
+                or (r.status == JobStatus.SKIPPED and node.by_needs)
+            ):
                 failed = True
         return failed, None
 
@@ -289,7 +291,9 @@ class _Run:
         except Exception as exc:  # a fault of aicd or the machine, not of the job's script
             on_output("info", f"ERROR: the job could not run: {type(exc).__name__}: {exc}")
             log = request.log_path or self.run_dir / "logs" / f"{job_id}.log"
-            return JobOutcome("failed", None, "runner_system_failure", started, time.time(), log, error=str(exc))
+            return JobOutcome(
+                "failed", None, "runner_system_failure", started, time.time(), log, error=str(exc)
+            )
         finally:
             node.handle = None
 

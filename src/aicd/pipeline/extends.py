@@ -72,7 +72,18 @@ MAX_REFERENCE_DEPTH = 10
 
 def resolve(doc: Document) -> LocMap:
     """The top-level map of `doc` with extends, references and defaults applied."""
-    return _Resolver(doc.root).run()
+    try:
+        return _Resolver(doc.root).run()
+    except RecursionError:
+        mark = doc.root.mark
+        raise PipelineError(
+            Diagnostic(
+                "extends and !reference make the pipeline nested too deeply: flatten the structure",
+                mark.file or (doc.files[0] if doc.files else ""),
+                mark.line or 1,
+                mark.column or 1,
+            )
+        ) from None
 
 
 def load_document(

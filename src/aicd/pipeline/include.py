@@ -74,7 +74,12 @@ def assemble(
     `inputs` are the pipeline's own inputs, for a `spec:inputs` header in
     `file` itself. Raises PipelineError with every problem found.
     """
-    return _Assembler(project_dir, rule_ctx).run(file, inputs)
+    try:
+        return _Assembler(project_dir, rule_ctx).run(file, inputs)
+    except RecursionError:
+        raise PipelineError(
+            Diagnostic("the merged pipeline is nested too deeply to read: flatten the structure", file, 1, 1)
+        ) from None
 
 
 def deep_merge(base: LocMap, over: LocMap) -> LocMap:
@@ -96,6 +101,10 @@ def deep_merge(base: LocMap, over: LocMap) -> LocMap:
 
 
 # --- the assembler ---------------------------------------------------------------------
+
+
+class _TooManyIncludes(PipelineError):
+    """Stops everything: past the limit, nothing more is read."""
 
 
 class _Assembler:
@@ -146,10 +155,10 @@ class _Assembler:
             try:
                 for sub in self._include(entry, mark, chain):
                     merged = sub if merged is None else deep_merge(merged, sub)
+            except _TooManyIncludes:
+                raise
             except PipelineError as exc:
                 self.errors.extend(exc.diagnostics)
-                if any(d.message.startswith("too many includes") for d in exc.diagnostics):
-                    raise PipelineError(list(self.errors)) from None
         own = content.copy_with()
         del own["include"]
         own.key_marks.pop("include", None)
@@ -179,13 +188,14 @@ class _Assembler:
         for path in self._local_paths(location, mark):
             self.count += 1
             if self.count > MAX_INCLUDES:
-                raise PipelineError(
+                self.errors.append(
                     _diag(
                         f"too many includes: more than {MAX_INCLUDES} included files (GitLab's limit, "
                         "repeats counted); include fewer files",
                         mark,
                     )
                 )
+                raise _TooManyIncludes(self.errors)
             if path in chain:
                 loop = " -> ".join([*chain[chain.index(path) :], path])
                 raise PipelineError(_diag(f"include loop: {loop}; remove one of these includes", mark))
@@ -582,6 +592,8 @@ class _Interpolator:
             return self._map(value)
         if isinstance(value, LocList):
             return self._list(value)
+        if isinstance(value, Reference) and any("$[[" in part for part in value.path):
+            return Reference(tuple(_key(self.text(part, value.mark)) for part in value.path), value.mark)
         return value
 
     def _map(self, value: LocMap) -> LocMap:
