@@ -307,3 +307,16 @@ def test_overhead_per_job_is_small(runner: Runner) -> None:
         subprocess.run(["bash", "-c", "true"], check=True)
     bare = (time.perf_counter() - t0) / n
     assert per_job - bare < 0.05, (per_job, bare)
+
+
+def test_prune_builds_keeps_the_newest(tmp_path: Path) -> None:
+    from aicd.executors.workspace import prune_builds
+
+    builds = tmp_path / "builds"
+    for pid in (1, 2, 10, 11):
+        (builds / str(pid) / "job").mkdir(parents=True)
+        (builds / str(pid) / "job" / "f").write_text("x")
+    (builds / "not-a-pipeline").mkdir()
+    assert prune_builds(builds, keep=2) == 2
+    assert sorted(p.name for p in builds.iterdir()) == ["10", "11", "not-a-pipeline"]
+    assert prune_builds(tmp_path / "missing", keep=1) == 0

@@ -15,9 +15,10 @@ from typing import Protocol
 
 from aicd.config import Settings, load_settings
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
-from aicd.errors import AicdError, PipelineError, WorkflowFilteredOut
+from aicd.errors import AicdError, GitError, PipelineError, WorkflowFilteredOut
 from aicd.executors.base import JobOutcome
 from aicd.executors.local import LocalExecutor
+from aicd.executors.workspace import prune_builds
 from aicd.pipeline import PipelineContext, load_pipeline
 from aicd.pipeline.ir import Job, Pipeline, Variable
 from aicd.pipeline.predefined import pipeline_variables
@@ -25,6 +26,9 @@ from aicd.store import PipelineRecord, RunStore
 from aicd.store.repository import NewJob
 from aicd.suggest import did_you_mean
 from aicd.vcs import changed_files, git_info
+
+# Job workspaces of this many newest pipelines are kept under .aicd/builds/.
+KEEP_WORKSPACES = 3
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,8 @@ async def run_local(
     store, home = open_store(project_dir, settings)
     try:
         info = git_info(project_dir, req.commit)
+        if req.commit and not info.is_repo:
+            raise GitError(f"--commit {req.commit}: {project_dir} is not a git repository with commits")
         record = store.create_pipeline(
             project_dir=str(project_dir),
             ref=info.ref_name,
@@ -219,6 +225,7 @@ async def run_local(
             play_manual=_expand_selection(pipeline, req.manual),
         )
         store.update_pipeline(record.id, status="running", started_at=time.time())
+        prune_builds(home / "builds", keep=KEEP_WORKSPACES - 1)
         executor = LocalExecutor(project_dir, home, commit=req.commit)
         try:
             result = await run_pipeline(

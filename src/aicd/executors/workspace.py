@@ -274,3 +274,19 @@ def slug(name: str) -> str:
     if s != name:
         s += "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
     return s
+
+
+def prune_builds(builds: Path, keep: int) -> int:
+    """Remove the workspaces of all but the `keep` newest pipelines.
+
+    Workspace folders are named by pipeline id; the newest are kept so a
+    person can look into what the last runs left behind. Returns how many
+    pipeline folders were removed.
+    """
+    try:
+        ids = sorted((int(p.name) for p in builds.iterdir() if p.name.isdigit()), reverse=True)
+    except OSError:
+        return 0
+    for old in ids[keep:]:
+        remove_tree(builds / str(old))
+    return max(0, len(ids) - keep)
