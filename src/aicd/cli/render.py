@@ -1,7 +1,9 @@
 """Drawing runs on the terminal: live lines, the summary table, diagnostics.
 
 Plain mode (not a terminal, or --json) prints `JOB $ command` and
-`JOB > output` lines, the shape gitlab-ci-local users know, with no colour.
+`JOB > output` lines, the shape gitlab-ci-local users know, with no colour;
+aicd's own notes about a job (artifacts, cache, after_script) are
+`JOB | note`, so they are never mistaken for the job's output.
 On a terminal, rich colours each job's prefix and draws the final table.
 """
 
@@ -12,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from aicd.engine.model import failure_allowed
 from aicd.errors import Diagnostic
 from aicd.executors.base import JobOutcome
 from aicd.pipeline.ir import Job, Pipeline
@@ -91,7 +94,7 @@ class ConsoleObserver:
         what = {
             "running": "started" + (f" (attempt {attempt})" if attempt > 1 else ""),
             "success": "passed",
-            "failed": "failed, allowed to fail" if job.allow_failure else "failed",
+            "failed": "failed, allowed to fail" if failure_allowed(job, outcome) else "failed",
             "canceled": "canceled",
             "skipped": "skipped",
             "manual": "is manual: play it with --manual",
@@ -113,7 +116,7 @@ class ConsoleObserver:
             self._rich(f"[{colour} bold]{escape(job.name)}[/] [{style}]{escape(what)}[/]")
 
     def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
-        sep = "$" if kind == "cmd" else ">"
+        sep = {"cmd": "$", "out": ">"}.get(kind, "|")
         if self._console is None:
             self.stream.write(f"{job.name} {sep} {text}\n")
         else:
@@ -155,7 +158,7 @@ def print_summary(result: RunResult) -> None:
     for j in result.jobs:
         o = j.outcome
         status = j.status
-        if status == "failed" and j.job.allow_failure:
+        if status == "failed" and j.allow_failure:
             status = "failed (allowed)"
         tests = ""
         if o is not None and o.tests is not None:

@@ -27,7 +27,7 @@ def _json_result(result: RunResult) -> dict[str, Any]:
                 "name": j.job.name,
                 "stage": j.job.stage,
                 "status": j.status,
-                "allow_failure": j.job.allow_failure,
+                "allow_failure": j.allow_failure,
                 "exit_code": j.outcome.exit_code if j.outcome else None,
                 "duration_s": round(j.outcome.finished_at - j.outcome.started_at, 3) if j.outcome else None,
                 "log_path": str(j.log_path),

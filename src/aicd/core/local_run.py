@@ -22,8 +22,8 @@ from aicd.executors.workspace import prune_builds
 from aicd.pipeline import PipelineContext, load_pipeline
 from aicd.pipeline.ir import Job, Pipeline, Variable
 from aicd.pipeline.predefined import pipeline_variables
-from aicd.store import PipelineRecord, RunStore
-from aicd.store.repository import NewJob
+from aicd.store import NewJob, PipelineRecord, Store
+from aicd.store import open_store as open_store_at
 from aicd.suggest import did_you_mean
 from aicd.vcs import changed_files, git_info
 
@@ -59,6 +59,9 @@ class JobRun:
     attempt: int
     outcome: JobOutcome | None
     log_path: Path
+    # allow_failure as it applied: False for a failure whose exit code is
+    # not in allow_failure:exit_codes.
+    allow_failure: bool = False
 
 
 class RunObserver(Protocol):
@@ -76,7 +79,7 @@ class RunObserver(Protocol):
 class _Recorder(EngineListener):
     """Engine events -> store rows, then to the observer."""
 
-    def __init__(self, store: RunStore, record: PipelineRecord, observer: RunObserver) -> None:
+    def __init__(self, store: Store, record: PipelineRecord, observer: RunObserver) -> None:
         self.store = store
         self.record = record
         self.observer = observer
@@ -140,10 +143,12 @@ class _Recorder(EngineListener):
         self.store.update_pipeline(self.record.id, status=status)
 
 
-def open_store(project_dir: Path, settings: Settings | None = None) -> tuple[RunStore, Path]:
+def open_store(project_dir: Path, settings: Settings | None = None) -> tuple[Store, Path]:
+    """The project's run history and aicd home. An up-to-date SQLite database opens
+    without importing SQLAlchemy (aicd.store.open_store picks the store)."""
     settings = settings or load_settings()
     home = settings.home_for(project_dir)
-    return RunStore.open(settings.database_url_for(home)), home
+    return open_store_at(settings.database_url_for(home)), home
 
 
 def _check_selection(pipeline: Pipeline, req: RunRequest) -> None:
@@ -254,6 +259,7 @@ def _result(record: PipelineRecord, result: PipelineResult, recorder: _Recorder)
             attempt=r.attempts,
             outcome=r.outcome,
             log_path=r.outcome.log_path if r.outcome else recorder.log_path(r.job_id),
+            allow_failure=r.allowed_failure if r.status == JobStatus.FAILED else r.job.allow_failure,
         )
         for r in result.jobs
     ]

@@ -1,6 +1,13 @@
 """aicd.engine: run a resolved pipeline as a DAG on an executor."""
 
-from aicd.engine.model import EngineListener, JobResult, JobStatus, PipelineResult, RunOptions
+from aicd.engine.model import (
+    EngineListener,
+    JobResult,
+    JobStatus,
+    PipelineResult,
+    RunOptions,
+    failure_allowed,
+)
 from aicd.engine.scheduler import run_pipeline, select_jobs
 
 __all__ = [
@@ -9,6 +16,7 @@ __all__ = [
     "JobStatus",
     "PipelineResult",
     "RunOptions",
+    "failure_allowed",
     "run_pipeline",
     "select_jobs",
 ]

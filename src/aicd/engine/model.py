@@ -11,6 +11,14 @@ from aicd.executors.base import JobOutcome
 from aicd.pipeline.ir import Job
 
 
+def failure_allowed(job: Job, outcome: JobOutcome | None) -> bool:
+    """Whether `allow_failure` covers this failure (exit codes included)."""
+    if not job.allow_failure:
+        return False
+    codes = job.allow_failure_exit_codes
+    return not codes or (outcome is not None and outcome.exit_code in codes)
+
+
 class JobStatus(StrEnum):
     CREATED = "created"
     PENDING = "pending"

@@ -21,7 +21,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aicd.engine.model import EngineListener, JobResult, JobStatus, PipelineResult, RunOptions
+from aicd.engine.model import (
+    EngineListener,
+    JobResult,
+    JobStatus,
+    PipelineResult,
+    RunOptions,
+    failure_allowed,
+)
 from aicd.executors.base import ArtifactSource, Executor, JobHandle, JobOutcome, JobRequest
 from aicd.pipeline.ir import Job, Pipeline, Variable
 from aicd.pipeline.predefined import job_variables
@@ -202,8 +209,7 @@ class _Run:
                 self._set(node, JobStatus.FAILED, outcome)
                 self.listener.job_output(job, node.result.job_id, "info", f"retrying (attempt {attempt + 1})")
                 continue
-            codes = job.allow_failure_exit_codes
-            node.result.allowed_failure = job.allow_failure and (not codes or outcome.exit_code in codes)
+            node.result.allowed_failure = failure_allowed(job, outcome)
             self._set(node, JobStatus.FAILED, outcome)
             return
 
