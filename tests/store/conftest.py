@@ -1,5 +1,10 @@
 """Fixtures: every store test runs on SQLite and on the real PostgreSQL.
 
+Tests of the Store API (``backend`` + ``backend_url``) run on three backends:
+RunStore (SQLAlchemy) on SQLite, RunStore on PostgreSQL, and FastSqliteStore
+(stdlib sqlite3) on SQLite. Schema tests (``db_url``, ``migrated_url``) run
+on the two databases.
+
 PostgreSQL: one fresh database per test session (``aicd_test_<random>``,
 created through the admin URL's database and dropped at the end), and one
 fresh schema per test inside it, so each test starts from an empty database.
@@ -20,6 +25,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from store_backends import BACKENDS, Backend
 
 from aicd.store.migrate import upgrade
 
@@ -66,7 +72,11 @@ def pg_database() -> Iterator[Engine]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of an empty database (SQLite file in a folder that does not exist yet)."""
-    if request.param == "sqlite":
+    return _new_url(request, tmp_path, request.param)
+
+
+def _new_url(request: pytest.FixtureRequest, tmp_path: Path, dialect: str) -> str:
+    if dialect == "sqlite":
         return f"sqlite:///{tmp_path / 'home' / '.aicd' / 'aicd.db'}"
     engine: Engine = request.getfixturevalue("pg_database")
     schema = f"t{next(_schemas)}_{secrets.token_hex(2)}"
@@ -98,7 +108,11 @@ def pg_migrated(pg_database: Engine) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of a database at head with no rows (faster than migrating per test)."""
-    if request.param == "sqlite":
+    return _migrated_url(request, tmp_path, request.param)
+
+
+def _migrated_url(request: pytest.FixtureRequest, tmp_path: Path, dialect: str) -> str:
+    if dialect == "sqlite":
         path = tmp_path / "aicd.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
@@ -109,3 +123,20 @@ def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             "TRUNCATE shared.projects, shared.pipelines, shared.jobs RESTART IDENTITY CASCADE"
         )
     return url
+
+
+@pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def backend_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a database at head with no rows, on the backend's database."""
+    return _migrated_url(request, tmp_path, backend.dialect)
+
+
+@pytest.fixture
+def backend_new_url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty database that does not exist yet, on the backend's database."""
+    return _new_url(request, tmp_path, backend.dialect)

@@ -1,17 +1,20 @@
-"""Several processes write the same database at once (two `aicd run` in parallel)."""
+"""Several processes write the same database at once (two `aicd run` in parallel),
+some through RunStore (SQLAlchemy), some through FastSqliteStore (sqlite3)."""
 
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import time
 import traceback
 from collections import defaultdict
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-from aicd.store import NewJob, RunStore, current_revision
+from aicd.store import FastSqliteStore, NewJob, RunStore, Store, current_revision, open_store
 from aicd.store.db import connect
 from aicd.store.migrations import HEAD
 
@@ -20,13 +23,21 @@ PIPELINES_EACH = 15
 JOBS_EACH = 3
 
 
-def _worker(url: str, me: int, start: Barrier, results: Queue[Any]) -> None:
-    """Open the store (a brand-new database: every worker races to migrate it), then
-    record pipelines alternately for two projects, as `aicd run` would."""
+_OPENERS: dict[str, Callable[[str], Store]] = {
+    "sqlalchemy": RunStore.open,
+    "fast": FastSqliteStore.open,
+    "open_store": open_store,
+}
+
+
+def _worker(url: str, me: int, kind: str, start: Barrier, results: Queue[Any]) -> None:
+    """Open the store (`kind`: a key of _OPENERS), then record pipelines alternately
+    for two projects, as `aicd run` would."""
     try:
         start.wait(timeout=30)
-        done = []
-        with RunStore.open(url) as store:
+        done: list[tuple[str, int, int]] = []
+        with _OPENERS[kind](url) as store:
+            opened = type(store).__name__
             for i in range(PIPELINES_EACH):
                 project = f"/projects/{i % 2}"
                 p = store.create_pipeline(
@@ -46,17 +57,34 @@ def _worker(url: str, me: int, start: Barrier, results: Queue[Any]) -> None:
                     store.update_job(job_id, status="success", finished_at=time.time(), exit_code=0)
                 store.update_pipeline(p.id, status="success", finished_at=time.time())
                 done.append((project, p.iid, p.id))
-        results.put((me, done))
+        results.put((me, (opened, done)))
     except BaseException:
         results.put((me, traceback.format_exc()))
 
 
 def test_parallel_writers_never_lock_out_or_duplicate_iids(db_url: str) -> None:
+    # A brand-new database: every worker races to create and migrate it; half go
+    # through open_store, which takes the fast path once the schema is committed.
+    opened = _run_workers(db_url, ["sqlalchemy", "open_store"] * (WORKERS // 2))
+    assert opened[0::2] == ["RunStore"] * (WORKERS // 2)
+
+
+def test_fast_and_sqlalchemy_writers_together(sqlite_template: Path, tmp_path: Path) -> None:
+    path = tmp_path / "aicd.db"
+    shutil.copyfile(sqlite_template, path)
+    opened = _run_workers(f"sqlite:///{path}", ["sqlalchemy", "fast"] * (WORKERS // 2))
+    assert opened == ["RunStore", "FastSqliteStore"] * (WORKERS // 2)
+
+
+def _run_workers(db_url: str, kinds: list[str]) -> list[str]:
+    """Run one worker per kind at once, check every row they wrote; the store each opened."""
     # fork: real separate processes without paying the interpreter start-up each time
     ctx = multiprocessing.get_context("fork")
-    start = ctx.Barrier(WORKERS)
+    start = ctx.Barrier(len(kinds))
     results: Queue[Any] = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(db_url, me, start, results)) for me in range(WORKERS)]
+    procs = [
+        ctx.Process(target=_worker, args=(db_url, me, kind, start, results)) for me, kind in enumerate(kinds)
+    ]
     for proc in procs:
         proc.start()
     outputs = dict(results.get(timeout=60) for _ in procs)
@@ -66,9 +94,9 @@ def test_parallel_writers_never_lock_out_or_duplicate_iids(db_url: str) -> None:
 
     created = []
     for me, out in sorted(outputs.items()):
-        assert not isinstance(out, str), f"worker {me} failed:\n{out}"
-        created.extend(out)
-    assert len(created) == WORKERS * PIPELINES_EACH
+        assert not isinstance(out, str), f"worker {me} ({kinds[me]}) failed:\n{out}"
+        created.extend(out[1])
+    assert len(created) == len(kinds) * PIPELINES_EACH
 
     iids: dict[str, list[int]] = defaultdict(list)
     for project, iid, _ in created:
@@ -90,6 +118,7 @@ def test_parallel_writers_never_lock_out_or_duplicate_iids(db_url: str) -> None:
                 (f"job{k}", "success", 0) for k in range(JOBS_EACH)
             ]
             assert all(j.started_at is not None and j.finished_at is not None for j in jobs)
+    return [outputs[me][0] for me in range(len(kinds))]
 
 
 def _first_connection(url: str, start: Barrier, results: Queue[Any]) -> None:

@@ -6,10 +6,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from store_backends import BACKENDS, Backend
 
 from aicd.errors import StoreError
-from aicd.store import NewJob, RunStore, current_revision
-from aicd.store import db as store_db
+from aicd.store import NewJob, RunStore, current_revision, open_store, sqlite_pragmas, upgrade
+
+_SQLITE_BACKENDS = [b for b in BACKENDS if b.dialect == "sqlite"]
 
 
 def test_a_corrupted_sqlite_file_is_a_store_error(tmp_path: Path) -> None:
@@ -17,6 +19,8 @@ def test_a_corrupted_sqlite_file_is_a_store_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database, just some bytes\n" * 200)
     with pytest.raises(StoreError, match=f"^cannot open database at {path}: file is not a database"):
         RunStore.open(f"sqlite:///{path}")
+    with pytest.raises(StoreError, match=f"^cannot open database at {path}: file is not a database"):
+        open_store(f"sqlite:///{path}")  # the fast path steps aside; RunStore says what is wrong
     with pytest.raises(StoreError, match="file is not a database"):
         current_revision(f"sqlite:///{path}")
 
@@ -50,10 +54,14 @@ def test_bad_urls_are_store_errors(url: str, message: str) -> None:
         RunStore.open(url)
 
 
-def test_a_lock_held_too_long_is_a_store_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_S", 0.2)
+@pytest.mark.parametrize("backend", _SQLITE_BACKENDS, ids=[b.name for b in _SQLITE_BACKENDS])
+def test_a_lock_held_too_long_is_a_store_error(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_pragmas, "BUSY_TIMEOUT_S", 0.2)
     url = f"sqlite:///{tmp_path / 'aicd.db'}"
-    with RunStore.open(url) as store:
+    upgrade(url)
+    with backend.open(url) as store:
         record = store.create_pipeline(
             project_dir="/p", ref="main", sha="a" * 40, source="push", file="ci.yml", run_dir_root="/r"
         )
@@ -70,8 +78,8 @@ def test_a_lock_held_too_long_is_a_store_error(tmp_path: Path, monkeypatch: pyte
         assert store.get_pipeline(record.id).status == "running"
 
 
-def test_a_failed_add_jobs_writes_no_row(migrated_url: str) -> None:
-    with RunStore.open(migrated_url) as store:
+def test_a_failed_add_jobs_writes_no_row(backend: Backend, backend_url: str) -> None:
+    with backend.open(backend_url) as store:
         record = store.create_pipeline(
             project_dir="/p", ref="main", sha="a" * 40, source="push", file="ci.yml", run_dir_root="/r"
         )
@@ -80,3 +88,28 @@ def test_a_failed_add_jobs_writes_no_row(migrated_url: str) -> None:
         with pytest.raises(StoreError, match=f"(?i)cannot add jobs to pipeline {record.id}: .*null"):
             store.add_jobs(record.id, [good, bad])
         assert store.list_jobs(record.id) == []
+
+
+def test_values_the_columns_cannot_hold_are_store_errors(backend: Backend, backend_url: str) -> None:
+    with backend.open(backend_url) as store:
+        record = store.create_pipeline(
+            project_dir="/p", ref="main", sha="a" * 40, source="push", file="ci.yml", run_dir_root="/r"
+        )
+        (job_id,) = store.add_jobs(record.id, [NewJob("ok", "test", "on_success", False)])
+        with pytest.raises(StoreError, match=f"cannot update job {job_id}: .*Not a boolean value: 'yes'"):
+            store.update_job(job_id, retried="yes")
+        if backend.dialect == "sqlite":  # (on PostgreSQL psycopg raises TypeError itself)
+            with pytest.raises(StoreError, match=f"cannot update job {job_id}: .*not JSON serializable"):
+                store.update_job(job_id, metrics={"when": object()})
+            with pytest.raises(StoreError, match=r"cannot create a pipeline: .*not JSON serializable"):
+                store.create_pipeline(
+                    project_dir="/p",
+                    ref="main",
+                    sha="a" * 40,
+                    source="push",
+                    file="ci.yml",
+                    run_dir_root="/r",
+                    variables={"X": b"bytes"},  # type: ignore[dict-item]
+                )
+        assert store.get_job(job_id).retried is False
+        assert [p.iid for p in store.list_pipelines()] == [1]

@@ -1,4 +1,5 @@
-"""RunStore reads and writes, on SQLite and PostgreSQL (see conftest.db_url)."""
+"""Store reads and writes, on three backends (see conftest.backend): RunStore on
+SQLite and on PostgreSQL, and FastSqliteStore on SQLite."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_backends import Backend
 
 from aicd.errors import NotFoundError
-from aicd.store import JobRecord, NewJob, PipelineRecord, RunStore
+from aicd.store import FastSqliteStore, JobRecord, NewJob, PipelineRecord, Store
 
 
 @pytest.fixture
-def store(migrated_url: str) -> Iterator[RunStore]:
-    with RunStore.open(migrated_url) as opened:
+def store(backend: Backend, backend_url: str) -> Iterator[Store]:
+    with backend.open(backend_url) as opened:
+        assert isinstance(opened, FastSqliteStore) == backend.fast
         yield opened
 
 
-def _pipeline(store: RunStore, project: str = "/work/p", **extra: object) -> PipelineRecord:
+def _pipeline(store: Store, project: str = "/work/p", **extra: object) -> PipelineRecord:
     return store.create_pipeline(
         project_dir=project,
         ref="main",
@@ -30,7 +33,7 @@ def _pipeline(store: RunStore, project: str = "/work/p", **extra: object) -> Pip
     )
 
 
-def test_create_pipeline_returns_the_stored_record(store: RunStore) -> None:
+def test_create_pipeline_returns_the_stored_record(store: Store) -> None:
     before = time.time()
     record = _pipeline(store, name="nightly", variables={"MODEL": "iris", "EMPTY": ""})
 
@@ -44,7 +47,7 @@ def test_create_pipeline_returns_the_stored_record(store: RunStore) -> None:
     assert store.get_pipeline(record.id) == record
 
 
-def test_update_pipeline_sets_only_the_given_fields(store: RunStore) -> None:
+def test_update_pipeline_sets_only_the_given_fields(store: Store) -> None:
     record = _pipeline(store)
     store.update_pipeline(record.id, status="running", started_at=100.5)
     store.update_pipeline(record.id, status="failed", finished_at=160.25, error="job test failed")
@@ -59,7 +62,7 @@ def test_update_pipeline_sets_only_the_given_fields(store: RunStore) -> None:
     assert (got.ref, got.sha, got.iid, got.run_dir) == (record.ref, record.sha, record.iid, record.run_dir)
 
 
-def test_iid_counts_per_project_and_lists_are_newest_first(store: RunStore) -> None:
+def test_iid_counts_per_project_and_lists_are_newest_first(store: Store) -> None:
     a1 = _pipeline(store, "/a")
     b1 = _pipeline(store, "/b")
     a2 = _pipeline(store, "/a")
@@ -78,7 +81,7 @@ def test_iid_counts_per_project_and_lists_are_newest_first(store: RunStore) -> N
         store.get_pipeline_by_iid("/b", 3)
 
 
-def test_add_jobs_keeps_order_for_a_large_pipeline(store: RunStore) -> None:
+def test_add_jobs_keeps_order_for_a_large_pipeline(store: Store) -> None:
     record = _pipeline(store)
     new = [NewJob(f"job {i:03d}", f"stage{i % 4}", "on_success", i % 7 == 0) for i in range(200)]
     new.append(NewJob("deploy", "deploy", "manual", True, status="manual"))
@@ -99,7 +102,7 @@ def test_add_jobs_keeps_order_for_a_large_pipeline(store: RunStore) -> None:
     assert elapsed < 2.0, f"201 jobs took {elapsed:.2f}s: not one transaction?"
 
 
-def test_update_job_round_trips_every_field(store: RunStore, tmp_path: Path) -> None:
+def test_update_job_round_trips_every_field(store: Store, tmp_path: Path) -> None:
     record = _pipeline(store)
     (job_id,) = store.add_jobs(record.id, [NewJob("test", "test", "on_success", False)])
     store.update_job(job_id, status="running", started_at=10.0, log_path=tmp_path / "logs" / "1.log")
@@ -148,7 +151,7 @@ def test_update_job_round_trips_every_field(store: RunStore, tmp_path: Path) -> 
     assert (store.get_job(job_id).metrics, store.get_job(job_id).exit_code) == (None, None)
 
 
-def test_a_retry_marks_earlier_attempts_retried(store: RunStore) -> None:
+def test_a_retry_marks_earlier_attempts_retried(store: Store) -> None:
     record = _pipeline(store)
     first, other = store.add_jobs(
         record.id, [NewJob("flaky", "test", "on_success", False), NewJob("lint", "test", "on_success", False)]
@@ -161,7 +164,7 @@ def test_a_retry_marks_earlier_attempts_retried(store: RunStore) -> None:
     assert [j.id for j in store.list_jobs(record.id, include_retried=False)] == [other, third]
 
 
-def test_jobs_of_different_pipelines_do_not_mix(store: RunStore) -> None:
+def test_jobs_of_different_pipelines_do_not_mix(store: Store) -> None:
     one, two = _pipeline(store), _pipeline(store)
     store.add_jobs(one.id, [NewJob("a", "build", "on_success", False)])
     store.add_jobs(two.id, [NewJob("b", "build", "on_success", False)])
@@ -171,7 +174,7 @@ def test_jobs_of_different_pipelines_do_not_mix(store: RunStore) -> None:
     assert store.list_jobs(empty.id) == []
 
 
-def test_missing_rows_raise_not_found(store: RunStore) -> None:
+def test_missing_rows_raise_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError, match=r"^pipeline 4242 does not exist$"):
         store.get_pipeline(4242)
     with pytest.raises(NotFoundError, match="pipeline 4242 does not exist"):
@@ -186,7 +189,7 @@ def test_missing_rows_raise_not_found(store: RunStore) -> None:
         store.update_job(777, status="success")
 
 
-def test_unknown_fields_are_refused(store: RunStore) -> None:
+def test_unknown_fields_are_refused(store: Store) -> None:
     record = _pipeline(store)
     (job_id,) = store.add_jobs(record.id, [NewJob("a", "test", "on_success", False)])
     with pytest.raises(
@@ -201,12 +204,32 @@ def test_unknown_fields_are_refused(store: RunStore) -> None:
     assert store.get_pipeline(record.id).iid == 1
 
 
-def test_data_survives_reopening(db_url: str) -> None:
-    with RunStore.open(db_url) as store:
+def test_data_survives_reopening(backend: Backend, backend_new_url: str) -> None:
+    with backend.create(backend_new_url) as store:
         record = _pipeline(store)
         (job_id,) = store.add_jobs(record.id, [NewJob("a", "test", "on_success", False)])
         store.update_job(job_id, status="success", exit_code=0)
-    with RunStore.open(db_url) as store:
+    with backend.open(backend_new_url) as store:
         assert store.get_pipeline(record.id) == record
         assert store.get_job(job_id).status == "success"
         assert _pipeline(store).iid == 2
+
+
+def test_a_closed_store_reconnects_on_next_use(backend: Backend, backend_url: str) -> None:
+    store = backend.open(backend_url)
+    record = _pipeline(store)
+    store.close()
+    store.close()  # twice is fine
+    try:
+        assert store.get_pipeline(record.id) == record
+        assert _pipeline(store).iid == 2
+    finally:
+        store.close()
+
+
+def test_where_names_the_database(backend: Backend, backend_url: str) -> None:
+    with backend.open(backend_url) as store:
+        if backend.dialect == "sqlite":
+            assert store.where == backend_url.removeprefix("sqlite:///")
+        else:
+            assert store.where.startswith("postgresql+psycopg://")

@@ -6,8 +6,6 @@ Also the one place that turns SQLAlchemy exceptions into :class:`StoreError`.
 from __future__ import annotations
 
 import os
-import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from aicd.errors import StoreError
+from aicd.store import sqlite_pragmas
 
-BUSY_TIMEOUT_S = 30.0
 PG_CONNECT_TIMEOUT_S = 10
 _BEGIN_OPTION = "aicd_sqlite_begin"
 _SUPPORTED = "sqlite:///path/to/aicd.db or postgresql+psycopg://user@host:5432/dbname"
@@ -47,10 +45,7 @@ class Database:
 def reason(exc: BaseException) -> str:
     """The driver's own words, without SQLAlchemy's SQL echo and links."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
-        text = str(exc.orig).strip()
-        if "database is locked" in text:
-            text += f" (another process held it for more than {BUSY_TIMEOUT_S:g} s)"
-        return text or type(exc.orig).__name__
+        return sqlite_pragmas.driver_reason(exc.orig)
     return str(exc).strip() or type(exc).__name__
 
 
@@ -96,7 +91,7 @@ def connect(url: str) -> Database:
 
 
 def _sqlite(url: URL, where: str) -> Database:
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": sqlite_pragmas.BUSY_TIMEOUT_S}}
     if _is_memory(url):
         kwargs["poolclass"] = StaticPool
         kwargs["connect_args"]["check_same_thread"] = False
@@ -119,40 +114,9 @@ def _sqlite(url: URL, where: str) -> Database:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event emit BEGIN itself (the sqlite3 module's own
-    # implicit transactions would otherwise start deferred ones).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        _use_wal(cursor)
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cursor.close()
-
-
-def _use_wal(cursor: Any) -> None:
-    """Switch the file to WAL (persistent; a no-op once done).
-
-    SQLite does not call the busy handler while another process switches a new
-    database's journal mode: "database is locked" comes at once, so retry here.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    mode = "unknown"
-    while True:
-        try:
-            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode not in ("wal", "memory"):
-                mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode in ("wal", "memory"):
-                return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise sqlite3.OperationalError(f"cannot switch to WAL journal mode (still {mode!r})")
-        time.sleep(0.005)
+    # The same settings as FastSqliteStore's connections (aicd.store.sqlite_pragmas);
+    # SQLAlchemy's "begin" event below emits BEGIN itself.
+    sqlite_pragmas.configure(dbapi_connection)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

@@ -54,3 +54,15 @@ class JobRecord:
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job row to add (Store.add_jobs); attempt > 1 is a retry."""
+
+    name: str
+    stage: str
+    when: str
+    allow_failure: bool
+    status: str = "created"
+    attempt: int = 1

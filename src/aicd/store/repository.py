@@ -7,11 +7,9 @@ queue on the write lock instead of failing). Callers get frozen records.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any
 
@@ -21,34 +19,26 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from aicd.errors import NotFoundError
+from aicd.store.base import JOB_FIELDS, JOB_UPDATABLE, PIPELINE_FIELDS, PIPELINE_UPDATABLE, checked_fields
 from aicd.store.db import Database, connect
 from aicd.store.migrate import ensure_current
-from aicd.store.records import JobRecord, PipelineRecord
+from aicd.store.records import JobRecord, NewJob, PipelineRecord
 from aicd.store.schema import jobs as job_table
 from aicd.store.schema import pipelines as pipeline_table
 from aicd.store.schema import projects as project_table
 
-_PIPELINE_FIELDS = tuple(f.name for f in fields(PipelineRecord))
-_JOB_FIELDS = tuple(f.name for f in fields(JobRecord))
-_PIPELINE_COLUMNS: list[Column[Any]] = [pipeline_table.c[name] for name in _PIPELINE_FIELDS]
-_JOB_COLUMNS: list[Column[Any]] = [job_table.c[name] for name in _JOB_FIELDS]
-# What update_pipeline / update_job may set.
-_PIPELINE_UPDATABLE = frozenset(_PIPELINE_FIELDS) - {"id", "iid", "project_dir"}
-_JOB_UPDATABLE = frozenset(_JOB_FIELDS) - {"id", "pipeline_id"}
+_PIPELINE_COLUMNS: list[Column[Any]] = [pipeline_table.c[name] for name in PIPELINE_FIELDS]
+_JOB_COLUMNS: list[Column[Any]] = [job_table.c[name] for name in JOB_FIELDS]
 
-
-@dataclass(frozen=True)
-class NewJob:
-    name: str
-    stage: str
-    when: str
-    allow_failure: bool
-    status: str = "created"
-    attempt: int = 1
+__all__ = ["NewJob", "RunStore"]  # NewJob lives in aicd.store.records
 
 
 class RunStore:
-    """Open with :meth:`open`; it creates the database and runs migrations."""
+    """Open with :meth:`open`; it creates the database and runs migrations.
+
+    Implements :class:`aicd.store.base.Store` (as does FastSqliteStore, its
+    stdlib twin for up-to-date SQLite databases: keep the two in step).
+    """
 
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -193,7 +183,7 @@ class RunStore:
 
     def update_job(self, job_id: int, **fields: object) -> None:
         """Set any JobRecord fields except id/pipeline_id."""
-        values = _checked(fields, _JOB_UPDATABLE, "job")
+        values = checked_fields(fields, JOB_UPDATABLE, "job")
         if not values:
             return
         with self._write(f"update job {job_id}") as conn:
@@ -203,7 +193,7 @@ class RunStore:
 
     def update_pipeline(self, pipeline_id: int, **fields: object) -> None:
         """Set any PipelineRecord fields except id/iid/project_dir."""
-        values = _checked(fields, _PIPELINE_UPDATABLE, "pipeline")
+        values = checked_fields(fields, PIPELINE_UPDATABLE, "pipeline")
         if not values:
             return
         with self._write(f"update pipeline {pipeline_id}") as conn:
@@ -288,13 +278,3 @@ class RunStore:
 
 def _select_pipelines() -> Select[Any]:
     return select(*_PIPELINE_COLUMNS)
-
-
-def _checked(given: Mapping[str, object], allowed: frozenset[str], what: str) -> dict[str, object]:
-    unknown = sorted(set(given) - allowed)
-    if unknown:
-        from aicd.suggest import did_you_mean
-
-        hint = did_you_mean(unknown[0], sorted(allowed))
-        raise TypeError(f"cannot set {what} field(s) {', '.join(unknown)}{hint}")
-    return {key: os.fspath(v) if isinstance(v, os.PathLike) else v for key, v in given.items()}
