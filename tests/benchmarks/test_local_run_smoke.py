@@ -59,8 +59,16 @@ def test_generated_pipelines_are_valid_and_the_bash_floor_runs_them(tmp_path: Pa
     done = subprocess.run(["bash", str(tmp_path / "dag.bash")], cwd=repo, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(list((repo / "out").iterdir())) == 60
+    leftover = repo / ".gitlab-ci-local" / "builds" / "job" / ".git"  # a nested repo: git clean -f skips it
+    leftover.mkdir(parents=True)
+    (leftover / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / ".aicd").mkdir()
+    (repo / ".aicd" / "aicd.db").write_text("")
+    bench.reset(repo, keep=(".aicd",))
+    assert (repo / ".aicd" / "aicd.db").exists()
+    assert not (repo / "out").exists() and not (repo / ".gitlab-ci-local").exists()
     bench.reset(repo)
-    assert not (repo / "out").exists()
+    assert sorted(p.name for p in repo.iterdir()) == [".git", ".gitlab-ci.yml", "README.md"]
 
 
 @pytest.mark.slow

@@ -217,3 +217,40 @@ def test_quickstart_example_passes(tmp_path: Path) -> None:
     assert jobs["unit-tests: [3.11]"]["tests"]["passed"] == 2
     assert "deploy > deploying 1.0." in stderr
     shutil.rmtree(project / ".aicd")
+
+
+def test_commit_runs_that_commits_pipeline_file(tmp_path: Path) -> None:
+    from aicd_testing import git
+
+    project = make_repo(
+        tmp_path / "p", {".gitlab-ci.yml": "old-job:\n  script: [cat version.txt]\n", "version.txt": "v1\n"}
+    )
+    old = git(project, "rev-parse", "HEAD")
+    (project / ".gitlab-ci.yml").write_text("new-job:\n  script: [cat version.txt]\n")
+    (project / "version.txt").write_text("v2\n")
+    git(project, "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qam", "second")
+    code, result, stderr = run_json(project, "--commit", old)
+    assert code == 0, stderr
+    assert [j["name"] for j in result["jobs"]] == ["old-job"]
+    assert "old-job > v1" in stderr
+    code, result, stderr = run_json(project)
+    assert [j["name"] for j in result["jobs"]] == ["new-job"] and "new-job > v2" in stderr
+
+
+def test_bad_selection_and_secrets_are_usage_errors(tmp_path: Path) -> None:
+    project = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": (
+                "workflow:\n  rules:\n    - if: $CI_COMMIT_BRANCH\n      auto_cancel: {on_new_commit: none}\n"
+                "job:\n  script: [echo hi]\n"
+            ),
+            "vars.yml": "KEY:\n  value: |\n    line one\n    line two\n  masked: true\n",
+        },
+    )
+    proc = aicd(project, "run", "nosuch")
+    assert proc.returncode == 2 and 'no job named "nosuch"' in proc.stderr
+    proc = aicd(project, "run", "--variables-file", "vars.yml")
+    assert proc.returncode == 2 and "several lines" in proc.stderr and "line one" not in proc.stderr
+    code, _, stderr = run_json(project)
+    assert code == 0, stderr

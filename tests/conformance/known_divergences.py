@@ -325,9 +325,9 @@ CASES: dict[str, CaseNote] = {
         Category.DIVERGENT,
         REF_BUG,
         "the reference ignored workflow:rules:variables, expanded environment:name to an empty "
-        'string and refused the file. GitLab: "Use variables in workflow:rules to define variables '
-        'for specific pipeline conditions" - DEPLOY_ENV is `production` on a branch pipeline and the '
-        "three jobs run.",
+        "string and refused the file. GitLab applies the variables of the matching workflow:rules "
+        "entry to the pipeline (workflow:rules:variables), so DEPLOY_ENV is `production` on a branch "
+        "pipeline and the three jobs run.",
         gitlab=_run(
             """
     test-job > testing
@@ -346,9 +346,9 @@ CASES: dict[str, CaseNote] = {
     "workflow-rules-variables": CaseNote(
         Category.DIVERGENT,
         REF_BUG,
-        "the reference ignored workflow:rules:variables (printed `WORKFLOW_VAR=`). GitLab: "
-        '"Use variables in workflow:rules to define variables for specific pipeline conditions"; '
-        "the rule `if: $CI_COMMIT_BRANCH` matches a branch pipeline.",
+        "the reference ignored workflow:rules:variables (printed `WORKFLOW_VAR=`). GitLab applies the "
+        "variables of the matching workflow:rules entry; `if: $CI_COMMIT_BRANCH` matches a branch "
+        "pipeline.",
         gitlab=_run(
             """
     test-job > WORKFLOW_VAR=from-workflow-rules
@@ -425,6 +425,133 @@ CASES: dict[str, CaseNote] = {
     exit=0
     """
         ),
+    ),
+    "artifacts-after-afterscript": CaseNote(
+        Category.DIVERGENT,
+        REF_BUG,
+        "the reference ran after_script somewhere else than script (`rm logs/*badlog` found no file and "
+        "it kept no artifact). GitLab runs after_script in a new shell whose working directory is the "
+        "job's default one, the project folder where script wrote logs/, so `rm` succeeds silently.",
+        gitlab=_run(
+            """
+
+     PASS  artifact-job
+    pipeline finished
+    exit=0
+    """
+        ),
+        doc="https://docs.gitlab.com/ci/yaml/#after_script",
+    ),
+    "environment": CaseNote(
+        Category.DIVERGENT,
+        GITLAB_DOC,
+        "the reference slugs the environment name as written (`Stage Domain` -> `stage-domain`) and "
+        "before expanding variables (`stage-domain-expand-me`). GitLab's CI_ENVIRONMENT_SLUG is at most "
+        "24 characters and gets a 6-character suffix when the slug differs from the name (uppercase, "
+        'spaces) or is too long; gitlab-org/gitlab#415526: "When using an upper case environment name '
+        'like QA, the resulting environment slug will contain a suffix of random characters". The '
+        "suffix comes from the name's SHA-256 (Gitlab::Slug::Environment), so it is stable.",
+        gitlab=_run(
+            """
+    deploy-dev-job > Deploy dev something
+    deploy-stage-job > Deploy stage something
+    deploy-stage-job > stage-domain-ip33nk
+    deploy-stage-job > Stage Domain
+    deploy-stage-job > http://stage.domain.com
+    deploy-stage-job > stop
+    deploy-stage-job > production
+    deploy-stage-job-with-expansion > Deploy stage something with expansion
+    deploy-stage-job-with-expansion > stage-domain-foob-yafktx
+    deploy-stage-job-with-expansion > stage-domain-foobar-long-string
+
+     PASS  deploy-dev-job
+     PASS  deploy-stage-job
+     PASS  deploy-stage-job-with-expansion
+    pipeline finished
+    exit=0
+    """
+        ),
+        doc="https://docs.gitlab.com/ci/variables/predefined_variables/ (CI_ENVIRONMENT_SLUG); "
+        "https://gitlab.com/gitlab-org/gitlab/-/issues/415526",
+    ),
+    "manual": CaseNote(
+        Category.DIVERGENT,
+        REF_FEATURE,
+        "gitlab-ci-local refuses to start when a job needs a manual job not named with --manual. GitLab "
+        "creates the pipeline: pre-job and build-job are manual jobs from rules, where allow_failure "
+        'defaults to false, and "It\'s a blocker when it has allow_failure: false" '
+        "(gitlab-org/gitlab#382179): test-job waits for pre-job and the later stages wait, so no job "
+        "runs and the pipeline is blocked. aicd reports that with exit 0 and each job's status.",
+        gitlab=_run(
+            """
+
+    pipeline finished
+    exit=0
+    """
+        ),
+        doc="https://docs.gitlab.com/ci/jobs/job_control/#types-of-manual-jobs",
+    ),
+    "needs-parallel-matrix-error": CaseNote(
+        Category.DIVERGENT,
+        GITLAB_DOC,
+        "needs:parallel:matrix names jobs that do not exist (`build-job: [foo]` when build-job has no "
+        "matrix, `build-int: [foo]` when build-int has `parallel: 3`, `build-foo: [nope]`); the reference "
+        "ignored the selectors. GitLab fails pipeline creation when a needed job is not in the pipeline "
+        'and the need is not `optional: true` (gitlab-foss!31761: "we do fail the pipeline creation '
+        'if needs: dependency is not found").',
+        gitlab=REFUSED,
+        doc="https://docs.gitlab.com/ci/yaml/#needsoptional; "
+        "https://gitlab.com/gitlab-org/gitlab-foss/-/merge_requests/31761",
+    ),
+    "needs-parallel-matrix-expressions-non-parallel-consumer": CaseNote(
+        Category.DIVERGENT,
+        GITLAB_DOC,
+        "the consumer has no parallel:matrix, so `$[[ matrix.PROVIDER ]]` has nothing to resolve to; "
+        'the reference needed every build. GitLab: "Matrix expressions use the $[[ matrix.IDENTIFIER ]] '
+        'syntax to reference a parallel:matrix identifier in job dependencies" and "Matrix identifiers '
+        'only: Cannot reference CI/CD variables or inputs." - an identifier the job does not define '
+        "resolves to nothing: a configuration error.",
+        gitlab=REFUSED,
+        doc="https://docs.gitlab.com/ci/yaml/matrix_expressions/",
+    ),
+    "needs-parallel-matrix-expressions-unknown-identifier": CaseNote(
+        Category.DIVERGENT,
+        GITLAB_DOC,
+        "`$[[ matrix.NOPE ]]` names no identifier of the job's own matrix (PROVIDER); the reference "
+        'needed every build. GitLab: "Matrix expressions use the $[[ matrix.IDENTIFIER ]] syntax to '
+        'reference a parallel:matrix identifier in job dependencies" - NOPE is none.',
+        gitlab=REFUSED,
+        doc="https://docs.gitlab.com/ci/yaml/matrix_expressions/",
+    ),
+    "parallel-matrix-long-name": CaseNote(
+        Category.DIVERGENT,
+        REF_BUG,
+        "the reference crashed writing a log file named after the job (ENAMETOOLONG). The first "
+        "matrix job's name is 298 characters; gitlab-org/gitlab#584573: \"Job names have a limit of 255 "
+        'characters", and a pipeline with a longer generated name is not created.',
+        gitlab=REFUSED,
+        doc="https://gitlab.com/gitlab-org/gitlab/-/issues/584573",
+    ),
+    "rules-changes": CaseNote(
+        Category.DIVERGENT,
+        REF_BUG,
+        "the reference crashed running `git diff origin/main` in a repository without a remote. GitLab: "
+        '"The changes rule always evaluates to true when pushing a new branch or a new tag to GitLab" '
+        "(a one-commit branch with nothing to compare to), so both jobs run (image alpine is ignored "
+        "by aicd's shell executor).",
+        gitlab=_run(
+            """
+    alpine > Job is running
+    matrix: [foo] > Job is running
+
+     PASS  alpine
+     PASS  matrix: [foo]
+    pipeline finished
+    exit=0
+    """
+        ),
+        doc="https://docs.gitlab.com/ci/jobs/job_troubleshooting/ (jobs or pipelines run unexpectedly "
+        "when using changes:)",
     ),
 }
 

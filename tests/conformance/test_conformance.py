@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from gclocal_corpus import (
     CORPUS,
+    CompareOptions,
     RunRecord,
     aicd_record,
+    canonical_name,
     case_names,
     compare,
     listed_jobs,
@@ -82,7 +84,10 @@ def test_table_names_real_cases() -> None:
         assert note.kind and note.reason, f"{case}: a listed case needs its kind and reason"
         if note.gitlab is not None:
             parsed = parse_run_text(note.gitlab, {row["name"] for row in listed_jobs(case)})
-            assert parsed.refused or parsed.outcomes, f"{case}: the GitLab run names no job"
+            assert "exit=" in note.gitlab, f"{case}: the GitLab run needs its exit=N line"
+            lines = sum(len(v) for v in parsed.outputs.values())
+            expected_lines = note.gitlab.count(" >")
+            assert lines == expected_lines, f"{case}: a `>` line of the GitLab run names no job"
     for case, entry in OPTIONS.items():
         assert entry.reason, f"{case}: a comparison option needs its reason"
 
@@ -98,3 +103,30 @@ def test_reference_parser_reads_the_corpus() -> None:
         else:
             listed = {row["name"] for row in listed_jobs(case)}
             assert set(record.outcomes) <= listed | set(record.outputs), case
+
+
+def test_compare_finds_each_kind_of_difference() -> None:
+    """The comparison itself: names, outcomes, output order, exit code, refusals, normalising."""
+    ref = parse_run_text(
+        "a > \x1b[32mone\x1b[0m\na > two  \nb: [x,y] > /tmp/tmp.AbC123/.gitlab-ci-local/builds/b/f\n\n"
+        " PASS  a\n FAIL  b: [x,y]\n WARN  a  after_script\npipeline finished in 1 s\nexit=1\n",
+        {"a", "b: [x,y]"},
+    )
+    assert ref.outcomes == {"a": "PASS", "b: [x,y]": "FAIL"}
+    assert ref.outputs == {"a": ["one", "two"], "b: [x,y]": ["<project>/f"]}
+    same = RunRecord(False, 1, {"a": "PASS", "b: [x,y]": "FAIL"}, dict(ref.outputs))
+    assert compare(ref, same) == []
+    swapped = RunRecord(False, 1, dict(same.outcomes), {"a": ["two", "one"], "b: [x,y]": ["<project>/f"]})
+    assert any("output differs" in d for d in compare(ref, swapped))
+    assert compare(ref, swapped, CompareOptions(unordered=frozenset({"a"}))) == []
+    worse = RunRecord(False, 0, {"a": "WARN"}, {})
+    diffs = compare(ref, worse)
+    assert any("expected PASS, got WARN" in d for d in diffs)
+    assert any("should run but did not" in d for d in diffs)
+    assert any("exit code" in d for d in diffs)
+    refused = RunRecord(True, 1, message="x")
+    assert compare(refused, RunRecord(True, 2, message=".gitlab-ci.yml:1:1: bad")) == []
+    assert compare(refused, same)  # ran although it should be refused
+    assert compare(ref, RunRecord(True, 2, message="Traceback (most recent call last):"))
+    assert canonical_name("job: [1/2]") == canonical_name("job 1/2") == "job 1/2"
+    assert canonical_name("job: [a, b]") == canonical_name("job: [a,b]")

@@ -188,7 +188,7 @@ def test_bad_scripts(tmp_path: Path, body: str, fragment: str) -> None:
         ("inherit: {variables: maybe}", "inherit:variables must be true or false"),
         ("inherit: {default: [imgae]}", '"imgae" is not a default keyword (did you mean "image"?)'),
         ("inherit: {vars: false}", 'unknown keyword "vars" in inherit (did you mean "variables"?)'),
-        ("dependencies: a", "dependencies must be a list of strings, got a string"),
+        ("dependencies: a", "dependencies must be a list of job names, got a string"),
         ("environment: {url: http://x}", "environment needs a name"),
         ("environment: {name: x, action: deploy}", "environment:action must be one of start, prepare, stop"),
         ("environment: {name: x, deployment_tier: prodution}", '(did you mean "production"?)'),
@@ -327,7 +327,7 @@ def test_typed_values_reach_the_ir(tmp_path: Path) -> None:
     assert job.interruptible and job.resource_group == "production"
     assert job.coverage == "/Total: (\\d+)%/"
     assert job.tags == ("docker", "linux")
-    assert (job.allow_failure, job.allow_failure_exit_codes) == (False, (3, 4))
+    assert (job.allow_failure, job.allow_failure_exit_codes) == (True, (3, 4))
     assert job.environment == Environment(
         name="review/$CI_COMMIT_REF_SLUG",
         url="https://example.com",
@@ -844,3 +844,48 @@ def test_pipeline_is_frozen_and_serialisable(tmp_path: Path) -> None:
     assert Pipeline.from_json(p.to_json()) == p
     with pytest.raises(AttributeError):
         p.jobs[0].name = "x"  # type: ignore[misc]
+
+
+def test_allow_failure_exit_codes_and_rules(tmp_path: Path) -> None:
+    p = load(
+        tmp_path,
+        """
+        codes: {script: exit 3, allow_failure: {exit_codes: [1, 3]}}
+        rule-false:
+          script: exit 137
+          allow_failure: {exit_codes: 137}
+          rules: [{if: $CI_COMMIT_BRANCH, allow_failure: false}]
+        rule-silent:
+          script: exit 137
+          allow_failure: {exit_codes: 137}
+          rules: [{when: always}]
+        """,
+    )
+    assert (p.job("codes").allow_failure, p.job("codes").allow_failure_exit_codes) == (True, (1, 3))
+    assert p.job("rule-false").allow_failure is False
+    assert (p.job("rule-silent").allow_failure, p.job("rule-silent").allow_failure_exit_codes) == (
+        True,
+        (137,),
+    )
+
+
+def test_matrix_job_names_longer_than_255_are_refused(tmp_path: Path) -> None:
+    long_value = "x" * 300
+    found = errors(
+        tmp_path, f"job:\n  script: echo\n  parallel:\n    matrix:\n      - A: [{long_value}, short]\n"
+    )
+    assert len(found) == 1
+    assert found[0].startswith(".gitlab-ci.yml:3:3: ") and "GitLab allows 255" in found[0]
+
+
+def test_only_pre_and_post_jobs_make_no_pipeline(tmp_path: Path) -> None:
+    from aicd.errors import WorkflowFilteredOut
+    from aicd.pipeline import load_pipeline
+
+    (tmp_path / ".gitlab-ci.yml").write_text(
+        "a:\n  stage: .pre\n  script: [echo]\nb:\n  stage: .post\n  script: [echo]\n"
+    )
+    with pytest.raises(WorkflowFilteredOut, match=r"only \.pre/\.post"):
+        load_pipeline(tmp_path)
+    (tmp_path / ".gitlab-ci.yml").write_text("a:\n  stage: .pre\n  script: [echo]\nc:\n  script: [echo]\n")
+    assert [j.name for j in load_pipeline(tmp_path).jobs] == ["a", "c"]

@@ -7,6 +7,7 @@ change. The CLI only parses flags and draws what the observer is told.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,17 +16,17 @@ from typing import Protocol
 
 from aicd.config import Settings, load_settings
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
-from aicd.errors import AicdError, GitError, PipelineError, WorkflowFilteredOut
+from aicd.errors import AicdError, ConfigError, GitError, PipelineError, WorkflowFilteredOut
 from aicd.executors.base import JobOutcome
 from aicd.executors.local import LocalExecutor
-from aicd.executors.workspace import prune_builds
+from aicd.executors.workspace import prune_builds, remove_tree, snapshot_commit
 from aicd.pipeline import PipelineContext, load_pipeline
 from aicd.pipeline.ir import Job, Pipeline, Variable
 from aicd.pipeline.predefined import pipeline_variables
 from aicd.store import NewJob, PipelineRecord, Store
 from aicd.store import open_store as open_store_at
 from aicd.suggest import did_you_mean
-from aicd.vcs import changed_files, git_info
+from aicd.vcs import changed_files, changed_files_between, git_info
 
 # Job workspaces of this many newest pipelines are kept under .aicd/builds/.
 KEEP_WORKSPACES = 3
@@ -123,6 +124,8 @@ class _Recorder(EngineListener):
                 finished_at=outcome.finished_at,
                 log_path=str(outcome.log_path),
                 coverage=outcome.coverage,
+                metrics=outcome.metrics or None,
+                artifacts_dir=str(outcome.artifacts_dir) if outcome.artifacts_dir else None,
             )
             if outcome.tests is not None:
                 fields.update(
@@ -151,6 +154,24 @@ def open_store(project_dir: Path, settings: Settings | None = None) -> tuple[Sto
     return open_store_at(settings.database_url_for(home)), home
 
 
+def _commit_tree(project_dir: Path, home: Path, sha: str) -> Path:
+    """The files of commit `sha`, extracted once under home/sources/: with
+    --commit, the pipeline file, its includes and `rules:exists` are read
+    from the commit, not from the working tree."""
+    dest = home / "sources" / sha
+    done = dest / ".aicd-complete"
+    if not done.exists():
+        if dest.exists():
+            remove_tree(dest)
+        snapshot_commit(project_dir, sha, dest)
+        done.touch()
+    return dest
+
+
+def _changes_since(project_dir: Path, commit: str | None, ref: str) -> list[str] | None:
+    return changed_files_between(project_dir, ref, commit)
+
+
 def _check_selection(pipeline: Pipeline, req: RunRequest) -> None:
     names = [j.name for j in pipeline.jobs]
     base = {j.base_name for j in pipeline.jobs}
@@ -160,7 +181,7 @@ def _check_selection(pipeline: Pipeline, req: RunRequest) -> None:
             hint = did_you_mean(name, names)
             problems.append(f'no job named "{name}" in {req.file}{hint}')
     if problems:
-        raise AicdError("\n".join(problems))
+        raise ConfigError("\n".join(problems))
 
 
 def _expand_selection(pipeline: Pipeline, names: Sequence[str]) -> frozenset[str]:
@@ -210,9 +231,11 @@ async def run_local(
             predefined=predefined,
             variables=req.variables,
             changed_files=changed_files(project_dir, req.commit),
+            changes_since=functools.partial(_changes_since, project_dir, req.commit),
         )
         try:
-            pipeline = load_pipeline(project_dir, req.file, context)
+            source_dir = _commit_tree(project_dir, home, info.sha) if req.commit else project_dir
+            pipeline = load_pipeline(source_dir, req.file, context)
             _check_selection(pipeline, req)
         except WorkflowFilteredOut as exc:
             store.update_pipeline(record.id, status="skipped", error=str(exc), finished_at=time.time())

@@ -105,6 +105,15 @@ def read_variables_file(path: Path) -> list[Variable]:
     return _from_dotenv(path, text)
 
 
+def _check_maskable(var: Variable, where: str) -> Variable:
+    if var.masked and not var.file and ("\n" in var.value or "\r" in var.value):
+        raise ConfigError(
+            f"{where}: variable {var.key} is masked but its value has several lines; output is masked "
+            "line by line, so it could leak: store it as a file variable (file: true) or unmask it"
+        )
+    return var
+
+
 def parse_pipeline_variables(
     assignments: Iterable[str],
     secrets: Iterable[str],
@@ -118,7 +127,7 @@ def parse_pipeline_variables(
         if not path.is_absolute():
             path = project_dir / path
         for var in read_variables_file(path):
-            found[var.key] = var
+            found[var.key] = _check_maskable(var, str(path))
     for text in assignments:
         key, value = parse_assignment(text, "--variable")
         found[key] = Variable(key=key, value=value)
@@ -130,5 +139,5 @@ def parse_pipeline_variables(
             if key not in os.environ:
                 raise ConfigError(f"--secret {key}: no environment variable {key} to read the value from")
             value = os.environ[key]
-        found[key] = Variable(key=key, value=value, masked=True)
+        found[key] = _check_maskable(Variable(key=key, value=value, masked=True), "--secret")
     return tuple(found.values())

@@ -14,7 +14,7 @@ The heavy modules (YAML loading, the builder) are imported when first used.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +35,8 @@ class PipelineContext:
     predefined: Sequence[Variable] = ()  # CI_* variables
     variables: Sequence[Variable] = ()  # pipeline variables (CLI, files): highest precedence
     changed_files: Sequence[str] | None = None  # None: unknown, `changes` is always true
+    # For `rules:changes:compare_to`: the files changed since a ref (None: unknown).
+    changes_since: Callable[[str], Sequence[str] | None] | None = None
 
 
 def load_pipeline(
@@ -53,6 +55,14 @@ def load_pipeline(
         raise PipelineError(sort_diagnostics(errors))
     if result.filtered_out or result.pipeline is None:
         raise WorkflowFilteredOut(f"{file}: workflow:rules create no pipeline for this ref and source")
+    jobs = result.pipeline.jobs
+    if jobs and all(j.stage in (".pre", ".post") for j in jobs):
+        # GitLab: "If a pipeline contains only jobs in the .pre or .post
+        # stages, it does not run."
+        raise WorkflowFilteredOut(
+            f"{file}: no pipeline is created: it has only .pre/.post jobs "
+            "(GitLab runs a pipeline only when a job is in another stage)"
+        )
     return result.pipeline
 
 

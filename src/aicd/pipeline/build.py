@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ class BuildContext:
     changed_files: Sequence[str] | None = None
     project_dir: Path | None = None
     file: str = ".gitlab-ci.yml"
+    changes_since: Callable[[str], Sequence[str] | None] | None = None
 
 
 @dataclass
@@ -106,19 +107,21 @@ class NeedSpec:
     external: str | None = None  # 'project' / 'pipeline': cross-pipeline needs, ignored
 
 
-@dataclass
 class Draft:
-    """One YAML job, its keywords checked and typed."""
+    """One YAML job, its keywords checked and typed (a plain class: cheaper to import than a dataclass)."""
 
-    name: str
-    at: At
-    body: LocMap
+    def __init__(self, name: str, at: At, body: LocMap) -> None:
+        self.name = name
+        self.at = at
+        self.body = body
+        self.variables: list[Variable] = []
+        self.caches: list[CacheSpec] = []
+
     stage: str = "test"
     stage_at: At | None = None
     before_script: tuple[str, ...] = ()
     script: tuple[str, ...] = ()
     after_script: tuple[str, ...] = ()
-    variables: list[Variable] = field(default_factory=list)
     inherit_variables: bool | tuple[str, ...] = True
     when: str = "on_success"
     when_at: At | None = None
@@ -132,7 +135,6 @@ class Draft:
     timeout: float | None = None
     parallel: parallel.ParallelSpec | None = None
     artifacts: Any = None
-    caches: list[CacheSpec] = field(default_factory=list)
     environment: Environment | None = None
     on_stop_at: At | None = None
     resource_group: str | None = None
@@ -143,6 +145,7 @@ class Draft:
     tags: tuple[str, ...] = ()
     rules: Any = None
     has_rules: bool = False
+    rules_ok: bool = True
     trigger: bool = False
 
 
@@ -302,10 +305,10 @@ class _Builder:
             read_map(mapping["auto_cancel"], at.of(mapping, "auto_cancel"), self.problems)
         if mapping.get("rules") is not None:
             rules = mapping["rules"]
-            errors = self._check_rules(rules, "workflow.rules")
+            errors = self._check_rules(rules, "workflow.rules", at.of(mapping, "rules"))
             if not errors:
                 lookup = resolve([*self.ctx.predefined, *self.global_vars, *self.ctx.variables])
-                outcome = self._evaluate(rules, lookup, "always", "workflow.rules")
+                outcome = self._evaluate(rules, lookup, "always", "workflow.rules", at.of(mapping, "rules"))
                 if outcome is not None:
                     if outcome.when == "never":
                         self.filtered_out = True
@@ -332,20 +335,23 @@ class _Builder:
                         at.of(mapping, "name"), "must be at most 255 characters after expansion"
                     )
 
-    def _check_rules(self, rules: Any, where: str) -> bool:
-        """Add check_rules' diagnostics; True when there is an error."""
-        found = check_rules(rules, where)
+    def _check_rules(self, rules: Any, where: str, at: At) -> bool:
+        """Add check_rules' diagnostics (located at `at` when they lack a place); True on an error."""
+        found = _located(check_rules(rules, where), at)
         self.problems.items.extend(found)
         return any(d.severity == "error" for d in found)
 
-    def _evaluate(self, rules: Any, lookup: Mapping[str, str], default_when: str, where: str) -> Any:
+    def _evaluate(self, rules: Any, lookup: Mapping[str, str], default_when: str, where: str, at: At) -> Any:
         ctx = RuleContext(
-            variables=lookup, project_dir=self.ctx.project_dir, changed_files=self.ctx.changed_files
+            variables=lookup,
+            project_dir=self.ctx.project_dir,
+            changed_files=self.ctx.changed_files,
+            changes_since=self.ctx.changes_since,
         )
         try:
             return evaluate_rules(rules, ctx, default_when=default_when, where=where)
         except PipelineError as exc:
-            self.problems.items.extend(exc.diagnostics)
+            self.problems.items.extend(_located(exc.diagnostics, at))
             return None
 
     # -- one job: keywords -----------------------------------------------------------
@@ -391,7 +397,6 @@ class _Builder:
         self._needs_and_deps(d)
         self._resources(d)
         self._conditions(d)
-        self._apply_globals(d)
 
     def _scripts(self, d: Draft) -> None:
         body, at, p = d.body, d.at, self.problems
@@ -512,9 +517,16 @@ class _Builder:
         if "dependencies" in body and body["dependencies"] is not None:
             where = at.of(body, "dependencies")
             value = body["dependencies"]
-            names = read_str_list(value, where, p, single=False)
-            if names is not None:
-                d.dependencies = [(n, where.of(value, i)) for i, n in enumerate(names)]
+            if not isinstance(value, list):
+                p.error(where, f"must be a list of job names, got {kind(value)}")
+                return
+            deps: list[tuple[str, At]] = []
+            for item, item_at in flat_items(value, where):
+                if isinstance(item, str) and item:
+                    deps.append((item, item_at))
+                else:
+                    p.error(item_at, f"must be a job name, got {kind(item)}")
+            d.dependencies = deps
 
     def _resources(self, d: Draft) -> None:
         body, at, p = d.body, d.at, self.problems
@@ -534,7 +546,7 @@ class _Builder:
             d.rules = body["rules"]
             if d.rules is None:
                 d.rules = []
-            self._check_rules(d.rules, f"jobs.{d.name}.rules")
+            d.rules_ok = not self._check_rules(d.rules, f"jobs.{d.name}.rules", at.of(body, "rules"))
             for key in ("only", "except"):
                 if body.get(key) is not None:
                     p.error(
@@ -545,37 +557,12 @@ class _Builder:
             for key in ("only", "except"):
                 if body.get(key) is not None:
                     check_only_except(body[key], at.of(body, key), p)
-        if d.when == "delayed" and d.start_in is None and not d.has_rules:
-            p.error(d.when_at or at, "when: delayed needs start_in (for example start_in: 30 minutes)")
+        if d.when == "delayed" and d.start_in_at is None and not d.has_rules:
+            p.error(
+                d.when_at or at, "when: delayed needs start_in (for example start_in: 30 minutes)", raw=True
+            )
         if d.start_in_at is not None and d.when != "delayed" and not d.has_rules:
             p.error(d.start_in_at, "can only be used with when: delayed")
-
-    def _apply_globals(self, d: Draft) -> None:
-        """Deprecated top-level image/services/cache/before_script/after_script, as `default:`."""
-        root = self.root
-        assert isinstance(root, LocMap)
-        inherit = d.body.get("inherit")
-        allowed: bool | set[str] = True
-        if isinstance(inherit, dict):
-            value = inherit.get("default", True)
-            if isinstance(value, bool):
-                allowed = value
-            elif isinstance(value, list):
-                allowed = {str(v) for v in value}
-        for key in _DEPRECATED_GLOBALS:
-            if key not in root or key in d.body or root[key] is None:
-                continue
-            if allowed is False or (isinstance(allowed, set) and key not in allowed):
-                continue
-            at = self.file_at.of(root, key)
-            if key == "image":
-                d.image = read_image(root[key], at, self.problems)
-            elif key == "services":
-                d.services = read_services(root[key], at, self.problems)
-            elif key == "cache":
-                d.caches = read_cache(root[key], at, self.problems)
-            else:
-                setattr(d, key, read_script(root[key], at, self.problems, required=False) or ())
 
     # -- instances, rules ---------------------------------------------------------------
 
@@ -597,6 +584,13 @@ class _Builder:
                 self.warn_jobs.setdefault("trigger", []).append(d.name)
                 continue
             for inst in parallel.instances(d.name, d.parallel):
+                if len(inst.name) > MAX_JOB_NAME and len(d.name) <= MAX_JOB_NAME:
+                    self.problems.error(
+                        d.at.of(d.body, "parallel"),
+                        f'makes the job name "{inst.name[:60]}...", {len(inst.name)} characters long; '
+                        f"GitLab allows {MAX_JOB_NAME}: use shorter matrix values",
+                    )
+                    break
                 built = self._instance(d, inst)
                 if built is not None:
                     out.append(built)
@@ -631,7 +625,10 @@ class _Builder:
         lookup: Mapping[str, str] | None = None
         if d.has_rules:
             lookup = resolve([*self.ctx.predefined, *job_pre, *yaml_vars, *self.ctx.variables])
-            outcome = self._evaluate(d.rules, lookup, d.when, f"jobs.{d.name}.rules")
+            if not d.rules_ok:
+                return None
+            rules_at = d.at.of(d.body, "rules")
+            outcome = self._evaluate(d.rules, lookup, d.when, f"jobs.{d.name}.rules", rules_at)
             if outcome is None:
                 return None
             if outcome.when == "never":
@@ -642,7 +639,6 @@ class _Builder:
                 )
                 self.excluded.append((inst.name, reason))
                 return None
-            rules_at = d.at.of(d.body, "rules")
             when = outcome.when
             allow_failure = (
                 outcome.allow_failure if outcome.allow_failure is not None else (d.allow_failure or False)
@@ -652,7 +648,7 @@ class _Builder:
             if outcome.start_in is not None:
                 start_in = read_duration(outcome.start_in, rules_at.child("start_in"), p)
             if when == "delayed" and start_in is None:
-                p.error(rules_at, "when: delayed needs start_in (in the rule or the job)")
+                p.error(rules_at, "when: delayed needs start_in (in the rule or the job)", raw=True)
             if outcome.variables is not None:
                 rule_vars = read_variables(
                     outcome.variables,
@@ -858,7 +854,9 @@ class _Builder:
                         why = "this job has no parallel:matrix"
                     else:
                         why = f"this job's matrix has {', '.join(k for k, _ in b.instance.matrix)}"
-                    text = f'needs "{spec.job}": $[[ matrix.{missing[0]} ]] is not a matrix variable of this job'
+                    text = (
+                        f'needs "{spec.job}": $[[ matrix.{missing[0]} ]] is not a matrix variable of this job'
+                    )
                     p.error(spec.at, f"{text} ({why})", raw=True)
                     return None
                 resolved.append((key, text))
@@ -1003,7 +1001,9 @@ class _Builder:
             self.problems.warning(self.summary_at, text, raw=True)
         if not jobs and self.drafts and not self.problems.errors and not self.filtered_out:
             self.problems.warning(
-                self.summary_at, "no job is in this pipeline: rules or only/except left every job out", raw=True
+                self.summary_at,
+                "no job is in this pipeline: rules or only/except left every job out",
+                raw=True,
             )
 
 
@@ -1015,8 +1015,7 @@ def read_needs(value: Any, at: At, problems: Problems) -> list[NeedSpec] | None:
         problems.error(at, f"must be a list of job names, like needs: [build], got {kind(value)}")
         return None
     out: list[NeedSpec] = []
-    for i, item in enumerate(value):
-        where = at.of(value, i)
+    for item, where in flat_items(value, at):
         if isinstance(item, str):
             if not item:
                 problems.error(where, "must name a job, got an empty string")
@@ -1068,6 +1067,29 @@ def read_needs(value: Any, at: At, problems: Problems) -> list[NeedSpec] | None:
                 spec.matrix = combos
         out.append(spec)
     return out
+
+
+def flat_items(value: list[Any], at: At, depth: int = 1) -> list[tuple[Any, At]]:
+    """A list's items, nested lists (from `!reference`) flattened as GitLab does, with their places."""
+    out: list[tuple[Any, At]] = []
+    for i, item in enumerate(value):
+        where = at.of(value, i)
+        if isinstance(item, list) and depth < 10:
+            out.extend(flat_items(item, where, depth + 1))
+        else:
+            out.append((item, where))
+    return out
+
+
+def _located(items: Sequence[Diagnostic], at: At) -> list[Diagnostic]:
+    """`items`, those without a line placed at `at` (the key they are about)."""
+    mark = at.mark
+    return [
+        d
+        if d.line or not mark.line
+        else dataclasses.replace(d, file=mark.file, line=mark.line, column=mark.column)
+        for d in items
+    ]
 
 
 def _mark(value: Any) -> Mark | None:

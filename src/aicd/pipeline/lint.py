@@ -9,6 +9,7 @@ failure becomes an "internal error" diagnostic that asks for a report.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,14 +46,34 @@ def sort_diagnostics(items: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 
 def analyse(project_dir: Path, file: str, context: PipelineContext) -> BuildResult:
-    """Load and build; every user-caused problem is in the result's diagnostics."""
+    """Load and build; every user-caused problem is in the result's diagnostics, each error located.
+
+    An error about the whole file (too big, not UTF-8...) is placed at its line 1, column 1.
+    """
+    result = _analyse(project_dir, file, context)
+    result.diagnostics = [_place(d, file) for d in result.diagnostics]
+    return result
+
+
+def _place(d: Diagnostic, file: str) -> Diagnostic:
+    if d.severity != "error" or d.line:
+        return d
+    return dataclasses.replace(d, file=d.file or file, line=1, column=1)
+
+
+def _analyse(project_dir: Path, file: str, context: PipelineContext) -> BuildResult:
     from aicd.pipeline.build import BuildContext, BuildResult, build_pipeline
     from aicd.pipeline.loader import load_document
     from aicd.pipeline.rules import RuleContext
     from aicd.pipeline.variables import resolve
 
     lookup = resolve([*context.predefined, *context.variables])
-    rule_ctx = RuleContext(variables=lookup, project_dir=project_dir, changed_files=context.changed_files)
+    rule_ctx = RuleContext(
+        variables=lookup,
+        project_dir=project_dir,
+        changed_files=context.changed_files,
+        changes_since=context.changes_since,
+    )
     try:
         root, document = load_document(project_dir, file, rule_ctx)
         build_ctx = BuildContext(
@@ -61,6 +82,7 @@ def analyse(project_dir: Path, file: str, context: PipelineContext) -> BuildResu
             changed_files=context.changed_files,
             project_dir=project_dir,
             file=file,
+            changes_since=context.changes_since,
         )
         return build_pipeline(root, build_ctx, document.warnings)
     except PipelineError as exc:

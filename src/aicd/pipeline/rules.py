@@ -350,9 +350,10 @@ def _check_rule(rule: Any, path: str, mark: Mark) -> list[Diagnostic]:
     def problem(key: str, message: str, severity: str = "error") -> None:
         out.append(_diag(f"{path}.{key}: {message}", _mark(rule, key), f"{path}.{key}", severity))
 
+    allowed = (*RULE_KEYS, "auto_cancel") if path.startswith("workflow") else RULE_KEYS
     for key in rule:
-        if key not in RULE_KEYS:
-            problem(str(key), f"unknown rule key '{key}'; allowed keys: {', '.join(RULE_KEYS)}")
+        if key not in allowed:
+            problem(str(key), f"unknown rule key '{key}'; allowed keys: {', '.join(allowed)}")
     if "if" in rule:
         expr = rule["if"]
         if not isinstance(expr, str):

@@ -536,7 +536,7 @@ def read_variables(value: Any, at: At, problems: Problems, *, top_level: bool) -
 
 
 def read_allow_failure(value: Any, at: At, problems: Problems) -> tuple[bool, tuple[int, ...]] | None:
-    """`allow_failure: bool` or `{exit_codes: int | [int]}` -> (allowed, exit codes)."""
+    """`allow_failure: bool` or `{exit_codes: int | [int]}` -> (allowed, exit codes: () means any)."""
     if isinstance(value, bool):
         return value, ()
     if isinstance(value, dict):
@@ -548,7 +548,7 @@ def read_allow_failure(value: Any, at: At, problems: Problems) -> tuple[bool, tu
             problems.error(at, "must be true, false or a mapping with exit_codes")
             return None
         codes = read_exit_codes(mapping["exit_codes"], at.of(mapping, "exit_codes"), problems)
-        return None if codes is None else (False, codes)
+        return None if codes is None else (True, codes)  # allowed to fail with these codes only
     problems.error(at, f"must be true, false or {{exit_codes: [...]}}, got {kind(value)}")
     return None
 
