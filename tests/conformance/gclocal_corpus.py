@@ -45,15 +45,6 @@ CASE_TIMEOUT_S = 120.0
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
-# aicd (cli/render.py, plain mode) prints its own notes ("Running after_script", "Kept artifacts: 1
-# file", ...) as `JOB > text`, the shape of job output. That is a bug; until it is fixed,
-# CONFORMANCE_IGNORE_AICD_NOTES=1 drops those lines from aicd's side so that other differences show.
-_DROP_INFO = os.environ.get("CONFORMANCE_IGNORE_AICD_NOTES") == "1"
-_AICD_INFO = re.compile(
-    r"^(Running after_script|Kept artifacts: |No artifacts to keep|Restored artifacts of |Saved cache |"
-    r"Restored cache |No cache found for key |WARNING: |ERROR: aicd |waits for manual job )"
-)
-
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _SECTION = re.compile(r"section_(?:start|end):\d+:[^\r\n]*\r")
 _REF_TMP = re.compile(r"/tmp/tmp\.[A-Za-z0-9]+(?:/\.gitlab-ci-local/builds/[^/\s]+)?")
@@ -137,9 +128,7 @@ def canonical_name(name: str) -> str:
     return name
 
 
-def job_lines(
-    lines: Iterable[str], names: Iterable[str], paths: Sequence[str] = (), drop_notes: bool = False
-) -> dict[str, list[str]]:
+def job_lines(lines: Iterable[str], names: Iterable[str], paths: Sequence[str] = ()) -> dict[str, list[str]]:
     """The `JOB > text` lines of each known job, in order (longest job name wins)."""
     ordered = sorted(set(names), key=len, reverse=True)
     out: dict[str, list[str]] = {}
@@ -147,9 +136,7 @@ def job_lines(
         for name in ordered:
             prefix = f"{name} >"
             if line == prefix or line.startswith(prefix + " "):
-                text = normalise(line[len(prefix) + 1 :], paths)
-                if not (drop_notes and _AICD_INFO.match(text)):
-                    out.setdefault(canonical_name(name), []).append(text)
+                out.setdefault(canonical_name(name), []).append(normalise(line[len(prefix) + 1 :], paths))
                 break
     return out
 
@@ -294,7 +281,7 @@ def aicd_record(run: AicdRun) -> RunRecord:
         refused=False,
         exit_code=run.returncode,
         outcomes=outcomes,
-        outputs=job_lines(stderr_lines, names, paths, drop_notes=_DROP_INFO),
+        outputs=job_lines(stderr_lines, names, paths),
         message=run.stderr.strip(),
     )
 

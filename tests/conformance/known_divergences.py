@@ -523,14 +523,20 @@ CASES: dict[str, CaseNote] = {
         gitlab=REFUSED,
         doc="https://docs.gitlab.com/ci/yaml/matrix_expressions/",
     ),
-    "parallel-matrix-long-name": CaseNote(
+    "log-padding": CaseNote(
         Category.DIVERGENT,
-        REF_BUG,
-        "the reference crashed writing a log file named after the job (ENAMETOOLONG). The first "
-        "matrix job's name is 298 characters; gitlab-org/gitlab#584573: \"Job names have a limit of 255 "
-        'characters", and a pipeline with a longer generated name is not created.',
-        gitlab=REFUSED,
-        doc="https://gitlab.com/gitlab-org/gitlab/-/issues/584573",
+        GITLAB_DOC,
+        "all four jobs are in stage .pre; the reference ran them. GitLab does not create a pipeline "
+        'whose jobs are all in .pre/.post (gitlab-org/gitlab#364242: "In 12.8, we made a change so '
+        'that pipelines with only .pre and/or .post stages would not run.").',
+        gitlab=_run(
+            """
+
+    pipeline finished
+    exit=0
+    """
+        ),
+        doc="https://docs.gitlab.com/ci/yaml/#stage-pre; https://gitlab.com/gitlab-org/gitlab/-/issues/364242",
     ),
     "rules-changes": CaseNote(
         Category.DIVERGENT,
