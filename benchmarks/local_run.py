@@ -61,6 +61,7 @@ GCL_VERSION = "4.60.1"
 GCL_INSTALL = f"npm i -g gitlab-ci-local@{GCL_VERSION}"
 SPEEDUP_TARGET = 5.0  # aicd at least this many times faster than gitlab-ci-local
 OVERHEAD_TARGET_MS = 15.0  # aicd's overhead per job over bare bash, 200-job pipeline
+STATE_DIRS = (".aicd", ".gitlab-ci-local")
 GIT_ID = ["-c", "user.email=bench@example.com", "-c", "user.name=bench"]
 
 
@@ -174,9 +175,23 @@ def make_repo(root: Path, spec: PipelineSpec) -> Path:
 
 
 def reset(repo: Path, keep: Sequence[str] = ()) -> None:
-    """Back to the commit: remove every untracked file, ignored or not, except `keep`."""
+    """Back to the commit: remove every untracked file, ignored or not, except `keep`; check it."""
+    for state in STATE_DIRS:  # big trees: rmtree is much faster than git clean's walk
+        if state not in keep:
+            shutil.rmtree(repo / state, ignore_errors=True)
     excludes = [f"--exclude={k}" for k in keep]
-    subprocess.run(["git", "clean", "-fdxq", *excludes], cwd=repo, check=True, capture_output=True)
+    # -ff: also folders holding a .git (gitlab-ci-local's builds can); -x: ignored files too
+    subprocess.run(["git", "clean", "-ffdxq", *excludes], cwd=repo, check=True, capture_output=True)
+    left = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=normal"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
+    extra = [line for line in left if line and line[3:].rstrip("/") not in keep]
+    if extra:
+        raise RuntimeError(f"{repo}: could not reset to the commit, left: {extra[:5]}")
 
 
 # --------------------------------------------------------------------------- runners
@@ -281,6 +296,11 @@ class Cell:
         good = [s.wall_s for s in self.samples if s.error is None]
         return statistics.median(good) if good and not self.errors else None
 
+    @property
+    def cpu_median(self) -> float | None:
+        good = [s.cpu_s for s in self.samples if s.error is None]
+        return statistics.median(good) if good and not self.errors else None
+
 
 def bench_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AICD_", "CI_", "GITLAB_"))}
@@ -376,6 +396,11 @@ class Row:
         return gcl / aicd if gcl is not None and aicd else None
 
     @property
+    def speedup_warm(self) -> float | None:
+        gcl, warm = self.med("gcl"), self.med("aicd_warm")
+        return gcl / warm if gcl is not None and warm else None
+
+    @property
     def over_bash_ms(self) -> float | None:
         aicd, bash = self.med("aicd"), self.med("bash")
         return (aicd - bash) * 1000 if aicd is not None and bash is not None else None
@@ -438,6 +463,7 @@ COLUMNS = (
     "aicd warm (s)",
     "gitlab-ci-local (s)",
     "gcl / aicd",
+    "gcl / aicd warm",
     "aicd - bash (ms)",
     "per job (ms)",
 )
@@ -456,6 +482,7 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
                 _cell(row, "aicd_warm"),
                 _cell(row, "gcl"),
                 f"{sp:.1f}x" if sp is not None else "-",
+                f"{row.speedup_warm:.1f}x" if row.speedup_warm is not None else "-",
                 f"{over:.0f}" if over is not None else "-",
                 f"{pj:.1f}" if pj is not None else "-",
             ]
@@ -470,6 +497,22 @@ def markdown_table(rows: list[Row]) -> str:
         "|" + "|".join("---:" if i else "---" for i in range(len(COLUMNS))) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def cpu_table(rows: list[Row]) -> str:
+    """Median CPU time (user + system of the whole process tree): less sensitive to other load."""
+    keys = [("bash", "bare bash"), ("aicd", "aicd"), ("aicd_warm", "aicd warm"), ("gcl", "gitlab-ci-local")]
+    cols = ["Pipeline", *(f"{label} CPU (s)" for _, label in keys), "gcl / aicd CPU"]
+    lines = [
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---:" if i else "---" for i in range(len(cols))) + "|",
+    ]
+    for row in rows:
+        cpu = {k: (row.cells[k].cpu_median if k in row.cells else None) for k, _ in keys}
+        ratio = cpu["gcl"] / cpu["aicd"] if cpu["gcl"] is not None and cpu["aicd"] else None
+        cells = [row.spec.title, *(_s(cpu[k]) for k, _ in keys), f"{ratio:.1f}x" if ratio else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -509,7 +552,8 @@ def versions(aicd: str | None, gcl: str | None) -> dict[str, str]:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"unknown ({exc})"
         text = (out.stdout or out.stderr).strip()
-        return text.splitlines()[0] if text else "unknown"
+        found = re.search(r"\d+\.\d+(\.\d+)?[\w.+-]*", text)
+        return found.group(0) if found else (text.splitlines()[0] if text else "unknown")
 
     return {
         "aicd": first_line([aicd, "--version"]) if aicd else "not found",
@@ -542,6 +586,7 @@ def report_markdown(rows: list[Row], meta: dict[str, Any], labels: dict[str, str
         f"Machine: {meta['machine']}  ",
         f"Versions: {vers}  ",
         f"Command: `{meta['command']}`  ",
+        f"Load average (1 min) at start / end: {meta['load_start']} / {meta['load_end']}  ",
         f"Runs: median of {meta['repeat_note']} measured runs after one warm-up run of every runner; "
         "the repository reset to its commit before every run (aicd warm keeps `.aicd/`).",
         "",
@@ -550,6 +595,11 @@ def report_markdown(rows: list[Row], meta: dict[str, Any], labels: dict[str, str
         "Targets (measured):",
         "",
         *target_lines(rows),
+        "",
+        "CPU time, median (user + system of the runner's whole process tree; less sensitive than wall "
+        "time to other load on the machine):",
+        "",
+        cpu_table(rows),
     ]
     fails = failure_lines(rows, labels)
     if fails:
@@ -562,7 +612,8 @@ NOTES = [
     "Columns: bare bash = one bash running each job script with `bash -c`, sequentially, in the repo "
     "(the floor); aicd = `aicd run --json` from a clean repo (no `.aicd/`); aicd warm = the same with the "
     "`.aicd/` of the previous run kept; gitlab-ci-local = `gitlab-ci-local --shell-isolation --quiet "
-    "--no-color`. gcl / aicd = how many times faster aicd is; aicd - bash = aicd's overhead over the floor; "
+    "--no-color`. gcl / aicd = how many times faster aicd is (gcl / aicd warm: with a warm `.aicd/`); "
+    "aicd - bash = aicd's overhead over the floor; "
     "per job = that overhead divided by the number of jobs. Each runner uses its default concurrency "
     "(aicd: CPU count; gitlab-ci-local: unlimited); bare bash is sequential.",
 ]
@@ -634,6 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def repeat_of(spec: PipelineSpec) -> int:
         return args.repeat or (1 if args.quick else spec.repeat)
 
+    load_start = f"{os.getloadavg()[0]:.2f}"
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="aicd-bench-") as tmp:
         for spec in specs:
@@ -656,6 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join(
             ["python", "benchmarks/local_run.py", *(argv if argv is not None else sys.argv[1:])]
         ),
+        "load_start": load_start,
+        "load_end": f"{os.getloadavg()[0]:.2f}",
         "repeat_note": ", ".join(f"{repeat_of(s)} ({s.title})" for s in specs),
     }
 

@@ -98,6 +98,7 @@ def test_quick_benchmark_prints_a_table_of_measured_numbers(tmp_path: Path) -> N
             assert float(row[column]) > 0
         if have_gcl:
             assert re.match(r"^\d+\.\dx$", row["gcl / aicd"]), row
+            assert re.match(r"^\d+\.\dx$", row["gcl / aicd warm"]), row
         assert re.match(r"^-?\d+(\.\d)?$", row["per job (ms)"]), row
     assert "Targets (measured):" in proc.stdout
     assert "on 10 independent" in proc.stdout

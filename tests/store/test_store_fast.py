@@ -104,20 +104,26 @@ def test_other_urls_are_left_to_sqlalchemy(url: str) -> None:
 # -- open_store picks the store ----------------------------------------------------
 
 
-def test_open_store_is_fast_only_for_an_existing_database_at_head(tmp_path: Path) -> None:
+def test_open_store_is_fast_for_new_and_current_sqlite_databases(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'aicd.db'}"
-    with open_store(url) as first:  # new: RunStore creates and migrates it
-        assert isinstance(first, RunStore)
+    with open_store(url) as first:  # new: made from the head-schema snapshot
+        assert isinstance(first, FastSqliteStore)
     assert current_revision(url) == HEAD
     with open_store(url) as second:
         assert isinstance(second, FastSqliteStore)
 
     empty = tmp_path / "empty.db"
-    empty.touch()  # exists, but no schema: RunStore migrates it
+    empty.touch()  # exists but empty: also made from the snapshot
     with open_store(f"sqlite:///{empty}") as store:
-        assert isinstance(store, RunStore)
+        assert isinstance(store, FastSqliteStore)
         assert store.list_pipelines() == []
-    assert isinstance(open_store(f"sqlite:///{empty}"), FastSqliteStore)
+
+    other = tmp_path / "other.db"  # a database with other tables and no version: RunStore migrates
+    with sqlite3.connect(other) as raw:
+        raw.execute("CREATE TABLE unrelated (x INTEGER)")
+    with open_store(f"sqlite:///{other}") as store:
+        assert isinstance(store, RunStore)
+    assert isinstance(open_store(f"sqlite:///{other}"), FastSqliteStore)
 
 
 def test_open_store_leaves_a_newer_database_to_runstore_which_refuses_it(url: str) -> None:

@@ -196,6 +196,29 @@ def _connect(path: str) -> sqlite3.Connection:
     return connection
 
 
+def create_sqlite_database(path: str) -> bool:
+    """Create a new SQLite database at `path` from the head schema snapshot.
+
+    True when the database is at head afterwards (made here or by a process
+    that raced us); False when it could not be made (the caller falls back
+    to RunStore, which explains the problem).
+    """
+    from aicd.store.snapshot import create_from_snapshot
+
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        connection = _connect(path)
+    except (OSError, sqlite3.Error):
+        return False
+    try:
+        create_from_snapshot(connection)
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
+
+
 class FastSqliteStore:
     """The Store on an existing SQLite file at schema revision HEAD (see the module doc).
 
