@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aicd.cli.render import ConsoleObserver, print_diagnostics, print_summary
+from aicd.core import aio
 from aicd.core.local_run import RunRequest, RunResult, run_local
 from aicd.errors import PipelineError, WorkflowFilteredOut
 from aicd.pipeline.ir import Variable
@@ -94,7 +95,7 @@ def run_command(
         concurrency=concurrency,
     )
     try:
-        result, signal_code = asyncio.run(_run(req, observer))
+        result, signal_code = aio.run(_run(req, observer))
     except WorkflowFilteredOut as exc:
         if as_json:
             print(

@@ -111,6 +111,9 @@ class _Recorder(EngineListener):
     def job_status(
         self, job: Job, job_id: int, attempt: int, status: JobStatus, outcome: JobOutcome | None
     ) -> None:
+        if status == JobStatus.PENDING:  # transient: told, not stored (one write less per job)
+            self.observer.job_status(job, job_id, attempt, str(status), outcome)
+            return
         fields: dict[str, object] = {"status": str(status)}
         now = time.time()
         if status == JobStatus.RUNNING:
@@ -253,7 +256,8 @@ async def run_local(
             play_manual=_expand_selection(pipeline, req.manual),
         )
         store.update_pipeline(record.id, status="running", started_at=time.time())
-        prune_builds(home / "builds", keep=KEEP_WORKSPACES - 1)
+        # old workspaces are removed while the jobs run, off the critical path
+        pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
         executor = LocalExecutor(project_dir, home, commit=req.commit)
         try:
             result = await run_pipeline(
@@ -267,6 +271,7 @@ async def run_local(
             )
         finally:
             await executor.close()
+            await pruning
         store.update_pipeline(record.id, status=result.status, finished_at=time.time())
         return _result(store.get_pipeline(record.id), result, recorder)
     finally:
