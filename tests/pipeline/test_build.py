@@ -889,3 +889,19 @@ def test_only_pre_and_post_jobs_make_no_pipeline(tmp_path: Path) -> None:
         load_pipeline(tmp_path)
     (tmp_path / ".gitlab-ci.yml").write_text("a:\n  stage: .pre\n  script: [echo]\nc:\n  script: [echo]\n")
     assert [j.name for j in load_pipeline(tmp_path).jobs] == ["a", "c"]
+
+
+@pytest.mark.parametrize(
+    ("retry", "when"),
+    [
+        ("{max: 2, exit_codes: [3]}", ()),  # exit codes only
+        ("{max: 2, when: always, exit_codes: [3]}", ("always",)),
+        ("{max: 2}", ("always",)),
+        ("2", ("always",)),
+    ],
+)
+def test_retry_exit_codes_without_when_mean_exit_codes_only(
+    tmp_path: Path, retry: str, when: tuple[str, ...]
+) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text(f"j:\n  retry: {retry}\n  script: [echo]\n")
+    assert load_pipeline(tmp_path).jobs[0].retry.when == when

@@ -1,14 +1,15 @@
-"""aicd.engine: run a resolved pipeline as a DAG on an executor."""
+"""aicd.engine: run a resolved pipeline as a DAG on an executor.
 
-from aicd.engine.model import (
-    EngineListener,
-    JobResult,
-    JobStatus,
-    PipelineResult,
-    RunOptions,
-    failure_allowed,
-)
-from aicd.engine.scheduler import run_pipeline, select_jobs
+Knows nothing of YAML, files or SQL: it takes the IR (aicd.pipeline.ir), an
+Executor (aicd.executors.base) and an EngineListener that records what
+happens.
+"""
+
+from aicd.engine.events import EngineListener
+from aicd.engine.model import JobResult, PipelineResult, RunOptions
+from aicd.engine.plan import select_jobs
+from aicd.engine.scheduler import run_pipeline
+from aicd.engine.status import JobStatus, failure_allowed
 
 __all__ = [
     "EngineListener",

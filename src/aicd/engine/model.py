@@ -1,42 +1,22 @@
-"""The engine's vocabulary: job statuses, options, results and the listener."""
+"""The engine's options and results.
+
+`JobStatus`, `failure_allowed` (aicd.engine.status) and `EngineListener`
+(aicd.engine.events) are re-exported here for older imports.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol
 
+from aicd.engine.events import EngineListener
+from aicd.engine.status import JobStatus, failure_allowed
 from aicd.executors.base import JobOutcome
 from aicd.pipeline.ir import Job
 
 
-def failure_allowed(job: Job, outcome: JobOutcome | None) -> bool:
-    """Whether `allow_failure` covers this failure (exit codes included)."""
-    if not job.allow_failure:
-        return False
-    codes = job.allow_failure_exit_codes
-    return not codes or (outcome is not None and outcome.exit_code in codes)
-
-
-class JobStatus(StrEnum):
-    CREATED = "created"
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    SKIPPED = "skipped"
-    MANUAL = "manual"
-
-    @property
-    def is_finished(self) -> bool:
-        return self in (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.SKIPPED)
-
-
 @dataclass(frozen=True)
 class RunOptions:
-    concurrency: int
+    concurrency: int  # jobs running at once, across the pipeline (at least 1)
     only: frozenset[str] | None = None  # run just these jobs (full names)...
     with_needs: bool = False  # ...and, transitively, the jobs they need
     play_manual: frozenset[str] = frozenset()  # manual jobs to run
@@ -46,18 +26,23 @@ class RunOptions:
 @dataclass
 class JobResult:
     job: Job
-    job_id: int
+    job_id: int  # of the last attempt
     status: JobStatus = JobStatus.CREATED
-    attempts: int = 0
-    outcome: JobOutcome | None = None
-    allowed_failure: bool = False  # failed, but allow_failure covers it (a warning)
-    blocked_by: str | None = None  # waits for this unplayed manual job
+    attempts: int = 0  # 0: never started
+    outcome: JobOutcome | None = None  # of the last attempt
+    allowed_failure: bool = False  # failed (or canceled), but allow_failure covers it: a warning
+    blocked_by: str | None = None  # left `created`: waits for this unplayed blocking manual job
+
+    @property
+    def counts_as_failure(self) -> bool:
+        """Whether this job makes the pipeline fail."""
+        return self.status == JobStatus.FAILED and not self.allowed_failure
 
 
 @dataclass
 class PipelineResult:
     status: str  # success, failed, canceled
-    jobs: list[JobResult] = field(default_factory=list)
+    jobs: list[JobResult] = field(default_factory=list)  # in definition order
 
     def job(self, name: str) -> JobResult:
         for result in self.jobs:
@@ -65,18 +50,10 @@ class PipelineResult:
                 return result
         raise KeyError(name)
 
+    @property
+    def blocked(self) -> list[JobResult]:
+        """Jobs that never started because an unplayed manual job blocks them."""
+        return [r for r in self.jobs if r.blocked_by is not None and r.status == JobStatus.CREATED]
 
-class EngineListener(Protocol):
-    """Told every state change; ids come from it (the store)."""
 
-    def allocate_job_ids(self, jobs: Sequence[Job]) -> list[int]: ...
-
-    def allocate_retry_id(self, job: Job, attempt: int) -> int: ...
-
-    def job_status(
-        self, job: Job, job_id: int, attempt: int, status: JobStatus, outcome: JobOutcome | None
-    ) -> None: ...
-
-    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None: ...
-
-    def pipeline_status(self, status: str) -> None: ...
+__all__ = ["EngineListener", "JobResult", "JobStatus", "PipelineResult", "RunOptions", "failure_allowed"]

@@ -1,15 +1,36 @@
 """Run a resolved pipeline as a DAG on an executor, with GitLab's job lifecycle.
 
-Every job gets one asyncio task that waits for the jobs it depends on (all
-jobs of earlier stages, or its `needs`), then decides by its `when` whether
-it runs, and runs it within the concurrency limit and its resource group,
-with retries and a timeout.
+One coordinator loop owns every decision. A job *waits* until every job it
+depends on is settled (all jobs of earlier stages, or its `needs`), then is
+decided once (aicd.engine.decision): skipped, left `manual`, blocked, or
+made *ready* (after its `start_in` for `when: delayed`). Ready jobs start in
+definition order while fewer than `options.concurrency` jobs run and their
+resource group (variable-expanded) has no job running. A running job is one
+task that runs its attempts (retries get new ids from the listener) and
+watches its timeout and the run's cancel.
 
-Blocking manual jobs: a `when: manual` job that is not played and not allowed
-to fail blocks the jobs that wait for it (GitLab shows the pipeline as
-"blocked"). Locally nobody can press play later, so such jobs end in
-`created` (never started), `JobResult.blocked_by` names the manual job, and
-they do not make the pipeline fail.
+Blocking manual jobs: a `when: manual` job that is not played and has
+`allow_failure: false` blocks every job that waits for it, directly or not,
+whatever that job's `when` (GitLab shows the pipeline as "blocked"; the
+jobs stay `created` until someone plays the manual job). Locally nobody
+can press play later, so those jobs end `created` with
+`JobResult.blocked_by` naming the manual job, an info line tells how to
+play it, and they do not fail the pipeline: its status is `success` when
+nothing else failed. (gitlab-ci-local instead refuses to start such a
+pipeline when a job *needs* the manual job.) An unplayed manual job with
+`allow_failure: true` does not block: jobs of later stages run, while jobs
+that `need` it are skipped, as in GitLab.
+
+Cancel (`cancel` set, e.g. by Ctrl-C): running jobs get
+`handle.cancel("canceled")`, jobs not started (and blocked ones) end
+`canceled`, manual ones stay `manual`, nothing new starts, and the result is
+`canceled`. If the task running `run_pipeline` is itself cancelled, the
+jobs are stopped the same way before the cancellation goes on: no job
+process or task outlives `run_pipeline`.
+
+An exception from the executor fails that job attempt with
+`runner_system_failure` (the message goes to the job's output as "info").
+An exception from the listener stops the run and is raised again.
 """
 
 from __future__ import annotations
@@ -17,73 +38,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field, replace
+from enum import Enum, auto
 from pathlib import Path
+from typing import Any, TypeVar
 
-from aicd.engine.model import (
-    EngineListener,
-    JobResult,
-    JobStatus,
-    PipelineResult,
-    RunOptions,
-    failure_allowed,
+from aicd.engine.decision import decide, retry_wanted, upstream_status
+from aicd.engine.events import EngineListener
+from aicd.engine.model import JobResult, PipelineResult, RunOptions
+from aicd.engine.plan import Plan, make_plan
+from aicd.engine.status import JobStatus, failure_allowed
+from aicd.executors.base import (
+    ArtifactSource,
+    Executor,
+    JobHandle,
+    JobOutcome,
+    JobRequest,
+    OutputCallback,
+    OutputKind,
 )
-from aicd.executors.base import ArtifactSource, Executor, JobHandle, JobOutcome, JobRequest
-from aicd.pipeline.ir import Job, Pipeline, Variable
+from aicd.pipeline.ir import Pipeline, Variable
 from aicd.pipeline.predefined import job_variables
 from aicd.pipeline.variables import expand, resolve
 
 DEFAULT_TIMEOUT_S = 3600.0
+# How long an executor gets to report a canceled (or timed-out) job before the engine gives up on it.
+CANCEL_GRACE_S = 30.0
 
-# JobOutcome.failure_reason -> the `retry:when` words that cover it.
-_RETRY_WHEN = {
-    "script_failure": {"script_failure"},
-    "job_execution_timeout": {"job_execution_timeout", "stuck_or_timeout_failure"},
-    "runner_system_failure": {"runner_system_failure", "unknown_failure"},
-    "missing_dependency_failure": {"missing_dependency_failure"},
-    "unknown_failure": {"unknown_failure"},
-}
+T = TypeVar("T")
 
 
-@dataclass
+class _Phase(Enum):
+    WAITING = auto()  # for the jobs it depends on
+    DELAYED = auto()  # when: delayed, its timer runs
+    READY = auto()  # may start when a slot and its resource group are free
+    RUNNING = auto()
+    SETTLED = auto()  # finished, left manual, or blocked: nothing more happens to it
+
+
+@dataclass(eq=False)
 class _Node:
-    job: Job
     result: JobResult
-    deps: list[str]  # names of the jobs it waits for
-    by_needs: bool  # deps are `needs` (True) or earlier stages (False)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    handle: JobHandle | None = None
+    dag: bool
+    deps: list[_Node] = field(default_factory=list)
+    phase: _Phase = _Phase.WAITING
+    group: str | None = None  # resource group, expanded
+    task: asyncio.Task[None] | None = None
 
-
-def select_jobs(pipeline: Pipeline, options: RunOptions) -> list[Job]:
-    """The jobs this run has: all, or the chosen ones (and what they need)."""
-    if options.only is None:
-        return list(pipeline.jobs)
-    chosen = set(options.only)
-    if options.with_needs:
-        by_name = {j.name: j for j in pipeline.jobs}
-        todo = list(chosen)
-        while todo:
-            job = by_name.get(todo.pop())
-            for need in (job.needs or ()) if job else ():
-                if need.job not in chosen and need.job in by_name:
-                    chosen.add(need.job)
-                    todo.append(need.job)
-    return [j for j in pipeline.jobs if j.name in chosen]
-
-
-def _dependencies(pipeline: Pipeline, jobs: list[Job]) -> dict[str, tuple[list[str], bool]]:
-    names = {j.name for j in jobs}
-    order = {s: i for i, s in enumerate(pipeline.stages)}
-    out: dict[str, tuple[list[str], bool]] = {}
-    for job in jobs:
-        if job.needs is not None:
-            out[job.name] = ([n.job for n in job.needs if n.job in names], True)
-        else:
-            mine = order.get(job.stage, 0)
-            out[job.name] = ([j.name for j in jobs if order.get(j.stage, 0) < mine], False)
-    return out
+    @property
+    def job_name(self) -> str:
+        return self.result.job.name
 
 
 class _Run:
@@ -95,6 +100,7 @@ class _Run:
         pipeline_id: int,
         run_dir: Path,
         options: RunOptions,
+        cancel: asyncio.Event | None,
     ) -> None:
         self.pipeline = pipeline
         self.executor = executor
@@ -102,226 +108,361 @@ class _Run:
         self.pipeline_id = pipeline_id
         self.run_dir = run_dir
         self.options = options
-        self.slots = asyncio.Semaphore(max(1, options.concurrency))
-        self.groups: dict[str, asyncio.Lock] = {}
-        self.canceled = False
-        self.nodes: dict[str, _Node] = {}
-        self.pipeline_vars = resolve((*pipeline.predefined, *pipeline.variables))
+        self.cancel = cancel
+        self.limit = max(1, options.concurrency)
+        self.plan: Plan = make_plan(pipeline, options)
+        self.nodes: list[_Node] = []
+        self.by_name: dict[str, _Node] = {}
+        self.wake = asyncio.Event()  # something changed: the coordinator looks again
+        self.stop = asyncio.Event()  # stop everything (user cancel or a fatal error)
+        self.user_canceled = False
+        self.fatal: Exception | None = None
+        self.pipeline_vars = resolve(pipeline.predefined)
+        self.overrides = resolve(pipeline.variables, fallback=self.pipeline_vars)
 
-    # -- set-up -----------------------------------------------------------
-    def plan(self) -> None:
-        jobs = select_jobs(self.pipeline, self.options)
-        ids = self.listener.allocate_job_ids(jobs) if jobs else []
-        deps = _dependencies(self.pipeline, jobs)
+    def allocate(self) -> None:
+        jobs = self.plan.jobs
+        ids = list(self.listener.allocate_job_ids(jobs)) if jobs else []
+        if len(ids) != len(jobs):
+            raise ValueError(f"allocate_job_ids returned {len(ids)} ids for {len(jobs)} jobs")
         for job, job_id in zip(jobs, ids, strict=True):
-            names, by_needs = deps[job.name]
-            status = JobStatus.MANUAL if job.when == "manual" else JobStatus.CREATED
-            self.nodes[job.name] = _Node(job, JobResult(job, job_id, status), names, by_needs)
+            node = _Node(JobResult(job, job_id), dag=self.plan.dag[job.name])
+            self.nodes.append(node)
+            self.by_name[job.name] = node
+        for node in self.nodes:
+            node.deps = [self.by_name[n] for n in self.plan.waits_for[node.job_name]]
+
+    # -- telling the listener ------------------------------------------------------------------
 
     def _set(self, node: _Node, status: JobStatus, outcome: JobOutcome | None = None) -> None:
-        node.result.status = status
+        r = node.result
+        r.status = status
         if outcome is not None:
-            node.result.outcome = outcome
-        self.listener.job_status(node.job, node.result.job_id, max(1, node.result.attempts), status, outcome)
+            r.outcome = outcome
+        self.listener.job_status(r.job, r.job_id, max(1, r.attempts), status, outcome)
 
-    # -- deciding ---------------------------------------------------------
-    def _upstream(self, node: _Node) -> tuple[bool, str | None]:
-        """(did something upstream fail, the blocking manual job if any)."""
-        failed = False
-        for name in node.deps:
-            dep = self.nodes[name]
-            r = dep.result
-            if r.blocked_by is not None:
-                return failed, r.blocked_by
-            if r.status == JobStatus.MANUAL and not dep.job.allow_failure:
-                return failed, dep.job.name
-            if (
-                (r.status == JobStatus.FAILED and not r.allowed_failure)
-                or r.status == JobStatus.CANCELED
-                or (r.status == JobStatus.SKIPPED and node.by_needs)
-            ):
-                failed = True
-        return failed, None
+    def _info(self, node: _Node, text: str) -> None:
+        self.listener.job_output(node.result.job, node.result.job_id, "info", text)
 
-    def _runs(self, node: _Node, upstream_failed: bool) -> bool:
-        when = node.job.when
-        if when == "always":
-            return True
-        if when == "on_failure":
-            return upstream_failed
-        return not upstream_failed  # on_success, manual (played), delayed
+    # -- the coordinator -----------------------------------------------------------------------
 
-    # -- one job ----------------------------------------------------------
-    async def job_task(self, node: _Node) -> None:
+    def request_stop(self, *, user: bool) -> None:
+        if user and not self.stop.is_set():
+            self.user_canceled = True
+        self.stop.set()
+        self.wake.set()
+
+    async def main(self) -> None:
+        while True:
+            if self.cancel is not None and self.cancel.is_set():
+                self.request_stop(user=True)
+            if self.stop.is_set():
+                self._cancel_unstarted()
+            else:
+                self._advance()
+            if not any(n.phase in (_Phase.RUNNING, _Phase.DELAYED) for n in self.nodes):
+                break
+            self.wake.clear()
+            await self.wake.wait()
+        stuck = [n.job_name for n in self.nodes if n.phase is not _Phase.SETTLED]
+        if stuck:  # make_plan rules out cycles, so this is a bug
+            raise RuntimeError(f"engine stopped with jobs not settled: {', '.join(stuck)}")
+
+    def _advance(self) -> None:
+        progress = True
+        while progress:
+            progress = False
+            for node in self.nodes:
+                if node.phase is _Phase.WAITING and all(d.phase is _Phase.SETTLED for d in node.deps):
+                    self._decide(node)
+                    progress = True
+        self._start_ready()
+
+    def _decide(self, node: _Node) -> None:
+        job = node.result.job
+        upstream, blocker = upstream_status((d.result for d in node.deps), dag=node.dag)
+        action = decide(job.when, upstream, dag=node.dag)
+        if action == "block":
+            node.phase = _Phase.SETTLED
+            node.result.blocked_by = blocker
+            if job.when == "manual":
+                self._set(node, JobStatus.CREATED)
+            self._info(node, f'waits for manual job "{blocker}": play it with --manual "{blocker}"')
+        elif action == "skip":
+            node.phase = _Phase.SETTLED
+            self._set(node, JobStatus.SKIPPED)
+        elif job.when == "manual" and job.name not in self.options.play_manual:
+            node.phase = _Phase.SETTLED
+            self._set(node, JobStatus.MANUAL)
+        else:
+            node.group = self._group_name(node)
+            delay = job.start_in_s or 0.0
+            self._set(node, JobStatus.PENDING)
+            if job.when == "delayed" and self.options.honour_delays and delay > 0:
+                node.phase = _Phase.DELAYED
+                self._info(node, f"delayed: starts in {_human(delay)}")
+                node.task = asyncio.create_task(self._delay(node, delay), name=f"delay {job.name}")
+            else:
+                node.phase = _Phase.READY
+
+    async def _delay(self, node: _Node, seconds: float) -> None:
         try:
-            for name in node.deps:
-                await self.nodes[name].done.wait()
-            if self.canceled:
+            await asyncio.sleep(seconds)
+            if node.phase is _Phase.DELAYED:
+                node.phase = _Phase.READY
+        finally:
+            self.wake.set()
+
+    def _start_ready(self) -> None:
+        running = [n for n in self.nodes if n.phase is _Phase.RUNNING]
+        free = self.limit - len(running)
+        busy = {n.group for n in running if n.group is not None}
+        for node in self.nodes:
+            if free <= 0:
+                return
+            if node.phase is not _Phase.READY or (node.group is not None and node.group in busy):
+                continue
+            node.phase = _Phase.RUNNING
+            free -= 1
+            if node.group is not None:
+                busy.add(node.group)
+            node.task = asyncio.create_task(self._run_job(node), name=f"job {node.job_name}")
+
+    def _cancel_unstarted(self) -> None:
+        for node in self.nodes:
+            if node.phase in (_Phase.WAITING, _Phase.DELAYED, _Phase.READY):
+                if node.phase is _Phase.DELAYED and node.task is not None:
+                    node.task.cancel()
+                node.phase = _Phase.SETTLED
                 self._set(node, JobStatus.CANCELED)
-                return
-            upstream_failed, blocker = self._upstream(node)
-            if blocker is not None:
-                node.result.blocked_by = blocker
-                self.listener.job_output(
-                    node.job,
-                    node.result.job_id,
-                    "info",
-                    f"waits for manual job {blocker!r}: play it with --manual {blocker!r}",
-                )
-                return
-            if not self._runs(node, upstream_failed):
-                self._set(node, JobStatus.SKIPPED)
-                return
-            if node.job.when == "manual" and node.job.name not in self.options.play_manual:
-                return  # stays `manual`
-            if node.job.when == "delayed" and node.job.start_in_s and self.options.honour_delays:
-                self._set(node, JobStatus.PENDING)
-                await asyncio.sleep(node.job.start_in_s)
-            await self.run_attempts(node)
+            elif node.phase is _Phase.SETTLED and node.result.status == JobStatus.CREATED:
+                self._set(node, JobStatus.CANCELED)  # blocked: GitLab cancels created jobs too
+
+    async def drain(self) -> None:
+        """Stop everything and wait until no task of this run is left, even if cancelled meanwhile."""
+        self.request_stop(user=False)
+        with contextlib.suppress(Exception):  # the listener may be what failed
+            self._cancel_unstarted()
+        for node in self.nodes:
+            if node.phase is _Phase.DELAYED and node.task is not None:
+                node.task.cancel()
+        tasks = [n.task for n in self.nodes if n.task is not None]
+        await _settle(asyncio.gather(*tasks, return_exceptions=True), None)
+
+    def status(self) -> str:
+        if self.user_canceled:
+            return "canceled"
+        results = [n.result for n in self.nodes]
+        if any(r.counts_as_failure for r in results):
+            return "failed"
+        if any(r.status == JobStatus.CANCELED and not r.allowed_failure for r in results):
+            return "canceled"
+        return "success"
+
+    # -- one job -------------------------------------------------------------------------------
+
+    async def _run_job(self, node: _Node) -> None:
+        try:
+            await self._attempts(node)
         except asyncio.CancelledError:
             if not node.result.status.is_finished:
-                self._set(node, JobStatus.CANCELED)
+                with contextlib.suppress(Exception):
+                    self._set(node, JobStatus.CANCELED)
+            raise
+        except Exception as exc:  # from the listener (or a bug): stop the run, raise it at the end
+            if self.fatal is None:
+                self.fatal = exc
+            self.request_stop(user=False)
         finally:
-            node.done.set()
+            node.phase = _Phase.SETTLED
+            self.wake.set()
 
-    async def run_attempts(self, node: _Node) -> None:
-        job = node.job
+    async def _attempts(self, node: _Node) -> None:
+        r = node.result
+        job = r.job
         while True:
-            node.result.attempts += 1
-            attempt = node.result.attempts
-            if attempt > 1:
-                node.result.job_id = self.listener.allocate_retry_id(job, attempt)
-            self._set(node, JobStatus.PENDING)
-            group = self._resource_group(node)
-            async with self.slots:
-                if group is None:
-                    outcome = await self.run_once(node)
-                else:
-                    async with group:
-                        outcome = await self.run_once(node)
+            if r.attempts > 0:
+                r.job_id = self.listener.allocate_retry_id(job, r.attempts + 1)
+                r.attempts += 1
+                self._set(node, JobStatus.PENDING)
+            else:
+                r.attempts = 1
+            outcome = await self._attempt(node)
             if outcome.status == "success":
+                r.allowed_failure = False
                 self._set(node, JobStatus.SUCCESS, outcome)
                 return
+            r.allowed_failure = failure_allowed(job, outcome)
             if outcome.status == "canceled":
                 self._set(node, JobStatus.CANCELED, outcome)
                 return
-            if not self.canceled and self._retryable(job, outcome, attempt):
-                self._set(node, JobStatus.FAILED, outcome)
-                self.listener.job_output(job, node.result.job_id, "info", f"retrying (attempt {attempt + 1})")
-                continue
-            node.result.allowed_failure = failure_allowed(job, outcome)
+            again = not self.stop.is_set() and retry_wanted(job.retry, outcome, r.attempts)
             self._set(node, JobStatus.FAILED, outcome)
-            return
-
-    def _retryable(self, job: Job, outcome: JobOutcome, attempt: int) -> bool:
-        retry = job.retry
-        if attempt > retry.max:
-            return False
-        if retry.exit_codes and outcome.exit_code not in retry.exit_codes:
-            return False
-        if "always" in retry.when:
-            return True
-        reason = outcome.failure_reason or "unknown_failure"
-        return bool(_RETRY_WHEN.get(reason, {reason}) & set(retry.when))
-
-    def _resource_group(self, node: _Node) -> asyncio.Lock | None:
-        raw = node.job.resource_group
-        if not raw:
-            return None
-        lookup = {**self.pipeline_vars, **resolve(node.job.variables, fallback=self.pipeline_vars)}
-        name = expand(raw, lookup)
-        return self.groups.setdefault(name, asyncio.Lock())
-
-    def _sources(self, node: _Node) -> list[_Node]:
-        job = node.job
-        if job.needs is not None:
-            wanted = [n.job for n in job.needs if n.artifacts]
-        elif job.dependencies is not None:
-            wanted = list(job.dependencies)
-        else:
-            wanted = node.deps
-        return [
-            self.nodes[name]
-            for name in wanted
-            if name in self.nodes and self.nodes[name].result.outcome is not None
-        ]
+            if not again:
+                return
+            self._info(node, f"retrying the job: attempt {r.attempts + 1} of {job.retry.max + 1}")
 
     def _request(self, node: _Node) -> JobRequest:
-        job, job_id = node.job, node.result.job_id
-        sources = self._sources(node)
-        dotenv: list[Variable] = []
-        for src in sources:
-            assert src.result.outcome is not None
-            dotenv.extend(src.result.outcome.dotenv)
-        variables = (
-            *self.pipeline.predefined,
-            *job_variables(job, job_id=job_id, pipeline_vars=self.pipeline_vars, started_at=time.time()),
-            *job.variables,
-            *dotenv,
-            *self.pipeline.variables,
-        )
+        r = node.result
+        sources = [self.by_name[name] for name in self.plan.artifact_sources(r.job)]
+        ran = [s for s in sources if s.result.outcome is not None]
         return JobRequest(
-            job=job,
-            job_id=job_id,
-            attempt=node.result.attempts,
+            job=r.job,
+            job_id=r.job_id,
+            attempt=r.attempts,
             pipeline_id=self.pipeline_id,
             run_dir=self.run_dir,
-            variables=tuple(variables),
-            artifact_sources=tuple(ArtifactSource(s.job.name, s.result.job_id) for s in sources),
-            log_path=self.run_dir / "logs" / f"{job_id}.log",
+            variables=self._variables(node, ran),
+            artifact_sources=tuple(ArtifactSource(s.job_name, s.result.job_id) for s in ran),
+            log_path=self.run_dir / "logs" / f"{r.job_id}.log",
         )
 
-    async def run_once(self, node: _Node) -> JobOutcome:
-        job, job_id = node.job, node.result.job_id
-        started = time.time()
+    def _variables(self, node: _Node, sources: Iterable[_Node]) -> tuple[Variable, ...]:
+        """Lowest precedence first: predefined (pipeline, job), YAML, dotenv of sources, pipeline."""
+        job = node.result.job
+        dotenv = [v for s in sources if s.result.outcome is not None for v in s.result.outcome.dotenv]
+        own = job_variables(
+            job, job_id=node.result.job_id, pipeline_vars=self.pipeline_vars, overrides=self.overrides
+        )
+        return (*self.pipeline.predefined, *own, *job.variables, *dotenv, *self.pipeline.variables)
+
+    def _group_name(self, node: _Node) -> str | None:
+        raw = node.result.job.resource_group
+        if not raw or "$" not in raw:
+            return raw or None
+        sources = [self.by_name[name] for name in self.plan.artifact_sources(node.result.job)]
+        return expand(raw, resolve(self._variables(node, sources))) or None
+
+    async def _attempt(self, node: _Node) -> JobOutcome:
         request = self._request(node)
+        job = request.job
         self._set(node, JobStatus.RUNNING)
+        started = time.time()
 
-        def on_output(kind: str, text: str) -> None:
-            self.listener.job_output(job, job_id, kind, text)
+        def on_output(kind: OutputKind, text: str) -> None:
+            self.listener.job_output(job, request.job_id, kind, text)
 
+        starting = asyncio.ensure_future(self.executor.start(request, on_output))
         try:
-            node.handle = await self.executor.start(request, on_output)
-            waiter = asyncio.ensure_future(node.handle.wait())
-            try:
-                done, _ = await asyncio.wait({waiter}, timeout=job.timeout_s or DEFAULT_TIMEOUT_S)
-                if not done:
-                    on_output("info", f"job timed out after {_human(job.timeout_s or DEFAULT_TIMEOUT_S)}")
-                    await node.handle.cancel("timeout")
-                return await asyncio.shield(waiter)
-            except asyncio.CancelledError:
-                await node.handle.cancel("canceled")
-                return await waiter
+            handle = await asyncio.shield(starting)
         except asyncio.CancelledError:
+            await _abandon_start(starting)
             raise
-        except Exception as exc:  # a fault of aicd or the machine, not of the job's script
-            on_output("info", f"ERROR: the job could not run: {type(exc).__name__}: {exc}")
-            log = request.log_path or self.run_dir / "logs" / f"{job_id}.log"
-            return JobOutcome(
-                "failed", None, "runner_system_failure", started, time.time(), log, error=str(exc)
-            )
+        except Exception as exc:
+            return _broken(request, started, exc, on_output)
+        waiter = asyncio.ensure_future(handle.wait())
+        try:
+            return await self._watch(request, handle, waiter, started, on_output)
+        except asyncio.CancelledError:
+            await _stop(handle, waiter, "canceled")
+            raise
+        except Exception as exc:  # handle.wait() or handle.cancel() raised
+            await _stop(handle, waiter, "canceled")
+            return _broken(request, started, exc, on_output)
+
+    async def _watch(
+        self,
+        request: JobRequest,
+        handle: JobHandle,
+        waiter: asyncio.Future[JobOutcome],
+        started: float,
+        on_output: OutputCallback,
+    ) -> JobOutcome:
+        job = request.job
+        timeout = job.timeout_s if job.timeout_s is not None and job.timeout_s > 0 else DEFAULT_TIMEOUT_S
+        stopping = asyncio.ensure_future(self.stop.wait())
+        watched: set[asyncio.Future[Any]] = {waiter, stopping}
+        try:
+            await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            node.handle = None
+            stopping.cancel()
+        if waiter.done():
+            return waiter.result()
+        timed_out = not self.stop.is_set()
+        if timed_out:
+            on_output("info", f"ERROR: the job timed out after {_human(timeout)}")
+        outcome = await _stop(handle, waiter, "timeout" if timed_out else "canceled")
+        if outcome is None:
+            on_output("info", f"ERROR: the executor did not stop the job within {_human(CANCEL_GRACE_S)}")
+            log = request.log_path or self.run_dir / "logs" / f"{request.job_id}.log"
+            if timed_out:
+                return JobOutcome("failed", None, "job_execution_timeout", started, time.time(), log)
+            return JobOutcome("canceled", None, "canceled", started, time.time(), log)
+        if timed_out and outcome.status != "success" and outcome.failure_reason != "job_execution_timeout":
+            outcome = replace(outcome, status="failed", failure_reason="job_execution_timeout")
+        return outcome
 
-    # -- cancel -----------------------------------------------------------
-    async def watch_cancel(self, cancel: asyncio.Event, tasks: Iterable[asyncio.Task[None]]) -> None:
-        await cancel.wait()
-        self.canceled = True
-        handles = [n.handle for n in self.nodes.values() if n.handle is not None]
-        await asyncio.gather(*(h.cancel("canceled") for h in handles), return_exceptions=True)
-        for task in tasks:
-            task.cancel()
 
-    def status(self) -> str:
-        if self.canceled:
-            return "canceled"
-        for node in self.nodes.values():
-            r = node.result
-            if r.status == JobStatus.FAILED and not r.allowed_failure:
-                return "failed"
-            if r.status == JobStatus.CANCELED:
-                return "canceled"
-        return "success"
+# -- helpers for stopping things that must not be left behind -----------------------------------
+
+
+async def _settle(aw: Awaitable[T], timeout: float | None) -> bool:
+    """Wait until `aw` is done (at most `timeout` s), even if this task is cancelled meanwhile;
+    a cancellation received is raised again afterwards. Returns whether it is done."""
+    fut = asyncio.ensure_future(aw)
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    cancelled = False
+    while not fut.done():
+        remaining = None if deadline is None else deadline - loop.time()
+        if remaining is not None and remaining <= 0:
+            break
+        try:
+            await asyncio.wait({fut}, timeout=remaining)
+        except asyncio.CancelledError:
+            cancelled = True
+    if not fut.done():
+        fut.cancel()
+    elif not fut.cancelled():
+        fut.exception()  # retrieved: never "exception was never retrieved"
+    if cancelled:
+        raise asyncio.CancelledError
+    return fut.done()
+
+
+async def _stop(handle: JobHandle, waiter: asyncio.Future[JobOutcome], reason: str) -> JobOutcome | None:
+    """Cancel a started job and wait for its outcome; None if the executor did not report in time."""
+    cancelled = False
+    try:
+        if not waiter.done():
+            await _settle(handle.cancel(reason), CANCEL_GRACE_S)
+    except asyncio.CancelledError:
+        cancelled = True
+    try:
+        done = await _settle(waiter, CANCEL_GRACE_S)
+    except asyncio.CancelledError:
+        cancelled, done = True, waiter.done()
+    if cancelled:
+        raise asyncio.CancelledError
+    if not done:
+        waiter.cancel()
+        return None
+    if waiter.cancelled() or waiter.exception() is not None:
+        return None
+    return waiter.result()
+
+
+async def _abandon_start(starting: asyncio.Future[JobHandle]) -> None:
+    """The run was cancelled while the executor was starting a job: stop what it started."""
+    try:
+        done = await _settle(starting, CANCEL_GRACE_S)
+    except asyncio.CancelledError:
+        done = starting.done()
+    if not done:
+        starting.cancel()
+    elif not starting.cancelled() and starting.exception() is None:
+        handle = starting.result()
+        with contextlib.suppress(asyncio.CancelledError):
+            await _stop(handle, asyncio.ensure_future(handle.wait()), "canceled")
+
+
+def _broken(request: JobRequest, started: float, exc: Exception, on_output: OutputCallback) -> JobOutcome:
+    """The executor failed (not the job's script): the attempt fails with runner_system_failure."""
+    message = f"{type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception):
+        on_output("info", f"ERROR: the job could not run: {message}")
+    log = request.log_path or request.run_dir / "logs" / f"{request.job_id}.log"
+    return JobOutcome("failed", None, "runner_system_failure", started, time.time(), log, error=message)
 
 
 def _human(seconds: float) -> str:
@@ -342,22 +483,32 @@ async def run_pipeline(
     options: RunOptions,
     cancel: asyncio.Event | None = None,
 ) -> PipelineResult:
-    """Run every job of `pipeline` (or the selected ones) to an end."""
-    run = _Run(pipeline, executor, listener, pipeline_id, run_dir, options)
-    run.plan()
+    """Run every job of `pipeline` (or the selected ones) to an end; see the module docstring.
+
+    Raises AicdError before anything runs when the jobs wait for each other
+    in a cycle or a job's stage is unknown. The executor is not closed here.
+    """
+    run = _Run(pipeline, executor, listener, pipeline_id, run_dir, options, cancel)
+    run.allocate()
     listener.pipeline_status("running")
-    tasks = [asyncio.create_task(run.job_task(node), name=name) for name, node in run.nodes.items()]
-    watcher = asyncio.create_task(run.watch_cancel(cancel, tasks)) if cancel is not None else None
+    watcher = asyncio.create_task(_watch_cancel(run, cancel)) if cancel is not None else None
     try:
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run.main()
+    except BaseException:
+        await run.drain()
+        raise
     finally:
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            if cancel is not None and cancel.is_set():
-                run.canceled = True
+    if run.fatal is not None:
+        raise run.fatal
     status = run.status()
     listener.pipeline_status(status)
-    return PipelineResult(status=status, jobs=[n.result for n in run.nodes.values()])
+    return PipelineResult(status=status, jobs=[n.result for n in run.nodes])
+
+
+async def _watch_cancel(run: _Run, cancel: asyncio.Event) -> None:
+    await cancel.wait()
+    run.request_stop(user=True)

@@ -590,6 +590,8 @@ def read_retry(value: Any, at: At, problems: Problems) -> RetrySpec | None:
     codes: tuple[int, ...] = ()
     if "exit_codes" in mapping:
         codes = read_exit_codes(mapping["exit_codes"], at.of(mapping, "exit_codes"), problems) or ()
+        if "when" not in mapping:
+            when = ()  # GitLab: `exit_codes` without `when` retries on those exit codes only
     return RetrySpec(max=count, when=when, exit_codes=codes)
 
 
