@@ -374,7 +374,7 @@ def test_evaluate_reports_every_problem_at_once() -> None:
         ([{"start_in": True, "when": "delayed"}], ["rules[0].start_in: must be a duration"]),
         ([{"start_in": "1 day"}], []),  # the job's own when may be delayed
         (["$A"], ["rules[0]: a rule must be a mapping"]),
-        ([None], ["rules[0]: a rule must be a mapping such as `- if: $CI_COMMIT_BRANCH`, not null"]),
+        ([None], ["rules[0]: a rule must be a mapping such as `- if: $CI_COMMIT_BRANCH`, not empty (null)"]),
         ([[{"if": "$A =="}]], ["rules[0][0].if: unexpected end of expression"]),
         ({"if": "$A"}, ["rules: rules must be a list"]),
     ],

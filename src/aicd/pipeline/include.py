@@ -38,7 +38,7 @@ from typing import Any
 
 from aicd.errors import Diagnostic, PipelineError
 from aicd.pipeline.loader import LoadedFile, load_file_with_spec
-from aicd.pipeline.nodes import LocList, LocMap, Mark, Reference, mark_of
+from aicd.pipeline.nodes import LocList, LocMap, Mark, Reference, describe, mark_of
 from aicd.pipeline.rules import RuleContext, evaluate_rules
 from aicd.pipeline.variables import expand
 from aicd.suggest import did_you_mean
@@ -723,22 +723,7 @@ def _key(value: Any) -> str:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, (int, float)):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, Reference):
-        return "a !reference"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
+_kind = describe
 
 
 def _diag(message: str, mark: Mark, severity: str = "error") -> Diagnostic:

@@ -77,3 +77,23 @@ def mark_of(value: Any, default: Mark = NO_MARK) -> Mark:
     if isinstance(value, (LocMap, LocList, Reference)):
         return value.mark
     return default
+
+
+def describe(value: Any, *, quote_strings: bool = True) -> str:
+    """How a YAML value reads to a user in an error: 'a mapping', 'a list',
+    'a string ('x')', 'empty (null)'..."""
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})" if quote_strings else "a string"
+    if isinstance(value, Reference):
+        return "an unresolved !reference"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"

@@ -33,7 +33,7 @@ from typing import Any
 
 from aicd.errors import AicdError, Diagnostic, ExpressionError, PipelineError
 from aicd.pipeline.expression import evaluate_tree, parse
-from aicd.pipeline.nodes import NO_MARK, LocList, LocMap, Mark, Reference
+from aicd.pipeline.nodes import NO_MARK, LocList, LocMap, Mark, Reference, describe
 from aicd.pipeline.variables import expand
 from aicd.vcs import walk_files
 
@@ -445,17 +445,4 @@ def _diag(message: str, mark: Mark, path: str, severity: str = "error") -> Diagn
     return Diagnostic(message, mark.file, mark.line, mark.column, path, severity)
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, (int, float)):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
+_kind = describe

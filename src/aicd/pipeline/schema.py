@@ -17,7 +17,7 @@ from typing import Any
 from aicd.errors import Diagnostic
 from aicd.pipeline.durations import DurationError, parse_duration
 from aicd.pipeline.ir import Artifacts, Cache, Environment, Reports, Variable
-from aicd.pipeline.nodes import NO_MARK, LocList, LocMap, Mark, Reference
+from aicd.pipeline.nodes import NO_MARK, LocList, LocMap, Mark, Reference, describe
 from aicd.suggest import did_you_mean
 
 # -- keyword tables (GitLab CI YAML reference) ---------------------------------
@@ -263,21 +263,7 @@ class Problems:
 
 def kind(value: Any) -> str:
     """How a value reads to a user: 'a mapping', 'a list', 'a string'..."""
-    if value is None:
-        return "empty (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, (int, float)):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Reference):
-        return "an unresolved !reference"
-    return f"a {type(value).__name__}"
+    return describe(value, quote_strings=False)
 
 
 def check_keys(value: LocMap, allowed: Collection[str], at: At, problems: Problems, what: str) -> None:
