@@ -303,7 +303,12 @@ class Cell:
 
 
 def bench_env() -> dict[str, str]:
+    """The runners' environment: no AICD_/CI_/GITLAB_ settings, no colour, and
+    Python allowed to cache bytecode (as after `pip install`; some sandboxes set
+    PYTHONDONTWRITEBYTECODE, which would make every aicd start recompile its
+    modules). The warm-up run writes the cache before anything is measured."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AICD_", "CI_", "GITLAB_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["NO_COLOR"] = "1"
     return env
 
@@ -588,7 +593,8 @@ def report_markdown(rows: list[Row], meta: dict[str, Any], labels: dict[str, str
         f"Command: `{meta['command']}`  ",
         f"Load average (1 min) at start / end: {meta['load_start']} / {meta['load_end']}  ",
         f"Runs: median of {meta['repeat_note']} measured runs after one warm-up run of every runner; "
-        "the repository reset to its commit before every run (aicd warm keeps `.aicd/`).",
+        "the repository reset to its commit before every run (aicd warm keeps `.aicd/`); "
+        "Python bytecode caching on, as after `pip install` (the warm-up writes the cache).",
         "",
         markdown_table(rows),
         "",
