@@ -1,0 +1,96 @@
+"""The example AI service in examples/iris-service: its own test suite, and its pipeline under `aicd run`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aicd_testing import clean_env, git
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-service"
+AICD = [sys.executable, "-m", "aicd.cli.main"]
+
+
+def require_example_deps() -> None:
+    """Fail (not skip): the example is part of the product, its dependencies must be installed."""
+    missing = [name for name in ("sklearn", "flask", "joblib") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not importable by {sys.executable}: the iris example needs them; "
+            "install with `pip install -e '.[examples]'` (or `pip install scikit-learn flask`)",
+            pytrace=False,
+        )
+
+
+def example_env() -> dict[str, str]:
+    env = clean_env()
+    env.pop("IRIS_WORSE_MODEL", None)
+    env.pop("MODEL_PATH", None)
+    env["PYTHON"] = sys.executable
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def test_example_own_test_suite_passes(tmp_path: Path) -> None:
+    require_example_deps()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={tmp_path / 'r.xml'}"],
+        cwd=EXAMPLE,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=example_env(),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+    assert 'failures="0"' in (tmp_path / "r.xml").read_text()
+
+
+@pytest.mark.slow
+def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
+    require_example_deps()
+    repo = tmp_path / "iris"
+    shutil.copytree(
+        EXAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__", "model", "metrics.*", ".aicd")
+    )
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
+    git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "iris service")
+
+    proc = subprocess.run(
+        [*AICD, "run", "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=example_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["pipeline"]["status"] == "success"
+    jobs = {j["name"]: j for j in result["jobs"]}
+    assert list(jobs) == ["build", "test", "train", "evaluate", "gate", "deploy"]
+    assert all(j["status"] == "success" for j in jobs.values()), proc.stderr
+
+    tests = jobs["test"]["tests"]
+    assert tests is not None, "the test job's JUnit report was not read"
+    assert tests["total"] >= 20 and tests["passed"] == tests["total"] and tests["failed"] == 0
+
+    run_dir = Path(jobs["evaluate"]["log_path"]).parent.parent
+    [metrics_json] = list((run_dir / "artifacts").glob("*/metrics.json"))
+    metrics = json.loads(metrics_json.read_text())
+    assert metrics["accuracy"] > 0.9
+    assert metrics["macro_f1"] > 0.9
+    assert 0.0 < metrics["log_loss"] < 1.0
+    assert metrics["p95_latency_ms"] > 0.0
+    [metrics_report] = list((run_dir / "reports").glob("*/metrics.txt"))
+    assert metrics_report.read_text().rstrip().endswith("# EOF")
+    assert "would deploy model" in Path(jobs["deploy"]["log_path"]).read_text()
