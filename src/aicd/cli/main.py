@@ -148,6 +148,59 @@ def logs(run_id: int, job: str | None, cwd: str | None) -> None:
     logs_command(_project_dir(cwd), run_id, job)
 
 
+@cli.command()
+@click.argument("metrics_file")
+@click.option(
+    "--config", "config", default=None, help="Config file with 'gates:' (default: aicd.yml if it exists)."
+)
+@click.option(
+    "--baseline", "baseline", default=None, help="Metrics file of the baseline model (e.g. production)."
+)
+@click.option("--min", "mins", multiple=True, metavar="METRIC=VALUE", help="Lowest allowed value (repeat).")
+@click.option("--max", "maxes", multiple=True, metavar="METRIC=VALUE", help="Highest allowed value (repeat).")
+@click.option(
+    "--max-drop",
+    "max_drops",
+    multiple=True,
+    metavar="METRIC=VALUE[%]",
+    help="Largest allowed regression from the baseline, absolute or in % (repeat).",
+)
+@click.option(
+    "--lower-is-better", "lower_is_better", multiple=True, metavar="METRIC", help="A rise is a regression."
+)
+@click.option(
+    "--report", default="gate-report.json", show_default=True, help="Report file to write ('' for none)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def gate(
+    metrics_file: str,
+    config: str | None,
+    baseline: str | None,
+    mins: tuple[str, ...],
+    maxes: tuple[str, ...],
+    max_drops: tuple[str, ...],
+    lower_is_better: tuple[str, ...],
+    report: str,
+    as_json: bool,
+) -> None:
+    """Check METRICS_FILE (JSON or OpenMetrics) against quality gates: exit 0 ship, 1 do not, 2 bad input."""
+    from aicd.cli.gate_cmd import gate_command
+
+    code = gate_command(
+        cwd=Path.cwd(),
+        metrics_file=metrics_file,
+        config=config,
+        baseline_file=baseline,
+        mins=mins,
+        maxes=maxes,
+        max_drops=max_drops,
+        lower_is_better=lower_is_better,
+        report=report or None,
+        as_json=as_json,
+    )
+    sys.exit(code)
+
+
 @cli.group()
 def db() -> None:
     """Database maintenance."""

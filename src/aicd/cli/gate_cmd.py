@@ -1,0 +1,227 @@
+"""`aicd gate`: check a model's metrics against thresholds; exit 0 (ship), 1 (do not), 2 (bad input)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aicd.delivery.config import CONFIG_FILE, load_config
+from aicd.delivery.gate import GateResult, Threshold, evaluate, fmt
+from aicd.delivery.metrics_file import read_metrics_file
+from aicd.errors import ConfigError
+
+NO_THRESHOLDS = (
+    "no thresholds to check: add 'gates:' to aicd.yml (e.g. '- {metric: accuracy, min: 0.9}') "
+    "or give --min NAME=VALUE, --max NAME=VALUE or --max-drop NAME=VALUE[%]"
+)
+
+
+def _pair(flag: str, text: str) -> tuple[str, str]:
+    name, sep, value = text.rpartition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ConfigError(f"{flag} {text!r}: expected METRIC=VALUE, e.g. {flag} accuracy=0.9")
+    return name.strip(), value.strip()
+
+
+def _number(flag: str, text: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{flag} {text!r}: the threshold must be a finite number")
+    return number
+
+
+def merge_thresholds(
+    config_gates: Sequence[Threshold],
+    mins: Sequence[str] = (),
+    maxes: Sequence[str] = (),
+    max_drops: Sequence[str] = (),
+    lower_is_better: Sequence[str] = (),
+) -> list[Threshold]:
+    """Config gates, with flags adding thresholds or overriding them per metric."""
+    by_metric: dict[str, Threshold] = {}
+    for t in config_gates:
+        by_metric[t.metric] = t
+
+    def update(metric: str, **changes: Any) -> None:
+        current = by_metric.get(metric, Threshold(metric=metric))
+        by_metric[metric] = dataclasses.replace(current, **changes)
+
+    for text in mins:
+        name, value = _pair("--min", text)
+        update(name, min=_number("--min", text, value))
+    for text in maxes:
+        name, value = _pair("--max", text)
+        update(name, max=_number("--max", text, value))
+    for text in max_drops:
+        name, value = _pair("--max-drop", text)
+        pct = value.endswith("%")
+        limit = _number("--max-drop", text, value.removesuffix("%").strip())
+        if limit < 0:
+            raise ConfigError(f"--max-drop {text!r}: the allowed drop must be 0 or more")
+        if pct:
+            update(name, max_regression=None, max_regression_pct=limit)
+        else:
+            update(name, max_regression=limit, max_regression_pct=None)
+    for name in lower_is_better:
+        if name not in by_metric:
+            raise ConfigError(
+                f"--lower-is-better {name}: no threshold on {name}; "
+                f"give --max {name}=VALUE or --max-drop {name}=VALUE too"
+            )
+        update(name, higher_is_better=False)
+    out = list(by_metric.values())
+    if not out:
+        raise ConfigError(NO_THRESHOLDS)
+    return out
+
+
+def _json_number(value: float | None) -> float | str | None:
+    if value is None or math.isfinite(value):
+        return value
+    return fmt(value)
+
+
+def _metrics_json(metrics: dict[str, float]) -> dict[str, float | str | None]:
+    return {k: _json_number(v) for k, v in metrics.items()}
+
+
+def build_report(
+    result: GateResult,
+    metrics_file: str,
+    metrics: dict[str, float],
+    baseline_file: str | None,
+    baseline: dict[str, float] | None,
+) -> dict[str, Any]:
+    checks = [
+        {
+            "metric": c.metric,
+            "kind": c.kind,
+            "threshold": c.threshold,
+            "limit": _json_number(c.limit),
+            "value": _json_number(c.value),
+            "baseline": _json_number(c.baseline),
+            "change": _json_number(c.change),
+            "verdict": c.verdict,
+            "reason": c.reason,
+        }
+        for c in result.checks
+    ]
+    return {
+        "passed": result.passed,
+        "metrics_file": metrics_file,
+        "metrics": _metrics_json(metrics),
+        "baseline": None if baseline is None else {"file": baseline_file, "metrics": _metrics_json(baseline)},
+        "checks": checks,
+        "failed": len(result.failures),
+    }
+
+
+NO_BASELINE = "no baseline: checking values only (give --baseline FILE to check changes too)"
+
+
+def _rows(result: GateResult) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for c in result.checks:
+        change = ""
+        if c.change is not None:
+            change = fmt(c.change) if c.change <= 0 or not math.isfinite(c.change) else f"+{fmt(c.change)}"
+        rows.append((c.metric, fmt(c.value), fmt(c.baseline), change, c.threshold, c.verdict.upper()))
+    return rows
+
+
+COLUMNS = ("metric", "value", "baseline", "change", "threshold", "verdict")
+
+
+def _summary(result: GateResult) -> str:
+    total = len(result.checks)
+    if result.passed:
+        return f"gate passed: {total} check{'s' if total != 1 else ''} passed"
+    return f"gate FAILED: {len(result.failures)} of {total} checks failed; the model is not fit to ship"
+
+
+def _print_plain(result: GateResult) -> None:
+    rows = [COLUMNS, *_rows(result)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    out = sys.stdout
+    for r in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    for c in result.failures:
+        out.write(f"FAIL {c.metric}: {c.reason}\n")
+    for c in result.checks:
+        if c.verdict == "skip":
+            out.write(f"SKIP {c.metric}: {c.reason}\n")
+    out.write(_summary(result) + "\n")
+
+
+def _print_rich(result: GateResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    table = Table(title_justify="left")
+    for col in COLUMNS:
+        table.add_column(col, justify="right" if col in ("value", "baseline", "change") else "left")
+    styles = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}
+    for row in _rows(result):
+        table.add_row(*(Text(cell) for cell in row[:-1]), Text(row[-1], style=styles.get(row[-1], "")))
+    console.print(table)
+    for c in result.failures:
+        console.print(Text(f"FAIL {c.metric}: {c.reason}", style="red"))
+    for c in result.checks:
+        if c.verdict == "skip":
+            console.print(Text(f"SKIP {c.metric}: {c.reason}", style="yellow"))
+    console.print(Text(_summary(result), style="green" if result.passed else "bold red"))
+
+
+def gate_command(
+    *,
+    cwd: Path,
+    metrics_file: str,
+    config: str | None,
+    baseline_file: str | None,
+    mins: Sequence[str],
+    maxes: Sequence[str],
+    max_drops: Sequence[str],
+    lower_is_better: Sequence[str],
+    report: str | None,
+    as_json: bool,
+) -> int:
+    """Run the gate; returns the exit code (0 pass, 1 fail). Bad input raises ConfigError (exit 2)."""
+    if config is not None:
+        gates = load_config(cwd / config, config).gates
+    elif (cwd / CONFIG_FILE).is_file():
+        gates = load_config(cwd / CONFIG_FILE, CONFIG_FILE).gates
+    else:
+        gates = []
+    thresholds = merge_thresholds(gates, mins, maxes, max_drops, lower_is_better)
+    metrics = read_metrics_file(cwd / metrics_file, metrics_file)
+    baseline = None if baseline_file is None else read_metrics_file(cwd / baseline_file, baseline_file)
+    result = evaluate(thresholds, metrics, baseline, source=metrics_file)
+    payload = build_report(result, metrics_file, metrics, baseline_file, baseline)
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    if report:
+        try:
+            target = cwd / report
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{report}: cannot write the gate report: {exc.strerror or exc}") from None
+    if as_json:
+        sys.stdout.write(json.dumps(payload, allow_nan=False) + "\n")
+    else:
+        if baseline is None:
+            sys.stdout.write(NO_BASELINE + "\n")
+        if sys.stdout.isatty():
+            _print_rich(result)
+        else:
+            _print_plain(result)
+    return 0 if result.passed else 1
