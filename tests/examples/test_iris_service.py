@@ -94,3 +94,28 @@ def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
     [metrics_report] = list((run_dir / "reports").glob("*/metrics.txt"))
     assert metrics_report.read_text().rstrip().endswith("# EOF")
     assert "would deploy model" in Path(jobs["deploy"]["log_path"]).read_text()
+    [gate_report] = list((run_dir / "artifacts").glob("*/gate-report.json"))
+    assert json.loads(gate_report.read_text())["passed"] is True
+
+    # The same pipeline with the worse-model knob on: stopped at the gate.
+    worse = subprocess.run(
+        [*AICD, "run", "--json", "--variable", "IRIS_WORSE_MODEL=1"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=example_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    result = json.loads(worse.stdout)
+    assert result["pipeline"]["status"] == "failed"
+    jobs = {j["name"]: j for j in result["jobs"]}
+    assert jobs["evaluate"]["status"] == "success"
+    assert jobs["gate"]["status"] == "failed" and jobs["gate"]["exit_code"] == 1
+    assert jobs["deploy"]["status"] == "skipped"
+    run_dir = Path(jobs["gate"]["log_path"]).parent.parent
+    [gate_report] = list((run_dir / "artifacts").glob("*/gate-report.json"))
+    report = json.loads(gate_report.read_text())
+    assert report["passed"] is False
+    assert {c["metric"] for c in report["checks"] if c["verdict"] == "fail"} >= {"accuracy", "macro_f1"}
