@@ -254,3 +254,24 @@ def test_bad_selection_and_secrets_are_usage_errors(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "several lines" in proc.stderr and "line one" not in proc.stderr
     code, _, stderr = run_json(project)
     assert code == 0, stderr
+
+
+def test_show_marks_allowed_failures_as_they_applied(tmp_path: Path) -> None:
+    project = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": (
+                "covered:\n  script: [exit 3]\n  allow_failure: {exit_codes: [3]}\n"
+                "not-covered:\n  script: [exit 4]\n  allow_failure: {exit_codes: [3]}\n"
+            )
+        },
+    )
+    code, result, _ = run_json(project)
+    assert code == 1
+    flags = {j["name"]: j["allow_failure"] for j in result["jobs"]}
+    assert flags == {"covered": True, "not-covered": False}
+    shown = aicd(project, "show", str(result["pipeline"]["id"]), "--json")
+    rows = {j["name"]: j["allow_failure"] for j in json.loads(shown.stdout)["jobs"]}
+    assert rows == {"covered": True, "not-covered": False}
+    text = aicd(project, "show", str(result["pipeline"]["id"])).stdout
+    assert "failed (allowed)" in text

@@ -67,7 +67,8 @@ def show_command(project_dir: Path, run_id: int, as_json: bool) -> None:
         table.add_column(col)
     for j in jobs:
         tests = "" if j.tests_total is None else f"{j.tests_passed} passed, {j.tests_failed} failed"
-        status = j.status + (" (retried)" if j.retried else "")
+        status = j.status + (" (allowed)" if j.status == "failed" and j.allow_failure else "")
+        status += " (retried)" if j.retried else ""
         table.add_row(
             j.name,
             j.stage,

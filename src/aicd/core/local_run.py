@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from aicd.config import Settings, load_settings
-from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
+from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, failure_allowed, run_pipeline
 from aicd.errors import AicdError, ConfigError, GitError, PipelineError, WorkflowFilteredOut
 from aicd.executors.base import JobOutcome
 from aicd.executors.local import LocalExecutor
@@ -127,6 +127,9 @@ class _Recorder(EngineListener):
                 finished_at=outcome.finished_at,
                 log_path=str(outcome.log_path),
                 coverage=outcome.coverage,
+                allow_failure=failure_allowed(job, outcome)
+                if status == JobStatus.FAILED
+                else job.allow_failure,
                 metrics=outcome.metrics or None,
                 artifacts_dir=str(outcome.artifacts_dir) if outcome.artifacts_dir else None,
             )
