@@ -275,3 +275,19 @@ def test_show_marks_allowed_failures_as_they_applied(tmp_path: Path) -> None:
     assert rows == {"covered": True, "not-covered": False}
     text = aicd(project, "show", str(result["pipeline"]["id"])).stdout
     assert "failed (allowed)" in text
+
+
+def test_dotenv_variables_file(tmp_path: Path) -> None:
+    project = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": 'j:\n  script: [echo "A=$A B=$B"]\n',
+            "v.env": '# comment\nA=1\nB="two words"\n',
+            "bad.env": "A=1\nnot a line\n",
+        },
+    )
+    code, _, stderr = run_json(project, "--variables-file", "v.env")
+    assert code == 0 and "j > A=1 B=two words" in stderr
+    proc = aicd(project, "run", "--variables-file", "bad.env")
+    assert proc.returncode == 2
+    assert "bad.env:2: not a KEY=VALUE line" in proc.stderr and "ignored" not in proc.stderr

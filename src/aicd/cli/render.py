@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from aicd.engine.model import failure_allowed
+from aicd.engine.status import failure_allowed
 from aicd.errors import Diagnostic
 from aicd.executors.base import JobOutcome
 from aicd.pipeline.ir import Job, Pipeline

@@ -17,7 +17,7 @@ from typing import Protocol
 from aicd.config import Settings, load_settings
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, failure_allowed, run_pipeline
 from aicd.errors import AicdError, ConfigError, GitError, PipelineError, WorkflowFilteredOut
-from aicd.executors.base import JobOutcome
+from aicd.executors.base import JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.workspace import prune_builds, remove_tree, snapshot_commit
 from aicd.pipeline import PipelineContext, load_pipeline
@@ -87,7 +87,7 @@ class _Recorder(EngineListener):
         self.run_dir = Path(record.run_dir)
 
     def log_path(self, job_id: int) -> Path:
-        return self.run_dir / "logs" / f"{job_id}.log"
+        return job_log_path(self.run_dir, job_id)
 
     def allocate_job_ids(self, jobs: Sequence[Job]) -> list[int]:
         rows = [

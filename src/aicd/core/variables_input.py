@@ -10,6 +10,7 @@ variables"). A value given twice: the last one wins.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from aicd.errors import ConfigError
+from aicd.executors.reports import parse_dotenv
 from aicd.pipeline.ir import Variable
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -73,18 +75,12 @@ def _from_yaml(path: Path, data: object) -> list[Variable]:
 
 
 def _from_dotenv(path: Path, text: str) -> list[Variable]:
-    out = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, value = parse_assignment(line, f"{path}:{number}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        out.append(Variable(key=key, value=value))
-    return out
+    """`KEY=VALUE` lines, read as dotenv reports are; a bad line is an error here."""
+    variables, warnings = parse_dotenv(text, str(path))
+    bad = [w.removeprefix("WARNING: ").removesuffix("; ignored") for w in warnings if "not a KEY=VALUE" in w]
+    if bad:
+        raise ConfigError("\n".join(bad))
+    return [dataclasses.replace(v, expand=True) for v in variables]
 
 
 def read_variables_file(path: Path) -> list[Variable]:

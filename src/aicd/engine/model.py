@@ -1,15 +1,10 @@
-"""The engine's options and results.
-
-`JobStatus`, `failure_allowed` (aicd.engine.status) and `EngineListener`
-(aicd.engine.events) are re-exported here for older imports.
-"""
+"""The engine's options and results."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aicd.engine.events import EngineListener
-from aicd.engine.status import JobStatus, failure_allowed
+from aicd.engine.status import JobStatus
 from aicd.executors.base import JobOutcome
 from aicd.pipeline.ir import Job
 
@@ -56,4 +51,4 @@ class PipelineResult:
         return [r for r in self.jobs if r.blocked_by is not None and r.status == JobStatus.CREATED]
 
 
-__all__ = ["EngineListener", "JobResult", "JobStatus", "PipelineResult", "RunOptions", "failure_allowed"]
+__all__ = ["JobResult", "PipelineResult", "RunOptions"]

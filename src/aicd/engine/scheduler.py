@@ -57,6 +57,7 @@ from aicd.executors.base import (
     JobRequest,
     OutputCallback,
     OutputKind,
+    job_log_path,
 )
 from aicd.pipeline.ir import Pipeline, Variable
 from aicd.pipeline.predefined import job_variables
@@ -314,7 +315,7 @@ class _Run:
             run_dir=self.run_dir,
             variables=self._variables(node, ran),
             artifact_sources=tuple(ArtifactSource(s.job_name, s.result.job_id) for s in ran),
-            log_path=self.run_dir / "logs" / f"{r.job_id}.log",
+            log_path=job_log_path(self.run_dir, r.job_id),
         )
 
     def _variables(self, node: _Node, sources: Iterable[_Node]) -> tuple[Variable, ...]:
@@ -384,7 +385,7 @@ class _Run:
         outcome = await _stop(handle, waiter, "timeout" if timed_out else "canceled")
         if outcome is None:
             on_output("info", f"ERROR: the executor did not stop the job within {_human(CANCEL_GRACE_S)}")
-            log = request.log_path or self.run_dir / "logs" / f"{request.job_id}.log"
+            log = request.log_path or job_log_path(self.run_dir, request.job_id)
             if timed_out:
                 return JobOutcome("failed", None, "job_execution_timeout", started, time.time(), log)
             return JobOutcome("canceled", None, "canceled", started, time.time(), log)
@@ -461,7 +462,7 @@ def _broken(request: JobRequest, started: float, exc: Exception, on_output: Outp
     message = f"{type(exc).__name__}: {exc}"
     with contextlib.suppress(Exception):
         on_output("info", f"ERROR: the job could not run: {message}")
-    log = request.log_path or request.run_dir / "logs" / f"{request.job_id}.log"
+    log = request.log_path or job_log_path(request.run_dir, request.job_id)
     return JobOutcome("failed", None, "runner_system_failure", started, time.time(), log, error=message)
 
 

@@ -47,6 +47,11 @@ class ArtifactSource:
     job_id: int
 
 
+def job_log_path(run_dir: Path, job_id: int) -> Path:
+    """Where a job attempt's full log lives: `<run_dir>/logs/<job_id>.log`."""
+    return run_dir / "logs" / f"{job_id}.log"
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """Everything an executor needs to run one attempt of one job."""

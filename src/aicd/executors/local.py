@@ -47,6 +47,7 @@ from aicd.executors.base import (
     OutputCallback,
     OutputKind,
     TestSummary,
+    job_log_path,
 )
 from aicd.executors.script import LineReader, ShellProcess, display_command, new_token, render_script
 from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commit, snapshot_worktree
@@ -168,7 +169,7 @@ class _LocalJob:
         self.snapshot = snapshot
         # absolute: paths handed to the job (file variables) must not depend on its cwd
         self.run_dir = Path(os.path.abspath(request.run_dir))
-        self.log_path = request.log_path or self.run_dir / "logs" / f"{request.job_id}.log"
+        self.log_path = request.log_path or job_log_path(self.run_dir, request.job_id)
         self._cancel_reason: str | None = None
         self._user_canceled = False
         self._proc: ShellProcess | None = None

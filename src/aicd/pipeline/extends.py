@@ -33,24 +33,11 @@ from aicd.pipeline.include import Document, assemble, deep_merge
 from aicd.pipeline.loader import MAX_NODES
 from aicd.pipeline.nodes import LocList, LocMap, Mark, Reference
 from aicd.pipeline.rules import RuleContext
+from aicd.pipeline.schema import TOP_LEVEL_KEYWORDS
 from aicd.suggest import did_you_mean
 
-NON_JOB_KEYS = frozenset(
-    {
-        "default",
-        "include",
-        "stages",
-        "types",
-        "variables",
-        "workflow",
-        "spec",
-        "image",
-        "services",
-        "cache",
-        "before_script",
-        "after_script",
-    }
-)
+# Top-level keys that are not jobs: the keyword table of schema.py.
+NON_JOB_KEYS = TOP_LEVEL_KEYWORDS
 DEFAULT_KEYS = (
     "after_script",
     "artifacts",
