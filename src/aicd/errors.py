@@ -84,3 +84,15 @@ class NotFoundError(AicdError):
 
 class GitError(AicdError):
     """A git command failed or the directory is not a usable repository."""
+
+
+class AuthError(AicdError):
+    """No credentials, or credentials the server does not accept (HTTP 401)."""
+
+
+class PermissionDeniedError(AicdError):
+    """Authenticated, but the role does not allow this (HTTP 403)."""
+
+
+class ConflictError(AicdError):
+    """The request conflicts with the current state, e.g. a name already taken (HTTP 409)."""

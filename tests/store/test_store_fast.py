@@ -52,7 +52,9 @@ def test_the_fast_store_knows_every_column_of_the_schema() -> None:
     assert {c.name for c in every if isinstance(c.type, Boolean)} == BOOLEAN_COLUMNS
     assert set(PIPELINE_FIELDS) <= set(PIPELINE_COLUMNS)
     assert set(JOB_FIELDS) <= set(JOB_COLUMNS)
-    assert set(schema.metadata.tables) == {"projects", "pipelines", "jobs"}
+    # The fast store serves run history only; the server's and the registry's tables
+    # are reached through SQLAlchemy (aicd.store.accounts, aicd.store.registry, ...).
+    assert {"projects", "pipelines", "jobs"} <= set(schema.metadata.tables)
 
 
 def test_the_fast_store_writes_every_column_of_the_records(url: str) -> None:

@@ -14,9 +14,35 @@ import click
 from aicd import __version__
 from aicd.errors import AicdError
 
+# Command groups that live in their own modules, imported only when used:
+# name -> "module:attribute" (a click.Command).
+_LAZY_COMMANDS = {
+    "server": "aicd.cli.server_cmd:server",
+    "project": "aicd.cli.project_cmd:project",
+    "pipeline": "aicd.cli.pipeline_cmd:pipeline",
+    "user": "aicd.cli.user_cmd:user",
+    "token": "aicd.cli.user_cmd:token",
+    "audit": "aicd.cli.user_cmd:audit",
+    "model": "aicd.cli.model_cmd:model",
+}
+
 
 class _Group(click.Group):
     """Turns AicdError into one clear message and an exit code, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_lazy_available()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name not in _lazy_available():
+            return found
+        import importlib
+
+        module_name, attribute = _LAZY_COMMANDS[cmd_name].split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -24,6 +50,13 @@ class _Group(click.Group):
         except AicdError as exc:
             click.echo(f"aicd: {exc}" if "\n" not in str(exc) else str(exc), err=True)
             sys.exit(exc.exit_code)
+
+
+def _lazy_available() -> list[str]:
+    """The lazy commands whose module is installed (found without importing it)."""
+    import importlib.util
+
+    return [name for name, target in _LAZY_COMMANDS.items() if importlib.util.find_spec(target.split(":")[0])]
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

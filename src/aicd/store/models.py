@@ -26,6 +26,12 @@ class Project(Base):
     path: Mapped[str]
     last_pipeline_iid: Mapped[int]
     created_at: Mapped[float]
+    name: Mapped[str | None]
+    repo_url: Mapped[str | None]
+    default_branch: Mapped[str | None]
+    pipeline_file: Mapped[str | None]
+    poll_interval_s: Mapped[float | None]
+    webhook_secret: Mapped[str | None]
 
     pipelines: Mapped[list[Pipeline]] = relationship(back_populates="project", passive_deletes=True)
 

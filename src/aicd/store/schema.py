@@ -133,3 +133,156 @@ jobs = Table(
     Index(None, "pipeline_id", "id"),
     sqlite_autoincrement=True,
 )
+
+# -- server: projects' settings, accounts, access, audit, secrets, triggers (revision 0002) --------
+# Server projects are rows of `projects` with a name; their `path` is "server:<name>".
+projects.append_column(Column("name", Text, nullable=True))
+projects.append_column(Column("repo_url", Text, nullable=True))
+projects.append_column(Column("default_branch", Text, nullable=True))
+projects.append_column(Column("pipeline_file", Text, nullable=True))
+projects.append_column(Column("poll_interval_s", Double, nullable=True))  # None: no polling
+projects.append_column(Column("webhook_secret", Text, nullable=True))  # encrypted (aicd.core.secrets)
+projects.append_constraint(UniqueConstraint("name"))
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("name"),
+    sqlite_autoincrement=True,
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False),  # sha256 hex; the token itself is never kept
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=True),
+    Column("last_used_at", Double, nullable=True),
+    Column("revoked", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("token_hash"),
+    sqlite_autoincrement=True,
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("project_id", Id, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String(16), nullable=False),  # viewer, developer, maintainer
+    UniqueConstraint("project_id", "user_id"),
+    sqlite_autoincrement=True,
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("actor", Text, nullable=False),  # user name, "webhook:github", "poller", "system"
+    Column("action", String(64), nullable=False),  # e.g. project.create, pipeline.cancel, variable.set
+    Column("project_id", Id, ForeignKey("projects.id", ondelete="SET NULL"), nullable=True),
+    Column("target", Text, nullable=True),
+    Column("details", Json(), nullable=True),  # never holds a secret value
+    Index(None, "project_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+project_variables = Table(
+    "project_variables",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("project_id", Id, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value_encrypted", Text, nullable=False),  # always encrypted at rest
+    Column("masked", Boolean, nullable=False, server_default=false()),
+    Column("protected", Boolean, nullable=False, server_default=false()),  # only for protected refs
+    Column("file", Boolean, nullable=False, server_default=false()),  # a file variable
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    UniqueConstraint("project_id", "key"),
+    sqlite_autoincrement=True,
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("project_id", Id, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(16), nullable=False),  # github, gitlab, gitea
+    Column("delivery_id", String(200), nullable=False),  # the provider's id, or a hash of the body
+    Column("received_at", Double, nullable=False),
+    Column("pipeline_id", Id, nullable=True),
+    UniqueConstraint("project_id", "provider", "delivery_id"),
+    sqlite_autoincrement=True,
+)
+
+# What the poller (or a webhook) last saw on each branch and tag.
+project_refs = Table(
+    "project_refs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("project_id", Id, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("ref", Text, nullable=False),  # refs/heads/main, refs/tags/v1
+    Column("sha", String(64), nullable=False),
+    Column("updated_at", Double, nullable=False),
+    UniqueConstraint("project_id", "ref"),
+    sqlite_autoincrement=True,
+)
+
+# -- model registry (revision 0002) ----------------------------------------------------------------
+models = Table(
+    "models",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("last_version", Integer, nullable=False, server_default=text("0")),  # gapless numbering
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("name"),
+    sqlite_autoincrement=True,
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("artifact_digest", String(80), nullable=True),  # "sha256:<hex>" of the stored object
+    Column("artifact_name", Text, nullable=True),  # file or folder name as registered
+    Column("artifact_size", BigInteger, nullable=True),
+    Column("metrics", Json(), nullable=True),
+    Column("tags", Json(), nullable=True),
+    Column("commit_sha", String(64), nullable=True),
+    Column("ref", Text, nullable=True),
+    Column("pipeline_id", BigInteger, nullable=True),  # CI_PIPELINE_ID (no foreign key: may be another CI)
+    Column("job_id", BigInteger, nullable=True),  # CI_JOB_ID
+    Column("project", Text, nullable=True),  # CI_PROJECT_PATH / dir / URL
+    Column("pipeline_url", Text, nullable=True),
+    Column("dataset_hash", String(80), nullable=True),
+    Column("created_by", Text, nullable=True),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("model_id", "version"),
+    Index(None, "commit_sha"),
+    sqlite_autoincrement=True,
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("alias", String(100), nullable=False),
+    Column("version_id", Id, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
+    Column("updated_at", Double, nullable=False),
+    UniqueConstraint("model_id", "alias"),
+    sqlite_autoincrement=True,
+)

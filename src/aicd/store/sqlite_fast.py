@@ -32,7 +32,18 @@ from aicd.store.migrations import HEAD, VERSION_TABLE
 from aicd.store.records import JobRecord, NewJob, PipelineRecord
 
 # Every column of the tables in aicd.store.schema, in table order (a test keeps them equal).
-PROJECT_COLUMNS = ("id", "path", "last_pipeline_iid", "created_at")
+PROJECT_COLUMNS = (
+    "id",
+    "path",
+    "last_pipeline_iid",
+    "created_at",
+    "name",
+    "repo_url",
+    "default_branch",
+    "pipeline_file",
+    "poll_interval_s",
+    "webhook_secret",
+)
 PIPELINE_COLUMNS = (
     "id",
     "project_id",
