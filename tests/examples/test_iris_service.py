@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,7 @@ def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
     result = json.loads(proc.stdout)
     assert result["pipeline"]["status"] == "success"
     jobs = {j["name"]: j for j in result["jobs"]}
-    assert list(jobs) == ["build", "test", "train", "evaluate", "gate", "deploy"]
+    assert list(jobs) == ["build", "test", "train", "evaluate", "gate", "register", "deploy", "promote"]
     assert all(j["status"] == "success" for j in jobs.values()), proc.stderr
 
     tests = jobs["test"]["tests"]
@@ -95,7 +96,25 @@ def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
     assert metrics_report.read_text().rstrip().endswith("# EOF")
     assert "would deploy model" in Path(jobs["deploy"]["log_path"]).read_text()
     [gate_report] = list((run_dir / "artifacts").glob("*/gate-report.json"))
-    assert json.loads(gate_report.read_text())["passed"] is True
+    first_report = json.loads(gate_report.read_text())
+    assert first_report["passed"] is True and first_report["baseline"] is None
+    assert "no baseline yet: models:/iris@production does not exist" in first_report["baseline_note"]
+
+    # The register job put the model in the project's registry with its lineage; promote made it production.
+    production = _aicd_json(repo, "model", "show", "models:/iris@production")
+    first_pipeline = result["pipeline"]["id"]
+    job_ids = {j["name"]: j["id"] for j in _aicd_json(repo, "show", str(first_pipeline))["jobs"]}
+    assert (production["version"], production["artifact"]["name"]) == (1, "model/")
+    assert production["metrics"]["accuracy"] == metrics["accuracy"]
+    assert production["lineage"]["commit"] == git(repo, "rev-parse", "HEAD")
+    assert production["lineage"]["pipeline_id"] == first_pipeline
+    assert production["lineage"]["job_id"] == job_ids["register"]
+    assert production["lineage"]["dataset_hash"].startswith("sha256:")
+    assert production["tags"] == {"variant": "standard"}
+    assert production["pipeline"]["status"] == "success"
+    assert production["pipeline"]["job"] == {"name": "register", "status": "success"}
+    from_commit = _aicd_json(repo, "model", "lineage", "--commit", git(repo, "rev-parse", "HEAD"))
+    assert [v["uri"] for v in from_commit] == ["models:/iris/1"]
 
     # The same pipeline with the worse-model knob on: stopped at the gate.
     worse = subprocess.run(
@@ -113,9 +132,23 @@ def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
     jobs = {j["name"]: j for j in result["jobs"]}
     assert jobs["evaluate"]["status"] == "success"
     assert jobs["gate"]["status"] == "failed" and jobs["gate"]["exit_code"] == 1
-    assert jobs["deploy"]["status"] == "skipped"
+    assert [jobs[name]["status"] for name in ("register", "deploy", "promote")] == ["skipped"] * 3
     run_dir = Path(jobs["gate"]["log_path"]).parent.parent
     [gate_report] = list((run_dir / "artifacts").glob("*/gate-report.json"))
     report = json.loads(gate_report.read_text())
     assert report["passed"] is False
     assert {c["metric"] for c in report["checks"] if c["verdict"] == "fail"} >= {"accuracy", "macro_f1"}
+    # It was judged against production (version 1), and nothing was registered or promoted.
+    assert report["baseline"]["model_uri"] == "models:/iris@production" and report["baseline"]["version"] == 1
+    regression = [c for c in report["checks"] if c["kind"] == "max_regression_pct"]
+    assert [(c["metric"], c["verdict"]) for c in regression] == [("accuracy", "fail")]
+    assert [v["version"] for v in _aicd_json(repo, "model", "list", "iris")] == [1]
+    assert _aicd_json(repo, "model", "show", "models:/iris@production")["version"] == 1
+
+
+def _aicd_json(repo: Path, *args: str) -> Any:
+    proc = subprocess.run(
+        [*AICD, *args, "--json"], cwd=repo, capture_output=True, text=True, timeout=60, env=example_env()
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)

@@ -7,12 +7,14 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aicd.delivery.config import CONFIG_FILE, load_config
+from aicd.delivery.config import CONFIG_FILE, DeliveryConfig, load_config
 from aicd.delivery.gate import GateResult, Threshold, evaluate, fmt
 from aicd.delivery.metrics_file import read_metrics_file
+from aicd.delivery.model_uri import is_model_uri, parse_model_uri
 from aicd.errors import ConfigError
 
 NO_THRESHOLDS = (
@@ -99,6 +101,7 @@ def build_report(
     metrics: dict[str, float],
     baseline_file: str | None,
     baseline: dict[str, float] | None,
+    source: BaselineSource | None = None,
 ) -> dict[str, Any]:
     checks = [
         {
@@ -114,17 +117,92 @@ def build_report(
         }
         for c in result.checks
     ]
-    return {
+    described: dict[str, Any] | None = None
+    if baseline is not None:
+        if source is not None and source.uri is not None:
+            described = {"model_uri": source.uri, "model": source.model, "version": source.version}
+        else:
+            described = {"file": source.file if source is not None else baseline_file}
+        described["metrics"] = _metrics_json(baseline)
+    payload = {
         "passed": result.passed,
         "metrics_file": metrics_file,
         "metrics": _metrics_json(metrics),
-        "baseline": None if baseline is None else {"file": baseline_file, "metrics": _metrics_json(baseline)},
+        "baseline": described,
         "checks": checks,
         "failed": len(result.failures),
     }
+    if source is not None and source.note:
+        payload["baseline_note"] = source.note
+    return payload
 
 
-NO_BASELINE = "no baseline: checking values only (give --baseline FILE to check changes too)"
+NO_BASELINE = (
+    "no baseline: checking values only (give --baseline FILE or models:/NAME@ALIAS to check changes too)"
+)
+
+
+@dataclass(frozen=True)
+class BaselineSource:
+    """Where the baseline came from: a file, or a registry version (uri, model, version)."""
+
+    file: str | None = None
+    uri: str | None = None
+    model: str | None = None
+    version: int | None = None
+    note: str = ""  # e.g. why there is no baseline yet
+
+
+def baseline_reference(cli_baseline: str | None, config: DeliveryConfig | None) -> str | None:
+    """--baseline, else the `against:` of aicd.yml's gates as a models:/ URI (or None)."""
+    if cli_baseline:
+        return cli_baseline
+    if config is None:
+        return None
+    against = sorted({t.against for t in config.gates if t.against})
+    if not against:
+        return None
+    if len(against) > 1:
+        raise ConfigError(
+            f"{config.file}: the gates compare against different baselines ({', '.join(against)}); "
+            "a gate has one baseline: use the same 'against:' everywhere, or --baseline"
+        )
+    alias = against[0]
+    if is_model_uri(alias):
+        return alias
+    name = config.model.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            f"{config.file}: 'against: {alias}' needs the model's registered name: add "
+            f"'model: {{name: NAME}}' to {config.file}, or write 'against: models:/NAME@{alias}'"
+        )
+    return f"models:/{name}@{alias}"
+
+
+def load_baseline(cwd: Path, reference: str | None) -> tuple[dict[str, float] | None, BaselineSource | None]:
+    """The baseline's metrics: a metrics file, or the registry version a models:/ URI names.
+
+    A URI whose model or alias does not exist yet is no baseline (value checks only), with a note.
+    """
+    if reference is None:
+        return None, None
+    if not is_model_uri(reference):
+        return read_metrics_file(cwd / reference, reference), BaselineSource(file=reference)
+    from aicd.delivery.registry import Registry
+
+    uri = parse_model_uri(reference)
+    registry = Registry.open_local_if_exists(cwd)
+    if registry is None:
+        note = f"no baseline yet: {uri} does not exist (nothing is registered); checking values only"
+        return None, BaselineSource(uri=str(uri), model=uri.name, note=note)
+    with registry:
+        found = registry.baseline(uri)
+    if found.version is None:
+        note = f"no baseline yet: {uri} does not exist ({found.note}); checking values only"
+        return None, BaselineSource(uri=str(uri), model=uri.name, note=note)
+    version = found.version
+    metrics = found.metrics or {}
+    return metrics, BaselineSource(uri=str(uri), model=version.model, version=version.version)
 
 
 def _rows(result: GateResult) -> list[tuple[str, ...]]:
@@ -196,17 +274,17 @@ def gate_command(
     as_json: bool,
 ) -> int:
     """Run the gate; returns the exit code (0 pass, 1 fail). Bad input raises ConfigError (exit 2)."""
+    loaded: DeliveryConfig | None = None
     if config is not None:
-        gates = load_config(cwd / config, config).gates
+        loaded = load_config(cwd / config, config)
     elif (cwd / CONFIG_FILE).is_file():
-        gates = load_config(cwd / CONFIG_FILE, CONFIG_FILE).gates
-    else:
-        gates = []
+        loaded = load_config(cwd / CONFIG_FILE, CONFIG_FILE)
+    gates = loaded.gates if loaded is not None else []
     thresholds = merge_thresholds(gates, mins, maxes, max_drops, lower_is_better)
     metrics = read_metrics_file(cwd / metrics_file, metrics_file)
-    baseline = None if baseline_file is None else read_metrics_file(cwd / baseline_file, baseline_file)
+    baseline, source = load_baseline(cwd, baseline_reference(baseline_file, loaded))
     result = evaluate(thresholds, metrics, baseline, source=metrics_file)
-    payload = build_report(result, metrics_file, metrics, baseline_file, baseline)
+    payload = build_report(result, metrics_file, metrics, baseline_file, baseline, source)
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
     if report:
         try:
@@ -219,7 +297,9 @@ def gate_command(
         sys.stdout.write(json.dumps(payload, allow_nan=False) + "\n")
     else:
         if baseline is None:
-            sys.stdout.write(NO_BASELINE + "\n")
+            sys.stdout.write((source.note if source is not None and source.note else NO_BASELINE) + "\n")
+        elif source is not None and source.uri is not None:
+            sys.stdout.write(f"baseline: {source.uri} = models:/{source.model}/{source.version}\n")
         if sys.stdout.isatty():
             _print_rich(result)
         else:

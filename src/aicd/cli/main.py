@@ -7,7 +7,9 @@ every command start fast.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -67,6 +69,9 @@ def cli() -> None:
     Runs a repository's .gitlab-ci.yml pipeline locally with GitLab CI
     semantics, and keeps the history of every run.
     """
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _project_dir(cwd: str | None) -> Path:
@@ -148,12 +153,40 @@ def lint(file: str, cwd: str | None, as_json: bool) -> None:
     sys.exit(lint_command(_project_dir(cwd), file, as_json))
 
 
+def _remote_history(func: _F) -> _F:
+    """--project/--server/--token: read the history of a project of an aicd server instead."""
+    func = click.option("--token", envvar="AICD_TOKEN", default=None, help="API token (env AICD_TOKEN).")(
+        func
+    )
+    func = click.option(
+        "--server", envvar="AICD_SERVER", default=None, metavar="URL", help="aicd server (env AICD_SERVER)."
+    )(func)
+    return click.option("--project", "-p", default=None, help="A project of the aicd server.")(func)
+
+
+def _remote(project: str | None) -> bool:
+    """Remote mode: with --project, or with --server on the command line (env alone does not switch)."""
+    from click.core import ParameterSource
+
+    given = click.get_current_context().get_parameter_source("server") == ParameterSource.COMMANDLINE
+    if given and project is None:
+        raise AicdError("--server: give the server's project with --project NAME")
+    return project is not None
+
+
 @cli.command()
 @click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
 @click.option("--limit", "-n", default=20, show_default=True, help="How many runs.")
 @click.option("--json", "as_json", is_flag=True)
-def runs(cwd: str | None, limit: int, as_json: bool) -> None:
+@_remote_history
+def runs(
+    cwd: str | None, limit: int, as_json: bool, project: str | None, server: str | None, token: str | None
+) -> None:
     """List recent pipeline runs of the project."""
+    if _remote(project):
+        from aicd.cli.pipeline_cmd import runs_remote
+
+        return runs_remote(server, token, str(project), limit, as_json)
     from aicd.cli.history_cmd import runs_command
 
     runs_command(_project_dir(cwd), limit, as_json)
@@ -163,8 +196,15 @@ def runs(cwd: str | None, limit: int, as_json: bool) -> None:
 @click.argument("run_id", type=int)
 @click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
 @click.option("--json", "as_json", is_flag=True)
-def show(run_id: int, cwd: str | None, as_json: bool) -> None:
+@_remote_history
+def show(
+    run_id: int, cwd: str | None, as_json: bool, project: str | None, server: str | None, token: str | None
+) -> None:
     """Show one run: its jobs, statuses, durations and tests."""
+    if _remote(project):
+        from aicd.cli.pipeline_cmd import show_remote
+
+        return show_remote(server, token, str(project), run_id, as_json)
     from aicd.cli.history_cmd import show_command
 
     show_command(_project_dir(cwd), run_id, as_json)
@@ -174,8 +214,15 @@ def show(run_id: int, cwd: str | None, as_json: bool) -> None:
 @click.argument("run_id", type=int)
 @click.argument("job", required=False)
 @click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
-def logs(run_id: int, job: str | None, cwd: str | None) -> None:
+@_remote_history
+def logs(
+    run_id: int, job: str | None, cwd: str | None, project: str | None, server: str | None, token: str | None
+) -> None:
     """Print the log of JOB in run RUN_ID (every job's log without JOB)."""
+    if _remote(project):
+        from aicd.cli.pipeline_cmd import logs_remote
+
+        return logs_remote(server, token, str(project), run_id, job)
     from aicd.cli.history_cmd import logs_command
 
     logs_command(_project_dir(cwd), run_id, job)
@@ -187,7 +234,10 @@ def logs(run_id: int, job: str | None, cwd: str | None) -> None:
     "--config", "config", default=None, help="Config file with 'gates:' (default: aicd.yml if it exists)."
 )
 @click.option(
-    "--baseline", "baseline", default=None, help="Metrics file of the baseline model (e.g. production)."
+    "--baseline",
+    "baseline",
+    default=None,
+    help="Baseline: a metrics file, or a registered model such as models:/iris@production.",
 )
 @click.option("--min", "mins", multiple=True, metavar="METRIC=VALUE", help="Lowest allowed value (repeat).")
 @click.option("--max", "maxes", multiple=True, metavar="METRIC=VALUE", help="Highest allowed value (repeat).")

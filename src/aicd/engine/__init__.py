@@ -5,8 +5,9 @@ Executor (aicd.executors.base) and an EngineListener that records what
 happens.
 """
 
+from aicd.engine.control import RunControl
 from aicd.engine.events import EngineListener
-from aicd.engine.model import JobResult, PipelineResult, RunOptions
+from aicd.engine.model import JobResult, PipelineResult, RunOptions, SettledJob
 from aicd.engine.plan import select_jobs
 from aicd.engine.scheduler import run_pipeline
 from aicd.engine.status import JobStatus, failure_allowed
@@ -16,7 +17,9 @@ __all__ = [
     "JobResult",
     "JobStatus",
     "PipelineResult",
+    "RunControl",
     "RunOptions",
+    "SettledJob",
     "failure_allowed",
     "run_pipeline",
     "select_jobs",

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aicd.engine.status import JobStatus
 from aicd.executors.base import JobOutcome
-from aicd.pipeline.ir import Job
+from aicd.pipeline.ir import Job, Variable
+
+
+@dataclass(frozen=True)
+class SettledJob:
+    """A job that already has its result from an earlier run of the same pipeline (a resume).
+
+    It keeps its id, does not run, and counts with this status for its
+    dependants' decisions and as an artifact (and dotenv) source.
+    """
+
+    job_id: int
+    status: JobStatus  # success, failed, canceled, skipped or manual
+    attempts: int = 1
+    allowed_failure: bool = False  # failed, but allow_failure covered it
+    dotenv: tuple[Variable, ...] = ()  # its artifacts:reports:dotenv, for the jobs it feeds
 
 
 @dataclass(frozen=True)
@@ -16,6 +33,14 @@ class RunOptions:
     with_needs: bool = False  # ...and, transitively, the jobs they need
     play_manual: frozenset[str] = frozenset()  # manual jobs to run
     honour_delays: bool = True  # when: delayed waits start_in; False runs at once
+    # Resume: jobs (by name) settled by an earlier run; they keep their ids and do not run.
+    settled: Mapping[str, SettledJob] = field(default_factory=dict)
+    # Jobs that already made this many attempts (a retry or a recovery): the first
+    # attempt of this run is number n + 1, and `retry:max` counts them all.
+    prior_attempts: Mapping[str, int] = field(default_factory=dict)
+    # Slots shared with other runs (a server's global job limit): a job holds one
+    # while it runs, and waits `pending` for one.
+    slots: asyncio.Semaphore | None = None
 
 
 @dataclass
@@ -51,4 +76,4 @@ class PipelineResult:
         return [r for r in self.jobs if r.blocked_by is not None and r.status == JobStatus.CREATED]
 
 
-__all__ = ["JobResult", "PipelineResult", "RunOptions"]
+__all__ = ["JobResult", "PipelineResult", "RunOptions", "SettledJob"]

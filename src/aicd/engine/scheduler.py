@@ -31,6 +31,13 @@ process or task outlives `run_pipeline`.
 An exception from the executor fails that job attempt with
 `runner_system_failure` (the message goes to the job's output as "info").
 An exception from the listener stops the run and is raised again.
+
+Resume (`options.settled`): jobs settled by an earlier run of the same
+pipeline keep their ids and results and do not run; the other jobs are
+decided as usual, counting them (a retry, a played manual job, a recovery
+after a crash). `options.prior_attempts` numbers the attempts of jobs run
+again. `options.slots`, shared by several runs, bounds the jobs running in
+all of them; a job waits `pending` for a slot. A `RunControl` cancels one job.
 """
 
 from __future__ import annotations
@@ -44,9 +51,10 @@ from enum import Enum, auto
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aicd.engine.control import RunControl
 from aicd.engine.decision import decide, retry_wanted, upstream_status
 from aicd.engine.events import EngineListener
-from aicd.engine.model import JobResult, PipelineResult, RunOptions
+from aicd.engine.model import JobResult, PipelineResult, RunOptions, SettledJob
 from aicd.engine.plan import Plan, make_plan
 from aicd.engine.status import JobStatus, failure_allowed
 from aicd.executors.base import (
@@ -86,10 +94,30 @@ class _Node:
     phase: _Phase = _Phase.WAITING
     group: str | None = None  # resource group, expanded
     task: asyncio.Task[None] | None = None
+    settled: SettledJob | None = None  # from an earlier run: never runs here
+    prior: int = 0  # attempts made before this run
+    canceled: asyncio.Event | None = None  # set by RunControl.cancel_job while it runs
 
     @property
     def job_name(self) -> str:
         return self.result.job.name
+
+    @property
+    def has_run(self) -> bool:
+        """Whether it ran (here or earlier): its artifacts and dotenv go to the jobs it feeds."""
+        if self.settled is not None:
+            return self.settled.status in _RAN
+        return self.result.outcome is not None
+
+    @property
+    def dotenv(self) -> tuple[Variable, ...]:
+        if self.settled is not None:
+            return self.settled.dotenv
+        return self.result.outcome.dotenv if self.result.outcome is not None else ()
+
+
+_RAN = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELED})
+_SETTLED_OK = frozenset({*_RAN, JobStatus.SKIPPED, JobStatus.MANUAL})
 
 
 class _Run:
@@ -122,12 +150,31 @@ class _Run:
         self.overrides = resolve(pipeline.variables, fallback=self.pipeline_vars)
 
     def allocate(self) -> None:
+        settled = self.options.settled
+        for name, s in settled.items():
+            if JobStatus(s.status) not in _SETTLED_OK:
+                raise ValueError(f'settled job "{name}": status {s.status} is not a settled one')
         jobs = self.plan.jobs
-        ids = list(self.listener.allocate_job_ids(jobs)) if jobs else []
-        if len(ids) != len(jobs):
-            raise ValueError(f"allocate_job_ids returned {len(ids)} ids for {len(jobs)} jobs")
-        for job, job_id in zip(jobs, ids, strict=True):
-            node = _Node(JobResult(job, job_id), dag=self.plan.dag[job.name])
+        fresh = [j for j in jobs if j.name not in settled]
+        ids = list(self.listener.allocate_job_ids(fresh)) if fresh else []
+        if len(ids) != len(fresh):
+            raise ValueError(f"allocate_job_ids returned {len(ids)} ids for {len(fresh)} jobs")
+        new_ids = dict(zip((j.name for j in fresh), ids, strict=True))
+        for job in jobs:
+            dag = self.plan.dag[job.name]
+            done = settled.get(job.name)
+            if done is None:
+                node = _Node(JobResult(job, new_ids[job.name]), dag=dag)
+                node.prior = max(0, self.options.prior_attempts.get(job.name, 0))
+            else:
+                result = JobResult(
+                    job,
+                    done.job_id,
+                    status=JobStatus(done.status),
+                    attempts=done.attempts,
+                    allowed_failure=done.allowed_failure,
+                )
+                node = _Node(result, dag=dag, phase=_Phase.SETTLED, settled=done)
             self.nodes.append(node)
             self.by_name[job.name] = node
         for node in self.nodes:
@@ -140,7 +187,7 @@ class _Run:
         r.status = status
         if outcome is not None:
             r.outcome = outcome
-        self.listener.job_status(r.job, r.job_id, max(1, r.attempts), status, outcome)
+        self.listener.job_status(r.job, r.job_id, max(node.prior + 1, r.attempts), status, outcome)
 
     def _info(self, node: _Node, text: str) -> None:
         self.listener.job_output(node.result.job, node.result.job_id, "info", text)
@@ -239,6 +286,23 @@ class _Run:
             elif node.phase is _Phase.SETTLED and node.result.status == JobStatus.CREATED:
                 self._set(node, JobStatus.CANCELED)  # blocked: GitLab cancels created jobs too
 
+    def cancel_job(self, name: str) -> bool:
+        """RunControl.cancel_job: see there."""
+        node = self.by_name.get(name)
+        if node is None or node.phase is _Phase.SETTLED:
+            return False
+        if node.phase is _Phase.RUNNING:
+            if node.canceled is None:
+                node.canceled = asyncio.Event()
+            node.canceled.set()
+        else:
+            if node.phase is _Phase.DELAYED and node.task is not None:
+                node.task.cancel()
+            node.phase = _Phase.SETTLED
+            self._set(node, JobStatus.CANCELED)
+        self.wake.set()
+        return True
+
     async def drain(self) -> None:
         """Stop everything and wait until no task of this run is left, even if cancelled meanwhile."""
         self.request_stop(user=False)
@@ -287,7 +351,7 @@ class _Run:
                 r.attempts += 1
                 self._set(node, JobStatus.PENDING)
             else:
-                r.attempts = 1
+                r.attempts = node.prior + 1
             outcome = await self._attempt(node)
             if outcome.status == "success":
                 r.allowed_failure = False
@@ -297,7 +361,11 @@ class _Run:
             if outcome.status == "canceled":
                 self._set(node, JobStatus.CANCELED, outcome)
                 return
-            again = not self.stop.is_set() and retry_wanted(job.retry, outcome, r.attempts)
+            again = (
+                not self.stop.is_set()
+                and not _is_set(node.canceled)
+                and retry_wanted(job.retry, outcome, r.attempts)
+            )
             self._set(node, JobStatus.FAILED, outcome)
             if not again:
                 return
@@ -306,7 +374,7 @@ class _Run:
     def _request(self, node: _Node) -> JobRequest:
         r = node.result
         sources = [self.by_name[name] for name in self.plan.artifact_sources(r.job)]
-        ran = [s for s in sources if s.result.outcome is not None]
+        ran = [s for s in sources if s.has_run]
         return JobRequest(
             job=r.job,
             job_id=r.job_id,
@@ -321,7 +389,7 @@ class _Run:
     def _variables(self, node: _Node, sources: Iterable[_Node]) -> tuple[Variable, ...]:
         """Lowest precedence first: predefined (pipeline, job), YAML, dotenv of sources, pipeline."""
         job = node.result.job
-        dotenv = [v for s in sources if s.result.outcome is not None for v in s.result.outcome.dotenv]
+        dotenv = [v for s in sources for v in s.dotenv]
         own = job_variables(
             job, job_id=node.result.job_id, pipeline_vars=self.pipeline_vars, overrides=self.overrides
         )
@@ -335,6 +403,42 @@ class _Run:
         return expand(raw, resolve(self._variables(node, sources))) or None
 
     async def _attempt(self, node: _Node) -> JobOutcome:
+        slots = self.options.slots
+        if slots is None:
+            return await self._attempt_in_slot(node)
+        if not await self._take_slot(node, slots):
+            now = time.time()
+            log = job_log_path(self.run_dir, node.result.job_id)
+            return JobOutcome("canceled", None, "canceled", now, now, log)
+        try:
+            return await self._attempt_in_slot(node)
+        finally:
+            slots.release()
+
+    async def _take_slot(self, node: _Node, slots: asyncio.Semaphore) -> bool:
+        """Wait for a shared slot; False (and no slot held) when the run or the job is canceled first."""
+        if node.canceled is None:
+            node.canceled = asyncio.Event()
+        acquiring = asyncio.ensure_future(slots.acquire())
+        stopping = asyncio.ensure_future(self.stop.wait())
+        own = asyncio.ensure_future(node.canceled.wait())
+        try:
+            await asyncio.wait({acquiring, stopping, own}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            await _give_up_slot(acquiring, slots)
+            raise
+        finally:
+            stopping.cancel()
+            own.cancel()
+        if not acquiring.done():
+            await _give_up_slot(acquiring, slots)
+            return False
+        if self.stop.is_set() or node.canceled.is_set():
+            slots.release()
+            return False
+        return True
+
+    async def _attempt_in_slot(self, node: _Node) -> JobOutcome:
         request = self._request(node)
         job = request.job
         self._set(node, JobStatus.RUNNING)
@@ -352,8 +456,10 @@ class _Run:
         except Exception as exc:
             return _broken(request, started, exc, on_output)
         waiter = asyncio.ensure_future(handle.wait())
+        if node.canceled is None:
+            node.canceled = asyncio.Event()
         try:
-            return await self._watch(request, handle, waiter, started, on_output)
+            return await self._watch(request, handle, waiter, started, on_output, node.canceled)
         except asyncio.CancelledError:
             await _stop(handle, waiter, "canceled")
             raise
@@ -368,18 +474,21 @@ class _Run:
         waiter: asyncio.Future[JobOutcome],
         started: float,
         on_output: OutputCallback,
+        canceled: asyncio.Event,
     ) -> JobOutcome:
         job = request.job
         timeout = job.timeout_s if job.timeout_s is not None and job.timeout_s > 0 else DEFAULT_TIMEOUT_S
         stopping = asyncio.ensure_future(self.stop.wait())
-        watched: set[asyncio.Future[Any]] = {waiter, stopping}
+        own = asyncio.ensure_future(canceled.wait())
+        watched: set[asyncio.Future[Any]] = {waiter, stopping, own}
         try:
             await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
+            own.cancel()
         if waiter.done():
             return waiter.result()
-        timed_out = not self.stop.is_set()
+        timed_out = not self.stop.is_set() and not canceled.is_set()
         if timed_out:
             on_output("info", f"ERROR: the job timed out after {_human(timeout)}")
         outcome = await _stop(handle, waiter, "timeout" if timed_out else "canceled")
@@ -466,6 +575,22 @@ def _broken(request: JobRequest, started: float, exc: Exception, on_output: Outp
     return JobOutcome("failed", None, "runner_system_failure", started, time.time(), log, error=message)
 
 
+async def _give_up_slot(acquiring: asyncio.Future[Any], slots: asyncio.Semaphore) -> None:
+    """Stop waiting for a slot; give it back if it was taken meanwhile."""
+    acquiring.cancel()
+    try:
+        await acquiring
+    except asyncio.CancelledError:
+        if not acquiring.cancelled():
+            raise
+        return
+    slots.release()
+
+
+def _is_set(event: asyncio.Event | None) -> bool:
+    return event is not None and event.is_set()
+
+
 def _human(seconds: float) -> str:
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{int(seconds // 3600)} h"
@@ -483,6 +608,7 @@ async def run_pipeline(
     run_dir: Path,
     options: RunOptions,
     cancel: asyncio.Event | None = None,
+    control: RunControl | None = None,
 ) -> PipelineResult:
     """Run every job of `pipeline` (or the selected ones) to an end; see the module docstring.
 
@@ -493,12 +619,16 @@ async def run_pipeline(
     run.allocate()
     listener.pipeline_status("running")
     watcher = asyncio.create_task(_watch_cancel(run, cancel)) if cancel is not None else None
+    if control is not None:
+        control.bind(run)
     try:
         await run.main()
     except BaseException:
         await run.drain()
         raise
     finally:
+        if control is not None:
+            control.bind(None)
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -50,6 +50,7 @@ from aicd.executors.base import (
     job_log_path,
 )
 from aicd.executors.script import LineReader, ShellProcess, display_command, new_token, render_script
+from aicd.executors.script import die_with_parent as die_with_parent_fn
 from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commit, snapshot_worktree
 from aicd.pipeline.ir import Variable
 from aicd.pipeline.variables import expand, masker, resolve
@@ -77,7 +78,9 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, project_dir: Path, home: Path, *, commit: str | None = None) -> None:
+    def __init__(
+        self, project_dir: Path, home: Path, *, commit: str | None = None, die_with_parent: bool = False
+    ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.home = Path(home).resolve()
         self.commit = commit
@@ -87,6 +90,8 @@ class LocalExecutor:
         self._jobs: set[_LocalJob] = set()
         self._closed = False
         self._bash = shutil.which("bash") or "/bin/bash"
+        # the server's choice: job shells get SIGKILL if this process dies (Linux)
+        self._preexec = die_with_parent_fn() if die_with_parent else None
 
     async def start(self, request: JobRequest, on_output: OutputCallback) -> JobHandle:
         if self._closed:
@@ -219,6 +224,14 @@ class _LocalJob:
     def _info(self, lines: list[str]) -> None:
         for line in lines:
             self._emit("info", line)
+        self._flush_log()
+
+    def _flush_log(self) -> None:
+        """What was printed is in the file (kept if the process dies): after each chunk of output."""
+        log = self._log
+        if log is not None:
+            with contextlib.suppress(OSError, ValueError):
+                log.flush()
 
     # -- the job ----------------------------------------------------------------------------
 
@@ -288,8 +301,8 @@ class _LocalJob:
         labels: list[str | None],
         timeout: float | None,
     ) -> int:
-        reader = LineReader(self._emit, self._token, labels)
-        proc = await ShellProcess.start(self.ex._bash, script, cwd, env, reader)
+        reader = _FlushingReader(self._emit, self._token, labels, self._flush_log)
+        proc = await ShellProcess.start(self.ex._bash, script, cwd, env, reader, self.ex._preexec)
         self._proc = proc
         try:
             # canceled while it was starting (after_script runs after a timeout)
@@ -371,6 +384,7 @@ class _LocalJob:
         inherited = env.get("GIT_CEILING_DIRECTORIES")
         env["GIT_CEILING_DIRECTORIES"] = f"{ceiling}:{inherited}" if inherited else ceiling
         env["CI_JOB_STATUS"] = "running"
+        env.setdefault("AICD_HOME", str(self.ex.home))  # `aicd model`/`aicd gate` in a job: this registry
 
         scripts_dir = run_dir / "scripts"
         scripts_dir.mkdir(parents=True, exist_ok=True)
@@ -457,6 +471,28 @@ class _LocalJob:
                 out.metrics.update(metrics)
                 out.info += warnings
         return out
+
+
+class _FlushingReader(LineReader):
+    """Flushes the job's log after each chunk of output it turns into lines."""
+
+    def __init__(
+        self,
+        emit: Callable[[OutputKind, str], None],
+        token: str,
+        labels: list[str | None],
+        flush: Callable[[], None],
+    ) -> None:
+        super().__init__(emit, token, labels)
+        self._flush = flush
+
+    def feed(self, data: bytes) -> None:
+        super().feed(data)
+        self._flush()
+
+    def close(self) -> None:
+        super().close()
+        self._flush()
 
 
 def _read_text(path: Path) -> str:

@@ -24,6 +24,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -196,6 +197,26 @@ class _Protocol(asyncio.SubprocessProtocol):
             self.exited.set_result(None)
 
 
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when its parent dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``), so a killed server leaves no job shell running;
+    None elsewhere. Resolved here, in the parent: the child only calls libc."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+
+    return preexec
+
+
 class ShellProcess:
     """One ``bash`` run of a script file, streamed line by line."""
 
@@ -216,6 +237,7 @@ class ShellProcess:
         cwd: Path,
         env: Mapping[str, str],
         reader: LineReader,
+        preexec: Callable[[], None] | None = None,
     ) -> ShellProcess:
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
@@ -230,6 +252,7 @@ class ShellProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec,
         )
         return cls(transport, protocol, reader)
 

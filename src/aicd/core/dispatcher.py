@@ -1,0 +1,551 @@
+"""The server's dispatcher: runs the pipelines of server projects in the background.
+
+`submit` records the pipeline and returns; a task then reads the pipeline file
+from the commit (aicd.core.server_pipeline), saves the IR for later runs and
+runs it through the engine on a LocalExecutor. One semaphore of
+`settings.concurrency` slots bounds the jobs running at once across all
+pipelines of all projects (the engine's `RunOptions.slots`).
+
+Pipeline status: created -> pending (IR ready) -> running -> success, failed,
+canceled, skipped (workflow:rules), or `manual` when an unplayed blocking
+manual job holds jobs back (GitLab's "blocked"). A pipeline file with errors
+ends `failed` with the messages in `error`.
+
+Retry and play resume a finished pipeline from its saved IR (aicd.core.resume):
+finished jobs stay settled, the jobs asked for run again with new attempts.
+While a pipeline is being run they are refused (ConflictError); cancel works
+at any time. Auto-cancel (GitLab's `interruptible`): a new pipeline of a
+project and ref cancels the older ones still running there whose started jobs
+are all interruptible.
+
+Crash recovery (`start`): pipelines a killed server left unfinished are
+resumed: jobs that were running end failed with runner_system_failure (their
+log says so; processes they left are killed), or run again when their
+`retry:when` covers runner_system_failure and attempts remain; jobs that had
+not started are decided again. A clean `stop` cancels what runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aicd.core import server_pipeline as prep
+from aicd.core.orphans import kill_job_processes
+from aicd.core.resume import FINISHED, ResumePlan, latest_rows, plan_resume
+from aicd.core.server_recorder import ServerRecorder
+from aicd.engine import RunControl, RunOptions, failure_allowed, run_pipeline
+from aicd.engine.decision import retry_wanted
+from aicd.errors import AicdError, ConflictError, NotFoundError, WorkflowFilteredOut
+from aicd.executors.base import JobOutcome, job_log_path
+from aicd.executors.local import LocalExecutor
+from aicd.executors.workspace import remove_tree
+from aicd.pipeline.ir import Pipeline, Variable
+from aicd.pipeline.variables import masker
+from aicd.store.pipeline_queries import find_pipelines
+from aicd.store.projects_repo import SERVER_PREFIX
+from aicd.store.records import JobRecord, NewJob, PipelineRecord
+
+if TYPE_CHECKING:
+    from aicd.server.state import ServerState
+    from aicd.store.projects_repo import ProjectRecord
+
+log = logging.getLogger("aicd.dispatcher")
+
+UNFINISHED = ("created", "pending", "running")
+STOP_GRACE_S = 60.0
+CRASH_LINE = (
+    "ERROR: Job failed (system failure): the aicd server stopped while this job was running "
+    "(runner_system_failure)"
+)
+
+
+@dataclass(eq=False)
+class _Active:
+    """A pipeline this server is preparing or running."""
+
+    pipeline_id: int
+    project_key: str
+    ref: str
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    control: RunControl = field(default_factory=RunControl)
+    interruptible: dict[str, bool] | None = None  # job -> interruptible, once the IR is known
+    secrets: list[str] = field(default_factory=list)  # masked values, kept out of error messages
+    task: asyncio.Task[None] | None = None
+
+
+class Dispatcher:
+    """Runs server pipelines; one concurrency limit across all of them."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self._active: dict[int, _Active] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._accepting = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def home(self) -> Path:
+        return self.state.settings.home
+
+    @property
+    def server_url(self) -> str:
+        settings = self.state.settings
+        return f"http://{settings.host}:{settings.port}"
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover the pipelines a crash left unfinished, then accept work."""
+        self._slots = asyncio.Semaphore(max(1, self.state.settings.concurrency))
+        await self._recover()
+        self._accepting = True
+
+    async def stop(self) -> None:
+        """Cancel what runs and wait for it (a clean shutdown leaves nothing to recover)."""
+        self._accepting = False
+        for active in list(self._active.values()):
+            active.cancel.set()
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+
+    def is_active(self, pipeline_id: int) -> bool:
+        """Whether this server is preparing or running the pipeline now."""
+        return pipeline_id in self._active
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Until no pipeline is being prepared or run; TimeoutError after `timeout` s."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    # -- new pipelines ---------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        project: ProjectRecord,
+        *,
+        ref: str,
+        sha: str,
+        source: str,
+        variables: Sequence[Variable] = (),
+        actor: str,
+    ) -> PipelineRecord:
+        """Record a pipeline of `sha` on `ref` and run it in the background; returns the new row."""
+        if self._slots is None or not self._accepting:
+            raise AicdError("the aicd server is not accepting pipelines (it is starting or stopping)")
+        given = tuple(variables)
+        record = self.state.runs.create_pipeline(
+            project_dir=project.key,
+            ref=ref,
+            sha=sha,
+            source=source,
+            file=project.pipeline_file,
+            run_dir_root=str(self.home / "runs"),
+            variables={v.key: v.value for v in given if not v.masked} or None,
+        )
+        if any(v.masked for v in given):
+            # kept (encrypted) before anything else: a crash while preparing must not lose them
+            prep.save_given(Path(record.run_dir), given, self.state.secrets)
+        self._auto_cancel(project.key, ref, record.id)
+        active = _Active(record.id, project.key, ref, secrets=[v.value for v in given if v.masked])
+        self._launch(active, lambda: self._first_run(active, project, record, given, actor))
+        return record
+
+    def _auto_cancel(self, project_key: str, ref: str, newer: int) -> None:
+        for active in list(self._active.values()):
+            if active.project_key != project_key or active.ref != ref or active.pipeline_id >= newer:
+                continue
+            if active.cancel.is_set():
+                continue
+            started = [r for r in self.state.runs.list_jobs(active.pipeline_id) if r.started_at is not None]
+            flags = active.interruptible or {}
+            if all(flags.get(r.name, False) for r in started):
+                log.info("pipeline %s: auto-canceled by pipeline %s", active.pipeline_id, newer)
+                active.cancel.set()
+
+    async def _first_run(
+        self,
+        active: _Active,
+        project: ProjectRecord,
+        record: PipelineRecord,
+        given: tuple[Variable, ...],
+        actor: str,
+    ) -> None:
+        runs = self.state.runs
+        mirror = _mirror(self.home, project)
+        try:
+            pipeline = await asyncio.to_thread(self._prepare, active, project, record, given, actor)
+        except WorkflowFilteredOut as exc:
+            message = masker(active.secrets)(str(exc))
+            runs.update_pipeline(record.id, status="skipped", error=message, finished_at=time.time())
+            return
+        except AicdError as exc:
+            message = masker(active.secrets)(str(exc))
+            runs.update_pipeline(record.id, status="failed", error=message, finished_at=time.time())
+            return
+        if active.cancel.is_set():
+            runs.update_pipeline(record.id, status="canceled", finished_at=time.time())
+            return
+        runs.update_pipeline(record.id, status="pending", name=pipeline.name)
+        await self._run(active, record, mirror, pipeline, ResumePlan())
+
+    def _prepare(
+        self,
+        active: _Active,
+        project: ProjectRecord,
+        record: PipelineRecord,
+        given: tuple[Variable, ...],
+        actor: str,
+    ) -> Pipeline:
+        """In a worker thread: the commit's tree, the variables, the IR (saved for later runs)."""
+        from aicd.triggers.mirror import has_commit, list_refs
+
+        mirror = _mirror(self.home, project)
+        if not has_commit(mirror, record.sha):
+            raise AicdError(
+                f"commit {record.sha} of {record.ref!r} is not in the mirror of project {project.name!r}: "
+                "poll the project (or send its webhook) so that the server fetches it"
+            )
+        kind = prep.ref_kind(record.ref, list_refs(mirror))
+        protected = kind.tag is not None or kind.branch == project.default_branch
+        project_vars = prep.project_variables(
+            self.state.projects, self.state.secrets, project, protected_ref=protected
+        )
+        # known before the pipeline file is read: its error messages are masked with them
+        active.secrets += [v.value for v in project_vars if v.masked]
+        tree = prep.commit_tree(self.home, project.id, mirror, record.sha)
+        predefined = prep.predefined(
+            project=project,
+            record=record,
+            mirror=mirror,
+            kind=kind,
+            server_url=self.server_url,
+            user=actor,
+            protected_ref=protected,
+        )
+        pipeline = prep.load_server_pipeline(
+            tree,
+            mirror,
+            record.file,
+            sha=record.sha,
+            kind=kind,
+            predefined_vars=predefined,
+            variables=[*project_vars, *given],
+        )
+        prep.save_ir(Path(record.run_dir), pipeline, given)
+        return pipeline
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def _launch(self, active: _Active, work: Callable[[], Awaitable[None]]) -> None:
+        self._active[active.pipeline_id] = active
+        self._idle.clear()
+
+        async def runner() -> None:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                self._fail_quietly(active, "the aicd server stopped before the pipeline ended", "canceled")
+                raise
+            except Exception as exc:
+                log.exception("pipeline %s: internal error", active.pipeline_id)
+                message = masker(active.secrets)(f"internal error: {type(exc).__name__}: {exc}")
+                self._fail_quietly(active, message, "failed")
+            finally:
+                if self._active.get(active.pipeline_id) is active:
+                    del self._active[active.pipeline_id]
+                if not self._active:
+                    self._idle.set()
+
+        active.task = asyncio.create_task(runner(), name=f"pipeline {active.pipeline_id}")
+
+    def _fail_quietly(self, active: _Active, message: str, status: str) -> None:
+        with contextlib.suppress(Exception):
+            record = self.state.runs.get_pipeline(active.pipeline_id)
+            if record.status in UNFINISHED:
+                self.state.runs.update_pipeline(
+                    active.pipeline_id, status=status, error=message, finished_at=time.time()
+                )
+            for row in self.state.runs.list_jobs(active.pipeline_id, include_retried=False):
+                if row.status in ("created", "pending", "running"):
+                    self.state.runs.update_job(row.id, status="canceled", finished_at=time.time())
+
+    async def _run(
+        self, active: _Active, record: PipelineRecord, mirror: Path, pipeline: Pipeline, plan: ResumePlan
+    ) -> None:
+        """Run (or resume) the pipeline through the engine, then write its final status."""
+        assert self._slots is not None
+        active.interruptible = {j.name: j.interruptible for j in pipeline.jobs}
+        recorder = ServerRecorder(
+            self.state.runs,
+            record,
+            reuse=plan.reuse,
+            prior_attempts=plan.prior_attempts,
+            pending=plan.pending,
+        )
+        options = RunOptions(
+            concurrency=max(1, self.state.settings.concurrency),
+            play_manual=plan.play,
+            settled=plan.settled,
+            prior_attempts=plan.prior_attempts,
+            slots=self._slots,
+        )
+        executor = LocalExecutor(mirror, self.home, commit=record.sha, die_with_parent=True)
+        try:
+            result = await run_pipeline(
+                pipeline,
+                executor,
+                recorder,
+                pipeline_id=record.id,
+                run_dir=Path(record.run_dir),
+                options=options,
+                cancel=active.cancel,
+                control=active.control,
+            )
+        finally:
+            await executor.close()
+            builds = self.home / "builds" / str(record.id)
+            if builds.exists():
+                await asyncio.to_thread(remove_tree, builds)
+        status = result.status
+        if status == "success" and result.blocked:
+            status = "manual"  # GitLab's blocked pipeline: a manual job holds jobs back
+        self.state.runs.update_pipeline(record.id, status=status, finished_at=time.time())
+
+    async def _resume(self, active: _Active, record: PipelineRecord, plan: ResumePlan) -> None:
+        project = self._project_of(record)
+        pipeline, given = prep.load_ir(Path(record.run_dir), self.state.secrets)
+        mirror = _mirror(self.home, project)
+        from aicd.triggers.mirror import list_refs
+
+        refs = await asyncio.to_thread(list_refs, mirror)
+        kind = prep.ref_kind(record.ref, refs)
+        protected = kind.tag is not None or kind.branch == project.default_branch
+        project_vars = await asyncio.to_thread(
+            prep.project_variables, self.state.projects, self.state.secrets, project, protected_ref=protected
+        )
+        active.secrets += [v.value for v in (*project_vars, *given) if v.masked]
+        pipeline = dataclasses.replace(pipeline, variables=(*project_vars, *given))
+        await self._run(active, self.state.runs.get_pipeline(record.id), mirror, pipeline, plan)
+
+    def _project_of(self, record: PipelineRecord) -> ProjectRecord:
+        if not record.project_dir.startswith(SERVER_PREFIX):
+            raise NotFoundError(f"pipeline {record.id} is not a pipeline of a server project")
+        return self.state.projects.get(record.project_dir.removeprefix(SERVER_PREFIX))
+
+    def _start_resume(self, record: PipelineRecord, plan: ResumePlan) -> None:
+        # pending at once: whoever asked sees the pipeline is not finished any more
+        self.state.runs.update_pipeline(record.id, status="pending", finished_at=None)
+        active = _Active(record.id, record.project_dir, record.ref)
+        self._launch(active, lambda: self._resume(active, record, plan))
+
+    def _new_attempts(self, record: PipelineRecord, pipeline: Pipeline, plan: ResumePlan) -> ResumePlan:
+        """Rows for the jobs run again that ran before (attempt + 1), made now so callers see them."""
+        need = [n for n in plan.prior_attempts if n not in plan.reuse and n not in plan.settled]
+        if not need:
+            return plan
+        by_name = {j.name: j for j in pipeline.jobs}
+        rows = [
+            NewJob(
+                name=n,
+                stage=by_name[n].stage,
+                when=by_name[n].when,
+                allow_failure=by_name[n].allow_failure,
+                status="pending",
+                attempt=plan.prior_attempts[n] + 1,
+            )
+            for n in need
+        ]
+        ids = self.state.runs.add_jobs(record.id, rows)
+        reuse = {**plan.reuse, **dict(zip(need, ids, strict=True))}
+        return dataclasses.replace(plan, reuse=reuse, pending=plan.pending | frozenset(need))
+
+    # -- acting on pipelines and jobs -------------------------------------------------------------
+
+    def _idle_record(self, pipeline_id: int, action: str) -> PipelineRecord:
+        record = self.state.runs.get_pipeline(pipeline_id)
+        if pipeline_id in self._active:
+            raise ConflictError(
+                f"pipeline {pipeline_id} is still running: {action} it when it has finished, or cancel it"
+            )
+        if not self._accepting:
+            raise AicdError("the aicd server is not accepting work (it is starting or stopping)")
+        return record
+
+    def _saved_ir(self, record: PipelineRecord) -> Pipeline:
+        try:
+            return prep.load_ir(Path(record.run_dir), self.state.secrets)[0]
+        except (OSError, ValueError):
+            raise ConflictError(
+                f"pipeline {record.id} never started (status {record.status}): there is nothing to run "
+                "again; trigger a new pipeline instead"
+            ) from None
+
+    async def cancel_pipeline(self, pipeline_id: int) -> PipelineRecord:
+        """Cancel a running pipeline (waits until its jobs stopped), or the waiting jobs of a
+        blocked one; a finished pipeline is returned unchanged."""
+        record = self.state.runs.get_pipeline(pipeline_id)
+        active = self._active.get(pipeline_id)
+        if active is not None:
+            active.cancel.set()
+            if active.task is not None:
+                await asyncio.wait({active.task}, timeout=STOP_GRACE_S)
+            return self.state.runs.get_pipeline(pipeline_id)
+        if record.status in (*UNFINISHED, "manual"):
+            now = time.time()
+            for row in self.state.runs.list_jobs(pipeline_id, include_retried=False):
+                if row.status in ("created", "pending", "manual"):
+                    self.state.runs.update_job(row.id, status="canceled", finished_at=now)
+            self.state.runs.update_pipeline(pipeline_id, status="canceled", finished_at=now)
+        return self.state.runs.get_pipeline(pipeline_id)
+
+    async def retry_pipeline(self, pipeline_id: int) -> PipelineRecord:
+        """Run the failed and canceled jobs again (new attempts) and what depends on them."""
+        record = self._idle_record(pipeline_id, "retry")
+        pipeline = self._saved_ir(record)
+        rows = self.state.runs.list_jobs(pipeline_id, include_retried=False)
+        again = [r.name for r in latest_rows(rows).values() if r.status in ("failed", "canceled")]
+        if not again:
+            raise ConflictError(f"pipeline {pipeline_id} has no failed or canceled job to retry")
+        plan = plan_resume(pipeline, rows, Path(record.run_dir), rerun=again)
+        plan = self._new_attempts(record, pipeline, plan)
+        self._start_resume(record, plan)
+        return self.state.runs.get_pipeline(pipeline_id)
+
+    async def cancel_job(self, job_id: int) -> JobRecord:
+        """Cancel a pending or running job; its pipeline goes on as after any canceled job."""
+        row = self.state.runs.get_job(job_id)
+        active = self._active.get(row.pipeline_id)
+        if active is not None and not row.retried and active.control.cancel_job(row.name):
+            deadline = time.monotonic() + STOP_GRACE_S
+            while time.monotonic() < deadline:
+                row = self.state.runs.get_job(job_id)
+                if row.status in FINISHED or row.status == "skipped":
+                    break
+                await asyncio.sleep(0.05)
+            return row
+        if active is None and row.status == "created" and not row.retried:
+            record = self.state.runs.get_pipeline(row.pipeline_id)
+            if record.status == "manual":  # a blocked job of a blocked pipeline
+                self.state.runs.update_job(job_id, status="canceled", finished_at=time.time())
+                return self.state.runs.get_job(job_id)
+        raise ConflictError(
+            f'job {job_id} ("{row.name}") is {row.status}: only a pending or running job can be canceled'
+        )
+
+    async def retry_job(self, job_id: int) -> JobRecord:
+        """Run a finished job again (a new attempt), then what depends on it."""
+        row = self.state.runs.get_job(job_id)
+        if row.retried:
+            raise ConflictError(f"job {job_id} was retried already: retry its latest attempt")
+        if row.status not in FINISHED:
+            raise ConflictError(
+                f'job {job_id} ("{row.name}") is {row.status}: only a finished job can be retried'
+            )
+        record = self._idle_record(row.pipeline_id, "retry a job of")
+        pipeline = self._saved_ir(record)
+        rows = self.state.runs.list_jobs(record.id, include_retried=False)
+        plan = plan_resume(pipeline, rows, Path(record.run_dir), rerun=[row.name])
+        plan = self._new_attempts(record, pipeline, plan)
+        self._start_resume(record, plan)
+        return self.state.runs.get_job(plan.reuse[row.name])
+
+    async def play_job(self, job_id: int) -> JobRecord:
+        """Run a manual job that waits to be played, then what it unblocks."""
+        row = self.state.runs.get_job(job_id)
+        if row.status != "manual" or row.retried:
+            raise ConflictError(
+                f'job {job_id} ("{row.name}") is {row.status}: only a manual job can be played'
+            )
+        record = self._idle_record(row.pipeline_id, "play a job of")
+        pipeline = self._saved_ir(record)
+        rows = self.state.runs.list_jobs(record.id, include_retried=False)
+        plan = plan_resume(pipeline, rows, Path(record.run_dir), play=[row.name])
+        self.state.runs.update_job(job_id, status="pending")
+        self._start_resume(record, plan)
+        return self.state.runs.get_job(job_id)
+
+    # -- crash recovery ---------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        unfinished = find_pipelines(self.state.database, statuses=UNFINISHED, limit=None, newest_first=False)
+        for record in unfinished:
+            if not record.project_dir.startswith(SERVER_PREFIX):
+                continue  # an `aicd run` sharing the database: not the server's
+            try:
+                await self._recover_one(record)
+            except Exception as exc:
+                log.exception("pipeline %s: cannot recover it", record.id)
+                self.state.runs.update_pipeline(
+                    record.id,
+                    status="failed",
+                    error="the aicd server stopped while running this pipeline and could not resume it: "
+                    + str(exc),
+                    finished_at=time.time(),
+                )
+
+    async def _recover_one(self, record: PipelineRecord) -> None:
+        runs = self.state.runs
+        project = self._project_of(record)
+        run_dir = Path(record.run_dir)
+        if not (run_dir / prep.IR_FILE).exists():  # it stopped while preparing: prepare again
+            given = prep.load_given(run_dir, record.variables, self.state.secrets)
+            active = _Active(
+                record.id, record.project_dir, record.ref, secrets=[v.value for v in given if v.masked]
+            )
+            self._launch(active, lambda: self._first_run(active, project, record, given, "aicd"))
+            return
+        pipeline = prep.load_ir(run_dir, self.state.secrets)[0]
+        by_name = {j.name: j for j in pipeline.jobs}
+        rows = runs.list_jobs(record.id, include_retried=False)
+        broken = [r for r in rows if r.status == "running"]
+        await asyncio.to_thread(kill_job_processes, [r.id for r in broken], self.home / "builds")
+        again: list[str] = []
+        now = time.time()
+        for row in broken:
+            log_path = Path(row.log_path) if row.log_path else job_log_path(run_dir, row.id)
+            _append_line(log_path, CRASH_LINE)
+            job = by_name.get(row.name)
+            failed = JobOutcome("failed", None, "runner_system_failure", now, now, log_path)
+            runs.update_job(
+                row.id,
+                status="failed",
+                failure_reason="runner_system_failure",
+                finished_at=now,
+                log_path=str(log_path),
+                allow_failure=job is not None and failure_allowed(job, failed),
+            )
+            if job is not None and retry_wanted(job.retry, failed, row.attempt):
+                again.append(row.name)
+        rows = runs.list_jobs(record.id, include_retried=False)
+        plan = plan_resume(pipeline, rows, run_dir, rerun=again)
+        plan = self._new_attempts(record, pipeline, plan)
+        self._start_resume(runs.get_pipeline(record.id), plan)
+
+
+def _mirror(home: Path, project: ProjectRecord) -> Path:
+    from aicd.triggers.mirror import mirror_path
+
+    return mirror_path(home, project)
+
+
+def _append_line(path: Path, line: str) -> None:
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
+__all__ = ["Dispatcher"]

@@ -1,0 +1,216 @@
+"""Turning a server project's commit into a pipeline IR, and keeping it for later runs.
+
+The pipeline file is read from the commit's tree (extracted once per commit
+under home/sources/<project id>/<sha>), with GitLab's predefined variables for
+the ref and the project's variables (decrypted; masked ones stay masked;
+protected ones only on the default branch and on tags). The IR is saved to
+run_dir/pipeline.json for retry, play and crash recovery *without* secret
+values: project variables are read again for each run, and masked variables
+given for the run are kept encrypted in run_dir/secret-variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import secrets
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aicd.errors import GitError
+from aicd.executors.workspace import remove_tree, snapshot_commit
+from aicd.pipeline import PipelineContext, load_pipeline
+from aicd.pipeline.ir import Pipeline, Variable
+from aicd.pipeline.predefined import pipeline_variables, slugify
+from aicd.store.records import PipelineRecord
+from aicd.vcs import changed_files, changed_files_between, git_info
+
+if TYPE_CHECKING:
+    from aicd.core.secrets import SecretBox
+    from aicd.store.projects_repo import ProjectRecord, ProjectStore
+
+IR_FILE = "pipeline.json"
+SECRET_VARIABLES_FILE = "secret-variables"
+_DONE = ".aicd-complete"
+_tree_locks: dict[Path, threading.Lock] = {}
+_tree_guard = threading.Lock()
+
+
+@dataclass(frozen=True)
+class RefKind:
+    branch: str | None
+    tag: str | None
+
+    @property
+    def name(self) -> str:
+        return self.tag or self.branch or ""
+
+
+def ref_kind(ref: str, refs: dict[str, str]) -> RefKind:
+    """Whether `ref` ("main", "v1.0", "refs/tags/v1.0") names a branch or a tag of the mirror.
+    A name that is both is the branch, as git resolves it; an unknown name counts as a branch."""
+    if ref.startswith("refs/tags/"):
+        return RefKind(None, ref.removeprefix("refs/tags/"))
+    if ref.startswith("refs/heads/"):
+        return RefKind(ref.removeprefix("refs/heads/"), None)
+    if f"refs/heads/{ref}" not in refs and f"refs/tags/{ref}" in refs:
+        return RefKind(None, ref)
+    return RefKind(ref, None)
+
+
+def commit_tree(home: Path, project_id: int, mirror: Path, sha: str) -> Path:
+    """The files of commit `sha`, extracted once (atomically) under home/sources/<project id>/<sha>."""
+    dest = home / "sources" / str(project_id) / sha
+    with _tree_guard:
+        lock = _tree_locks.setdefault(dest, threading.Lock())
+    with lock:
+        if (dest / _DONE).exists():
+            return dest
+        scratch = dest.parent / f".{sha}.{secrets.token_hex(4)}"
+        try:
+            snapshot_commit(mirror, sha, scratch)
+            (scratch / _DONE).touch()
+            if dest.exists():
+                remove_tree(dest)
+            scratch.rename(dest)
+        finally:
+            if scratch.exists():
+                remove_tree(scratch)
+    return dest
+
+
+def project_variables(
+    store: ProjectStore, box: SecretBox, project: ProjectRecord, *, protected_ref: bool
+) -> list[Variable]:
+    """The project's CI/CD variables for a run: decrypted, masked ones marked masked."""
+    out = []
+    for record in store.list_variables(project.id):
+        if record.protected and not protected_ref:
+            continue
+        value = box.decrypt(record.value_encrypted)
+        out.append(Variable(record.key, value, masked=record.masked, file=record.file))
+    return out
+
+
+def predefined(
+    *,
+    project: ProjectRecord,
+    record: PipelineRecord,
+    mirror: Path,
+    kind: RefKind,
+    server_url: str,
+    user: str,
+    protected_ref: bool,
+) -> list[Variable]:
+    """GitLab's predefined variables of a server pipeline."""
+    from aicd.triggers.mirror import redact
+
+    info = git_info(mirror, record.sha)
+    info = dataclasses.replace(
+        info,
+        ref_name=kind.name or record.ref,
+        branch=kind.branch,
+        tag=kind.tag,
+        default_branch=project.default_branch,
+        remote_url=redact(project.repo_url),
+    )
+    variables = pipeline_variables(
+        info,
+        pipeline_id=record.id,
+        pipeline_iid=record.iid,
+        source=record.source,
+        project_dir=Path("/") / project.name,
+        created_at=record.created_at,
+        server_url=server_url,
+        config_path=project.pipeline_file,
+        user_login=user,
+        project_id=project.id,
+    )
+    overrides = {
+        "CI_PROJECT_NAME": project.name,
+        "CI_PROJECT_TITLE": project.name,
+        "CI_PROJECT_PATH": project.name,
+        "CI_PROJECT_PATH_SLUG": slugify(project.name),
+        "CI_PROJECT_NAMESPACE": "",
+        "CI_PROJECT_ROOT_NAMESPACE": "",
+        "CI_PROJECT_URL": f"{server_url.rstrip('/')}/projects/{project.name}",
+        "CI_PIPELINE_URL": f"{server_url.rstrip('/')}/projects/{project.name}/pipelines/{record.id}",
+        "CI_COMMIT_REF_PROTECTED": "true" if protected_ref else "false",
+        "CI_REPOSITORY_URL": redact(project.repo_url),
+    }
+    return [dataclasses.replace(v, value=overrides[v.key]) if v.key in overrides else v for v in variables]
+
+
+def load_server_pipeline(
+    tree: Path,
+    mirror: Path,
+    file: str,
+    *,
+    sha: str,
+    kind: RefKind,
+    predefined_vars: Sequence[Variable],
+    variables: Sequence[Variable],
+) -> Pipeline:
+    """The IR of the pipeline file in `tree` (PipelineError, WorkflowFilteredOut)."""
+    try:
+        changed = changed_files(mirror, sha) if kind.branch is not None else None
+    except GitError:
+        changed = None
+    context = PipelineContext(
+        predefined=tuple(predefined_vars),
+        variables=tuple(variables),
+        changed_files=changed,
+        changes_since=functools.partial(_changes_since, mirror, sha),
+    )
+    return load_pipeline(tree, file, context)
+
+
+def _changes_since(mirror: Path, sha: str, base: str) -> list[str] | None:
+    return changed_files_between(mirror, base, sha)
+
+
+# -- what is kept for later runs --------------------------------------------------------------
+
+
+def save_given(run_dir: Path, given: Sequence[Variable], box: SecretBox) -> None:
+    """The masked variables given for a run, encrypted, in run_dir/secret-variables."""
+    hidden = [dataclasses.asdict(v) for v in given if v.masked]
+    if hidden:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(run_dir / SECRET_VARIABLES_FILE, box.encrypt(json.dumps(hidden)))
+
+
+def _hidden(run_dir: Path, box: SecretBox) -> list[Variable]:
+    path = run_dir / SECRET_VARIABLES_FILE
+    if not path.exists():
+        return []
+    return [Variable(**item) for item in json.loads(box.decrypt(path.read_text(encoding="ascii").strip()))]
+
+
+def load_given(run_dir: Path, plain: Mapping[str, str] | None, box: SecretBox) -> tuple[Variable, ...]:
+    """The variables given for a run: the plain ones (as the pipeline row keeps them) and the masked ones."""
+    return (*(Variable(k, v) for k, v in (plain or {}).items()), *_hidden(run_dir, box))
+
+
+def save_ir(run_dir: Path, pipeline: Pipeline, given: Sequence[Variable]) -> None:
+    """run_dir/pipeline.json: the IR with only the given non-secret variables (no project
+    variable, no masked value: those are read again for each run)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plain = tuple(v for v in given if not v.masked)
+    _write_atomic(run_dir / IR_FILE, dataclasses.replace(pipeline, variables=plain).to_json())
+
+
+def load_ir(run_dir: Path, box: SecretBox) -> tuple[Pipeline, tuple[Variable, ...]]:
+    """The saved IR and the variables given for the run (masked ones decrypted). OSError/ValueError."""
+    pipeline = Pipeline.from_json((run_dir / IR_FILE).read_text(encoding="utf-8"))
+    return pipeline, (*pipeline.variables, *_hidden(run_dir, box))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    scratch.write_text(text, encoding="utf-8")
+    scratch.replace(path)

@@ -1,0 +1,127 @@
+"""The server's EngineListener: engine events -> job rows of the RunStore.
+
+Unlike `aicd run`'s recorder it also stores `pending` (the API shows jobs
+waiting for a slot), reuses the rows of jobs that never started when a
+pipeline is resumed, and numbers the attempts of jobs run again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aicd.engine import JobStatus, failure_allowed
+from aicd.executors.base import JobOutcome, job_log_path
+from aicd.pipeline.ir import Job
+from aicd.store.records import NewJob, PipelineRecord
+from aicd.store.repository import RunStore
+
+# What a reused row forgets of its earlier life.
+_RESET: dict[str, object] = {
+    "exit_code": None,
+    "failure_reason": None,
+    "started_at": None,
+    "finished_at": None,
+    "log_path": None,
+    "tests_total": None,
+    "tests_passed": None,
+    "tests_failed": None,
+    "tests_skipped": None,
+    "coverage": None,
+    "artifacts_dir": None,
+    "metrics": None,
+}
+
+
+class ServerRecorder:
+    def __init__(
+        self,
+        store: RunStore,
+        record: PipelineRecord,
+        *,
+        reuse: Mapping[str, int] | None = None,
+        prior_attempts: Mapping[str, int] | None = None,
+        pending: frozenset[str] = frozenset(),
+    ) -> None:
+        self.store = store
+        self.record = record
+        self.run_dir = Path(record.run_dir)
+        self.reuse = dict(reuse or {})  # job name -> id of a row that never started
+        self.prior = dict(prior_attempts or {})
+        self.pending = pending  # reused rows already set pending for this run: not reset
+
+    def allocate_job_ids(self, jobs: Sequence[Job]) -> list[int]:
+        ids: dict[str, int] = {}
+        fresh: list[Job] = []
+        for job in jobs:
+            row = self.reuse.get(job.name)
+            if row is None:
+                fresh.append(job)
+                continue
+            if job.name not in self.pending:
+                status = "manual" if job.when == "manual" else "created"
+                self.store.update_job(row, status=status, allow_failure=job.allow_failure, **_RESET)
+            ids[job.name] = row
+        rows = [
+            NewJob(
+                name=j.name,
+                stage=j.stage,
+                when=j.when,
+                allow_failure=j.allow_failure,
+                status="manual" if j.when == "manual" else "created",
+                attempt=self.prior.get(j.name, 0) + 1,
+            )
+            for j in fresh
+        ]
+        for job, job_id in zip(fresh, self.store.add_jobs(self.record.id, rows), strict=True):
+            ids[job.name] = job_id
+        return [ids[j.name] for j in jobs]
+
+    def allocate_retry_id(self, job: Job, attempt: int) -> int:
+        row = NewJob(job.name, job.stage, job.when, job.allow_failure, "pending", attempt)
+        return self.store.add_jobs(self.record.id, [row])[0]
+
+    def job_status(
+        self, job: Job, job_id: int, attempt: int, status: JobStatus, outcome: JobOutcome | None
+    ) -> None:
+        fields: dict[str, object] = {"status": str(status)}
+        now = time.time()
+        if status == JobStatus.RUNNING:
+            fields["started_at"] = now
+            fields["log_path"] = str(job_log_path(self.run_dir, job_id))
+        if outcome is not None:
+            fields.update(
+                exit_code=outcome.exit_code,
+                failure_reason=outcome.failure_reason,
+                started_at=outcome.started_at,
+                finished_at=outcome.finished_at,
+                log_path=str(outcome.log_path),
+                coverage=outcome.coverage,
+                allow_failure=failure_allowed(job, outcome)
+                if status == JobStatus.FAILED
+                else job.allow_failure,
+                metrics=outcome.metrics or None,
+                artifacts_dir=str(outcome.artifacts_dir) if outcome.artifacts_dir else None,
+            )
+            if outcome.tests is not None:
+                fields.update(
+                    tests_total=outcome.tests.total,
+                    tests_passed=outcome.tests.passed,
+                    tests_failed=outcome.tests.failed + outcome.tests.errors,
+                    tests_skipped=outcome.tests.skipped,
+                )
+        elif status in (JobStatus.CANCELED, JobStatus.SKIPPED):
+            fields["finished_at"] = now
+        self.store.update_job(job_id, **fields)
+
+    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
+        """The executor writes every line to the job's log file itself."""
+
+    def pipeline_status(self, status: str) -> None:
+        if status == "running":
+            fields: dict[str, object] = {"status": "running", "finished_at": None}
+            if self.record.started_at is None:
+                fields["started_at"] = time.time()
+            self.store.update_pipeline(self.record.id, **fields)
+        # the final status is written by the dispatcher (a blocked pipeline is `manual`)

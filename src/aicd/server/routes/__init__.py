@@ -1,0 +1,14 @@
+"""The API's routers: each module exposes `router` (an APIRouter); app.py includes every one that exists."""
+
+ROUTER_MODULES = (
+    "health",
+    "users",
+    "audit",
+    "projects",
+    "variables",
+    "webhooks",
+    "pipelines",
+    "jobs",
+    "models",
+    "environments",
+)

@@ -1,0 +1,70 @@
+"""Server settings: flags over AICD_* environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aicd.errors import ConfigError
+
+
+def _default_concurrency() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    home: Path  # AICD_HOME or --home; default ~/.aicd
+    database_url: str  # AICD_DATABASE_URL or sqlite:///{home}/aicd.db
+    host: str = "127.0.0.1"
+    port: int = 8080
+    concurrency: int = field(default_factory=_default_concurrency)  # jobs at once, all pipelines
+    poll: bool = True  # run the poller
+    secret_key: str | None = None  # AICD_SECRET_KEY (Fernet key); else home/secret.key
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin-token"
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        home: Path | str | None = None,
+        database_url: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        concurrency: int | None = None,
+        poll: bool | None = None,
+    ) -> ServerSettings:
+        """Arguments (flags) win over the environment, which wins over defaults."""
+        env = os.environ if environ is None else environ
+        home_text = str(home) if home is not None else env.get("AICD_HOME", "").strip()
+        home_path = Path(home_text).expanduser() if home_text else Path.home() / ".aicd"
+        home_path = home_path.resolve()
+        url = database_url or env.get("AICD_DATABASE_URL", "").strip() or f"sqlite:///{home_path / 'aicd.db'}"
+        if concurrency is None:
+            raw = env.get("AICD_CONCURRENCY", "").strip()
+            if raw:
+                try:
+                    concurrency = int(raw)
+                except ValueError:
+                    concurrency = 0
+                if concurrency < 1:
+                    raise ConfigError(f"AICD_CONCURRENCY={raw!r}: expected a whole number of jobs, 1 or more")
+        if concurrency is not None and concurrency < 1:
+            raise ConfigError(f"concurrency {concurrency}: expected a whole number of jobs, 1 or more")
+        if port is not None and not 0 <= port <= 65535:
+            raise ConfigError(f"port {port}: expected 0 to 65535")
+        return cls(
+            home=home_path,
+            database_url=url,
+            host=host or "127.0.0.1",
+            port=8080 if port is None else port,
+            concurrency=concurrency or _default_concurrency(),
+            poll=True if poll is None else poll,
+            secret_key=env.get("AICD_SECRET_KEY", "").strip() or None,
+        )

@@ -1,0 +1,1 @@
+"""What starts pipelines on a server: git mirrors, the poller and webhooks."""

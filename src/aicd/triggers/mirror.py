@@ -1,0 +1,188 @@
+"""Bare mirrors of the projects' repositories: home/mirrors/<project id>.git.
+
+One mirror per project, made with ``git clone --mirror`` the first time and
+brought up to date with one ``git fetch --prune`` from the project's current
+URL afterwards (so a changed URL needs nothing else). Syncs of one mirror are
+serialised by a lock (the poller and a webhook may sync at the same time).
+Messages never show credentials from a URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aicd.errors import GitError
+
+if TYPE_CHECKING:
+    from aicd.store.projects_repo import ProjectRecord
+
+FETCH_TIMEOUT_S = 300.0
+LOCAL_TIMEOUT_S = 60.0
+_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^@/\s]*@")
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
+
+_locks: dict[Path, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+# Variables a calling git may set that would point our git elsewhere.
+_GIT_ENV_DROP = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+)
+
+
+def git_env() -> dict[str, str]:
+    """The environment for git talking to remotes: never prompts, English messages."""
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
+    env.update(
+        LC_ALL="C",
+        GIT_TERMINAL_PROMPT="0",
+        GIT_ASKPASS="true",
+        SSH_ASKPASS="true",
+        GIT_SSH_COMMAND=env.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=20"),
+    )
+    return env
+
+
+def redact(text: str) -> str:
+    """`text` with user:password@ removed from URLs."""
+    return _CREDENTIALS.sub(r"\1", text)
+
+
+def git_message(stderr: bytes | str) -> str:
+    """git's own error in one line, credentials removed."""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:", "ERROR:"))]
+    chosen = fatal or lines or ["git failed"]
+    return redact("; ".join(dict.fromkeys(chosen)))
+
+
+def run_git(args: list[str], *, cwd: Path | None = None, timeout: float = LOCAL_TIMEOUT_S) -> bytes:
+    """Run git; its stdout. GitError with git's message on failure or timeout."""
+    try:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            env=git_env(),
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed (or not on PATH): the server needs it") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} took more than {timeout:g} s") from None
+    if proc.returncode != 0:
+        raise GitError(git_message(proc.stderr))
+    return proc.stdout
+
+
+def mirror_path(home: Path, project: ProjectRecord) -> Path:
+    return Path(home) / "mirrors" / f"{project.id}.git"
+
+
+def _lock(path: Path) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(path, threading.Lock())
+
+
+def sync_mirror(home: Path, project: ProjectRecord) -> Path:
+    """Clone (first time) or fetch the project's repository into its mirror. GitError."""
+    path = mirror_path(home, project)
+    where = redact(project.repo_url)
+    with _lock(path):
+        try:
+            if (path / "HEAD").is_file():
+                run_git(
+                    [
+                        "-c",
+                        "fetch.showForcedUpdates=false",  # a walk per moved ref that nobody reads
+                        "fetch",
+                        "--prune",
+                        "--quiet",
+                        "--no-write-fetch-head",
+                        "--",
+                        project.repo_url,
+                        *_REFSPECS,
+                    ],
+                    cwd=path,
+                    timeout=FETCH_TIMEOUT_S,
+                )
+            else:
+                _clone(project.repo_url, path)
+        except GitError as exc:
+            raise GitError(f"cannot fetch {where} for project {project.name!r}: {exc}") from None
+    return path
+
+
+def _clone(url: str, path: Path) -> None:
+    """clone --mirror into a temporary folder, then move it in place (no half mirror is left)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        shutil.rmtree(path)  # a leftover without HEAD: not a usable mirror
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        target = scratch / "mirror.git"
+        run_git(["clone", "--mirror", "--quiet", "--", url, str(target)], timeout=FETCH_TIMEOUT_S)
+        target.rename(path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def list_refs(mirror: Path) -> dict[str, str]:
+    """Branches and tags: "refs/heads/main" -> commit sha (annotated tags peeled)."""
+    out = run_git(
+        ["for-each-ref", "--format=%(refname)%00%(objectname)%00%(*objectname)", "refs/heads", "refs/tags"],
+        cwd=mirror,
+    )
+    refs: dict[str, str] = {}
+    for line in out.decode(errors="replace").splitlines():
+        parts = line.split("\0")
+        if len(parts) == 3:
+            refs[parts[0]] = parts[2] or parts[1]
+    return refs
+
+
+def resolve_ref(mirror: Path, ref: str) -> str:
+    """The commit sha of a branch, tag (short or full name) or sha in the mirror. GitError."""
+    if not ref or ref.startswith("-") or any(c.isspace() or c in "^~:" for c in ref):
+        raise GitError(f"{ref!r} is not a branch, tag or commit")
+    if ref.startswith("refs/"):
+        candidates = [ref]
+    else:
+        candidates = [f"refs/heads/{ref}", f"refs/tags/{ref}"]
+        if _SHA.match(ref):
+            candidates.append(ref)
+    for candidate in candidates:
+        try:
+            out = run_git(["rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"], cwd=mirror)
+        except GitError:
+            continue
+        return out.decode().strip()
+    raise GitError(f"{ref!r} is not a branch, tag or commit of the mirror {mirror}")
+
+
+def has_commit(mirror: Path, sha: str) -> bool:
+    """Whether the mirror holds commit `sha`."""
+    if not _SHA.match(sha):
+        return False
+    try:
+        run_git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=mirror)
+    except GitError:
+        return False
+    return True
