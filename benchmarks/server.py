@@ -357,6 +357,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"| gitlab-ci-local {GCL_VERSION}, {args.pipelines} processes | {peer['wall_s']:.2f} s | "
             f"{'yes' if peer['all_success'] else 'NO'} | n/a |"
         )
+    elif args.no_peer:
+        lines.append("| gitlab-ci-local | skipped (--no-peer) | | |")
     else:
         lines.append(f"| gitlab-ci-local | not installed (`npm i -g gitlab-ci-local@{GCL_VERSION}`) | | |")
     return "\n".join(lines) + "\n"

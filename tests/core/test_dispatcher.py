@@ -216,6 +216,21 @@ def test_other_refs_are_not_auto_canceled(harness_sqlite: Harness) -> None:
     h.run(body)
 
 
+def test_a_pipeline_of_the_same_commit_does_not_cancel_the_older_one(harness_sqlite: Harness) -> None:
+    # GitLab's redundant-pipeline rule skips pipelines of the ref's current commit.
+    h = harness_sqlite
+    sha = h.commit({".gitlab-ci.yml": AUTO_CANCEL.format(flag="true", seconds=1)})
+
+    async def body() -> None:
+        first = await h.submit(sha)
+        await _until_running(h, first.id, "slow")
+        second = await h.submit(sha)
+        assert (await h.finish(second.id)).status == "success"
+        assert (await h.finish(first.id)).status == "success"
+
+    h.run(body)
+
+
 async def _until_running(h: Harness, pipeline_id: int, job: str, timeout: float = 30) -> None:
     import asyncio
     import time

@@ -16,7 +16,9 @@ finished jobs stay settled, the jobs asked for run again with new attempts.
 While a pipeline is being run they are refused (ConflictError); cancel works
 at any time. Auto-cancel (GitLab's `interruptible`): a new pipeline of a
 project and ref cancels the older ones still running there whose started jobs
-are all interruptible.
+are all interruptible (jobs not started yet count as interruptible). As in
+GitLab, pipelines of the same commit are not redundant: only a pipeline of a
+newer commit on the ref cancels older ones.
 
 Crash recovery (`start`): pipelines a killed server left unfinished are
 resumed: jobs that were running end failed with runner_system_failure (their
@@ -74,6 +76,7 @@ class _Active:
     pipeline_id: int
     project_key: str
     ref: str
+    sha: str
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     control: RunControl = field(default_factory=RunControl)
     interruptible: dict[str, bool] | None = None  # job -> interruptible, once the IR is known
@@ -158,14 +161,16 @@ class Dispatcher:
         if any(v.masked for v in given):
             # kept (encrypted) before anything else: a crash while preparing must not lose them
             prep.save_given(Path(record.run_dir), given, self.state.secrets)
-        self._auto_cancel(project.key, ref, record.id)
-        active = _Active(record.id, project.key, ref, secrets=[v.value for v in given if v.masked])
+        self._auto_cancel(project.key, ref, sha, record.id)
+        active = _Active(record.id, project.key, ref, sha, secrets=[v.value for v in given if v.masked])
         self._launch(active, lambda: self._first_run(active, project, record, given, actor))
         return record
 
-    def _auto_cancel(self, project_key: str, ref: str, newer: int) -> None:
+    def _auto_cancel(self, project_key: str, ref: str, sha: str, newer: int) -> None:
         for active in list(self._active.values()):
             if active.project_key != project_key or active.ref != ref or active.pipeline_id >= newer:
+                continue
+            if active.sha == sha:  # GitLab: a pipeline of the same commit is not redundant
                 continue
             if active.cancel.is_set():
                 continue
@@ -348,7 +353,7 @@ class Dispatcher:
     def _start_resume(self, record: PipelineRecord, plan: ResumePlan) -> None:
         # pending at once: whoever asked sees the pipeline is not finished any more
         self.state.runs.update_pipeline(record.id, status="pending", finished_at=None)
-        active = _Active(record.id, record.project_dir, record.ref)
+        active = _Active(record.id, record.project_dir, record.ref, record.sha)
         self._launch(active, lambda: self._resume(active, record, plan))
 
     def _new_attempts(self, record: PipelineRecord, pipeline: Pipeline, plan: ResumePlan) -> ResumePlan:
@@ -503,7 +508,7 @@ class Dispatcher:
         if not (run_dir / prep.IR_FILE).exists():  # it stopped while preparing: prepare again
             given = prep.load_given(run_dir, record.variables, self.state.secrets)
             active = _Active(
-                record.id, record.project_dir, record.ref, secrets=[v.value for v in given if v.masked]
+                record.id, record.project_dir, record.ref, record.sha, secrets=[v.value for v in given if v.masked]
             )
             self._launch(active, lambda: self._first_run(active, project, record, given, "aicd"))
             return
