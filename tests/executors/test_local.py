@@ -103,6 +103,18 @@ def test_git_dir_of_the_runner_is_not_inherited(
     assert ran.outcome.status == "success", ran.lines
 
 
+def test_aicd_credentials_of_the_runner_are_not_inherited(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server's encryption key and an API token must not reach job scripts.
+    monkeypatch.setenv("AICD_SECRET_KEY", "key-that-decrypts-every-secret")
+    monkeypatch.setenv("AICD_TOKEN", "aicd_token_of_the_runner")
+    monkeypatch.setenv("AICD_SOMETHING_ELSE", "kept")
+    ran = runner.one(make_job('test -z "${AICD_SECRET_KEY:-}${AICD_TOKEN:-}"', 'echo "$AICD_SOMETHING_ELSE"'))
+    assert ran.outcome.status == "success", ran.lines
+    assert ran.out == ["kept"]
+
+
 def test_commit_mode_runs_the_committed_tree(project: Path, tmp_path: Path) -> None:
     first = git(project, "rev-parse", "HEAD")
     (project / "README.md").write_text("second\n")

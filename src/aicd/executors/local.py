@@ -71,6 +71,9 @@ _GIT_REPO_ENV = (
     "GIT_NAMESPACE",
     "GIT_PREFIX",
 )
+# Credentials of aicd itself that a job must never see (the server's encryption key, its token).
+_AICD_CREDENTIALS = ("AICD_SECRET_KEY", "AICD_TOKEN")
+_NOT_INHERITED = frozenset((*_GIT_REPO_ENV, *_AICD_CREDENTIALS))
 
 
 class LocalExecutor:
@@ -378,7 +381,7 @@ class _LocalJob:
             ]
             job_vars = resolve(variables, fallback=fallback)
 
-        env = {k: v for k, v in os.environ.items() if k not in _GIT_REPO_ENV}
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         env.update(job_vars)
         ceiling = str(workspace.parent)
         inherited = env.get("GIT_CEILING_DIRECTORIES")
