@@ -96,3 +96,7 @@ class PermissionDeniedError(AicdError):
 
 class ConflictError(AicdError):
     """The request conflicts with the current state, e.g. a name already taken (HTTP 409)."""
+
+
+class DeployError(AicdError):
+    """A deployment step failed: a service that does not start or never becomes healthy."""

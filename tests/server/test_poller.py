@@ -82,10 +82,14 @@ def test_scheduled_polling_and_one_broken_project(server_sqlite: ServerProc, tmp
     good = make_repo(tmp_path / "good", {".gitlab-ci.yml": CI})
     broken = make_repo(tmp_path / "broken", {".gitlab-ci.yml": CI})
     with server.client() as admin:
-        for name, repo in (("broken", broken), ("good", good)):
-            body = {"name": name, "repo_url": str(repo), "poll_interval_s": 1}
+        # 'broken' is created without polling and scheduled only once its repo is gone: created with
+        # an interval, it could be polled (and run) before the repo is deleted.
+        for name, repo, interval in (("broken", broken, None), ("good", good, 1)):
+            body = {"name": name, "repo_url": str(repo), "poll_interval_s": interval}
             assert admin.post("/projects", json=body).status_code == 201
         shutil.rmtree(broken)  # its polls fail from now on
+        patched = admin.patch("/projects/broken", json={"poll_interval_s": 1})
+        assert patched.status_code == 200 and patched.json()["poll_interval_s"] == 1, patched.text
 
         head = git(good, "rev-parse", "HEAD")
         _wait("the first poll of 'good'", lambda: pipelines(server, "good"))

@@ -26,6 +26,7 @@ _LAZY_COMMANDS = {
     "token": "aicd.cli.user_cmd:token",
     "audit": "aicd.cli.user_cmd:audit",
     "model": "aicd.cli.model_cmd:model",
+    "judge": "aicd.cli.judge_cmd:judge",
 }
 
 

@@ -361,3 +361,13 @@ def logs_remote(
                 sys.stdout.write(f"==> {j['name']} (attempt {j['attempt']}, {j['status']}) <==\n")
             sys.stdout.write(client.raw("GET", f"{_p(project)}/jobs/{j['id']}/log").text)
     sys.stdout.flush()
+
+
+def _add_results() -> None:
+    from aicd.cli.pipeline_results_cmd import artifacts, tests
+
+    pipeline.add_command(artifacts)
+    pipeline.add_command(tests)
+
+
+_add_results()

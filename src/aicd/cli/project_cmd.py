@@ -319,3 +319,12 @@ def variable_remove(name: str, key: str, server: str | None, token: str | None) 
     with Client(server, token) as client:
         client.delete(f"/projects/{segment(name)}/variables/{segment(key)}")
     click.echo(f"variable {key} removed")
+
+
+def _add_members() -> None:
+    from aicd.cli.member_cmd import member
+
+    project.add_command(member)
+
+
+_add_members()

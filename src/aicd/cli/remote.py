@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 import httpx
@@ -111,6 +111,24 @@ class Client:
             ) from None
         check(response)
         return response
+
+    def download(self, path: str, target: IO[bytes]) -> int:
+        """Stream the body of GET `path` into `target` (after the error check); the bytes written."""
+        written = 0
+        try:
+            with self._http.stream("GET", path, timeout=httpx.Timeout(TIMEOUT_S, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    check(response)
+                for chunk in response.iter_bytes():
+                    target.write(chunk)
+                    written += len(chunk)
+        except httpx.HTTPError as exc:
+            raise AicdError(
+                f"cannot reach the aicd server at {self.server}: {exc or type(exc).__name__}; "
+                "is `aicd server` running?"
+            ) from None
+        return written
 
 
 def segment(value: str | int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -16,8 +17,10 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 @click.command("server")
-@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to listen on (default 8080; 0: any free port).")
+@click.option("--host", default=None, help="Address to listen on (env AICD_HOST; default 127.0.0.1).")
+@click.option(
+    "--port", type=int, default=None, help="Port to listen on (env AICD_PORT; default 8080; 0: a free one)."
+)
 @click.option(
     "--home",
     type=click.Path(file_okay=False),
@@ -70,6 +73,8 @@ def serve(settings: Any, *, log_level: str = "warning") -> None:
 
     _configure_logging(log_level)
     sock = _bind(settings.host, settings.port)
+    # the port it listens on (--port 0 picks one): CI_SERVER_URL and the URLs built on it say this one
+    settings = dataclasses.replace(settings, port=int(sock.getsockname()[1]))
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -25,6 +25,10 @@ resumed: jobs that were running end failed with runner_system_failure (their
 log says so; processes they left are killed), or run again when their
 `retry:when` covers runner_system_failure and attempts remain; jobs that had
 not started are decided again. A clean `stop` cancels what runs.
+
+Per project: one `ResourceGroups` for all its runs (a `resource_group` holds
+across its pipelines, as in GitLab) and its own `cache:` folder,
+home/cache/<project id>/.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from aicd.core import server_pipeline as prep
 from aicd.core.orphans import kill_job_processes
 from aicd.core.resume import FINISHED, ResumePlan, latest_rows, plan_resume
 from aicd.core.server_recorder import ServerRecorder
-from aicd.engine import RunControl, RunOptions, failure_allowed, run_pipeline
+from aicd.engine import ResourceGroups, RunControl, RunOptions, failure_allowed, run_pipeline
 from aicd.engine.decision import retry_wanted
 from aicd.errors import AicdError, ConflictError, NotFoundError, WorkflowFilteredOut
 from aicd.executors.base import JobOutcome, job_log_path
@@ -91,6 +95,7 @@ class Dispatcher:
         self.state = state
         self._active: dict[int, _Active] = {}
         self._slots: asyncio.Semaphore | None = None
+        self._groups: dict[str, ResourceGroups] = {}  # project key -> its resource groups
         self._accepting = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -101,8 +106,14 @@ class Dispatcher:
 
     @property
     def server_url(self) -> str:
+        """The server's URL (`aicd server` puts the port it listens on in the settings)."""
         settings = self.state.settings
-        return f"http://{settings.host}:{settings.port}"
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        return f"http://{host}:{settings.port}"
+
+    def cache_dir(self, project_id: int) -> Path:
+        """The project's own `cache:` folder."""
+        return self.home / "cache" / str(project_id)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -144,8 +155,16 @@ class Dispatcher:
         source: str,
         variables: Sequence[Variable] = (),
         actor: str,
+        before_sha: str | None = None,
+        user_login: str | None = None,
+        user_name: str | None = None,
     ) -> PipelineRecord:
-        """Record a pipeline of `sha` on `ref` and run it in the background; returns the new row."""
+        """Record a pipeline of `sha` on `ref` and run it in the background; returns the new row.
+
+        `before_sha`: the commit before a push (CI_COMMIT_BEFORE_SHA; zeros for a new branch;
+        None: not a push). `user_login`/`user_name`: who started it (GITLAB_USER_LOGIN/_NAME;
+        None: the commit's author). `actor` is for logs only.
+        """
         if self._slots is None or not self._accepting:
             raise AicdError("the aicd server is not accepting pipelines (it is starting or stopping)")
         given = tuple(variables)
@@ -158,12 +177,14 @@ class Dispatcher:
             run_dir_root=str(self.home / "runs"),
             variables={v.key: v.value for v in given if not v.masked} or None,
         )
+        trigger = prep.Trigger(before_sha=before_sha, user_login=user_login, user_name=user_name)
         if any(v.masked for v in given):
             # kept (encrypted) before anything else: a crash while preparing must not lose them
             prep.save_given(Path(record.run_dir), given, self.state.secrets)
+        prep.save_trigger(Path(record.run_dir), trigger)
         self._auto_cancel(project.key, ref, sha, record.id)
         active = _Active(record.id, project.key, ref, sha, secrets=[v.value for v in given if v.masked])
-        self._launch(active, lambda: self._first_run(active, project, record, given, actor))
+        self._launch(active, lambda: self._first_run(active, project, record, given, trigger))
         return record
 
     def _auto_cancel(self, project_key: str, ref: str, sha: str, newer: int) -> None:
@@ -186,18 +207,18 @@ class Dispatcher:
         project: ProjectRecord,
         record: PipelineRecord,
         given: tuple[Variable, ...],
-        actor: str,
+        trigger: prep.Trigger,
     ) -> None:
         runs = self.state.runs
         mirror = _mirror(self.home, project)
         try:
-            pipeline = await asyncio.to_thread(self._prepare, active, project, record, given, actor)
+            pipeline = await asyncio.to_thread(self._prepare, active, project, record, given, trigger)
         except WorkflowFilteredOut as exc:
             message = masker(active.secrets)(str(exc))
             runs.update_pipeline(record.id, status="skipped", error=message, finished_at=time.time())
             return
         except AicdError as exc:
-            message = masker(active.secrets)(str(exc))
+            message = self._hide_paths(masker(active.secrets)(str(exc)), project, mirror)
             runs.update_pipeline(record.id, status="failed", error=message, finished_at=time.time())
             return
         if active.cancel.is_set():
@@ -206,13 +227,18 @@ class Dispatcher:
         runs.update_pipeline(record.id, status="pending", name=pipeline.name)
         await self._run(active, record, mirror, pipeline, ResumePlan())
 
+    def _hide_paths(self, message: str, project: ProjectRecord, mirror: Path) -> str:
+        """A message for API callers: the server's folders named, not shown."""
+        message = message.replace(str(mirror), f"the mirror of project {project.name!r}")
+        return message.replace(str(self.home), "<server home>")
+
     def _prepare(
         self,
         active: _Active,
         project: ProjectRecord,
         record: PipelineRecord,
         given: tuple[Variable, ...],
-        actor: str,
+        trigger: prep.Trigger,
     ) -> Pipeline:
         """In a worker thread: the commit's tree, the variables, the IR (saved for later runs)."""
         from aicd.triggers.mirror import has_commit, list_refs
@@ -237,7 +263,7 @@ class Dispatcher:
             mirror=mirror,
             kind=kind,
             server_url=self.server_url,
-            user=actor,
+            trigger=trigger,
             protected_ref=protected,
         )
         pipeline = prep.load_server_pipeline(
@@ -300,14 +326,23 @@ class Dispatcher:
             prior_attempts=plan.prior_attempts,
             pending=plan.pending,
         )
+        project = self._project_of(record)
         options = RunOptions(
             concurrency=max(1, self.state.settings.concurrency),
             play_manual=plan.play,
             settled=plan.settled,
             prior_attempts=plan.prior_attempts,
             slots=self._slots,
+            resource_groups=self._groups.setdefault(project.key, ResourceGroups()),
+            job_url_base=prep.project_url(self.server_url, project.name) + "/jobs/",
         )
-        executor = LocalExecutor(mirror, self.home, commit=record.sha, die_with_parent=True)
+        executor = LocalExecutor(
+            mirror,
+            self.home,
+            commit=record.sha,
+            die_with_parent=True,
+            cache_dir=self.cache_dir(project.id),
+        )
         try:
             result = await run_pipeline(
                 pipeline,
@@ -508,9 +543,14 @@ class Dispatcher:
         if not (run_dir / prep.IR_FILE).exists():  # it stopped while preparing: prepare again
             given = prep.load_given(run_dir, record.variables, self.state.secrets)
             active = _Active(
-                record.id, record.project_dir, record.ref, record.sha, secrets=[v.value for v in given if v.masked]
+                record.id,
+                record.project_dir,
+                record.ref,
+                record.sha,
+                secrets=[v.value for v in given if v.masked],
             )
-            self._launch(active, lambda: self._first_run(active, project, record, given, "aicd"))
+            trigger = prep.load_trigger(run_dir)
+            self._launch(active, lambda: self._first_run(active, project, record, given, trigger))
             return
         pipeline = prep.load_ir(run_dir, self.state.secrets)[0]
         by_name = {j.name: j for j in pipeline.jobs}

@@ -96,7 +96,7 @@ def check_text(label: str, value: str, *, max_length: int = 4096, multiline: boo
 def check_name(name: str) -> str:
     if name.isdigit():
         raise ConfigError(f"project name {name!r}: a name of digits only would be read as a project id")
-    if not _NAME.match(name) or len(name) > MAX_NAME:
+    if not _NAME.fullmatch(name) or len(name) > MAX_NAME:
         raise ConfigError(
             f"project name {name!r}: use lowercase letters, digits, '.', '_' and '-', starting with a "
             f"letter or digit, at most {MAX_NAME} characters"
@@ -189,7 +189,7 @@ def check_webhook_secret(secret: str) -> str:
 
 
 def check_variable(key: str, value: str, *, masked: bool) -> None:
-    if not _VARIABLE_KEY.match(key) or len(key) > 255:
+    if not _VARIABLE_KEY.fullmatch(key) or len(key) > 255:
         raise ConfigError(
             f"variable key {key!r}: use letters, digits and '_', not starting with a digit (at most 255)"
         )
@@ -313,10 +313,11 @@ def update_project(
 
 
 def remove_project(stores: Stores, actor: str, project: ProjectRecord, run_dirs: Sequence[str] = ()) -> None:
-    """Delete the project, its pipelines, variables and mirror, and the given run folders
+    """Delete the project, its pipelines, variables, mirror and cache, and the given run folders
     (under the home only). The caller cancels the project's running pipelines first."""
     stores.projects.delete(project.id)
     shutil.rmtree(mirror.mirror_path(stores.settings.home, project), ignore_errors=True)
+    shutil.rmtree(stores.settings.home / "cache" / str(project.id), ignore_errors=True)
     home = stores.settings.home.resolve()
     for run_dir in run_dirs:
         path = Path(run_dir).resolve()

@@ -6,7 +6,15 @@ the ref and the project's variables (decrypted; masked ones stay masked;
 protected ones only on the default branch and on tags). The IR is saved to
 run_dir/pipeline.json for retry, play and crash recovery *without* secret
 values: project variables are read again for each run, and masked variables
-given for the run are kept encrypted in run_dir/secret-variables.
+given for the run are kept encrypted in run_dir/secret-variables. Who
+started the pipeline and the commit before a push (`Trigger`) are kept in
+run_dir/trigger.json, for a pipeline prepared again after a crash.
+
+URLs: `CI_SERVER_URL` is the server's (the port it listens on), and the other
+URLs point at the API routes that answer them: `CI_API_V4_URL` is
+`<server>/api/v1`, `CI_PROJECT_URL` `<server>/api/v1/projects/<name>`,
+`CI_PIPELINE_URL` `.../pipelines/<id>`, `CI_JOB_URL` `.../jobs/<id>`
+(`job_url_base`).
 """
 
 from __future__ import annotations
@@ -35,9 +43,20 @@ if TYPE_CHECKING:
 
 IR_FILE = "pipeline.json"
 SECRET_VARIABLES_FILE = "secret-variables"
+TRIGGER_FILE = "trigger.json"
+API_PATH = "/api/v1"
 _DONE = ".aicd-complete"
 _tree_locks: dict[Path, threading.Lock] = {}
 _tree_guard = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Who started a pipeline, and from what push (GITLAB_USER_*, CI_COMMIT_BEFORE_SHA)."""
+
+    before_sha: str | None = None  # the commit before a push (zeros: a new branch); None: not a push
+    user_login: str | None = None  # None: the commit's author
+    user_name: str | None = None  # None: user_login, else the commit's author
 
 
 @dataclass(frozen=True)
@@ -96,6 +115,13 @@ def project_variables(
     return out
 
 
+def project_url(server_url: str, project_name: str) -> str:
+    """The project's API URL (CI_PROJECT_URL); its pipelines and jobs are under it."""
+    from urllib.parse import quote
+
+    return f"{server_url.rstrip('/')}{API_PATH}/projects/{quote(project_name, safe='')}"
+
+
 def predefined(
     *,
     project: ProjectRecord,
@@ -103,7 +129,7 @@ def predefined(
     mirror: Path,
     kind: RefKind,
     server_url: str,
-    user: str,
+    trigger: Trigger,
     protected_ref: bool,
 ) -> list[Variable]:
     """GitLab's predefined variables of a server pipeline."""
@@ -117,7 +143,9 @@ def predefined(
         tag=kind.tag,
         default_branch=project.default_branch,
         remote_url=redact(project.repo_url),
+        before_sha=trigger.before_sha or info.before_sha,
     )
+    login = trigger.user_login or info.author_name or "aicd"
     variables = pipeline_variables(
         info,
         pipeline_id=record.id,
@@ -127,9 +155,11 @@ def predefined(
         created_at=record.created_at,
         server_url=server_url,
         config_path=project.pipeline_file,
-        user_login=user,
+        user_login=login,
         project_id=project.id,
     )
+    server = server_url.rstrip("/")
+    url = project_url(server, project.name)
     overrides = {
         "CI_PROJECT_NAME": project.name,
         "CI_PROJECT_TITLE": project.name,
@@ -137,8 +167,10 @@ def predefined(
         "CI_PROJECT_PATH_SLUG": slugify(project.name),
         "CI_PROJECT_NAMESPACE": "",
         "CI_PROJECT_ROOT_NAMESPACE": "",
-        "CI_PROJECT_URL": f"{server_url.rstrip('/')}/projects/{project.name}",
-        "CI_PIPELINE_URL": f"{server_url.rstrip('/')}/projects/{project.name}/pipelines/{record.id}",
+        "CI_API_V4_URL": server + API_PATH,
+        "CI_PROJECT_URL": url,
+        "CI_PIPELINE_URL": f"{url}/pipelines/{record.id}",
+        "GITLAB_USER_NAME": trigger.user_name or trigger.user_login or info.author_name or login,
         "CI_COMMIT_REF_PROTECTED": "true" if protected_ref else "false",
         "CI_REPOSITORY_URL": redact(project.repo_url),
     }
@@ -189,6 +221,25 @@ def _hidden(run_dir: Path, box: SecretBox) -> list[Variable]:
     if not path.exists():
         return []
     return [Variable(**item) for item in json.loads(box.decrypt(path.read_text(encoding="ascii").strip()))]
+
+
+def save_trigger(run_dir: Path, trigger: Trigger) -> None:
+    """run_dir/trigger.json, when there is anything to keep."""
+    if trigger != Trigger():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(run_dir / TRIGGER_FILE, json.dumps(dataclasses.asdict(trigger)))
+
+
+def load_trigger(run_dir: Path) -> Trigger:
+    """The saved Trigger (an empty one when there is none or it cannot be read)."""
+    try:
+        data = json.loads((run_dir / TRIGGER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return Trigger()
+    if not isinstance(data, dict):
+        return Trigger()
+    fields = {f.name for f in dataclasses.fields(Trigger)}
+    return Trigger(**{k: v for k, v in data.items() if k in fields and isinstance(v, str)})
 
 
 def load_given(run_dir: Path, plain: Mapping[str, str] | None, box: SecretBox) -> tuple[Variable, ...]:

@@ -30,7 +30,7 @@ from aicd.errors import ConfigError
 from aicd.suggest import did_you_mean
 
 CONFIG_FILE = "aicd.yml"
-TOP_KEYS = ("service", "model", "gates", "environments")
+TOP_KEYS = ("service", "model", "gates", "environments", "analysis")  # analysis: aicd.delivery.judge_config
 GATE_KEYS = ("metric", "min", "max", "direction", "max_regression", "max_regression_pct", "against")
 
 
@@ -76,7 +76,7 @@ def load_config(path: Path, display: str | None = None) -> DeliveryConfig:
         if value is None:
             sections[key] = {}
         elif isinstance(value, dict):
-            sections[key] = dict(value)
+            sections[key] = value  # a LocMap: aicd.deploy.spec names file:line:col from it
         else:
             errors.append(f"{_at(doc, key)}: '{key}' must be a mapping")
             sections[key] = {}

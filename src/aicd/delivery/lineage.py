@@ -87,7 +87,7 @@ def current_user(environ: Mapping[str, str]) -> str | None:
 
 
 def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
+    return int(text) if text is not None and text.isascii() and text.isdigit() else None
 
 
 def _sha(text: str | None) -> str | None:

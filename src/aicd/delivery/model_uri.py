@@ -12,6 +12,7 @@ LATEST = "latest"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 ALIAS_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 FORMS = "models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME (the latest version)"
+MAX_VERSION = 2**31 - 1  # versions are 32-bit INTEGER columns
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,14 @@ def check_alias(alias: str) -> str:
 def check_version(text: str | int, what: str = "version") -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         number = text
-    elif isinstance(text, str) and text.strip().isdigit():
+    elif isinstance(text, str) and text.strip().isascii() and text.strip().isdigit():
         number = int(text.strip())
     else:
         raise ConfigError(f"{what} {text!r}: expected a version number (1, 2, ...)")
     if number < 1:
         raise ConfigError(f"{what} {text!r}: versions are numbered from 1")
+    if number > MAX_VERSION:
+        raise ConfigError(f"{what} {text!r}: versions go up to {MAX_VERSION}")
     return number
 
 
@@ -103,6 +106,6 @@ def model_ref(name_or_uri: str, version_or_alias: str | None = None) -> ModelURI
     if version_or_alias is None or version_or_alias == LATEST:
         return ModelURI(name=name)
     text = version_or_alias.removeprefix("@")
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return ModelURI(name=name, version=check_version(text))
     return ModelURI(name=name, alias=check_alias(text))

@@ -9,6 +9,7 @@ from aicd.engine.control import RunControl
 from aicd.engine.events import EngineListener
 from aicd.engine.model import JobResult, PipelineResult, RunOptions, SettledJob
 from aicd.engine.plan import select_jobs
+from aicd.engine.resource_groups import ResourceGroups
 from aicd.engine.scheduler import run_pipeline
 from aicd.engine.status import JobStatus, failure_allowed
 
@@ -17,6 +18,7 @@ __all__ = [
     "JobResult",
     "JobStatus",
     "PipelineResult",
+    "ResourceGroups",
     "RunControl",
     "RunOptions",
     "SettledJob",

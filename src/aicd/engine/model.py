@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from aicd.engine.resource_groups import ResourceGroups
 from aicd.engine.status import JobStatus
 from aicd.executors.base import JobOutcome
 from aicd.pipeline.ir import Job, Variable
@@ -41,6 +42,11 @@ class RunOptions:
     # Slots shared with other runs (a server's global job limit): a job holds one
     # while it runs, and waits `pending` for one.
     slots: asyncio.Semaphore | None = None
+    # Resource groups shared with other runs (the server: one per project, so a group holds
+    # across its pipelines); None: this run's own.
+    resource_groups: ResourceGroups | None = None
+    # CI_JOB_URL is this followed by the job id (None: CI_PROJECT_URL/-/jobs/<id>).
+    job_url_base: str | None = None
 
 
 @dataclass

@@ -37,13 +37,16 @@ pipeline keep their ids and results and do not run; the other jobs are
 decided as usual, counting them (a retry, a played manual job, a recovery
 after a crash). `options.prior_attempts` numbers the attempts of jobs run
 again. `options.slots`, shared by several runs, bounds the jobs running in
-all of them; a job waits `pending` for a slot. A `RunControl` cancels one job.
+all of them; a job waits `pending` for a slot. `options.resource_groups`,
+shared by several runs, keeps one job per group running across all of them
+(aicd.engine.resource_groups). A `RunControl` cancels one job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field, replace
@@ -56,6 +59,7 @@ from aicd.engine.decision import decide, retry_wanted, upstream_status
 from aicd.engine.events import EngineListener
 from aicd.engine.model import JobResult, PipelineResult, RunOptions, SettledJob
 from aicd.engine.plan import Plan, make_plan
+from aicd.engine.resource_groups import ResourceGroups
 from aicd.engine.status import JobStatus, failure_allowed
 from aicd.executors.base import (
     ArtifactSource,
@@ -93,6 +97,7 @@ class _Node:
     deps: list[_Node] = field(default_factory=list)
     phase: _Phase = _Phase.WAITING
     group: str | None = None  # resource group, expanded
+    holding: str | None = None  # the resource group it holds while it runs
     task: asyncio.Task[None] | None = None
     settled: SettledJob | None = None  # from an earlier run: never runs here
     prior: int = 0  # attempts made before this run
@@ -139,6 +144,7 @@ class _Run:
         self.options = options
         self.cancel = cancel
         self.limit = max(1, options.concurrency)
+        self.groups = options.resource_groups if options.resource_groups is not None else ResourceGroups()
         self.plan: Plan = make_plan(pipeline, options)
         self.nodes: list[_Node] = []
         self.by_name: dict[str, _Node] = {}
@@ -208,7 +214,8 @@ class _Run:
                 self._cancel_unstarted()
             else:
                 self._advance()
-            if not any(n.phase in (_Phase.RUNNING, _Phase.DELAYED) for n in self.nodes):
+            # a READY job with nothing running here waits for a group another run holds
+            if not any(n.phase in (_Phase.RUNNING, _Phase.DELAYED, _Phase.READY) for n in self.nodes):
                 break
             self.wake.clear()
             await self.wake.wait()
@@ -262,19 +269,29 @@ class _Run:
             self.wake.set()
 
     def _start_ready(self) -> None:
-        running = [n for n in self.nodes if n.phase is _Phase.RUNNING]
-        free = self.limit - len(running)
-        busy = {n.group for n in running if n.group is not None}
+        free = self.limit - sum(1 for n in self.nodes if n.phase is _Phase.RUNNING)
         for node in self.nodes:
             if free <= 0:
                 return
-            if node.phase is not _Phase.READY or (node.group is not None and node.group in busy):
+            if node.phase is not _Phase.READY:
                 continue
+            if node.group is not None:
+                if not self.groups.try_acquire(node.group, self.wake):
+                    continue  # held (here or by another run): woken when it is released
+                node.holding = node.group
             node.phase = _Phase.RUNNING
             free -= 1
-            if node.group is not None:
-                busy.add(node.group)
             node.task = asyncio.create_task(self._run_job(node), name=f"job {node.job_name}")
+            # also when the task is cancelled before it ever runs
+            node.task.add_done_callback(functools.partial(self._group_task_done, node))
+
+    def _group_task_done(self, node: _Node, _task: asyncio.Task[None]) -> None:
+        self._release_group(node)
+
+    def _release_group(self, node: _Node) -> None:
+        group, node.holding = node.holding, None
+        if group is not None:
+            self.groups.release(group)
 
     def _cancel_unstarted(self) -> None:
         for node in self.nodes:
@@ -340,6 +357,7 @@ class _Run:
             self.request_stop(user=False)
         finally:
             node.phase = _Phase.SETTLED
+            self._release_group(node)
             self.wake.set()
 
     async def _attempts(self, node: _Node) -> None:
@@ -391,7 +409,11 @@ class _Run:
         job = node.result.job
         dotenv = [v for s in sources for v in s.dotenv]
         own = job_variables(
-            job, job_id=node.result.job_id, pipeline_vars=self.pipeline_vars, overrides=self.overrides
+            job,
+            job_id=node.result.job_id,
+            pipeline_vars=self.pipeline_vars,
+            overrides=self.overrides,
+            job_url_base=self.options.job_url_base,
         )
         return (*self.pipeline.predefined, *own, *job.variables, *dotenv, *self.pipeline.variables)
 

@@ -1,4 +1,5 @@
-"""Job caches, kept on this machine under ``home/cache/<key>/``.
+"""Job caches, kept on this machine under ``<cache folder>/<key>/`` (``home/cache/`` for
+``aicd run``; ``home/cache/<project id>/`` for a server project).
 
 For each ``cache:`` entry of a job:
 
@@ -67,12 +68,13 @@ def safe_key(key: str) -> str:
     return safe
 
 
-def cache_path(home: Path, key: str) -> Path:
-    return home / "cache" / safe_key(key)
+def cache_path(root: Path, key: str) -> Path:
+    """The folder of `key` in the cache folder `root`."""
+    return root / safe_key(key)
 
 
 def restore_cache(
-    cache: Cache, key: str, home: Path, workspace: Path, expand: Expand, env: Mapping[str, str]
+    cache: Cache, key: str, root: Path, workspace: Path, expand: Expand, env: Mapping[str, str]
 ) -> list[str]:
     if cache.policy == "push":
         return []
@@ -83,7 +85,7 @@ def restore_cache(
     for candidate in candidates:
         if not candidate:
             continue
-        folder = cache_path(home, candidate)
+        folder = cache_path(root, candidate)
         if folder.is_dir():
             count = copy_tree(folder, workspace)
             return [f"Restored cache '{candidate}': {count} file{'s' if count != 1 else ''}"]
@@ -91,7 +93,7 @@ def restore_cache(
 
 
 def save_cache(
-    cache: Cache, key: str, home: Path, workspace: Path, expand: Expand, tracked: frozenset[str]
+    cache: Cache, key: str, root: Path, workspace: Path, expand: Expand, tracked: frozenset[str]
 ) -> list[str]:
     if cache.policy == "pull":
         return []
@@ -99,7 +101,7 @@ def save_cache(
     sel = globbing.select(workspace, [expand(p) for p in cache.paths], info.append)
     if cache.untracked:
         globbing.untracked(workspace, tracked, sel)
-    target = cache_path(home, key)
+    target = cache_path(root, key)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{secrets.token_hex(6)}"
     tmp.mkdir()

@@ -82,10 +82,18 @@ class LocalExecutor:
     name = "local"
 
     def __init__(
-        self, project_dir: Path, home: Path, *, commit: str | None = None, die_with_parent: bool = False
+        self,
+        project_dir: Path,
+        home: Path,
+        *,
+        commit: str | None = None,
+        die_with_parent: bool = False,
+        cache_dir: Path | None = None,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.home = Path(home).resolve()
+        # `cache:` folders, one per key (the server gives each project its own)
+        self.cache_dir = Path(cache_dir).resolve() if cache_dir is not None else self.home / "cache"
         self.commit = commit
         self._snapshot: Snapshot | None = None
         self._snapshot_dir: Path | None = None
@@ -413,7 +421,7 @@ class _LocalJob:
         for entry in job.cache:
             key = cache_mod.cache_key(entry, workspace, expander)
             keys.append(key)
-            info += cache_mod.restore_cache(entry, key, self.ex.home, workspace, expander, env)
+            info += cache_mod.restore_cache(entry, key, self.ex.cache_dir, workspace, expander, env)
         if req.artifact_sources:
             sources = [
                 (s.job_name, artifacts_mod.artifacts_dir(run_dir, s.job_id)) for s in req.artifact_sources
@@ -441,7 +449,7 @@ class _LocalJob:
 
         for entry, key in zip(job.cache, prep.cache_keys, strict=True):
             if entry.policy != "pull" and artifacts_mod.wanted(entry.when, status):
-                out.info += cache_mod.save_cache(entry, key, self.ex.home, workspace, expander, tracked)
+                out.info += cache_mod.save_cache(entry, key, self.ex.cache_dir, workspace, expander, tracked)
         arts = job.artifacts
         if arts is None:
             return out

@@ -214,13 +214,15 @@ def job_variables(
     pipeline_vars: Mapping[str, str],
     started_at: float | None = None,
     overrides: Mapping[str, str] | None = None,
+    job_url_base: str | None = None,
 ) -> list[Variable]:
     """The job's predefined variables, all raw.
 
     `pipeline_vars` are the pipeline's variables by final value (predefined,
     at least); `overrides` those that beat the job's YAML variables (CLI,
     project variables). Both, with the job's YAML variables resolved, expand
-    `environment:name` and `environment:url`.
+    `environment:name` and `environment:url`. `CI_JOB_URL` is `job_url_base`
+    followed by the job id (default: `CI_PROJECT_URL/-/jobs/<id>`).
     """
     project_url = pipeline_vars.get("CI_PROJECT_URL", f"{DEFAULT_SERVER_URL}/local/project")
     start = datetime.now(UTC).timestamp() if started_at is None else started_at
@@ -232,7 +234,7 @@ def job_variables(
         "CI_JOB_GROUP_NAME": job.base_name,
         "CI_JOB_STAGE": job.stage,
         "CI_JOB_STATUS": "running",
-        "CI_JOB_URL": f"{project_url}/-/jobs/{job_id}",
+        "CI_JOB_URL": f"{job_url_base}{job_id}" if job_url_base else f"{project_url}/-/jobs/{job_id}",
         "CI_JOB_STARTED_AT": _iso_utc(start),
         "CI_JOB_TIMEOUT": str(int(timeout)),
         "CI_NODE_TOTAL": str(job.node_total or 1),

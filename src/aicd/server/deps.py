@@ -13,6 +13,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from aicd.core.access import Principal, Role, hash_token
 from aicd.errors import AuthError, NotFoundError, PermissionDeniedError
 from aicd.server.state import ServerState
+from aicd.store.records import MAX_ID, parse_id
 
 if TYPE_CHECKING:
     from aicd.store.projects_repo import ProjectRecord
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 # Declared as security schemes so that the OpenAPI document says how to authenticate.
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API token>")
 _private_token = APIKeyHeader(name="PRIVATE-TOKEN", auto_error=False, description="GitLab-style token header")
+
+# A numeric id in a path (user, token, pipeline, job): beyond the database's 64-bit ids is a 422.
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def get_state(request: Request) -> ServerState:
@@ -60,8 +64,9 @@ class ProjectAccess:
 
 
 def project_ref(text: str) -> str | int:
-    """A project path parameter: a numeric id, or a name."""
-    return int(text) if text.isdigit() else text
+    """A project path parameter: a numeric id (ASCII digits, within the ids' range), or a name."""
+    number = parse_id(text)
+    return text if number is None else number
 
 
 def project_access(minimum: Role) -> Callable[..., Awaitable[ProjectAccess]]:

@@ -57,12 +57,18 @@ class ServerSettings:
                     raise ConfigError(f"AICD_CONCURRENCY={raw!r}: expected a whole number of jobs, 1 or more")
         if concurrency is not None and concurrency < 1:
             raise ConfigError(f"concurrency {concurrency}: expected a whole number of jobs, 1 or more")
+        if port is None:
+            raw = env.get("AICD_PORT", "").strip()
+            if raw:
+                if not raw.isascii() or not raw.isdigit() or int(raw) > 65535:
+                    raise ConfigError(f"AICD_PORT={raw!r}: expected a port number, 0 to 65535")
+                port = int(raw)
         if port is not None and not 0 <= port <= 65535:
             raise ConfigError(f"port {port}: expected 0 to 65535")
         return cls(
             home=home_path,
             database_url=url,
-            host=host or "127.0.0.1",
+            host=host or env.get("AICD_HOST", "").strip() or "127.0.0.1",
             port=8080 if port is None else port,
             concurrency=concurrency or _default_concurrency(),
             poll=True if poll is None else poll,

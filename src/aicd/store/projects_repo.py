@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from aicd.errors import ConflictError, NotFoundError
 from aicd.store.db import Database
+from aicd.store.records import MAX_ID, parse_id
 from aicd.store.schema import project_refs, project_variables, projects, webhook_deliveries
 
 SERVER_PREFIX = "server:"
@@ -153,11 +154,10 @@ class ProjectStore:
             row = None
             if isinstance(id_or_name, str):
                 row = conn.execute(select(*_PROJECT_COLUMNS).where(projects.c.name == id_or_name)).first()
-            if row is None and (isinstance(id_or_name, int) or id_or_name.isdigit()):
+            number = id_or_name if isinstance(id_or_name, int) else parse_id(id_or_name)
+            if row is None and number is not None and 1 <= number <= MAX_ID:
                 row = conn.execute(
-                    select(*_PROJECT_COLUMNS).where(
-                        projects.c.id == int(id_or_name), projects.c.name.is_not(None)
-                    )
+                    select(*_PROJECT_COLUMNS).where(projects.c.id == number, projects.c.name.is_not(None))
                 ).first()
         if row is None:
             raise NotFoundError(f"project {id_or_name!r} does not exist")

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+MAX_ID = 2**63 - 1  # row ids are signed 64-bit in both databases (BIGINT, SQLite INTEGER)
+
+
+def parse_id(text: str) -> int | None:
+    """A row id written in ASCII digits (1..MAX_ID), else None: "²" or 10**30 name no row."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_ID else None
+
 
 @dataclass(frozen=True)
 class PipelineRecord:

@@ -85,6 +85,8 @@ def run_git(args: list[str], *, cwd: Path | None = None, timeout: float = LOCAL_
         )
     except FileNotFoundError:
         raise GitError("git is not installed (or not on PATH): the server needs it") from None
+    except ValueError as exc:  # a NUL character in an argument: no git command can take it
+        raise GitError(f"git {args[0]}: {exc} in its arguments") from None
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} took more than {timeout:g} s") from None
     if proc.returncode != 0:
@@ -126,7 +128,8 @@ def sync_mirror(home: Path, project: ProjectRecord) -> Path:
             else:
                 _clone(project.repo_url, path)
         except GitError as exc:
-            raise GitError(f"cannot fetch {where} for project {project.name!r}: {exc}") from None
+            why = str(exc).replace(str(path.parent), "<mirrors>")  # no server path in an API error
+            raise GitError(f"cannot fetch {where} for project {project.name!r}: {why}") from None
     return path
 
 
@@ -158,15 +161,16 @@ def list_refs(mirror: Path) -> dict[str, str]:
     return refs
 
 
-def resolve_ref(mirror: Path, ref: str) -> str:
-    """The commit sha of a branch, tag (short or full name) or sha in the mirror. GitError."""
-    if not ref or ref.startswith("-") or any(c.isspace() or c in "^~:" for c in ref):
+def resolve_ref(mirror: Path, ref: str, *, project: str | None = None) -> str:
+    """The commit sha of a branch, tag (short or full name) or sha in the mirror. GitError, naming
+    `project` (never the mirror's path: the message may go to an API caller)."""
+    if not ref or ref.startswith("-") or any(c.isspace() or c in "^~:\x7f" or ord(c) < 32 for c in ref):
         raise GitError(f"{ref!r} is not a branch, tag or commit")
     if ref.startswith("refs/"):
         candidates = [ref]
     else:
         candidates = [f"refs/heads/{ref}", f"refs/tags/{ref}"]
-        if _SHA.match(ref):
+        if _SHA.fullmatch(ref):
             candidates.append(ref)
     for candidate in candidates:
         try:
@@ -174,12 +178,13 @@ def resolve_ref(mirror: Path, ref: str) -> str:
         except GitError:
             continue
         return out.decode().strip()
-    raise GitError(f"{ref!r} is not a branch, tag or commit of the mirror {mirror}")
+    where = f"project {project!r}" if project is not None else "the repository"
+    raise GitError(f"{ref!r} is not a branch, tag or commit of {where}")
 
 
 def has_commit(mirror: Path, sha: str) -> bool:
     """Whether the mirror holds commit `sha`."""
-    if not _SHA.match(sha):
+    if not _SHA.fullmatch(sha):
         return False
     try:
         run_git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=mirror)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aicd.poller")
 
 ACTOR = "poller"
+ZERO_SHA = "0" * 40  # CI_COMMIT_BEFORE_SHA of a new branch or tag
 SOURCE = "push"  # GitLab's CI_PIPELINE_SOURCE for branch and tag pushes
 MAX_SLEEP_S = 5.0  # how soon new projects and changed intervals are noticed without wake()
 
@@ -107,8 +108,14 @@ class Poller:
         created: list[PipelineRecord] = []
         try:
             for ref, sha in to_run:
+                # GITLAB_USER_*: the commit's author (a poll does not know who pushed)
                 pipeline = await self.state.dispatcher.submit(
-                    project, ref=short_ref(ref), sha=sha, source=SOURCE, actor=ACTOR
+                    project,
+                    ref=short_ref(ref),
+                    sha=sha,
+                    source=SOURCE,
+                    actor=ACTOR,
+                    before_sha=seen.get(ref) or ZERO_SHA,
                 )
                 created.append(pipeline)
                 updates[ref] = sha

@@ -50,7 +50,8 @@ class PushEvent:
     before: str  # sha; zeros for a new ref
     after: str  # sha; zeros for a deleted ref
     deleted: bool
-    user: str  # who pushed ("" when the payload does not say)
+    user: str  # who pushed: their login ("" when the payload does not say)
+    user_name: str = ""  # their full name, when the payload gives one (GitLab, Gitea)
 
     @property
     def is_tag(self) -> bool:
@@ -135,7 +136,14 @@ def parse(provider: Provider, headers: Mapping[str, str], body: bytes) -> Delive
     before = _sha(provider, payload, "before")
     after = _sha(provider, payload, "after")
     deleted = payload.get("deleted") is True or set(after) == {"0"}
-    push = PushEvent(ref=ref, before=before, after=after, deleted=deleted, user=_user(provider, payload))
+    push = PushEvent(
+        ref=ref,
+        before=before,
+        after=after,
+        deleted=deleted,
+        user=_user(provider, payload),
+        user_name=_user_name(provider, payload),
+    )
     return Delivery(provider, "push", event, delivery_id, push)
 
 
@@ -177,7 +185,7 @@ def _field(provider: str, payload: Mapping[str, Any], name: str) -> str:
 
 def _sha(provider: str, payload: Mapping[str, Any], name: str) -> str:
     value = _field(provider, payload, name).lower()
-    if not _SHA.match(value):
+    if not _SHA.fullmatch(value):
         raise ConfigError(f"{provider} push event: field {name!r} is not a commit SHA: {value[:80]!r}")
     return value
 
@@ -194,3 +202,14 @@ def _user(provider: str, payload: Mapping[str, Any]) -> str:
         if isinstance(candidate, str) and candidate:
             return candidate[:200]
     return ""
+
+
+def _user_name(provider: str, payload: Mapping[str, Any]) -> str:
+    """The pusher's full name: GitLab's user_name, Gitea's pusher.full_name ("" if none)."""
+    candidate: object = None
+    if provider == "gitlab":
+        candidate = payload.get("user_name")
+    elif provider == "gitea":
+        who = payload.get("pusher")
+        candidate = who.get("full_name") if isinstance(who, Mapping) else None
+    return candidate[:200] if isinstance(candidate, str) else ""

@@ -20,7 +20,7 @@ from starlette.background import BackgroundTask
 from aicd.core.access import Role
 from aicd.errors import NotFoundError
 from aicd.executors.base import job_log_path
-from aicd.server.deps import ProjectAccess, get_state, project_access
+from aicd.server.deps import IdPath, ProjectAccess, get_state, project_access
 from aicd.server.routes.pipelines import pipeline_of
 from aicd.server.routes.run_models import JobOut
 from aicd.server.state import ServerState
@@ -66,7 +66,7 @@ def _audit(state: ServerState, access: ProjectAccess, action: str, job: JobRecor
 
 
 @router.get("/projects/{project}/jobs/{job_id}", response_model=JobOut, summary="One job (viewer)")
-def get_job(job_id: int, access: Viewer, state: State) -> JobOut:
+def get_job(job_id: IdPath, access: Viewer, state: State) -> JobOut:
     return JobOut.of(job_of(state, access.project, job_id)[0])
 
 
@@ -76,7 +76,7 @@ def get_job(job_id: int, access: Viewer, state: State) -> JobOut:
     summary="The job's log as it is now (viewer); masked values appear as [MASKED]",
     responses={200: {"content": {"text/plain": {}}}},
 )
-def get_log(job_id: int, access: Viewer, state: State) -> PlainTextResponse:
+def get_log(job_id: IdPath, access: Viewer, state: State) -> PlainTextResponse:
     job, pipeline = job_of(state, access.project, job_id)
     path = _log_file(job, pipeline)
     text = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() else ""
@@ -90,13 +90,15 @@ def get_log(job_id: int, access: Viewer, state: State) -> PlainTextResponse:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def stream_log(
-    job_id: int,
+    job_id: IdPath,
     access: Viewer,
     state: State,
     last_event_id: Annotated[str | None, Header(description="Resume after this event id")] = None,
 ) -> StreamingResponse:
     job, pipeline = await run_in_threadpool(job_of, state, access.project, job_id)
-    offset = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    offset = (
+        int(last_event_id) if last_event_id and last_event_id.isascii() and last_event_id.isdigit() else 0
+    )
     return StreamingResponse(
         _events(state, job, pipeline, offset),
         media_type="text/event-stream",
@@ -180,7 +182,7 @@ def _zip(root: Path) -> Path:
     summary="The job's artifacts as one zip file (viewer)",
     responses={200: {"content": {"application/zip": {}}}},
 )
-async def download_artifacts(job_id: int, access: Viewer, state: State) -> FileResponse:
+async def download_artifacts(job_id: IdPath, access: Viewer, state: State) -> FileResponse:
     job, _ = await run_in_threadpool(job_of, state, access.project, job_id)
     root = _artifacts_root(job)
     archive = await asyncio.to_thread(_zip, root)
@@ -198,7 +200,7 @@ async def download_artifacts(job_id: int, access: Viewer, state: State) -> FileR
     summary="One file of the job's artifacts (viewer)",
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_artifact_file(job_id: int, path: str, access: Viewer, state: State) -> FileResponse:
+def download_artifact_file(job_id: IdPath, path: str, access: Viewer, state: State) -> FileResponse:
     job, _ = job_of(state, access.project, job_id)
     root = _artifacts_root(job)
     target = (root / path).resolve()
@@ -215,7 +217,7 @@ def download_artifact_file(job_id: int, path: str, access: Viewer, state: State)
     response_model=JobOut,
     summary="Cancel a pending or running job (developer)",
 )
-async def cancel_job(job_id: int, access: Developer, state: State) -> JobOut:
+async def cancel_job(job_id: IdPath, access: Developer, state: State) -> JobOut:
     await run_in_threadpool(job_of, state, access.project, job_id)
     job = await state.dispatcher.cancel_job(job_id)
     await run_in_threadpool(_audit, state, access, "job.cancel", job)
@@ -227,7 +229,7 @@ async def cancel_job(job_id: int, access: Developer, state: State) -> JobOut:
     response_model=JobOut,
     summary="Run a finished job again as a new attempt (developer); returns the new attempt",
 )
-async def retry_job(job_id: int, access: Developer, state: State) -> JobOut:
+async def retry_job(job_id: IdPath, access: Developer, state: State) -> JobOut:
     old, _ = await run_in_threadpool(job_of, state, access.project, job_id)
     job = await state.dispatcher.retry_job(job_id)
     await run_in_threadpool(_audit, state, access, "job.retry", old)
@@ -239,7 +241,7 @@ async def retry_job(job_id: int, access: Developer, state: State) -> JobOut:
     response_model=JobOut,
     summary="Run a manual job (developer)",
 )
-async def play_job(job_id: int, access: Developer, state: State) -> JobOut:
+async def play_job(job_id: IdPath, access: Developer, state: State) -> JobOut:
     await run_in_threadpool(job_of, state, access.project, job_id)
     job = await state.dispatcher.play_job(job_id)
     await run_in_threadpool(_audit, state, access, "job.play", job)

@@ -12,10 +12,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from aicd.core.access import Role
+from aicd.core.projects import check_variable
 from aicd.core.test_report import build_report
 from aicd.errors import GitError, NotFoundError
 from aicd.pipeline.ir import Variable
-from aicd.server.deps import ProjectAccess, get_state, project_access
+from aicd.server.deps import IdPath, ProjectAccess, get_state, project_access
 from aicd.server.routes.run_models import JobOut, PipelineOut
 from aicd.server.state import ServerState
 from aicd.store.pipeline_queries import find_pipelines
@@ -102,12 +103,12 @@ def _commit_of(state: ServerState, project: ProjectRecord, ref: str, sha: str | 
         if not (path / "HEAD").is_file():
             raise
     ref = ref.removeprefix("refs/heads/")
-    head = mirror.resolve_ref(path, ref)
+    head = mirror.resolve_ref(path, ref, project=project.name)
     if sha is None:
         return ref, head
     if not mirror.has_commit(path, sha):
         raise GitError(f"commit {sha!r} is not in the repository of project {project.name!r}")
-    return ref, mirror.resolve_ref(path, sha)
+    return ref, mirror.resolve_ref(path, sha, project=project.name)
 
 
 @router.post(
@@ -118,10 +119,18 @@ def _commit_of(state: ServerState, project: ProjectRecord, ref: str, sha: str | 
 )
 async def create_pipeline(body: PipelineIn, access: Developer, state: State) -> PipelineOut:
     project = access.project
+    for variable in body.variables:  # what a job's environment cannot hold is refused here, not at run time
+        check_variable(variable.key, variable.value, masked=False)
     ref, sha = await asyncio.to_thread(_commit_of, state, project, body.ref, body.sha)
     variables = [Variable(v.key, v.value, masked=v.masked) for v in body.variables]
     record = await state.dispatcher.submit(
-        project, ref=ref, sha=sha, source="api", variables=variables, actor=access.principal.name
+        project,
+        ref=ref,
+        sha=sha,
+        source="api",
+        variables=variables,
+        actor=access.principal.name,
+        user_login=access.principal.name,
     )
     await run_in_threadpool(
         _audit,
@@ -163,7 +172,7 @@ def list_pipelines(
     response_model=PipelineOut,
     summary="One pipeline (viewer)",
 )
-def get_pipeline(pipeline_id: int, access: Viewer, state: State) -> PipelineOut:
+def get_pipeline(pipeline_id: IdPath, access: Viewer, state: State) -> PipelineOut:
     return PipelineOut.of(pipeline_of(state, access.project, pipeline_id), access.project.name)
 
 
@@ -173,7 +182,7 @@ def get_pipeline(pipeline_id: int, access: Viewer, state: State) -> PipelineOut:
     summary="The pipeline's jobs, in creation order (viewer)",
 )
 def list_pipeline_jobs(
-    pipeline_id: int,
+    pipeline_id: IdPath,
     access: Viewer,
     state: State,
     include_retried: Annotated[bool, Query(description="Also earlier attempts of retried jobs")] = False,
@@ -188,7 +197,7 @@ def list_pipeline_jobs(
     response_model=PipelineOut,
     summary="Cancel the pipeline's running and waiting jobs (developer)",
 )
-async def cancel_pipeline(pipeline_id: int, access: Developer, state: State) -> PipelineOut:
+async def cancel_pipeline(pipeline_id: IdPath, access: Developer, state: State) -> PipelineOut:
     await run_in_threadpool(pipeline_of, state, access.project, pipeline_id)
     record = await state.dispatcher.cancel_pipeline(pipeline_id)
     await run_in_threadpool(_audit, state, access, "pipeline.cancel", str(pipeline_id))
@@ -200,7 +209,7 @@ async def cancel_pipeline(pipeline_id: int, access: Developer, state: State) -> 
     response_model=PipelineOut,
     summary="Run the pipeline's failed and canceled jobs again (developer)",
 )
-async def retry_pipeline(pipeline_id: int, access: Developer, state: State) -> PipelineOut:
+async def retry_pipeline(pipeline_id: IdPath, access: Developer, state: State) -> PipelineOut:
     await run_in_threadpool(pipeline_of, state, access.project, pipeline_id)
     record = await state.dispatcher.retry_pipeline(pipeline_id)
     await run_in_threadpool(_audit, state, access, "pipeline.retry", str(pipeline_id))
@@ -212,7 +221,7 @@ async def retry_pipeline(pipeline_id: int, access: Developer, state: State) -> P
     response_model=TestReportOut,
     summary="The pipeline's JUnit test results, one suite per job (viewer)",
 )
-def test_report(pipeline_id: int, access: Viewer, state: State) -> TestReportOut:
+def test_report(pipeline_id: IdPath, access: Viewer, state: State) -> TestReportOut:
     from pathlib import Path
 
     record = pipeline_of(state, access.project, pipeline_id)

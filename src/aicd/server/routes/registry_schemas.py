@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from aicd.delivery.lineage import Lineage
+from aicd.delivery.model_uri import MAX_VERSION
+from aicd.store.records import MAX_ID
 
 
 class ModelOut(BaseModel):
@@ -88,7 +90,7 @@ class AliasEventOut(BaseModel):
 
 
 class AliasIn(BaseModel):
-    version: int = Field(ge=1, description="The version the alias points at")
+    version: int = Field(ge=1, le=MAX_VERSION, description="The version the alias points at")
 
 
 class ObjectOut(BaseModel):
@@ -107,8 +109,8 @@ class ArtifactIn(BaseModel):
 class LineageIn(BaseModel):
     commit: str | None = Field(default=None, max_length=64, pattern=r"^[0-9a-fA-F]*$")
     ref: str | None = Field(default=None, max_length=1000)
-    pipeline_id: int | None = Field(default=None, ge=0)
-    job_id: int | None = Field(default=None, ge=0)
+    pipeline_id: int | None = Field(default=None, ge=0, le=MAX_ID)
+    job_id: int | None = Field(default=None, ge=0, le=MAX_ID)
     project: str | None = Field(default=None, max_length=2000)
     pipeline_url: str | None = Field(default=None, max_length=2000)
 

@@ -14,7 +14,14 @@ from pydantic import BaseModel, Field
 
 from aicd.core.access import Principal, Role, hash_token, new_token
 from aicd.errors import NotFoundError, PermissionDeniedError
-from aicd.server.deps import ProjectAccess, get_principal, get_state, project_access, require_admin
+from aicd.server.deps import (
+    IdPath,
+    ProjectAccess,
+    get_principal,
+    get_state,
+    project_access,
+    require_admin,
+)
 from aicd.server.state import ServerState
 from aicd.store.accounts import TokenRecord, UserRecord
 
@@ -121,7 +128,7 @@ def create_user(body: UserIn, state: State, admin: Admin) -> UserOut:
     summary="Delete a user, their tokens and roles (admin)",
     tags=["users"],
 )
-def delete_user(user_id: int, state: State, admin: Admin) -> Response:
+def delete_user(user_id: IdPath, state: State, admin: Admin) -> Response:
     user = state.accounts.delete_user(user_id)
     state.accounts.audit(admin.name, "user.delete", target=user.name)
     return Response(status_code=204)
@@ -137,7 +144,7 @@ def delete_user(user_id: int, state: State, admin: Admin) -> Response:
     summary="Create an API token (admin, or the user themselves); the token is shown once",
     tags=["tokens"],
 )
-def create_token(user_id: int, state: State, caller: Caller, body: TokenIn | None = None) -> TokenCreated:
+def create_token(user_id: IdPath, state: State, caller: Caller, body: TokenIn | None = None) -> TokenCreated:
     _self_or_admin(caller, user_id)
     body = body or TokenIn()
     user = state.accounts.get_user(user_id)
@@ -156,7 +163,7 @@ def create_token(user_id: int, state: State, caller: Caller, body: TokenIn | Non
     summary="List a user's API tokens, without the tokens (admin, or the user themselves)",
     tags=["tokens"],
 )
-def list_tokens(user_id: int, state: State, caller: Caller) -> list[TokenOut]:
+def list_tokens(user_id: IdPath, state: State, caller: Caller) -> list[TokenOut]:
     _self_or_admin(caller, user_id)
     state.accounts.get_user(user_id)
     return [TokenOut.of(token) for token in state.accounts.list_tokens(user_id)]
@@ -168,7 +175,7 @@ def list_tokens(user_id: int, state: State, caller: Caller) -> list[TokenOut]:
     summary="Revoke an API token (admin, or its owner)",
     tags=["tokens"],
 )
-def revoke_token(token_id: int, state: State, caller: Caller) -> TokenOut:
+def revoke_token(token_id: IdPath, state: State, caller: Caller) -> TokenOut:
     token = state.accounts.get_token(token_id)
     _self_or_admin(caller, token.user_id)
     revoked = state.accounts.revoke_token(token_id)
@@ -200,7 +207,7 @@ def list_members(access: Maintainer, state: State) -> list[MemberOut]:
     summary="Give a user a role on the project, or change it (maintainer)",
     tags=["members"],
 )
-def set_member(user_id: int, body: MemberIn, access: Maintainer, state: State) -> MemberOut:
+def set_member(user_id: IdPath, body: MemberIn, access: Maintainer, state: State) -> MemberOut:
     user = state.accounts.get_user(user_id)
     state.accounts.set_role(access.project.id, user.id, body.role)
     state.accounts.audit(
@@ -220,7 +227,7 @@ def set_member(user_id: int, body: MemberIn, access: Maintainer, state: State) -
     summary="Remove a user's role on the project (maintainer)",
     tags=["members"],
 )
-def remove_member(user_id: int, access: Maintainer, state: State) -> Response:
+def remove_member(user_id: IdPath, access: Maintainer, state: State) -> Response:
     user = state.accounts.get_user(user_id)
     if state.accounts.role_of(access.project.id, user.id) is None:
         raise NotFoundError(f"user {user.name!r} has no role on project {access.project.name!r}")

@@ -68,7 +68,14 @@ async def receive(
                 return WebhookOut(status="ignored", message=f"{push.ref} was deleted: no pipeline")
             await asyncio.to_thread(_fetch, state.settings.home, record, push.after)
             pipeline = await state.dispatcher.submit(
-                record, ref=push.short_ref, sha=push.after, source="push", actor=actor
+                record,
+                ref=push.short_ref,
+                sha=push.after,
+                source="push",
+                actor=actor,
+                before_sha=push.before,
+                user_login=push.user or None,
+                user_name=push.user_name or None,
             )
             pipeline_id = pipeline.id
             await asyncio.to_thread(
@@ -86,7 +93,7 @@ async def _read_body(request: Request) -> bytes:
     limit = webhooks.MAX_BODY_BYTES
     too_large = HTTPException(413, f"webhook body larger than {limit} bytes")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks: list[bytes] = []
     size = 0
