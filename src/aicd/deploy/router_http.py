@@ -1,0 +1,60 @@
+"""HTTP/1.1 bytes the router writes itself: hop-by-hop header names, framing, its own answers."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+# Headers that describe one connection, not the message (RFC 9110 7.6.1): never forwarded.
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
+)
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+IDEMPOTENT_RETRY = frozenset({b"GET", b"HEAD"})
+
+# How a response body reaches the client.
+NO_BODY = 0  # HEAD, 204, 304
+LENGTH = 1  # Content-Length passed through
+CHUNKED = 2  # re-chunked by the router (the backend sent chunked or close-delimited)
+UNTIL_CLOSE = 3  # HTTP/1.0 client and no length: raw bytes, then the connection closes
+
+
+def connection_tokens(value: bytes) -> set[bytes]:
+    """The lower-cased tokens of a Connection header value."""
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+
+
+def without_named(headers: list[tuple[bytes, bytes]], tokens: set[bytes]) -> list[tuple[bytes, bytes]]:
+    """``headers`` minus those a Connection header named (they are hop-by-hop too)."""
+    names = tokens - {b"close", b"keep-alive"}
+    if not names:
+        return headers
+    return [(n, v) for n, v in headers if n.lower() not in names]
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def reason_of(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("latin-1")
+    except ValueError:
+        return b"Unknown"
+
+
+def local_answer(status: int, message: str, keep_alive: bool) -> bytes:
+    """A complete JSON answer made by the router itself (502, 503, 504, 400...)."""
+    body = json.dumps({"error": message, "source": "aicd-router"}).encode()
+    connection = b"keep-alive" if keep_alive else b"close"
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, reason_of(status)),
+            b"Content-Type: application/json\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Connection: %s\r\n\r\n" % connection,
+            body,
+        ]
+    )

@@ -1,0 +1,165 @@
+"""Per-revision request metrics of the router: what the canary analysis reads.
+
+For each revision: requests answered, counts by status code and by class (``2xx``...), errors
+(every 5xx, the router's own 502/503/504 included) and proxy errors alone (answers the router made
+because the backend could not be reached, broke the response or timed out), a latency histogram
+with fixed bucket bounds in milliseconds, and a reservoir of the most recent raw latencies
+(a bounded deque: the last ``reservoir_size`` requests) for rank tests such as Mann-Whitney U.
+Latency is from the end of the request's headers at the router to the last byte of the answer
+handed to the client socket.
+
+Optionally, values of one JSON field in the answers to one path are counted (the iris service's
+``"predictions"`` on ``/predict``): a list counts each element, a scalar counts itself. A string
+is keyed by itself, anything else by its JSON text (``0`` -> ``"0"``, ``true`` -> ``"true"``).
+Only 2xx answers with a JSON body of at most :data:`MAX_CAPTURE` bytes are read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from bisect import bisect_left
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0,
+)  # fmt: skip
+"""Upper bounds (inclusive) of the histogram buckets; one more bucket counts everything slower."""
+
+MAX_CAPTURE = 64 * 1024
+CLIENT_CLOSED = 499  # nginx's code for "the client went away before the answer": not an error
+
+
+@dataclass(frozen=True)
+class FieldCount:
+    """Count values of JSON field ``field`` in 2xx answers to requests for ``path`` (no query)."""
+
+    path: str
+    field: str
+
+    @property
+    def path_bytes(self) -> bytes:
+        return self.path.encode("latin-1")
+
+
+def _field_key(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+class RevisionMetrics:
+    """Counters of one revision."""
+
+    __slots__ = (
+        "client_closed",
+        "errors",
+        "field_values",
+        "histogram",
+        "latency_sum_ms",
+        "proxy_errors",
+        "requests",
+        "reservoir",
+        "retries",
+        "status",
+    )
+
+    def __init__(self, reservoir_size: int) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.proxy_errors = 0
+        self.retries = 0
+        self.client_closed = 0
+        self.status: dict[int, int] = {}
+        self.histogram = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        self.latency_sum_ms = 0.0
+        self.reservoir: deque[float] = deque(maxlen=reservoir_size)
+        self.field_values: dict[str, int] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        classes: dict[str, int] = {}
+        for code, n in self.status.items():
+            key = f"{code // 100}xx"
+            classes[key] = classes.get(key, 0) + n
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "proxy_errors": self.proxy_errors,
+            "retries": self.retries,
+            "client_closed": self.client_closed,
+            "status": {str(code): n for code, n in sorted(self.status.items())},
+            "status_class": dict(sorted(classes.items())),
+            "latency_ms": {
+                "buckets": [*LATENCY_BUCKETS_MS, None],
+                "counts": list(self.histogram),
+                "count": self.requests,
+                "sum": round(self.latency_sum_ms, 3),
+            },
+            "reservoir_ms": [round(v, 3) for v in self.reservoir],
+            "field_values": dict(sorted(self.field_values.items())),
+        }
+
+
+class RouterMetrics:
+    """The counters of every revision seen since the last :meth:`reset`."""
+
+    def __init__(self, reservoir_size: int = 5000, field_count: FieldCount | None = None) -> None:
+        if reservoir_size < 1:
+            raise ValueError("reservoir_size must be at least 1")
+        self.reservoir_size = reservoir_size
+        self.field_count = field_count
+        self.revisions: dict[str, RevisionMetrics] = {}
+        self.unrouted = 0  # answered 503 because no revision had weight
+        self.since = time.time()
+
+    def of(self, revision: str) -> RevisionMetrics:
+        metrics = self.revisions.get(revision)
+        if metrics is None:
+            metrics = self.revisions[revision] = RevisionMetrics(self.reservoir_size)
+        return metrics
+
+    def record(self, revision: str, status: int, latency_ms: float, proxy_error: bool = False) -> None:
+        m = self.revisions.get(revision) or self.of(revision)
+        if status == CLIENT_CLOSED:
+            m.client_closed += 1
+            return
+        m.requests += 1
+        m.status[status] = m.status.get(status, 0) + 1
+        if status >= 500:
+            m.errors += 1
+            if proxy_error:
+                m.proxy_errors += 1
+        m.histogram[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
+        m.latency_sum_ms += latency_ms
+        m.reservoir.append(latency_ms)
+
+    def record_retry(self, revision: str) -> None:
+        self.of(revision).retries += 1
+
+    def record_body(self, revision: str, body: bytes) -> None:
+        """Count the configured field's values in a captured JSON answer (ignored if not JSON)."""
+        if self.field_count is None:
+            return
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return
+        if not isinstance(doc, dict) or self.field_count.field not in doc:
+            return
+        value = doc[self.field_count.field]
+        counts = self.of(revision).field_values
+        for item in value if isinstance(value, list) else [value]:
+            key = _field_key(item)
+            counts[key] = counts.get(key, 0) + 1
+
+    def reset(self) -> None:
+        self.revisions = {}
+        self.unrouted = 0
+        self.since = time.time()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "since": self.since,
+            "unrouted": self.unrouted,
+            "revisions": {name: m.snapshot() for name, m in self.revisions.items()},
+        }

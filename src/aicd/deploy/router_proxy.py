@@ -1,0 +1,670 @@
+"""The router's data path: client connections, and one exchange per request.
+
+Everything runs in protocol callbacks of the event loop that owns the router: no task per request
+and no thread. A client connection parses requests with httptools; each request becomes an
+:class:`Exchange` that takes an idle keep-alive connection to the chosen backend (or opens one: the
+only place a task is created), writes the request head and streams the body (re-chunked when the
+client sent it chunked), then streams the backend's answer back as it arrives. Requests pipelined on
+one connection are answered in order, one at a time.
+
+Flow control both ways: when a socket's send buffer fills, the other side stops reading, so a large
+body never piles up in memory. A body waiting for a backend connection is held up to
+:data:`PENDING_LIMIT` bytes before the client is paused.
+
+Retries. A request is tried again, on another backend of its revision or else of the stable one
+(see :meth:`RouteTable.alternative`), when nothing of the answer has been sent to the client yet and
+
+- the connection could not be made (refused, unreachable, connect timeout): nothing was sent; or
+- the connection broke before any byte of the answer and the method is GET or HEAD; or
+- it broke before any byte of the answer on a reused keep-alive connection within
+  :data:`STALE_WINDOW` of the request's last byte going out: the backend closed the connection
+  while it was idle, before reading the request (the race every HTTP client retries). This
+  retries the same backend on a fresh connection, whatever the method. A backend that held a
+  request longer before closing may have acted on it: a POST is then not sent again (502).
+
+Idle pooled connections are closed after ``pool_idle_timeout`` (1 s by default, below the
+keep-alive timeout of common servers: gunicorn 2 s, uvicorn and Node 5 s), which makes the race rare.
+
+A body larger than :data:`REPLAY_LIMIT` is not kept, so such a request is not retried once some of
+it was sent. After ``max_attempts`` tries the client gets 502 (504 if the last one timed out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+
+from aicd.deploy.router_backend import BackendConnection, release, take_idle
+from aicd.deploy.router_http import (
+    CHUNKED,
+    CONTINUE,
+    HOP_BY_HOP,
+    IDEMPOTENT_RETRY,
+    LAST_CHUNK,
+    LENGTH,
+    NO_BODY,
+    UNTIL_CLOSE,
+    chunk,
+    connection_tokens,
+    local_answer,
+    without_named,
+)
+from aicd.deploy.router_metrics import CLIENT_CLOSED, MAX_CAPTURE, RouterMetrics
+from aicd.deploy.router_table import Backend, RouteTable
+
+log = logging.getLogger("aicd.deploy.router")
+
+PENDING_LIMIT = 256 * 1024  # request body bytes held for a backend before the client is paused
+REPLAY_LIMIT = 64 * 1024  # request body bytes kept to send again on a retry
+STALE_WINDOW = 0.05  # seconds: a reused connection closing this soon after the request was idle-closed
+PIPELINE_LIMIT = 16  # parsed requests waiting on one connection before it is paused
+TICK = 0.1  # seconds between two checks of timeouts (response, idle client, idle pool connection)
+
+_perf = time.perf_counter
+_monotonic = time.monotonic
+
+# What a client request header means to the router (anything else passes through as is).
+_H_CONNECTION, _H_TRANSFER, _H_EXPECT, _H_XFF, _H_XFP, _H_HOST, _H_HOP = range(7)
+_REQUEST_HEADERS = {
+    b"connection": _H_CONNECTION,
+    b"transfer-encoding": _H_TRANSFER,
+    b"expect": _H_EXPECT,
+    b"x-forwarded-for": _H_XFF,
+    b"x-forwarded-proto": _H_XFP,
+    b"host": _H_HOST,
+}
+for _name in HOP_BY_HOP:
+    _REQUEST_HEADERS.setdefault(_name, _H_HOP)
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+@dataclass
+class Settings:
+    """Tunables of one router; the defaults suit a local environment."""
+
+    connect_timeout: float = 3.0
+    response_timeout: float = 30.0  # no byte either way on a backend exchange for this long: 504
+    client_idle_timeout: float = 75.0  # an idle keep-alive client connection is closed after this
+    pool_idle_timeout: float = 1.0  # idle backend connections are closed after this (below most servers')
+    max_attempts: int = 3
+    max_idle_per_backend: int = 512
+    sticky_header: bytes | None = None  # lower-cased header name
+
+
+class ProxyCore:
+    """What the connections share: the current table, the metrics, the settings, the live sockets.
+
+    ``tick`` counts :data:`TICK` periods (the router's sweeper advances it): exchanges and idle
+    connections note the tick of their last activity instead of reading the clock each time.
+    """
+
+    def __init__(self, settings: Settings, metrics: RouterMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.table = RouteTable([])
+        self.loop: asyncio.AbstractEventLoop  # set by Router.start()
+        self.clients: set[ClientConnection] = set()
+        self.capture_path: bytes | None = metrics.field_count.path_bytes if metrics.field_count else None
+        self.stopping = False
+        self.tick = 0
+        self.tasks: set[asyncio.Task[None]] = set()  # connections being opened (held: no early GC)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def give_back(self, conn: BackendConnection) -> None:
+        """A connection no request needs now: to its backend's pool, or closed when stopping."""
+        if self.stopping:
+            conn.close()
+        else:
+            release(conn, self.tick, self.settings.max_idle_per_backend)
+
+
+class Exchange:
+    """One request: what the client sent, where it went, and how its answer is going back.
+
+    Class attributes are the defaults, so making one per request sets only a few fields.
+    """
+
+    url = b""
+    method = b""
+    version11 = True
+    client_keep_alive = True  # may the client connection serve another request after this one
+    chunked = False  # the client sent the body chunked (it is re-chunked to the backend)
+    has_host = False
+    expect_continue = False
+    xff: bytes | None = None
+    sticky: bytes | None = None
+    tokens: set[bytes] | None = None
+    pending: list[bytes] | None = None  # body bytes not yet written to the backend
+    pending_size = 0
+    replay: list[bytes] | None = None  # the body so far, for a retry (None: none yet, or too big)
+    replay_size = 0
+    body_done = False
+    body_sent = False
+    end_sent = False
+    started = 0.0
+    sent_at = 0.0
+    backend: Backend | None = None
+    revision = ""
+    conn: BackendConnection | None = None
+    tried: tuple[Backend, ...] = ()
+    response_started = False
+    status = 0
+    upstream = NO_BODY  # how the backend frames its answer: LENGTH, CHUNKED or UNTIL_CLOSE
+    framing = NO_BODY  # how the router frames it to the client
+    finished = False
+    last_io = 0  # ProxyCore.tick of the last byte either way
+    capture: list[bytes] | None = None
+    capture_size = 0
+
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.out: list[bytes] = []  # answer bytes gathered during one read, written at once
+
+    def leave_backend(self) -> None:
+        if self.backend is not None:
+            self.backend.in_flight -= 1
+            self.backend = None
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client's connection: parses its requests and answers them in order."""
+
+    __slots__ = (
+        "active",
+        "backend_blocked",
+        "closed",
+        "core",
+        "idle_ticks",
+        "parser",
+        "parsing",
+        "queue",
+        "reading_paused",
+        "touched",
+        "transport",
+        "write_blocked",
+        "xff_line",
+        "xff_peer",
+    )
+
+    def __init__(self, core: ProxyCore) -> None:
+        self.core = core
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.parsing: Exchange | None = None
+        self.active: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.closed = False
+        self.reading_paused = False
+        self.write_blocked = False
+        self.backend_blocked = False
+        self.touched = True
+        self.idle_ticks = 0
+        self.xff_peer = b""
+        self.xff_line = b""
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.xff_peer = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
+        self.xff_line = b"X-Forwarded-For: " + self.xff_peer + b"\r\nX-Forwarded-Proto: http\r\n"
+        self.core.clients.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.touched = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.refuse(501, "protocol upgrades (WebSocket, CONNECT) are not supported by the router")
+            return
+        except httptools.HttpParserError as exc:
+            if isinstance(exc, httptools.HttpParserCallbackError):
+                log.error("router: internal error while parsing a request", exc_info=exc)
+            self.refuse(400, "malformed HTTP request")
+            return
+        self.pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.core.clients.discard(self)
+        self.queue.clear()
+        ex = self.active
+        self.active = None
+        if ex is not None and not ex.finished:
+            ex.finished = True
+            conn = ex.conn
+            if conn is not None:
+                ex.conn = None
+                conn.close()  # its answer would be half read: never reuse it
+            if ex.revision:
+                self.core.metrics.record(ex.revision, CLIENT_CLOSED, 0.0)
+            ex.leave_backend()
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+        ex = self.active
+        if ex is not None and ex.conn is not None:
+            ex.conn.set_reading(False)
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        ex = self.active
+        if ex is not None and ex.conn is not None:
+            ex.conn.set_reading(True)
+
+    # -- httptools callbacks (requests) ---------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.parsing = Exchange(self)
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.parsing
+        assert ex is not None
+        ex.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.parsing
+        assert ex is not None
+        lname = name.lower()
+        kind = _REQUEST_HEADERS.get(lname)
+        if kind is None:
+            if lname == self.core.settings.sticky_header:
+                ex.sticky = value
+            ex.headers.append((name, value))
+        elif kind == _H_HOST:
+            ex.has_host = True
+            ex.headers.append((name, value))
+        elif kind == _H_XFF:
+            ex.xff = value if ex.xff is None else ex.xff + b", " + value
+        elif kind == _H_CONNECTION:
+            ex.tokens = connection_tokens(value)
+        elif kind == _H_TRANSFER:
+            ex.chunked = b"chunked" in value.lower()
+        elif kind == _H_EXPECT:
+            ex.expect_continue = value.strip().lower() == b"100-continue"
+        # X-Forwarded-Proto (the router sets its own) and hop-by-hop headers are dropped
+
+    def on_headers_complete(self) -> None:
+        ex = self.parsing
+        assert ex is not None
+        parser = self.parser
+        ex.started = _perf()
+        ex.method = parser.get_method()
+        if parser.get_http_version() != "1.1":
+            ex.version11 = False
+        if not parser.should_keep_alive():
+            ex.client_keep_alive = False
+        if ex.tokens:
+            ex.headers = without_named(ex.headers, ex.tokens)
+        if ex.chunked:
+            ex.headers = [(n, v) for n, v in ex.headers if n.lower() != b"content-length"]
+        self.queue.append(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        assert ex is not None
+        if ex.pending is None:
+            ex.pending = [body]
+        else:
+            ex.pending.append(body)
+        ex.pending_size += len(body)
+        size = ex.replay_size = ex.replay_size + len(body)
+        if size <= REPLAY_LIMIT:
+            if ex.replay is None:
+                ex.replay = [body]
+            else:
+                ex.replay.append(body)
+        else:
+            ex.replay = None
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        assert ex is not None
+        ex.body_done = True
+        self.parsing = None
+
+    # -- request side -------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Start the next request if none is in progress; send what body has arrived."""
+        while self.active is None and self.queue and not self.closed:
+            upcoming = self.queue.popleft()
+            self.active = upcoming
+            self.start(upcoming)
+        ex = self.active
+        if ex is not None and ex.conn is not None and (ex.pending or (ex.body_done and not ex.end_sent)):
+            self.send_body(ex)
+        if self.reading_paused or self.queue or self.parsing is not None:
+            self.update_reading()
+
+    def start(self, ex: Exchange) -> None:
+        if ex.expect_continue and not ex.body_done and ex.version11 and self.transport is not None:
+            self.transport.write(CONTINUE)
+        backend = self.core.table.pick(ex.sticky)
+        if backend is None:
+            self.core.metrics.unrouted += 1
+            self.answer_locally(ex, 503, "no revision of this environment takes traffic", proxy_error=False)
+            return
+        self.use_backend(ex, backend)
+
+    def use_backend(self, ex: Exchange, backend: Backend) -> None:
+        ex.backend = backend
+        ex.revision = backend.revision
+        ex.tried += (backend,)
+        backend.in_flight += 1
+        conn = take_idle(backend)
+        if conn is not None:
+            self.attach(ex, conn)
+        else:
+            self.core.spawn(self.connect(ex, backend))
+
+    async def connect(self, ex: Exchange, backend: Backend) -> None:
+        core = self.core
+        try:
+            async with asyncio.timeout(core.settings.connect_timeout):
+                _, conn = await core.loop.create_connection(
+                    lambda: BackendConnection(backend), backend.host, backend.port
+                )
+        except TimeoutError:
+            self.connect_failed(ex, backend, timed_out=True)
+            return
+        except OSError:
+            self.connect_failed(ex, backend, timed_out=False)
+            return
+        if ex.finished or ex.backend is not backend:
+            core.give_back(conn)
+            return
+        self.attach(ex, conn)
+        self.update_reading()
+
+    def attach(self, ex: Exchange, conn: BackendConnection) -> None:
+        ex.conn = conn
+        conn.exchange = ex
+        if self.write_blocked:
+            conn.set_reading(False)
+        lines = [ex.method, b" ", ex.url, b" HTTP/1.1\r\n"]
+        for name, value in ex.headers:
+            lines += (name, b": ", value, b"\r\n")
+        if ex.xff is None:
+            lines.append(self.xff_line)
+        else:
+            lines += (b"X-Forwarded-For: ", ex.xff, b", ", self.xff_peer, b"\r\nX-Forwarded-Proto: http\r\n")
+        if not ex.has_host:
+            lines += (b"Host: ", conn.backend.address.encode(), b"\r\n")
+        if ex.chunked:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        if ex.pending is not None or ex.body_done:
+            self.body_into(ex, lines)
+        assert conn.transport is not None
+        conn.transport.write(b"".join(lines))
+        ex.last_io = self.core.tick
+        ex.sent_at = _monotonic()
+
+    def body_into(self, ex: Exchange, out: list[bytes]) -> None:
+        pending = ex.pending
+        if pending:
+            ex.body_sent = True
+            if ex.chunked:
+                out += [chunk(part) for part in pending]
+            else:
+                out += pending
+            ex.pending = None
+            ex.pending_size = 0
+        if ex.body_done and not ex.end_sent:
+            ex.end_sent = True
+            if ex.chunked:
+                out.append(LAST_CHUNK)
+
+    def send_body(self, ex: Exchange) -> None:
+        out: list[bytes] = []
+        self.body_into(ex, out)
+        conn = ex.conn
+        if out and conn is not None and conn.transport is not None and not conn.closed:
+            conn.transport.write(b"".join(out))
+            ex.last_io = self.core.tick
+            ex.sent_at = _monotonic()
+
+    def update_reading(self) -> None:
+        if self.transport is None or self.closed:
+            return
+        parsing = self.parsing
+        pause = (
+            self.backend_blocked
+            or len(self.queue) >= PIPELINE_LIMIT
+            or (parsing is not None and parsing.pending_size > PENDING_LIMIT)
+        )
+        if pause != self.reading_paused:
+            self.reading_paused = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def set_backend_blocked(self, blocked: bool) -> None:
+        self.backend_blocked = blocked
+        self.update_reading()
+
+    # -- response side (called by BackendConnection) ------------------------------------------
+
+    def response_head(
+        self,
+        ex: Exchange,
+        conn: BackendConnection,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        upstream: int,
+    ) -> None:
+        ex.response_started = True
+        ex.status = status
+        ex.upstream = upstream
+        if ex.method == b"HEAD" or status == 204 or status == 304:
+            framing = NO_BODY
+        elif upstream == LENGTH:
+            framing = LENGTH
+        else:
+            framing = CHUNKED if ex.version11 else UNTIL_CLOSE
+        ex.framing = framing
+        keep = ex.client_keep_alive and framing != UNTIL_CLOSE and ex.body_done and not self.core.stopping
+        ex.client_keep_alive = keep
+        first = _STATUS_LINES.get(status)
+        if first is None:
+            first = _STATUS_LINES[status] = b"HTTP/1.1 %d " % status
+        lines = [first, reason, b"\r\n"]
+        for name, value in headers:
+            lines += (name, b": ", value, b"\r\n")
+        if framing == CHUNKED:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        if not keep:
+            lines.append(b"Connection: close\r\n")
+        elif not ex.version11:
+            lines.append(b"Connection: keep-alive\r\n")
+        lines.append(b"\r\n")
+        ex.out.append(b"".join(lines))
+        capture_path = self.core.capture_path
+        if capture_path is not None and 200 <= status < 300 and ex.url.split(b"?", 1)[0] == capture_path:
+            ex.capture = []
+        ex.last_io = self.core.tick
+        if ex.method == b"HEAD":  # httptools would wait for a body that never comes: end here
+            self.response_end(ex, conn, False)
+
+    def response_body(self, ex: Exchange, body: bytes) -> None:
+        out = ex.out
+        if ex.framing == CHUNKED:
+            out.append(b"%x\r\n" % len(body))
+            out.append(body)
+            out.append(b"\r\n")
+        else:
+            out.append(body)
+        capture = ex.capture
+        if capture is not None:
+            ex.capture_size += len(body)
+            if ex.capture_size <= MAX_CAPTURE:
+                capture.append(body)
+            else:
+                ex.capture = None
+        ex.last_io = self.core.tick
+
+    def response_end(self, ex: Exchange, conn: BackendConnection, backend_keep_alive: bool) -> None:
+        if ex.finished:
+            return
+        if ex.framing == CHUNKED:
+            ex.out.append(LAST_CHUNK)
+        self.flush(ex)
+        ex.conn = None
+        if backend_keep_alive and ex.end_sent and ex.method != b"HEAD":
+            self.core.give_back(conn)
+        else:
+            conn.close()
+        self.finish(ex, ex.status, proxy_error=False)
+
+    def backend_lost(self, ex: Exchange, conn: BackendConnection) -> None:
+        """The backend connection closed while serving ``ex``."""
+        if ex.finished:
+            return
+        ex.conn = None
+        conn.exchange = None
+        if ex.response_started:
+            if ex.upstream == UNTIL_CLOSE:  # a close-delimited answer: the close is its end
+                self.response_end(ex, conn, False)
+                return
+            self.flush(ex)
+            self.abort_client(ex, 502)
+            return
+        message = f"backend {conn.backend.address} closed the connection without answering"
+        self.retry_or_fail(ex, conn, message)
+
+    def backend_failed(self, ex: Exchange, conn: BackendConnection, message: str) -> None:
+        """The backend sent something that is not HTTP."""
+        if ex.finished:
+            return
+        ex.conn = None
+        conn.exchange = None
+        if ex.response_started:
+            self.flush(ex)
+            self.abort_client(ex, 502)
+        else:
+            self.fail(ex, 502, message)
+
+    def retry_or_fail(self, ex: Exchange, conn: BackendConnection, message: str) -> None:
+        failed = conn.backend
+        stale = conn.reused and _monotonic() - ex.sent_at <= STALE_WINDOW
+        replayable = ex.replay is not None or not ex.body_sent
+        if replayable and len(ex.tried) < self.core.settings.max_attempts:
+            if stale and failed.active:
+                self.retry(ex, failed)
+                return
+            if ex.method in IDEMPOTENT_RETRY or stale:
+                target = self.core.table.alternative(failed, ex.tried)
+                if target is not None or failed.active:
+                    self.retry(ex, target or failed)
+                    return
+        self.fail(ex, 502, message)
+
+    def connect_failed(self, ex: Exchange, backend: Backend, timed_out: bool) -> None:
+        if ex.finished or ex.backend is not backend:
+            return
+        if len(ex.tried) < self.core.settings.max_attempts:
+            target = self.core.table.alternative(backend, ex.tried)
+            if target is not None:
+                self.retry(ex, target)
+                return
+        status = 504 if timed_out else 502
+        what = "timed out" if timed_out else "was refused"
+        self.fail(ex, status, f"connecting to backend {backend.address} {what}")
+
+    def retry(self, ex: Exchange, target: Backend) -> None:
+        self.core.metrics.record_retry(ex.revision)
+        ex.leave_backend()
+        if ex.body_sent:
+            ex.pending = list(ex.replay or ())
+            ex.pending_size = ex.replay_size
+            ex.body_sent = False
+        ex.end_sent = False
+        self.use_backend(ex, target)
+
+    def check_timeout(self, ex: Exchange) -> None:
+        """Called by the router's sweeper for the exchange in progress on this connection."""
+        core = self.core
+        limit = core.settings.response_timeout
+        if ex.finished or ex.conn is None or (core.tick - ex.last_io) * TICK < limit:
+            return
+        conn = ex.conn
+        ex.conn = None
+        conn.close()
+        if ex.response_started:
+            self.flush(ex)
+            self.abort_client(ex, 504)
+        else:
+            self.fail(ex, 504, f"backend {conn.backend.address} did not answer within {limit:g}s")
+
+    # -- endings ------------------------------------------------------------------------------
+
+    def flush(self, ex: Exchange) -> None:
+        out = ex.out
+        if out:
+            ex.out = []
+            if self.transport is not None and not self.closed:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def fail(self, ex: Exchange, status: int, message: str) -> None:
+        self.answer_locally(ex, status, message, proxy_error=True)
+
+    def answer_locally(self, ex: Exchange, status: int, message: str, proxy_error: bool) -> None:
+        keep = ex.client_keep_alive and ex.body_done and not self.core.stopping
+        ex.client_keep_alive = keep
+        if self.transport is not None and not self.closed:
+            self.transport.write(local_answer(status, message, keep))
+        self.finish(ex, status, proxy_error)
+
+    def abort_client(self, ex: Exchange, status: int) -> None:
+        """The answer broke after its head was sent: the client must see the connection drop."""
+        ex.client_keep_alive = False
+        self.finish(ex, status, proxy_error=True)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def finish(self, ex: Exchange, status: int, proxy_error: bool) -> None:
+        ex.finished = True
+        ex.leave_backend()
+        if ex.revision:
+            metrics = self.core.metrics
+            metrics.record(ex.revision, status, (_perf() - ex.started) * 1000.0, proxy_error)
+            if ex.capture is not None:
+                metrics.record_body(ex.revision, b"".join(ex.capture))
+        if self.active is ex:
+            self.active = None
+        if self.backend_blocked:
+            self.backend_blocked = False
+        if not ex.client_keep_alive:
+            self.close()
+        elif self.queue:
+            self.core.loop.call_soon(self.pump)
+        elif self.reading_paused:
+            self.update_reading()
+
+    def refuse(self, status: int, message: str) -> None:
+        """A request the router cannot parse or serve: answer and close."""
+        if self.transport is not None and not self.closed and self.active is None:
+            self.transport.write(local_answer(status, message, False))
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
