@@ -326,7 +326,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         "# `aicd server` benchmark",
         "",
         f"{dt.date.today().isoformat()}, {platform.python_version()}, {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.1f} at the start; `python benchmarks/server.py"
+        f"load average {results['load_at_start']:.1f} at the start; `python benchmarks/server.py"
         f"{' --quick' if args.quick else ''}`.",
         "",
         f"## Webhook POST to first job running ({args.pushes} pushes, one at a time)",
@@ -378,7 +378,7 @@ def main() -> int:
     if args.quick:
         args.pushes, args.pipelines = 5, 4
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    results: dict[str, Any] = {"webhook": {}, "concurrent": {}}
+    results: dict[str, Any] = {"webhook": {}, "concurrent": {}, "load_at_start": os.getloadavg()[0]}
     for backend in backends:
         print(f"[{backend}] webhook -> job running, {args.pushes} pushes ...", flush=True)
         results["webhook"][backend] = webhook_latency(backend, args.pushes)
