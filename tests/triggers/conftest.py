@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from aicd.store.migrate import upgrade
-
-DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from pg_testing import admin_url as pg_admin_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -24,9 +21,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         upgrade(url)
         yield url
         return
-    admin_url = make_url(os.environ.get("AICD_TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL)
-    if admin_url.drivername in ("postgresql", "postgres"):
-        admin_url = admin_url.set(drivername="postgresql+psycopg")
+    admin_url = pg_admin_url()
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
     schema = f"trig_{secrets.token_hex(4)}"
     try:

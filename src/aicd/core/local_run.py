@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from aicd.config import Settings, load_settings
-from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, failure_allowed, run_pipeline
+from aicd.core.job_fields import job_fields
+from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
 from aicd.errors import AicdError, ConfigError, GitError, PipelineError, WorkflowFilteredOut
 from aicd.executors.base import JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
@@ -114,34 +115,7 @@ class _Recorder(EngineListener):
         if status == JobStatus.PENDING:  # transient: told, not stored (one write less per job)
             self.observer.job_status(job, job_id, attempt, str(status), outcome)
             return
-        fields: dict[str, object] = {"status": str(status)}
-        now = time.time()
-        if status == JobStatus.RUNNING:
-            fields["started_at"] = now
-            fields["log_path"] = str(self.log_path(job_id))
-        if outcome is not None:
-            fields.update(
-                exit_code=outcome.exit_code,
-                failure_reason=outcome.failure_reason,
-                started_at=outcome.started_at,
-                finished_at=outcome.finished_at,
-                log_path=str(outcome.log_path),
-                coverage=outcome.coverage,
-                allow_failure=failure_allowed(job, outcome)
-                if status == JobStatus.FAILED
-                else job.allow_failure,
-                metrics=outcome.metrics or None,
-                artifacts_dir=str(outcome.artifacts_dir) if outcome.artifacts_dir else None,
-            )
-            if outcome.tests is not None:
-                fields.update(
-                    tests_total=outcome.tests.total,
-                    tests_passed=outcome.tests.passed,
-                    tests_failed=outcome.tests.failed + outcome.tests.errors,
-                    tests_skipped=outcome.tests.skipped,
-                )
-        elif status in (JobStatus.CANCELED, JobStatus.SKIPPED):
-            fields["finished_at"] = now
+        fields = job_fields(job, status, outcome, self.log_path(job_id))
         self.store.update_job(job_id, **fields)
         self.observer.job_status(job, job_id, attempt, str(status), outcome)
 

@@ -11,7 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aicd.engine import JobStatus, failure_allowed
+from aicd.core.job_fields import job_fields
+from aicd.engine import JobStatus
 from aicd.executors.base import JobOutcome, job_log_path
 from aicd.pipeline.ir import Job
 from aicd.store.records import NewJob, PipelineRecord
@@ -85,34 +86,7 @@ class ServerRecorder:
     def job_status(
         self, job: Job, job_id: int, attempt: int, status: JobStatus, outcome: JobOutcome | None
     ) -> None:
-        fields: dict[str, object] = {"status": str(status)}
-        now = time.time()
-        if status == JobStatus.RUNNING:
-            fields["started_at"] = now
-            fields["log_path"] = str(job_log_path(self.run_dir, job_id))
-        if outcome is not None:
-            fields.update(
-                exit_code=outcome.exit_code,
-                failure_reason=outcome.failure_reason,
-                started_at=outcome.started_at,
-                finished_at=outcome.finished_at,
-                log_path=str(outcome.log_path),
-                coverage=outcome.coverage,
-                allow_failure=failure_allowed(job, outcome)
-                if status == JobStatus.FAILED
-                else job.allow_failure,
-                metrics=outcome.metrics or None,
-                artifacts_dir=str(outcome.artifacts_dir) if outcome.artifacts_dir else None,
-            )
-            if outcome.tests is not None:
-                fields.update(
-                    tests_total=outcome.tests.total,
-                    tests_passed=outcome.tests.passed,
-                    tests_failed=outcome.tests.failed + outcome.tests.errors,
-                    tests_skipped=outcome.tests.skipped,
-                )
-        elif status in (JobStatus.CANCELED, JobStatus.SKIPPED):
-            fields["finished_at"] = now
+        fields = job_fields(job, status, outcome, job_log_path(self.run_dir, job_id))
         self.store.update_job(job_id, **fields)
 
     def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
