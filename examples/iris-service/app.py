@@ -6,12 +6,16 @@
     GET  /metrics  -> Prometheus text: request counts, latency, predictions
 
 Environment: MODEL_PATH (default model/model.joblib), PORT (default 8000), HOST (default 127.0.0.1).
+Fault knobs, for showing canary analysis at work (aicd.yml's service env sets them in a bad
+release): IRIS_FAULT_RATE (0-1: that share of /predict requests fail with 500) and
+IRIS_EXTRA_LATENCY_MS (added to every /predict answer).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -60,8 +64,21 @@ def parse_features(body: Any) -> list[list[float]]:
     return out
 
 
+def _knob(name: str) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else 0.0
+    except ValueError:
+        raise ModelError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ModelError(f"{name}={raw!r} must be 0 or more")
+    return value
+
+
 def create_app(model_path: str | Path | None = None) -> Flask:
     """The app serving the model at ``model_path`` (default: $MODEL_PATH or model/model.joblib)."""
+    fault_rate = min(1.0, _knob("IRIS_FAULT_RATE"))
+    extra_latency = _knob("IRIS_EXTRA_LATENCY_MS") / 1000.0
     path = model_path_from_env(model_path)
     model, info = load_model(path)
     version = str(info.get("model_version", "unknown"))
@@ -93,6 +110,10 @@ def create_app(model_path: str | Path | None = None) -> Flask:
             rows = parse_features(body)
         except BadInput as exc:
             return jsonify(error=str(exc)), 400
+        if extra_latency:
+            time.sleep(extra_latency)
+        if fault_rate and random.random() < fault_rate:
+            return jsonify(error="injected fault (IRIS_FAULT_RATE)"), 500
         predictions = [int(p) for p in model.predict(rows)]
         telemetry.predicted(len(rows))
         labels = [target_names[p] if p < len(target_names) else str(p) for p in predictions]

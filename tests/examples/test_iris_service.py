@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from aicd_testing import clean_env, git
@@ -65,12 +66,20 @@ def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
     git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
     git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "iris service")
 
+    try:
+        _pipeline_runs_end_to_end(repo)
+    finally:  # the deployed services outlive the pipeline: stop them
+        for env in ("staging", "production"):
+            subprocess.run([*AICD, "env", "stop", env], cwd=repo, capture_output=True, env=example_env())
+
+
+def _pipeline_runs_end_to_end(repo: Path) -> None:
     proc = subprocess.run(
         [*AICD, "run", "--json"],
         cwd=repo,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         env=example_env(),
         stdin=subprocess.DEVNULL,
     )
@@ -78,7 +87,10 @@ def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
     result = json.loads(proc.stdout)
     assert result["pipeline"]["status"] == "success"
     jobs = {j["name"]: j for j in result["jobs"]}
-    assert list(jobs) == ["build", "test", "train", "evaluate", "gate", "register", "deploy", "promote"]
+    assert list(jobs) == [
+        *("build", "test", "train", "evaluate", "gate", "register"),
+        *("deploy-staging", "deploy-production", "promote"),
+    ]
     assert all(j["status"] == "success" for j in jobs.values()), proc.stderr
 
     tests = jobs["test"]["tests"]
@@ -94,7 +106,18 @@ def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
     assert metrics["p95_latency_ms"] > 0.0
     [metrics_report] = list((run_dir / "reports").glob("*/metrics.txt"))
     assert metrics_report.read_text().rstrip().endswith("# EOF")
-    assert "would deploy model" in Path(jobs["deploy"]["log_path"]).read_text()
+    # Both environments serve the model; the deployments name their pipeline and job.
+    shown = {j["name"]: j["id"] for j in _aicd_json(repo, "show", str(result["pipeline"]["id"]))["jobs"]}
+    for env in ("staging", "production"):
+        [deployment] = _aicd_json(repo, "env", "history", env)
+        assert (deployment["revision"], deployment["status"]) == ("r1", "succeeded")
+        assert deployment["pipeline_id"] == str(result["pipeline"]["id"])
+        assert deployment["commit_sha"] == git(repo, "rev-parse", "HEAD")
+        assert deployment["job_id"] == str(shown[f"deploy-{env}"])
+        status = _aicd_json(repo, "env", "status", env)
+        assert status["status"] == "healthy" and status["environment"]["stable_revision"] == "r1"
+        answer = httpx.post(f"{status['url']}/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}, timeout=10)
+        assert answer.status_code == 200 and answer.json()["predictions"] == [0]
     [gate_report] = list((run_dir / "artifacts").glob("*/gate-report.json"))
     first_report = json.loads(gate_report.read_text())
     assert first_report["passed"] is True and first_report["baseline"] is None
@@ -132,7 +155,10 @@ def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
     jobs = {j["name"]: j for j in result["jobs"]}
     assert jobs["evaluate"]["status"] == "success"
     assert jobs["gate"]["status"] == "failed" and jobs["gate"]["exit_code"] == 1
-    assert [jobs[name]["status"] for name in ("register", "deploy", "promote")] == ["skipped"] * 3
+    assert [
+        jobs[name]["status"] for name in ("register", "deploy-staging", "deploy-production", "promote")
+    ] == ["skipped"] * 4
+    assert len(_aicd_json(repo, "env", "history", "production")) == 1
     run_dir = Path(jobs["gate"]["log_path"]).parent.parent
     [gate_report] = list((run_dir / "artifacts").glob("*/gate-report.json"))
     report = json.loads(gate_report.read_text())

@@ -102,6 +102,10 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("POST", f"{_P}/jobs/{{job_id}}/play"): DEVELOPER,
     ("GET", f"{_P}/environments"): VIEWER,
     ("GET", f"{_P}/deployments"): VIEWER,
+    # reliability figures (any token; each caller sees the projects it has a role on)
+    ("GET", "/reliability"): USER,
+    ("GET", "/metrics"): USER,
+    ("GET", f"{_P}/deployment-events"): VIEWER,
     # models, objects, lineage (H-REGISTRY): read by anyone with a token, written by contributors
     ("GET", "/models"): USER,
     ("GET", "/models/{name}"): USER,

@@ -27,6 +27,12 @@ _LAZY_COMMANDS = {
     "audit": "aicd.cli.user_cmd:audit",
     "model": "aicd.cli.model_cmd:model",
     "judge": "aicd.cli.judge_cmd:judge",
+    "metrics": "aicd.cli.metrics_cmd:metrics",
+    "deploy": "aicd.cli.deploy_cmd:deploy",
+    "promote": "aicd.cli.deploy_cmd:promote",
+    "abort": "aicd.cli.deploy_cmd:abort",
+    "rollback": "aicd.cli.deploy_cmd:rollback",
+    "env": "aicd.cli.env_cmd:env",
 }
 
 

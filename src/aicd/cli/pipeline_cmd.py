@@ -16,6 +16,7 @@ import click
 import httpx
 
 from aicd.cli.remote import API_PREFIX, Client, check, remote_options, segment
+from aicd.cli.tables import table as _table
 from aicd.errors import AicdError, ConfigError, NotFoundError
 
 FINAL = frozenset({"success", "failed", "canceled", "skipped", "manual"})
@@ -24,13 +25,6 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 
 def _json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
-
-
-def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
-    cells = [[str(c) for c in header], *[["" if c is None else str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    for row in cells:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _when(ts: float | None) -> str:

@@ -342,6 +342,8 @@ class Dispatcher:
             commit=record.sha,
             die_with_parent=True,
             cache_dir=self.cache_dir(project.id),
+            # `aicd model` / `aicd deploy` in a job: the server's database, this project's environments
+            job_env={"AICD_DATABASE_URL": self.state.settings.database_url, "AICD_ENV_SCOPE": project.name},
         )
         try:
             result = await run_pipeline(

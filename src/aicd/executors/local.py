@@ -29,7 +29,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -89,8 +89,11 @@ class LocalExecutor:
         commit: str | None = None,
         die_with_parent: bool = False,
         cache_dir: Path | None = None,
+        job_env: Mapping[str, str] | None = None,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
+        # set in every job's environment unless the job sets it (the server: AICD_ENV_SCOPE, ...)
+        self.job_env = dict(job_env or {})
         self.home = Path(home).resolve()
         # `cache:` folders, one per key (the server gives each project its own)
         self.cache_dir = Path(cache_dir).resolve() if cache_dir is not None else self.home / "cache"
@@ -396,6 +399,8 @@ class _LocalJob:
         env["GIT_CEILING_DIRECTORIES"] = f"{ceiling}:{inherited}" if inherited else ceiling
         env["CI_JOB_STATUS"] = "running"
         env.setdefault("AICD_HOME", str(self.ex.home))  # `aicd model`/`aicd gate` in a job: this registry
+        for key, value in self.ex.job_env.items():
+            env.setdefault(key, value)
 
         scripts_dir = run_dir / "scripts"
         scripts_dir.mkdir(parents=True, exist_ok=True)

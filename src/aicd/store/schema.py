@@ -286,3 +286,114 @@ model_aliases = Table(
     UniqueConstraint("model_id", "alias"),
     sqlite_autoincrement=True,
 )
+
+# -- deployments (revision 0003) -------------------------------------------------------------------
+# An environment is named per scope: "" for a local project, the project's path on a server.
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("scope", String(255), nullable=False, server_default=text("''")),
+    Column("name", String(100), nullable=False),
+    Column("tier", String(32), nullable=True),  # production, staging, testing, development, other
+    # idle, deploying, paused, healthy, degraded, down, stopped
+    Column("status", Status, nullable=False, server_default=text("'idle'")),
+    Column("url", Text, nullable=True),  # the router's address
+    Column("router_port", Integer, nullable=True),
+    Column("stable_revision", String(64), nullable=True),
+    Column("canary_revision", String(64), nullable=True),
+    Column("weights", Json(), nullable=True),  # {revision: weight}
+    Column("agent_pid", Integer, nullable=True),
+    Column("state_dir", Text, nullable=True),
+    Column("last_revision", Integer, nullable=False, server_default=text("0")),  # gapless numbering
+    Column("last_deployment", Integer, nullable=False, server_default=text("0")),  # gapless numbering
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    UniqueConstraint("scope", "name"),
+    sqlite_autoincrement=True,
+)
+
+# One release of the service in an environment: "r1", "r2", ... (its processes, its ports).
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("environment_id", Id, ForeignKey("environments.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("release_dir", Text, nullable=False),
+    Column("spec", Json(), nullable=False),  # ServiceSpec.to_json()
+    Column("commit_sha", String(64), nullable=True),
+    Column("ref", Text, nullable=True),
+    Column("pipeline_id", Text, nullable=True),  # CI_PIPELINE_ID (may be another CI's)
+    Column("job_id", Text, nullable=True),
+    Column("model_version", Text, nullable=True),  # e.g. models:/iris/3
+    Column("ports", Json(), nullable=True),  # list[int]
+    Column("status", Status, nullable=False),  # starting, running, stopped, failed
+    Column("created_at", Double, nullable=False),
+    Column("stopped_at", Double, nullable=True),
+    UniqueConstraint("environment_id", "name"),
+    sqlite_autoincrement=True,
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("environment_id", Id, ForeignKey("environments.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("revision", String(64), nullable=False),
+    Column("previous_revision", String(64), nullable=True),
+    Column("strategy", String(16), nullable=False),  # recreate, blue-green, canary, rollback
+    # running, paused, succeeded, failed, aborted, rolled_back
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("commit_sha", String(64), nullable=True),
+    Column("commit_at", Double, nullable=True),  # commit time (DORA lead time)
+    Column("ref", Text, nullable=True),
+    Column("pipeline_id", Text, nullable=True),
+    Column("job_id", Text, nullable=True),
+    Column("pipeline_url", Text, nullable=True),
+    Column("actor", Text, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("finished_at", Double, nullable=True),
+    Column("analysis", Json(), nullable=True),
+    UniqueConstraint("environment_id", "number"),
+    Index(None, "environment_id", "started_at"),
+    sqlite_autoincrement=True,
+)
+
+deploy_events = Table(
+    "deploy_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("environment_id", Id, ForeignKey("environments.id", ondelete="CASCADE"), nullable=False),
+    Column("deployment_id", Id, ForeignKey("deployments.id", ondelete="SET NULL"), nullable=True),
+    Column("at", Double, nullable=False),
+    Column("kind", String(64), nullable=False),  # deployment.started, weight.set, instance.crashed, ...
+    Column("revision", String(64), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("data", Json(), nullable=True),
+    Column("actor", Text, nullable=False),
+    Index(None, "environment_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("environment_id", Id, ForeignKey("environments.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),  # down, slo, change_failure, declared
+    Column("title", Text, nullable=False),
+    Column("opened_at", Double, nullable=False),
+    Column("resolved_at", Double, nullable=True),
+    Column("deployment_id", Id, ForeignKey("deployments.id", ondelete="SET NULL"), nullable=True),
+    Column("cause", Text, nullable=True),
+    Column("resolution", Text, nullable=True),
+    Column("data", Json(), nullable=True),
+    Column("opened_by", Text, nullable=False),
+    Column("resolved_by", Text, nullable=True),
+    Index(None, "environment_id", "opened_at"),
+    sqlite_autoincrement=True,
+)

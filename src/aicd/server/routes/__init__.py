@@ -11,4 +11,5 @@ ROUTER_MODULES = (
     "jobs",
     "models",
     "environments",
+    "metrics",
 )

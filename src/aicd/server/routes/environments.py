@@ -1,39 +1,74 @@
-"""Environments and deployments of a project (viewer): empty lists until deployments exist."""
+"""Environments, deployments and deployment events of a project (viewer).
+
+A project's deploy jobs run with AICD_ENV_SCOPE set to the project's name, so its environments
+are the rows of that scope in the deployment store (:mod:`aicd.store.deployments`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from aicd.core.access import Role
-from aicd.server.deps import ProjectAccess, project_access
+from aicd.server.deps import ProjectAccess, get_state, project_access
+from aicd.server.state import ServerState
+from aicd.store.deployments import DeployStore
 
 router = APIRouter(tags=["environments"])
 
 Viewer = Annotated[ProjectAccess, Depends(project_access(Role.VIEWER))]
+State = Annotated[ServerState, Depends(get_state)]
 
 
 class EnvironmentOut(BaseModel):
     id: int
     name: str
-    tier: str = Field(description="production, staging, testing, development or other")
-    url: str | None
-    state: str = Field(description="available or stopped")
+    tier: str | None = Field(description="production, staging, testing, development or other")
+    status: str = Field(description="idle, deploying, paused, healthy, degraded, down or stopped")
+    url: str | None = Field(description="the environment's stable address (its router)")
+    stable_revision: str | None
+    canary_revision: str | None
+    weights: dict[str, int]
     created_at: float
+    updated_at: float
 
 
 class DeploymentOut(BaseModel):
     id: int
     environment: str
-    status: str
-    ref: str
-    sha: str
-    pipeline_id: int | None
-    job_id: int | None
-    created_at: float
+    number: int
+    revision: str
+    previous_revision: str | None
+    strategy: str
+    status: str = Field(description="running, paused, succeeded, failed, aborted or rolled_back")
+    reason: str | None
+    ref: str | None
+    sha: str | None = Field(description="the deployed commit")
+    commit_at: float | None
+    pipeline_id: str | None
+    job_id: str | None
+    actor: str
+    created_at: float = Field(description="when the deployment started")
     finished_at: float | None
+    analysis: dict[str, Any] | None
+
+
+class EventOut(BaseModel):
+    id: int
+    environment: str
+    deployment_id: int | None
+    at: float
+    kind: str
+    revision: str | None
+    message: str
+    actor: str
+    data: dict[str, Any] | None
+
+
+def _store(state: ServerState) -> DeployStore:
+    return DeployStore(state.database)
 
 
 @router.get(
@@ -41,8 +76,23 @@ class DeploymentOut(BaseModel):
     response_model=list[EnvironmentOut],
     summary="The project's environments (viewer)",
 )
-def list_environments(access: Viewer) -> list[EnvironmentOut]:
-    return []
+def list_environments(access: Viewer, state: State) -> list[EnvironmentOut]:
+    records = _store(state).list_environments(scope=access.project.name)
+    return [
+        EnvironmentOut(
+            id=e.id,
+            name=e.name,
+            tier=e.tier,
+            status=e.status,
+            url=e.url,
+            stable_revision=e.stable_revision,
+            canary_revision=e.canary_revision,
+            weights=dict(e.weights or {}),
+            created_at=e.created_at,
+            updated_at=e.updated_at,
+        )
+        for e in records
+    ]
 
 
 @router.get(
@@ -50,5 +100,60 @@ def list_environments(access: Viewer) -> list[EnvironmentOut]:
     response_model=list[DeploymentOut],
     summary="The project's deployments, newest first (viewer)",
 )
-def list_deployments(access: Viewer) -> list[DeploymentOut]:
-    return []
+def list_deployments(
+    access: Viewer,
+    state: State,
+    environment: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeploymentOut]:
+    records = _store(state).list_deployments(environment=environment, scope=access.project.name, limit=limit)
+    return [
+        DeploymentOut(
+            id=d.id,
+            environment=d.environment,
+            number=d.number,
+            revision=d.revision,
+            previous_revision=d.previous_revision,
+            strategy=d.strategy,
+            status=d.status,
+            reason=d.reason,
+            ref=d.ref,
+            sha=d.commit_sha,
+            commit_at=d.commit_at,
+            pipeline_id=d.pipeline_id,
+            job_id=d.job_id,
+            actor=d.actor,
+            created_at=d.started_at,
+            finished_at=d.finished_at,
+            analysis=d.analysis,
+        )
+        for d in records
+    ]
+
+
+@router.get(
+    "/projects/{project}/deployment-events",
+    response_model=list[EventOut],
+    summary="The events of the project's environments, oldest first (viewer)",
+)
+def list_events(
+    access: Viewer,
+    state: State,
+    environment: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 500,
+) -> list[EventOut]:
+    records = _store(state).list_events(environment=environment, scope=access.project.name, limit=limit)
+    return [
+        EventOut(
+            id=e.id,
+            environment=e.environment,
+            deployment_id=e.deployment_id,
+            at=e.at,
+            kind=e.kind,
+            revision=e.revision,
+            message=e.message,
+            actor=e.actor,
+            data=e.data,
+        )
+        for e in records
+    ]

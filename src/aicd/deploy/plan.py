@@ -1,0 +1,313 @@
+"""How a release goes live: the rollout plan of one environment, from `aicd.yml`'s `environments:`.
+
+    environments:
+      staging:
+        strategy: blue-green      # recreate | blue-green | canary
+        rollback_window: 60s      # blue-green: the old revision keeps running this long
+        auto_promote: true        # blue-green: false = wait for `aicd promote staging`
+        port: 8080                # the environment's stable address (default: a free port, kept)
+      production:
+        strategy: canary
+        steps:                    # Argo Rollouts' canary steps
+          - set_weight: 20
+          - pause: 30s            # a duration, or {} / "" to wait for `aicd promote production`
+          - analysis: {}          # judge the canary now (thresholds, Kayenta judge, drift)
+          - set_weight: 50
+          - pause: 30s
+        analysis_interval: 5s     # override every threshold check's interval (short canaries)
+        predictions: {path: /predict, field: predictions}   # for the prediction drift check
+
+The CLI's `--strategy` and `--step` flags override what the file says. Every error names the
+file, line and column and the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aicd.delivery.thresholds import parse_duration
+from aicd.errors import ConfigError
+from aicd.suggest import did_you_mean
+
+RECREATE = "recreate"
+BLUE_GREEN = "blue-green"
+CANARY = "canary"
+STRATEGIES = (RECREATE, BLUE_GREEN, CANARY)
+ENVIRONMENT_KEYS = (
+    "strategy",
+    "steps",
+    "rollback_window",
+    "auto_promote",
+    "port",
+    "router",
+    "tier",
+    "analysis_interval",
+    "pre_promotion_analysis",
+    "post_promotion_analysis",
+    "predictions",
+    "slo",
+)
+ROUTERS = ("aicd", "haproxy")
+TIERS = ("production", "staging", "testing", "development", "other")
+STEP_KINDS = ("set_weight", "pause", "analysis")
+DEFAULT_ROLLBACK_WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One canary step: set_weight (weight), pause (duration; None waits for promote), analysis."""
+
+    kind: str
+    weight: int | None = None
+    duration: float | None = None
+
+    def describe(self) -> str:
+        if self.kind == "set_weight":
+            return f"set weight {self.weight}%"
+        if self.kind == "pause":
+            return "pause until promoted" if self.duration is None else f"pause {self.duration:g}s"
+        return "analysis"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "weight": self.weight, "duration": self.duration}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Step:
+        return cls(str(data["kind"]), data.get("weight"), data.get("duration"))
+
+
+DEFAULT_CANARY_STEPS = (
+    Step("set_weight", weight=20),
+    Step("pause", duration=30.0),
+    Step("analysis"),
+    Step("set_weight", weight=50),
+    Step("pause", duration=30.0),
+)
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    strategy: str = BLUE_GREEN
+    steps: tuple[Step, ...] = ()
+    rollback_window: float = DEFAULT_ROLLBACK_WINDOW
+    auto_promote: bool = True
+    port: int | None = None
+    router: str = "aicd"
+    tier: str | None = None
+    analysis_interval: float | None = None
+    pre_promotion_analysis: float = 0.0  # blue-green: seconds of checks on the preview address
+    post_promotion_analysis: float = 0.0  # blue-green: seconds of checks after the switch
+    predictions: str | None = None  # "PATH:FIELD": the router counts this JSON field's values
+    slo: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "steps": [s.to_json() for s in self.steps],
+            "rollback_window": self.rollback_window,
+            "auto_promote": self.auto_promote,
+            "port": self.port,
+            "router": self.router,
+            "tier": self.tier,
+            "analysis_interval": self.analysis_interval,
+            "pre_promotion_analysis": self.pre_promotion_analysis,
+            "post_promotion_analysis": self.post_promotion_analysis,
+            "predictions": self.predictions,
+            "slo": dict(self.slo) if self.slo is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RolloutPlan:
+        return cls(
+            strategy=str(data["strategy"]),
+            steps=tuple(Step.from_json(s) for s in data.get("steps") or ()),
+            rollback_window=float(data.get("rollback_window", DEFAULT_ROLLBACK_WINDOW)),
+            auto_promote=bool(data.get("auto_promote", True)),
+            port=data.get("port"),
+            router=str(data.get("router") or "aicd"),
+            tier=data.get("tier"),
+            analysis_interval=data.get("analysis_interval"),
+            pre_promotion_analysis=float(data.get("pre_promotion_analysis") or 0.0),
+            post_promotion_analysis=float(data.get("post_promotion_analysis") or 0.0),
+            predictions=data.get("predictions"),
+            slo=data.get("slo"),
+        )
+
+    def with_overrides(self, strategy: str | None, steps: Sequence[Step] | None) -> RolloutPlan:
+        plan = self
+        if strategy is not None:
+            if strategy not in STRATEGIES:
+                raise ConfigError(
+                    f"--strategy {strategy}: unknown strategy{did_you_mean(strategy, STRATEGIES)}; "
+                    f"use one of {', '.join(STRATEGIES)}"
+                )
+            plan = replace(plan, strategy=strategy)
+        if steps is not None:
+            plan = replace(plan, steps=tuple(steps))
+        if plan.strategy == CANARY and not plan.steps:
+            plan = replace(plan, steps=DEFAULT_CANARY_STEPS)
+        if plan.strategy != CANARY and plan.steps and steps is not None:
+            raise ConfigError(f"--step is for the canary strategy; this deployment is {plan.strategy}")
+        return plan
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(value, "duration")
+
+
+def parse_step_text(text: str) -> Step:
+    """A `--step` flag: `weight=20`, `pause=30s`, `pause` (until promoted), `analysis`."""
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if key in ("weight", "set_weight") and sep:
+        return _weight_step(value.strip(), f"--step {text}")
+    if key == "pause":
+        if not sep or not value.strip():
+            return Step("pause")
+        return Step("pause", duration=parse_duration(value.strip(), f"--step {text}"))
+    if key == "analysis" and not sep:
+        return Step("analysis")
+    raise ConfigError(
+        f"--step {text}: not a step; write weight=20, pause=30s, pause (wait for `aicd promote`) or analysis"
+    )
+
+
+def _weight_step(value: Any, where: str) -> Step:
+    if isinstance(value, str):
+        text = value.rstrip("%").strip()
+        value = int(text) if text.isdigit() else value
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise ConfigError(f"{where}: set_weight must be a whole number from 0 to 100 (is {value!r})")
+    return Step("set_weight", weight=value)
+
+
+def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
+    """The plan of environment `name` from its aicd.yml mapping (None: the defaults)."""
+    if raw is None:
+        return RolloutPlan()
+
+    def at(node: Any, key: str | int | None = None) -> str:
+        mark_of: Callable[[Any], object] | None = getattr(node, "mark_of", None)
+        if key is not None and mark_of is not None:
+            return str(mark_of(key))
+        mark = getattr(node, "mark", None)
+        return str(mark) if mark is not None else file
+
+    where = f"environments.{name}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{at(raw)}: {where} must be a mapping of {', '.join(ENVIRONMENT_KEYS)}")
+    errors: list[str] = []
+    for key in raw:
+        if key not in ENVIRONMENT_KEYS:
+            errors.append(
+                f"{at(raw, key)}: {where}: unknown key '{key}'{did_you_mean(str(key), ENVIRONMENT_KEYS)}; "
+                f"known: {', '.join(ENVIRONMENT_KEYS)}"
+            )
+    plan = RolloutPlan()
+    strategy = raw.get("strategy", BLUE_GREEN)
+    if strategy not in STRATEGIES:
+        errors.append(
+            f"{at(raw, 'strategy')}: {where}.strategy: {strategy!r} is not a strategy"
+            f"{did_you_mean(str(strategy), STRATEGIES)}; use one of {', '.join(STRATEGIES)}"
+        )
+        strategy = BLUE_GREEN
+    plan = replace(plan, strategy=strategy)
+    for key in ("rollback_window", "analysis_interval", "pre_promotion_analysis", "post_promotion_analysis"):
+        if key in raw:
+            try:
+                changed: dict[str, Any] = {key: _duration(raw[key])}
+                plan = replace(plan, **changed)
+            except ConfigError as exc:
+                errors.append(f"{at(raw, key)}: {where}.{key}: {exc}")
+    if "auto_promote" in raw:
+        if isinstance(raw["auto_promote"], bool):
+            plan = replace(plan, auto_promote=raw["auto_promote"])
+        else:
+            errors.append(f"{at(raw, 'auto_promote')}: {where}.auto_promote must be true or false")
+    if "port" in raw:
+        port = raw["port"]
+        if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+            plan = replace(plan, port=port)
+        else:
+            errors.append(f"{at(raw, 'port')}: {where}.port must be a port number 1-65535 (is {port!r})")
+    for key, choices in (("router", ROUTERS), ("tier", TIERS)):
+        if key in raw:
+            if raw[key] in choices:
+                chosen: dict[str, Any] = {key: raw[key]}
+                plan = replace(plan, **chosen)
+            else:
+                errors.append(
+                    f"{at(raw, key)}: {where}.{key}: {raw[key]!r} is not one of {', '.join(choices)}"
+                    f"{did_you_mean(str(raw[key]), choices)}"
+                )
+    if "predictions" in raw:
+        value = raw["predictions"]
+        if (
+            isinstance(value, Mapping)
+            and isinstance(value.get("path"), str)
+            and value["path"].startswith("/")
+        ):
+            plan = replace(plan, predictions=f"{value['path']}:{value.get('field') or 'predictions'}")
+        else:
+            errors.append(
+                f"{at(raw, 'predictions')}: {where}.predictions must be "
+                "{path: /predict, field: predictions} (the answers' JSON field holding the predicted classes)"
+            )
+    if "slo" in raw:
+        if isinstance(raw["slo"], Mapping):
+            plan = replace(plan, slo=dict(raw["slo"]))
+        else:
+            errors.append(f"{at(raw, 'slo')}: {where}.slo must be a mapping")
+    if "steps" in raw:
+        steps, step_errors = _steps(raw["steps"], f"{where}.steps", at, raw)
+        errors.extend(step_errors)
+        if strategy != CANARY and steps:
+            errors.append(
+                f"{at(raw, 'steps')}: {where}.steps: steps are for strategy: canary (is {strategy})"
+            )
+        plan = replace(plan, steps=tuple(steps))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    if plan.strategy == CANARY and not plan.steps:
+        plan = replace(plan, steps=DEFAULT_CANARY_STEPS)
+    return plan
+
+
+def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[list[Step], list[str]]:
+    if not isinstance(raw, list):
+        return [], [f"{at(parent, 'steps')}: {where} must be a list of steps (set_weight, pause, analysis)"]
+    steps: list[Step] = []
+    errors: list[str] = []
+    for index, item in enumerate(raw):
+        here = f"{where}[{index}]"
+        if not isinstance(item, Mapping) or len(item) != 1:
+            errors.append(
+                f"{at(raw, index)}: {here}: a step is one of `set_weight: 20`, `pause: 30s`, "
+                "`pause: {}` or `analysis: {}`"
+            )
+            continue
+        ((kind, value),) = item.items()
+        if kind not in STEP_KINDS:
+            errors.append(
+                f"{at(item, kind)}: {here}: unknown step '{kind}'{did_you_mean(str(kind), STEP_KINDS)}; "
+                f"known: {', '.join(STEP_KINDS)}"
+            )
+            continue
+        try:
+            if kind == "set_weight":
+                steps.append(_weight_step(value, here))
+            elif kind == "pause":
+                if isinstance(value, Mapping):
+                    duration = value.get("duration")
+                    steps.append(Step("pause", duration=None if duration is None else _duration(duration)))
+                elif value is None or value == "":
+                    steps.append(Step("pause"))
+                else:
+                    steps.append(Step("pause", duration=_duration(value)))
+            else:
+                steps.append(Step("analysis"))
+        except ConfigError as exc:
+            errors.append(f"{at(item, kind)}: {here}: {exc}")
+    return steps, errors

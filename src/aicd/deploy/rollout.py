@@ -1,0 +1,673 @@
+"""Rollouts: recreate, blue-green and canary, run inside the environment agent.
+
+- First deployment of an environment (nothing serving yet), any strategy: start, wait until
+  healthy, route all traffic to it.
+- recreate: drain and stop the old revision, start the new one, route to it. Downtime between
+  the two is expected (that is the strategy). If the new one does not come up, the old one is
+  started again.
+- blue-green: start the new revision beside the old one; when every instance is healthy (and,
+  with ``auto_promote: false``, after `aicd promote`), switch all traffic in one table change.
+  The old revision keeps running, weight 0, for ``rollback_window``: `aicd rollback` within it
+  is one switch back. With ``post_promotion_analysis``, the threshold checks watch the new
+  revision for that long after the switch; a failure switches back.
+- canary: start the new revision beside stable, then Argo Rollouts' steps: ``set_weight``,
+  ``pause`` (a duration, or until `aicd promote`), ``analysis`` (judge now). The analysis
+  (threshold checks every interval; Kayenta's judge and the prediction drift check at each
+  ``analysis`` step and before promotion) runs from the start. Stable runs for the whole canary.
+
+Automatic rollback: a failed analysis, an unhealthy canary instance (liveness probes failing) or a
+crash loop sends all traffic back to stable at once (one table change: the canary's in-flight
+requests finish there, new ones go to stable), the canary is stopped, the deployment is recorded
+``rolled_back`` with the reason and the time from the decision to the switch, and a change-failure
+incident is recorded from when the canary first took traffic to the switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aicd.deploy.plan import BLUE_GREEN, CANARY, RECREATE, RolloutPlan
+from aicd.deploy.spec import ServiceSpec
+from aicd.deploy.supervisor import InstanceEvent, InstanceState
+from aicd.errors import AicdError, ConfigError, ConflictError, DeployError, NotFoundError
+from aicd.store.deployments import DeploymentRecord
+
+if TYPE_CHECKING:
+    from aicd.delivery.judge_config import AnalysisConfig
+    from aicd.deploy.agent import Agent
+    from aicd.deploy.analysis import AnalysisReport, CanaryAnalysis
+
+log = logging.getLogger("aicd.deploy.rollout")
+Json = dict[str, Any]
+TICK = 0.2  # seconds between analysis ticks and checks while a step waits
+DRAIN_TIMEOUT = 30.0
+
+
+class RolledBack(Exception):
+    """The rollout ended by going back to the previous revision (already recorded)."""
+
+
+class Rollout:
+    """One deployment in progress."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        deployment: DeploymentRecord,
+        revision: str,
+        release_dir: Path,
+        spec: ServiceSpec,
+        plan: RolloutPlan,
+        analysis: AnalysisConfig | None,
+        actor: str,
+    ) -> None:
+        self.agent = agent
+        self.deployment = deployment
+        self.revision = revision
+        self.release_dir = release_dir
+        self.spec = spec
+        self.plan = plan
+        self.analysis_config = analysis
+        self.actor = actor
+        self.previous = (
+            agent.env.stable_revision if agent.env.stable_revision in agent.supervisor.revisions() else None
+        )
+        self.finished = False
+        self.paused = False
+        self.pauses = 0
+        self.step = 0
+        self.resume = asyncio.Event()
+        self.promote_full = False
+        self.failure: str | None = None
+        self.failure_status = "rolled_back"
+        self.failure_actor = "system"
+        self.traffic_at: float | None = None
+        self.report: AnalysisReport | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def event(
+        self, kind: str, message: str, *, data: Mapping[str, Any] | None = None, actor: str = "system"
+    ) -> None:
+        await self.agent.event(
+            kind, message, deployment_id=self.deployment.id, revision=self.revision, data=data, actor=actor
+        )
+
+    async def set_weights(self, weights: Mapping[str, int], *, note: bool = True) -> None:
+        self.agent.apply_weights(weights)
+        if self.traffic_at is None and weights.get(self.revision, 0) > 0:
+            self.traffic_at = time.time()
+        canary = (
+            self.revision
+            if self.revision in weights and self.revision != self.agent.env.stable_revision
+            else None
+        )
+        await self.agent.update_env(weights=dict(weights), canary_revision=canary, status=self.agent.status())
+        if note:
+            text = ", ".join(f"{rev} {w}%" for rev, w in weights.items())
+            await self.event("weight.set", f"traffic: {text or 'none'}", data={"weights": dict(weights)})
+
+    async def set_deployment(self, **fields: Any) -> None:
+        dep_id = self.deployment.id
+        self.deployment = await self.agent.db(lambda: self.agent.store.set_deployment(dep_id, **fields))
+
+    async def revision_status(self, revision: str, status: str, **extra: Any) -> None:
+        env_id = self.agent.env.id
+        await self.agent.db(
+            lambda: self.agent.store.update_revision(env_id, revision, status=status, **extra)
+        )
+
+    def instance_event(self, event: InstanceEvent) -> None:
+        if event.revision != self.revision or self.failure is not None:
+            return
+        if event.state in (InstanceState.CRASH_LOOP, InstanceState.UNHEALTHY):
+            what = (
+                "is in a crash loop"
+                if event.state == InstanceState.CRASH_LOOP
+                else "failed its health checks"
+            )
+            self.failure = f"revision {self.revision}: instance {event.index} {what} ({event.reason})"
+            self.resume.set()
+
+    def result(self) -> Json:
+        return {
+            "deployment": self.deployment.to_json(),
+            "url": self.agent.env.url,
+            "paused": self.paused and not self.finished,
+            "finished": self.finished,
+            "step": self.step,
+            "steps": [s.to_json() for s in self.plan.steps] if self.plan.strategy == CANARY else [],
+            "analysis": self.report.to_json() if self.report is not None else None,
+        }
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self.event(
+                "deployment.started",
+                f"deployment #{self.deployment.number}: {self.revision} ({self.plan.strategy})"
+                + (f" replacing {self.previous}" if self.previous else ""),
+                actor=self.actor,
+            )
+            if self.plan.strategy == RECREATE:
+                await self._recreate()
+            elif self.previous is None:
+                await self._first()
+            elif self.plan.strategy == BLUE_GREEN:
+                await self._blue_green()
+            else:
+                await self._canary()
+        except RolledBack:
+            pass
+        except AicdError as exc:
+            await self._failed(str(exc))
+        except Exception as exc:
+            log.exception("rollout failed")
+            await self._failed(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self.finished = True
+            self.paused = False
+            with contextlib.suppress(Exception):
+                await self.agent.update_env(status=self.agent.status())
+
+    async def _failed(self, reason: str) -> None:
+        """The new revision never took over: make sure the previous one serves; record."""
+        if self.revision in self.agent.weights and self.previous in self.agent.supervisor.revisions():
+            await self.set_weights({self.previous: 100})
+        if self.revision in self.agent.supervisor.revisions():
+            await self.agent.supervisor.stop(self.revision)
+        await self.revision_status(self.revision, "failed", stopped_at=time.time())
+        await self.set_deployment(status="failed", reason=reason, finished=True)
+        await self.event("deployment.failed", f"deployment #{self.deployment.number} failed: {reason}")
+
+    async def _start_new(self) -> None:
+        await self.event(
+            "revision.starting",
+            f"starting {self.revision}: {self.spec.instances} instance(s) of {self.spec.command_text}",
+        )
+        try:
+            infos = await self.agent.supervisor.start(self.revision, self.release_dir, self.spec)
+        except AicdError as exc:
+            keeps = (
+                f"; {self.previous} keeps serving" if self.previous and self.plan.strategy != RECREATE else ""
+            )
+            raise DeployError(f"{self.revision} did not start: {exc}{keeps}") from None
+        ports = [i.port for i in infos]
+        await self.revision_status(self.revision, "running", ports=ports)
+        await self.event(
+            "revision.ready", f"{self.revision} is healthy on port(s) {', '.join(map(str, ports))}"
+        )
+
+    async def _succeed(self, message: str) -> None:
+        old = self.previous
+        await self.agent.update_env(stable_revision=self.revision, canary_revision=None)
+        await self.set_deployment(
+            status="succeeded",
+            reason=None,
+            finished=True,
+            analysis=self.report.to_json() if self.report else None,
+        )
+        await self.event("deployment.succeeded", message)
+        if old is not None and old in self.agent.supervisor.revisions() and old != self.revision:
+            self.agent.retiring[old] = asyncio.ensure_future(
+                retire(self.agent, old, self.plan.rollback_window)
+            )
+
+    async def _first(self) -> None:
+        await self._start_new()
+        await self.set_weights({self.revision: 100})
+        await self._succeed(f"{self.revision} serves all traffic at {self.agent.env.url}")
+
+    async def _recreate(self) -> None:
+        old = self.previous
+        if old is not None:
+            await self.set_weights({})
+            await self.agent.router.wait_drained(old, DRAIN_TIMEOUT)
+            await self.agent.supervisor.stop(old)
+            await self.revision_status(old, "stopped", stopped_at=time.time())
+        try:
+            await self._start_new()
+        except DeployError:
+            if old is not None:
+                await self._restart(old)
+                await self.set_weights({old: 100})
+            raise
+        self.previous = None  # stopped: nothing to retire
+        await self.set_weights({self.revision: 100})
+        await self._succeed(f"{self.revision} serves all traffic (recreate)")
+
+    async def _restart(self, revision: str) -> None:
+        env_id = self.agent.env.id
+        record = await self.agent.db(lambda: self.agent.store.get_revision(env_id, revision))
+        infos = await self.agent.supervisor.start(
+            revision, Path(record.release_dir), ServiceSpec.from_json(record.spec)
+        )
+        await self.revision_status(revision, "running", ports=[i.port for i in infos])
+
+    async def _blue_green(self) -> None:
+        old = self.previous
+        assert old is not None
+        await self._start_new()
+        await self.set_weights({old: 100, self.revision: 0}, note=False)
+        if not self.plan.auto_promote:
+            await self.hold(None, None)
+        started = time.monotonic()
+        await self.set_weights({self.revision: 100, old: 0})
+        await self.event(
+            "deployment.switched",
+            f"all traffic on {self.revision} ({(time.monotonic() - started) * 1000:.1f} ms); "
+            f"{old} stays up {self.plan.rollback_window:g}s for a rollback",
+        )
+        if self.plan.post_promotion_analysis:
+            analysis = self._analysis(stable=old)
+            await self.hold(self.plan.post_promotion_analysis, analysis)
+            await self._judge(analysis)
+        await self._succeed(f"{self.revision} serves all traffic at {self.agent.env.url} (blue-green)")
+
+    async def _canary(self) -> None:
+        stable = self.previous
+        assert stable is not None
+        await self._start_new()
+        await self.set_weights({stable: 100, self.revision: 0}, note=False)
+        analysis = self._analysis(stable=stable)
+        steps = self.plan.steps
+        for index, step in enumerate(steps):
+            if self.promote_full:
+                break
+            self.step = index
+            await self.event("step", f"step {index + 1}/{len(steps)}: {step.describe()}", data=step.to_json())
+            if step.kind == "set_weight":
+                weight = int(step.weight or 0)
+                await self.set_weights({stable: 100 - weight, self.revision: weight})
+            elif step.kind == "pause":
+                await self.hold(step.duration, analysis)
+            else:
+                await self._judge(analysis)
+            await self.check(analysis)
+        self.step = len(steps)
+        await self._judge(analysis)
+        await self.set_weights({self.revision: 100, stable: 0})
+        await self._succeed(f"{self.revision} promoted: all traffic at {self.agent.env.url} (canary)")
+
+    # -- analysis and waiting ----------------------------------------------------------------------
+
+    def _analysis(self, *, stable: str) -> CanaryAnalysis:
+        from aicd.deploy.analysis import CanaryAnalysis, default_analysis
+
+        return CanaryAnalysis(
+            self.analysis_config or default_analysis(),
+            stable=stable,
+            canary=self.revision,
+            baseline=self.agent.router.snapshot(),
+            started_at=time.time(),
+            interval_override=self.plan.analysis_interval,
+        )
+
+    async def _judge(self, analysis: CanaryAnalysis) -> None:
+        if self.promote_full and self.failure is None:
+            return
+        await self.check(analysis)
+        report = analysis.final(self.agent.router.snapshot(), time.time())
+        self.report = report
+        await self.event("analysis.result", report.summary(), data=report.to_json())
+        if not report.passed:
+            await self.rollback(f"analysis failed: {report.reason}")
+
+    async def check(self, analysis: CanaryAnalysis | None) -> None:
+        """Roll back now if something failed (an instance, an abort, a threshold check)."""
+        if analysis is not None:
+            for measurement in analysis.tick(self.agent.router.snapshot(), time.time()):
+                await self.event(
+                    "analysis.measurement",
+                    f"{measurement.metric}: {measurement.reason}",
+                    data=measurement.to_json(),
+                )
+            reason = analysis.failed_early()
+            if reason is not None and self.failure is None:
+                self.report = analysis.final(self.agent.router.snapshot(), time.time())
+                self.failure = f"analysis failed: {reason}"
+        if self.failure is not None:
+            await self.rollback(self.failure)
+
+    async def hold(self, duration: float | None, analysis: CanaryAnalysis | None) -> None:
+        """Wait `duration` seconds (None: until promoted), checking every TICK."""
+        deadline = None if duration is None else time.monotonic() + duration
+        self.resume.clear()
+        if duration is None:
+            self.paused = True
+            self.pauses += 1
+            await self.agent.update_env(status="paused")
+            await self.set_deployment(status="paused")
+            await self.event(
+                "deployment.paused",
+                f"paused: `aicd promote {self.agent.name}` to go on, "
+                f"`aicd abort {self.agent.name}` to roll back",
+            )
+        try:
+            while True:
+                await self.check(analysis)
+                if self.resume.is_set() and self.failure is None:
+                    self.resume.clear()
+                    if self.paused or self.promote_full:
+                        return
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                wait = TICK if deadline is None else max(0.0, min(TICK, deadline - time.monotonic()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.resume.wait(), wait)
+        finally:
+            if self.paused and not self.finished and self.failure is None:
+                self.paused = False
+                await self.set_deployment(status="running")
+                await self.agent.update_env(status="deploying")
+            self.paused = False
+
+    async def rollback(self, reason: str) -> None:
+        """All traffic back to the previous revision at once; stop the new one; record. Raises RolledBack."""
+        back = self.previous
+        decided = time.monotonic()
+        decided_at = time.time()
+        if back is not None:
+            self.agent.apply_weights({back: 100})
+        switch_ms = (time.monotonic() - decided) * 1000
+        await self.agent.update_env(weights=dict(self.agent.weights), canary_revision=None)
+        await self.agent.update_env(stable_revision=back, canary_revision=None)
+        drained = await self.agent.router.wait_drained(self.revision, DRAIN_TIMEOUT)
+        drain_ms = (time.monotonic() - decided) * 1000
+        with contextlib.suppress(NotFoundError):
+            await self.agent.supervisor.stop(self.revision)
+        await self.revision_status(self.revision, "stopped", stopped_at=time.time())
+        timing = {
+            "decided_at": decided_at,
+            "switch_ms": round(switch_ms, 3),
+            "drain_ms": round(drain_ms, 3),
+            "drained": drained,
+        }
+        analysis = self.report.to_json() if self.report is not None else {}
+        await self.set_deployment(
+            status=self.failure_status,
+            reason=reason,
+            finished=True,
+            analysis={**analysis, "rollback": timing},
+        )
+        verb = "aborted" if self.failure_status == "aborted" else "rolled back"
+        await self.event(
+            f"deployment.{self.failure_status}",
+            f"deployment #{self.deployment.number} {verb}: {reason}; all traffic on {back} "
+            f"{switch_ms:.1f} ms after the decision, {self.revision}'s in-flight requests done "
+            f"after {drain_ms:.0f} ms",
+            data=timing,
+            actor=self.failure_actor,
+        )
+        if self.failure_status == "rolled_back" and self.traffic_at is not None:
+            env_id = self.agent.env.id
+            dep_id = self.deployment.id
+            opened = self.traffic_at
+
+            def incident() -> None:
+                record = self.agent.store.open_incident(
+                    env_id,
+                    "change_failure",
+                    f"deployment #{self.deployment.number} ({self.revision}) rolled back",
+                    opened_by="system",
+                    deployment_id=dep_id,
+                    cause=reason,
+                    at=opened,
+                )
+                self.agent.store.resolve_incident(
+                    record.id,
+                    resolved_by="system",
+                    resolution=f"traffic back on {back}",
+                    at=decided_at + switch_ms / 1000,
+                )
+
+            await self.agent.db(incident)
+        raise RolledBack
+
+
+async def retire(agent: Agent, revision: str, delay: float) -> None:
+    """After the rollback window: take `revision` out of the table, let it drain, stop it."""
+    try:
+        await asyncio.sleep(delay)
+        if revision == agent.env.stable_revision or revision not in agent.supervisor.revisions():
+            return
+        if revision in agent.weights:
+            agent.apply_weights({r: w for r, w in agent.weights.items() if r != revision})
+            await agent.update_env(weights=dict(agent.weights))
+        await agent.router.wait_drained(revision, DRAIN_TIMEOUT)
+        await agent.supervisor.stop(revision)
+        env_id = agent.env.id
+        await agent.db(
+            lambda: agent.store.update_revision(env_id, revision, status="stopped", stopped_at=time.time())
+        )
+        await agent.event(
+            "revision.stopped", f"{revision} stopped (its rollback window ended)", revision=revision
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("retiring %s failed", revision)
+    finally:
+        agent.retiring.pop(revision, None)
+
+
+# -- the operations the control socket offers -------------------------------------------------------
+
+
+def _busy(agent: Agent) -> Rollout | None:
+    rollout = agent.rollout
+    return rollout if rollout is not None and not rollout.finished else None
+
+
+async def _settled(rollout: Rollout, pauses: int) -> Json:
+    while not rollout.finished and not (rollout.paused and rollout.pauses > pauses):
+        await asyncio.sleep(0.05)
+    return rollout.result()
+
+
+async def deploy(agent: Agent, request: Json) -> Json:
+    from aicd.delivery.judge_config import load_analysis
+
+    current = _busy(agent)
+    if current is not None:
+        raise ConflictError(
+            f"environment {agent.name}: deployment #{current.deployment.number} ({current.revision}, "
+            f"{current.plan.strategy}) is in progress{' (paused)' if current.paused else ''}; "
+            f"`aicd promote {agent.name}` or `aicd abort {agent.name}` it first"
+        )
+    spec = ServiceSpec.from_json(request["spec"])
+    plan = RolloutPlan.from_json(request["plan"])
+    release = Path(request["release_dir"]).resolve()
+    if release.parent != agent.releases.resolve() or not release.is_dir():
+        raise NotFoundError(f"release {release}: not a release prepared for environment {agent.name}")
+    analysis = None
+    if request.get("analysis_file"):
+        analysis = load_analysis(
+            Path(request["analysis_file"]), request.get("analysis_display") or "aicd.yml", required=False
+        )
+    meta: Mapping[str, Any] = request.get("meta") or {}
+    actor = str(meta.get("actor") or "local")
+    env_id = agent.env.id
+    store = agent.store
+    await agent.refresh()
+    revision = await agent.db(
+        lambda: store.new_revision(
+            env_id,
+            release_dir=str(release),
+            spec=spec.to_json(),
+            commit_sha=meta.get("commit_sha"),
+            ref=meta.get("ref"),
+            pipeline_id=_text(meta.get("pipeline_id")),
+            job_id=_text(meta.get("job_id")),
+            model_version=_text(meta.get("model_version")),
+        )
+    )
+    previous = agent.env.stable_revision
+    deployment = await agent.db(
+        lambda: store.begin_deployment(
+            env_id,
+            revision=revision.name,
+            strategy=plan.strategy,
+            actor=actor,
+            previous_revision=previous,
+            commit_sha=meta.get("commit_sha"),
+            commit_at=meta.get("commit_at"),
+            ref=meta.get("ref"),
+            pipeline_id=_text(meta.get("pipeline_id")),
+            job_id=_text(meta.get("job_id")),
+            pipeline_url=meta.get("pipeline_url"),
+        )
+    )
+    rollout = Rollout(agent, deployment, revision.name, release, spec, plan, analysis, actor)
+    agent.rollout = rollout
+    await agent.update_env(status="deploying", tier=plan.tier or agent.env.tier)
+    rollout.task = asyncio.ensure_future(rollout.run())
+    if request.get("wait") is False:
+        return rollout.result()
+    return await _settled(rollout, 0)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+async def promote(agent: Agent, request: Json) -> Json:
+    rollout = _busy(agent)
+    if rollout is None:
+        raise ConflictError(f"environment {agent.name}: no deployment in progress, nothing to promote")
+    pauses = rollout.pauses
+    rollout.promote_full = bool(request.get("full"))
+    actor = str(request.get("actor") or "local")
+    await rollout.event(
+        "deployment.promote",
+        f"promoted by {actor}{' (skipping the remaining steps)' if rollout.promote_full else ''}",
+        actor=actor,
+    )
+    rollout.resume.set()
+    return await _settled(rollout, pauses)
+
+
+async def abort(agent: Agent, request: Json) -> Json:
+    rollout = _busy(agent)
+    if rollout is None:
+        raise ConflictError(f"environment {agent.name}: no deployment in progress, nothing to abort")
+    actor = str(request.get("actor") or "local")
+    rollout.failure_status = "aborted"
+    rollout.failure_actor = actor
+    rollout.failure = f"aborted by {actor}"
+    rollout.resume.set()
+    while not rollout.finished:
+        await asyncio.sleep(0.05)
+    return rollout.result()
+
+
+async def rollback(agent: Agent, request: Json) -> Json:
+    """Go back to an earlier revision (default: the one before the current stable)."""
+    if _busy(agent) is not None:
+        raise ConflictError(
+            f"environment {agent.name}: a deployment is in progress; `aicd abort {agent.name}` rolls it back"
+        )
+    env = await agent.refresh()
+    store = agent.store
+    current = env.stable_revision
+    if current is None:
+        raise ConflictError(f"environment {agent.name}: nothing is deployed, nothing to roll back")
+    target = request.get("to")
+    last = await agent.db(lambda: store.list_deployments(environment=agent.name, scope=agent.scope, limit=50))
+    current_dep = next((d for d in last if d.revision == current and d.status == "succeeded"), None)
+    if not target:
+        target = current_dep.previous_revision if current_dep is not None else None
+        if not target:
+            raise ConflictError(f"environment {agent.name}: {current} has no earlier revision to go back to")
+    if target == current:
+        raise ConflictError(f"environment {agent.name}: {target} is already the serving revision")
+    record = await agent.db(lambda: store.get_revision(env.id, str(target)))
+    actor = str(request.get("actor") or "local")
+    deployment = await agent.db(
+        lambda: store.begin_deployment(
+            env.id,
+            revision=record.name,
+            strategy="rollback",
+            actor=actor,
+            previous_revision=current,
+            commit_sha=record.commit_sha,
+            ref=record.ref,
+            pipeline_id=record.pipeline_id,
+            job_id=record.job_id,
+        )
+    )
+    try:
+        await agent.event(
+            "deployment.started",
+            f"deployment #{deployment.number}: rollback from {current} to {record.name}",
+            deployment_id=deployment.id,
+            revision=record.name,
+            actor=actor,
+        )
+        if record.name not in agent.supervisor.revisions():
+            release = Path(record.release_dir)
+            if not release.is_dir():
+                raise NotFoundError(
+                    f"revision {record.name}: its release {release} is gone; deploy it again instead"
+                )
+            infos = await agent.supervisor.start(record.name, release, ServiceSpec.from_json(record.spec))
+            await agent.db(
+                lambda: store.update_revision(
+                    env.id, record.name, status="running", ports=[i.port for i in infos]
+                )
+            )
+        started = time.monotonic()
+        agent.apply_weights({record.name: 100, current: 0})
+        switch_ms = (time.monotonic() - started) * 1000
+        await agent.update_env(stable_revision=record.name, canary_revision=None, weights=dict(agent.weights))
+        retiring = agent.retiring.pop(record.name, None)
+        if retiring is not None:
+            retiring.cancel()
+        if current_dep is not None:
+            await agent.db(
+                lambda: store.set_deployment(
+                    current_dep.id, status="rolled_back", reason=f"rolled back to {record.name} by {actor}"
+                )
+            )
+        done = await agent.db(
+            lambda: store.set_deployment(
+                deployment.id,
+                status="succeeded",
+                finished=True,
+                analysis={"rollback": {"switch_ms": round(switch_ms, 3)}},
+            )
+        )
+        await agent.event(
+            "deployment.succeeded",
+            f"rolled back: all traffic on {record.name} ({switch_ms:.1f} ms); {current} stopping",
+            deployment_id=deployment.id,
+            revision=record.name,
+            actor=actor,
+        )
+        agent.retiring[current] = asyncio.ensure_future(retire(agent, current, 0.0))
+        return {"deployment": done.to_json(), "url": env.url, "paused": False, "finished": True}
+    except (AicdError, OSError) as exc:
+        reason = str(exc)
+        await agent.db(
+            lambda: store.set_deployment(deployment.id, status="failed", reason=reason, finished=True)
+        )
+        await agent.event(
+            "deployment.failed",
+            f"rollback to {record.name} failed: {reason}; {current} keeps serving",
+            deployment_id=deployment.id,
+            actor=actor,
+        )
+        if isinstance(exc, AicdError):
+            raise
+        raise DeployError(reason) from None
+
+
+__all__ = ["ConfigError", "Rollout", "abort", "deploy", "promote", "rollback"]
