@@ -87,8 +87,9 @@ class Load:
     workers: int = 4
     pause: float = 0.002
     statuses: Counter[int] = field(default_factory=Counter)
-    failures: list[tuple[float, str]] = field(default_factory=list)  # (time, what) of every failed request
-    answered: list[tuple[float, int]] = field(default_factory=list)  # (time, status)
+    # (when the request was sent, what) of every failed request; (when sent, status) of every request
+    failures: list[tuple[float, str]] = field(default_factory=list)
+    answered: list[tuple[float, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -103,17 +104,17 @@ class Load:
     def _run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=10.0) as client:
             while not self._stop.is_set():
+                sent = time.time()
                 try:
                     response = client.post("/predict", json=ROW)
                     status, what = response.status_code, response.text[:200]
                 except httpx.HTTPError as exc:
                     status, what = 0, f"{type(exc).__name__}: {exc}"
-                now = time.time()
                 with self._lock:
                     self.statuses[status] += 1
-                    self.answered.append((now, status))
+                    self.answered.append((sent, status))
                     if status != 200:
-                        self.failures.append((now, f"{status} {what}"))
+                        self.failures.append((sent, f"{status} {what}"))
                 time.sleep(self.pause)
 
     def stop(self) -> Load:
@@ -127,6 +128,7 @@ class Load:
         return sum(self.statuses.values())
 
     def failed_after(self, moment: float) -> int:
+        """Failed requests among those sent after `moment`."""
         return sum(1 for at, _ in self.failures if at > moment)
 
     def count_after(self, moment: float) -> int:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 from rollout_testing import ROW, Load, cli, cli_json, make_release, trained_model
+
+from aicd_testing import AICD, clean_env
 
 pytest.importorskip("sklearn", reason="the iris example needs scikit-learn: pip install -e '.[examples]'")
 pytest.importorskip("flask", reason="the iris example needs flask: pip install -e '.[examples]'")
@@ -136,14 +140,14 @@ def test_a_bad_canary_is_rolled_back_automatically(
     last = deployments(home, tmp_path, "prod")[0]
     assert (last["revision"], last["status"]) == ("r2", "rolled_back")
     timing = last["analysis"]["rollback"]
-    settled = timing["decided_at"] + timing["drain_ms"] / 1000
+    switched = timing["decided_at"] + timing["switch_ms"] / 1000  # requests sent after it: all to stable
     print(f"\nbad canary ({fault}, {knobs}): rolled back: {last['reason']}\n"
           f"decision -> all traffic on stable: {timing['switch_ms']:.3f} ms; canary drained after "
           f"{timing['drain_ms']:.1f} ms; requests {load.total}, failed {len(load.failures)} "
-          f"(all before the rollback), after it {load.count_after(settled)} requests, "
-          f"{load.failed_after(settled)} failed")  # fmt: skip
-    assert load.failed_after(settled) == 0
-    assert load.count_after(settled) > 50
+          f"(all sent before the switch); sent after it: {load.count_after(switched)} requests, "
+          f"{load.failed_after(switched)} failed")  # fmt: skip
+    assert load.failed_after(switched) == 0
+    assert load.count_after(switched) > 50
     assert timing["switch_ms"] < 50
     assert after - timing["decided_at"] < 10
     if fault == "slow":
@@ -260,3 +264,60 @@ def test_the_agent_restarts_and_finds_its_service_again(tmp_path: Path, home: Pa
     assert after["url"] == before["url"]
     assert [i["pid"] for r in after["revisions"] for i in r["instances"]] == pids
     assert httpx.post(f"{after['url']}/predict", json=ROW).status_code == 200
+
+
+def test_blue_green_post_promotion_analysis_switches_back(tmp_path: Path, home: Path, model: Path) -> None:
+    envs = {"prod": {**BLUE_GREEN, "post_promotion_analysis": "4s", "analysis_interval": "1s"}}
+    assert deploy(home, make_release(tmp_path, "v1", model, environments=envs), "prod")[0] == 0
+    load = Load(url_of(home, tmp_path, "prod")).start()
+    try:
+        bad = make_release(tmp_path, "v2", model, environments=envs, service_env={"IRIS_FAULT_RATE": "0.5"})
+        code, out = deploy(home, bad, "prod")
+        time.sleep(1.0)
+    finally:
+        load.stop()
+    assert code == 1 and "all traffic on r2" in out and "rolled back" in out, out
+    last = deployments(home, tmp_path, "prod")[0]
+    assert (last["revision"], last["status"]) == ("r2", "rolled_back")
+    timing = last["analysis"]["rollback"]
+    assert load.failed_after(timing["decided_at"] + timing["switch_ms"] / 1000) == 0
+    assert cli_json(home, tmp_path, "env", "status", "prod")["environment"]["stable_revision"] == "r1"
+
+
+def test_blue_green_pre_promotion_analysis_checks_the_preview_before_any_user_sees_it(
+    tmp_path: Path, home: Path, model: Path
+) -> None:
+    envs = {"prod": {**BLUE_GREEN, "pre_promotion_analysis": "4s", "analysis_interval": "1s"}}
+    assert deploy(home, make_release(tmp_path, "v1", model, environments=envs), "prod")[0] == 0
+    load = Load(url_of(home, tmp_path, "prod")).start()
+    bad = make_release(tmp_path, "v2", model, environments=envs, service_env={"IRIS_FAULT_RATE": "0.5"})
+    env = {**clean_env(), "AICD_HOME": str(home)}
+    process = subprocess.Popen(
+        [*AICD, "deploy", ".", "--env", "prod"],
+        cwd=bad,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        preview = None
+        assert process.stderr is not None
+        for line in process.stderr:
+            found = re.search(r"preview of r2 at (http://\S+)", line)
+            if found:
+                preview = found.group(1)
+                break
+        assert preview is not None, "no preview address was announced"
+        with httpx.Client(base_url=preview) as client:  # the smoke test a deploy job would run
+            answers = [client.post("/predict", json=ROW).status_code for _ in range(100)]
+        out, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        load.stop()
+    assert 500 in answers and process.returncode == 1, out + err
+    assert "analysis failed" in out + err
+    assert load.failures == [] and load.total > 50  # users only ever reached r1
+    last = deployments(home, tmp_path, "prod")[0]
+    assert (last["revision"], last["status"]) == ("r2", "failed")  # never served a user: no change failure

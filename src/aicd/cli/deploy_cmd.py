@@ -6,6 +6,7 @@ failed, was rolled back or aborted (the reason is printed); 2 for bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -121,6 +122,9 @@ def deploy(
     spec = service_spec(delivery)
     plan = parse_environment(name, delivery.environments.get(name), str(config_path))
     plan = plan.with_overrides(strategy, [parse_step_text(s) for s in steps] if steps else None)
+    tier = os.environ.get("CI_ENVIRONMENT_TIER", "").strip()
+    if plan.tier is None and tier:  # GitLab's environment:deployment_tier (or its guess from the name)
+        plan = dataclasses.replace(plan, tier=tier)
     load_analysis(config_path, str(config_path), required=False)  # errors now, not in the agent
     location = client.locate(cwd)
     if not release_dir.is_dir():

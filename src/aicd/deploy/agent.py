@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aicd.deploy import control
+from aicd.deploy.plan import RolloutPlan
 from aicd.deploy.ports import HOST, port_holder
 from aicd.deploy.router import FieldCount, Router
 from aicd.deploy.spec import ServiceSpec
@@ -45,6 +46,7 @@ Json = dict[str, Any]
 
 AGENT_FILE = "agent.json"
 ERROR_FILE = "agent.error"
+PLAN_FILE = "plan.json"
 EXIT_LOCKED = 75  # another agent already serves this environment
 RELEASES = "releases"
 # Variables a service inherits from the agent; everything else (CI_*, tokens) stays out.
@@ -322,15 +324,34 @@ class Agent:
                     "errors": traffic.get("errors", 0),
                 }
             )
+        plan = self.plan()
+        stable = env.stable_revision
+        health_path = (
+            self.supervisor.spec(stable).health_path if stable in self.supervisor.revisions() else None
+        )
         return {
             "environment": env.to_json(),
             "status": self.status(),
+            "health_path": health_path,
+            "slo": dict(plan.slo) if plan is not None and plan.slo else None,
             "url": env.url,
             "weights": dict(self.weights),
             "revisions": revisions,
             "active_deployment": active.to_json() if active is not None else None,
             "agent_pid": os.getpid(),
         }
+
+    def save_plan(self, plan: RolloutPlan) -> None:
+        """The environment's latest plan (its SLO is what the monitor checks)."""
+        path = self.state_dir / PLAN_FILE
+        path.with_suffix(".tmp").write_text(json.dumps(plan.to_json()))
+        path.with_suffix(".tmp").replace(path)
+
+    def plan(self) -> RolloutPlan | None:
+        try:
+            return RolloutPlan.from_json(json.loads((self.state_dir / PLAN_FILE).read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def release_dir(self, revision: str) -> Path:
         return self.releases / revision

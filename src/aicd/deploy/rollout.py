@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aicd.deploy.plan import BLUE_GREEN, CANARY, RECREATE, RolloutPlan
+from aicd.deploy.router import Router
 from aicd.deploy.spec import ServiceSpec
 from aicd.deploy.supervisor import InstanceEvent, InstanceState
 from aicd.errors import AicdError, ConfigError, ConflictError, DeployError, NotFoundError
@@ -90,6 +91,16 @@ class Rollout:
         self.traffic_at: float | None = None
         self.report: AnalysisReport | None = None
         self.task: asyncio.Task[None] | None = None
+        self.preview: Router | None = None  # blue-green's preview address during pre-promotion analysis
+
+    def snapshot(self) -> dict[str, Any]:
+        """The router's counters; with a preview router, the new revision's come from it."""
+        snap = self.agent.router.snapshot()
+        if self.preview is not None:
+            own = self.preview.snapshot()["revisions"].get(self.revision)
+            if own is not None:
+                snap["revisions"][self.revision] = own
+        return snap
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -257,6 +268,8 @@ class Rollout:
         assert old is not None
         await self._start_new()
         await self.set_weights({old: 100, self.revision: 0}, note=False)
+        if self.plan.pre_promotion_analysis:
+            await self._pre_promotion(old)
         if not self.plan.auto_promote:
             await self.hold(None, None)
         started = time.monotonic()
@@ -271,6 +284,29 @@ class Rollout:
             await self.hold(self.plan.post_promotion_analysis, analysis)
             await self._judge(analysis)
         await self._succeed(f"{self.revision} serves all traffic at {self.agent.env.url} (blue-green)")
+
+    async def _pre_promotion(self, old: str) -> None:
+        """Checks on the new revision through its own preview address before it gets any user traffic."""
+        preview = Router(self.agent.host, 0)
+        await preview.start()
+        self.preview = preview
+        try:
+            preview.set_backends(
+                {self.revision: self.agent.backends(self.revision)}, weights={self.revision: 100}
+            )
+            seconds = self.plan.pre_promotion_analysis
+            await self.event(
+                "analysis.preview",
+                f"preview of {self.revision} at {preview.url} for {seconds:g}s: send it test traffic; "
+                "the analysis checks it before the switch",
+                data={"preview_url": preview.url},
+            )
+            analysis = self._analysis(stable=old)
+            await self.hold(seconds, analysis)
+            await self._judge(analysis)
+        finally:
+            self.preview = None
+            await preview.stop(grace=5.0)
 
     async def _canary(self) -> None:
         stable = self.previous
@@ -306,7 +342,7 @@ class Rollout:
             self.analysis_config or default_analysis(),
             stable=stable,
             canary=self.revision,
-            baseline=self.agent.router.snapshot(),
+            baseline=self.snapshot(),
             started_at=time.time(),
             interval_override=self.plan.analysis_interval,
         )
@@ -315,7 +351,7 @@ class Rollout:
         if self.promote_full and self.failure is None:
             return
         await self.check(analysis)
-        report = analysis.final(self.agent.router.snapshot(), time.time())
+        report = analysis.final(self.snapshot(), time.time())
         self.report = report
         await self.event("analysis.result", report.summary(), data=report.to_json())
         if not report.passed:
@@ -324,7 +360,7 @@ class Rollout:
     async def check(self, analysis: CanaryAnalysis | None) -> None:
         """Roll back now if something failed (an instance, an abort, a threshold check)."""
         if analysis is not None:
-            for measurement in analysis.tick(self.agent.router.snapshot(), time.time()):
+            for measurement in analysis.tick(self.snapshot(), time.time()):
                 await self.event(
                     "analysis.measurement",
                     f"{measurement.metric}: {measurement.reason}",
@@ -332,7 +368,7 @@ class Rollout:
                 )
             reason = analysis.failed_early()
             if reason is not None and self.failure is None:
-                self.report = analysis.final(self.agent.router.snapshot(), time.time())
+                self.report = analysis.final(self.snapshot(), time.time())
                 self.failure = f"analysis failed: {reason}"
         if self.failure is not None:
             await self.rollback(self.failure)
@@ -372,6 +408,8 @@ class Rollout:
 
     async def rollback(self, reason: str) -> None:
         """All traffic back to the previous revision at once; stop the new one; record. Raises RolledBack."""
+        if self.traffic_at is None and self.failure_status == "rolled_back":
+            self.failure_status = "failed"  # it never served a user: not a change failure
         back = self.previous
         decided = time.monotonic()
         decided_at = time.time()
@@ -526,6 +564,7 @@ async def deploy(agent: Agent, request: Json) -> Json:
             pipeline_url=meta.get("pipeline_url"),
         )
     )
+    agent.save_plan(plan)
     rollout = Rollout(agent, deployment, revision.name, release, spec, plan, analysis, actor)
     agent.rollout = rollout
     await agent.update_env(status="deploying", tier=plan.tier or agent.env.tier)
