@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from aicd.errors import ConfigError, ConflictError, NotFoundError
 from aicd.store.db import Database
@@ -322,22 +321,8 @@ class AccountStore:
 
     # -- plumbing --------------------------------------------------------------
 
-    @contextmanager
-    def _write(self, action: str, *, conflict: str | None = None) -> Iterator[Connection]:
-        try:
-            with self._db.writer.begin() as conn:
-                yield conn
-        except IntegrityError as exc:
-            if conflict is not None:
-                raise ConflictError(conflict) from None
-            raise self._db.error(action, exc) from exc
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _write(self, action: str, *, conflict: str | None = None) -> AbstractContextManager[Connection]:
+        return self._db.write(action, conflict=conflict)
 
-    @contextmanager
-    def _read(self, action: str) -> Iterator[Connection]:
-        try:
-            with self._db.engine.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _read(self, action: str) -> AbstractContextManager[Connection]:
+        return self._db.read(action)

@@ -6,16 +6,18 @@ Also the one place that turns SQLAlchemy exceptions into :class:`StoreError`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from aicd.errors import StoreError
+from aicd.errors import ConflictError, StoreError
 from aicd.store import sqlite_pragmas
 
 PG_CONNECT_TIMEOUT_S = 10
@@ -40,6 +42,29 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def write(self, action: str, *, conflict: str | None = None) -> Iterator[Connection]:
+        """One write transaction; a driver error becomes StoreError naming `action` (a unique
+        constraint violated becomes ConflictError(`conflict`) when that is given)."""
+        try:
+            with self.writer.begin() as conn:
+                yield conn
+        except IntegrityError as exc:
+            if conflict is not None:
+                raise ConflictError(conflict) from None
+            raise self.error(action, exc) from exc
+        except SQLAlchemyError as exc:
+            raise self.error(action, exc) from exc
+
+    @contextmanager
+    def read(self, action: str) -> Iterator[Connection]:
+        """A connection for reads; a driver error becomes StoreError naming `action`."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise self.error(action, exc) from exc
 
 
 def reason(exc: BaseException) -> str:

@@ -19,15 +19,14 @@ Callers get frozen records with plain JSON-able fields (``to_json()``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import SQLAlchemyError
 
 from aicd.errors import ConfigError, ConflictError, NotFoundError
 from aicd.store.db import Database, connect
@@ -744,21 +743,11 @@ class DeployStore:
             f"environment {env_name!r} has no revision {name!r}{hint}; its revisions: {known}"
         )
 
-    @contextmanager
-    def _write(self, action: str) -> Iterator[Connection]:
-        try:
-            with self._db.writer.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _write(self, action: str) -> AbstractContextManager[Connection]:
+        return self._db.write(action)
 
-    @contextmanager
-    def _read(self, action: str) -> Iterator[Connection]:
-        try:
-            with self._db.engine.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _read(self, action: str) -> AbstractContextManager[Connection]:
+        return self._db.read(action)
 
 
 def _named(name: str, scope: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:

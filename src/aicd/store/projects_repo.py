@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Insert, delete, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from aicd.errors import ConflictError, NotFoundError
 from aicd.store.db import Database
@@ -353,22 +352,8 @@ class ProjectStore:
 
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
 
-    @contextmanager
-    def _write(self, action: str, conflict: str | None = None) -> Iterator[Connection]:
-        try:
-            with self._db.writer.begin() as conn:
-                yield conn
-        except IntegrityError as exc:
-            if conflict is not None:
-                raise ConflictError(conflict) from None
-            raise self._db.error(action, exc) from exc
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _write(self, action: str, conflict: str | None = None) -> AbstractContextManager[Connection]:
+        return self._db.write(action, conflict=conflict)
 
-    @contextmanager
-    def _read(self, action: str) -> Iterator[Connection]:
-        try:
-            with self._db.engine.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _read(self, action: str) -> AbstractContextManager[Connection]:
+        return self._db.read(action)

@@ -16,15 +16,14 @@ Callers get frozen records; the object files themselves are not here
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import SQLAlchemyError
 
 from aicd.errors import NotFoundError
 from aicd.store.db import Database, connect
@@ -580,21 +579,11 @@ class RegistryStore:
             )
         )
 
-    @contextmanager
-    def _write(self, action: str) -> Iterator[Connection]:
-        try:
-            with self._db.writer.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _write(self, action: str) -> AbstractContextManager[Connection]:
+        return self._db.write(action)
 
-    @contextmanager
-    def _read(self, action: str) -> Iterator[Connection]:
-        try:
-            with self._db.engine.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _read(self, action: str) -> AbstractContextManager[Connection]:
+        return self._db.read(action)
 
 
 def _escape_like(text: str) -> str:

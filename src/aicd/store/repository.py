@@ -8,14 +8,13 @@ queue on the write lock instead of failing). Callers get frozen records.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Column, Select, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from aicd.errors import NotFoundError
@@ -259,21 +258,11 @@ class RunStore:
         if found is None:
             raise NotFoundError(f"pipeline {pipeline_id} does not exist")
 
-    @contextmanager
-    def _write(self, action: str) -> Iterator[Connection]:
-        try:
-            with self._db.writer.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _write(self, action: str) -> AbstractContextManager[Connection]:
+        return self._db.write(action)
 
-    @contextmanager
-    def _read(self, action: str) -> Iterator[Connection]:
-        try:
-            with self._db.engine.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise self._db.error(action, exc) from exc
+    def _read(self, action: str) -> AbstractContextManager[Connection]:
+        return self._db.read(action)
 
 
 def _select_pipelines() -> Select[Any]:
