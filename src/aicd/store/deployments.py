@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from aicd.errors import ConfigError, ConflictError, NotFoundError
-from aicd.store.db import Database, connect
-from aicd.store.migrate import ensure_current
+from aicd.store.owned import DatabaseStore, open_current
 from aicd.store.schema import deploy_events, deployments, environments, incidents, revisions
 from aicd.suggest import did_you_mean
 
@@ -207,37 +204,11 @@ def _incident(row: Row[Any]) -> IncidentRecord:
 
 def open_deploy_store(url: str) -> DeployStore:
     """The deployment store in the database at a SQLAlchemy URL (created and migrated when needed)."""
-    database = connect(url)
-    try:
-        ensure_current(database)
-    except BaseException:
-        database.dispose()
-        raise
-    return DeployStore(database, owns_database=True)
+    return DeployStore(open_current(url), owns_database=True)
 
 
-class DeployStore:
+class DeployStore(DatabaseStore):
     """Environments, revisions, deployments, events and incidents in one database (the run history's)."""
-
-    def __init__(self, database: Database, *, owns_database: bool = False) -> None:
-        self._db = database
-        self._owns = owns_database
-
-    @property
-    def where(self) -> str:
-        return self._db.where
-
-    def close(self) -> None:
-        if self._owns:
-            self._db.dispose()
-
-    def __enter__(self) -> DeployStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- environments ---------------------------------------------------------------------------
 
@@ -742,12 +713,6 @@ class DeployStore:
         return NotFoundError(
             f"environment {env_name!r} has no revision {name!r}{hint}; its revisions: {known}"
         )
-
-    def _write(self, action: str) -> AbstractContextManager[Connection]:
-        return self._db.write(action)
-
-    def _read(self, action: str) -> AbstractContextManager[Connection]:
-        return self._db.read(action)
 
 
 def _named(name: str, scope: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:

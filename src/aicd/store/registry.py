@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
 from aicd.errors import NotFoundError
-from aicd.store.db import Database, connect
-from aicd.store.migrate import ensure_current
+from aicd.store.owned import DatabaseStore, open_current
 from aicd.store.schema import audit_log, jobs, model_aliases, model_versions, models, pipelines
 from aicd.suggest import did_you_mean
 
@@ -176,37 +173,11 @@ def _version(row: Row[Any], aliases: Sequence[str] = ()) -> ModelVersionRecord:
 
 def open_registry(url: str) -> RegistryStore:
     """The registry in the database at a SQLAlchemy URL (created and migrated when needed)."""
-    database = connect(url)
-    try:
-        ensure_current(database)
-    except BaseException:
-        database.dispose()
-        raise
-    return RegistryStore(database, owns_database=True)
+    return RegistryStore(open_current(url), owns_database=True)
 
 
-class RegistryStore:
+class RegistryStore(DatabaseStore):
     """Models, versions and aliases in one database (the run history's)."""
-
-    def __init__(self, database: Database, *, owns_database: bool = False) -> None:
-        self._db = database
-        self._owns = owns_database
-
-    @property
-    def where(self) -> str:
-        return self._db.where
-
-    def close(self) -> None:
-        if self._owns:
-            self._db.dispose()
-
-    def __enter__(self) -> RegistryStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -578,12 +549,6 @@ class RegistryStore:
                 at=now, actor=actor, action=action, project_id=None, target=target, details=dict(details)
             )
         )
-
-    def _write(self, action: str) -> AbstractContextManager[Connection]:
-        return self._db.write(action)
-
-    def _read(self, action: str) -> AbstractContextManager[Connection]:
-        return self._db.read(action)
 
 
 def _escape_like(text: str) -> str:
