@@ -23,7 +23,6 @@ from aicd.delivery.judge import (
     JudgeResult,
     MetricConfig,
     MetricResult,
-    Summary,
 )
 from aicd.delivery.judge import (
     judge as run_judge,
@@ -36,6 +35,7 @@ from aicd.delivery.judge_config import (
     metric_config,
     with_weights,
 )
+from aicd.delivery.judge_json import drift_json, judge_json
 from aicd.delivery.samples import Samples, read_samples
 from aicd.errors import ConfigError
 
@@ -233,18 +233,6 @@ def _print_rich(
     console.print(Text(_summary(result, verdict, reason), style=style))
 
 
-def _num(value: float | None) -> float | str | None:
-    if value is None or math.isnan(value):
-        return None
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
-def _summary_json(s: Summary) -> dict[str, Any]:
-    return {k: _num(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(s).items()}
-
-
 def build_report(
     result: JudgeResult,
     drift: DriftResult | None,
@@ -254,37 +242,7 @@ def build_report(
     canary_file: str,
     notes: list[str],
 ) -> dict[str, Any]:
-    metrics = []
-    for r in result.metrics:
-        test = None
-        if r.test is not None:
-            test = {k: _num(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(r.test).items()}
-        metrics.append(
-            {
-                "name": r.name,
-                "group": r.config.group_name,
-                "direction": r.config.direction,
-                "critical": r.config.critical,
-                "classification": r.classification,
-                "reason": r.reason,
-                "critical_failure": r.critical_failure,
-                "weight": r.weight,
-                "effect": {"measure": r.config.effect.measure, "value": _num(r.effect)},
-                "stable": _summary_json(r.stable),
-                "canary": _summary_json(r.canary),
-                "test": test,
-            }
-        )
-    drift_json = None
-    if drift is not None:
-        drift_json = {
-            "verdict": drift.verdict,
-            "level": drift.level,
-            "reason": drift.reason,
-            "psi": None if drift.psi is None else drift.psi.value,
-            "chi_square": None if drift.chi_square is None else dataclasses.asdict(drift.chi_square),
-            "classes": {k: {"stable": s, "canary": c} for k, (s, c) in drift.classes.items()},
-        }
+    judged = judge_json(result)
     return {
         "verdict": verdict,
         "passed": verdict == VERDICT_PASS,
@@ -295,11 +253,9 @@ def build_report(
         "marginal_threshold": result.marginal_threshold,
         "stable_file": stable_file,
         "canary_file": canary_file,
-        "metrics": metrics,
-        "groups": {
-            g: {"score": s, "weight": result.group_weights[g]} for g, s in result.group_scores.items()
-        },
-        "drift": drift_json,
+        "metrics": judged["metrics"],
+        "groups": judged["groups"],
+        "drift": None if drift is None else drift_json(drift),
         "notes": notes,
     }
 

@@ -64,7 +64,7 @@ from aicd.delivery.thresholds import (
     measurement_phase,
     parse_condition,
 )
-from aicd.deploy.analysis_json import drift_json, judge_json, number, run_json
+from aicd.delivery.judge_json import drift_json, judge_json, number, run_json
 from aicd.deploy.analysis_metrics import (
     ERRORS,
     JUDGE_METRICS,
