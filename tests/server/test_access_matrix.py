@@ -106,6 +106,10 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("GET", "/reliability"): USER,
     ("GET", "/metrics"): USER,
     ("GET", f"{_P}/deployment-events"): VIEWER,
+    # incidents: read by viewers, declared and resolved by developers
+    ("GET", f"{_P}/incidents"): VIEWER,
+    ("POST", f"{_P}/incidents"): DEVELOPER,
+    ("POST", f"{_P}/incidents/{{incident_id}}/resolve"): DEVELOPER,
     # models, objects, lineage (H-REGISTRY): read by anyone with a token, written by contributors
     ("GET", "/models"): USER,
     ("GET", "/models/{name}"): USER,

@@ -124,6 +124,7 @@ def _world(server: ServerProc, tmp_path: Path) -> World:
         "project": "demo",
         "pipeline_id": str(pipeline_id),
         "job_id": str(job_id),
+        "incident_id": "1",
         "user_id": str(member_id),
         "token_id": str(token.json()["id"]),
         "key": "FUZZ_VAR",

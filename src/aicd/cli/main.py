@@ -33,6 +33,9 @@ _LAZY_COMMANDS = {
     "abort": "aicd.cli.deploy_cmd:abort",
     "rollback": "aicd.cli.deploy_cmd:rollback",
     "env": "aicd.cli.env_cmd:env",
+    "demo": "aicd.cli.demo_cmd:demo",
+    "monitor": "aicd.cli.monitor_cmd:monitor",
+    "incident": "aicd.cli.incident_cmd:incident",
 }
 
 

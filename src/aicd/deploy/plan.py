@@ -256,10 +256,12 @@ def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
                 "{path: /predict, field: predictions} (the answers' JSON field holding the predicted classes)"
             )
     if "slo" in raw:
-        if isinstance(raw["slo"], Mapping):
-            plan = replace(plan, slo=dict(raw["slo"]))
-        else:
-            errors.append(f"{at(raw, 'slo')}: {where}.slo must be a mapping")
+        from aicd.reliability.slo import parse_slo
+
+        try:
+            plan = replace(plan, slo=parse_slo(raw["slo"], f"{where}.slo").to_json())
+        except ConfigError as exc:
+            errors.extend(f"{at(raw, 'slo')}: {line}" for line in str(exc).splitlines())
     if "steps" in raw:
         steps, step_errors = _steps(raw["steps"], f"{where}.steps", at, raw)
         errors.extend(step_errors)

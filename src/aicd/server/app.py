@@ -84,6 +84,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.poll:
             await state.poller.start()
             started.append(state.poller)
+        if state.monitor is not None:
+            await state.monitor.start()
+            started.append(state.monitor)
     except AicdError as exc:
         app.state.startup_error = exc
         for service in reversed(started):
@@ -136,6 +139,9 @@ def build_state(settings: ServerSettings) -> ServerState:
         )
         state.dispatcher = Dispatcher(state)
         state.poller = Poller(state)
+        from aicd.reliability.monitor import server_monitor
+
+        state.monitor = server_monitor(database, home=settings.home, database_url=settings.database_url)
         bootstrap_admin(state)
     except BaseException:
         database.dispose()

@@ -10,6 +10,7 @@ from aicd.server.settings import ServerSettings
 if TYPE_CHECKING:
     from aicd.core.dispatcher import Dispatcher
     from aicd.core.secrets import SecretBox
+    from aicd.reliability.monitor import Monitor
     from aicd.store.accounts import AccountStore
     from aicd.store.db import Database
     from aicd.store.projects_repo import ProjectStore
@@ -27,3 +28,4 @@ class ServerState:
     secrets: SecretBox
     dispatcher: Dispatcher
     poller: Poller
+    monitor: Monitor | None = None  # health monitoring of every environment (started with the server)

@@ -12,4 +12,5 @@ ROUTER_MODULES = (
     "models",
     "environments",
     "metrics",
+    "incidents",
 )
