@@ -321,3 +321,30 @@ def test_blue_green_pre_promotion_analysis_checks_the_preview_before_any_user_se
     assert load.failures == [] and load.total > 50  # users only ever reached r1
     last = deployments(home, tmp_path, "prod")[0]
     assert (last["revision"], last["status"]) == ("r2", "failed")  # never served a user: no change failure
+
+
+def test_restore_agents_brings_back_serving_environments(
+    tmp_path: Path, home: Path, model: Path
+) -> None:
+    from aicd.deploy.client import locate
+    from aicd.deploy.restore import restore_agents
+    from aicd.store.deployments import open_deploy_store
+
+    for env in ("web", "old"):
+        assert deploy(home, make_release(tmp_path, f"{env}1", model), env)[0] == 0
+    assert cli(home, tmp_path, "env", "stop", "old").returncode == 0
+    before = cli_json(home, tmp_path, "env", "status", "web")
+    os.kill(before["agent_pid"], signal.SIGKILL)
+    location = locate(tmp_path, {"AICD_HOME": str(home)})
+    deadline = time.monotonic() + 10
+    with open_deploy_store(location.database_url) as store:
+        while True:  # the old agent's socket stops answering once the process is gone
+            started = restore_agents(store, location.home, location.database_url)
+            if started or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert started == ["web"]
+    after = cli_json(home, tmp_path, "env", "status", "web")
+    assert after["url"] == before["url"] and after["agent_pid"] != before["agent_pid"]
+    assert httpx.post(f"{after['url']}/predict", json=ROW).status_code == 200
+    assert cli_json(home, tmp_path, "env", "status", "old")["agent"] == "stopped"

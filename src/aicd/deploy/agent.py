@@ -376,8 +376,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 async def _amain(args: argparse.Namespace) -> int:
     field_count = None
-    if args.predictions:
-        path, _, field_name = args.predictions.partition(":")
+    predictions = args.predictions
+    if not predictions:  # started again (after a reboot): the last deployment's plan says
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            predictions = json.loads((args.state_dir / PLAN_FILE).read_text()).get("predictions") or ""
+    if predictions:
+        path, _, field_name = str(predictions).partition(":")
         field_count = FieldCount(path, field_name or "predictions")
     store = open_deploy_store(args.database_url)
     error_file = args.state_dir / ERROR_FILE

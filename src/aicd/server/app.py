@@ -8,6 +8,7 @@ aicd.server.routes.ROUTER_MODULES that exist, each exposing `router`.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -87,6 +88,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.monitor is not None:
             await state.monitor.start()
             started.append(state.monitor)
+        _restore_environments(state)
     except AicdError as exc:
         app.state.startup_error = exc
         for service in reversed(started):
@@ -105,6 +107,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             except Exception:
                 log.exception("error while stopping %s", type(service).__name__)
         state.database.dispose()
+
+
+def _restore_environments(state: ServerState) -> None:
+    """After a reboot: start the agents of the environments that were serving (in the background)."""
+    from aicd.deploy.restore import restore_agents
+    from aicd.store.deployments import DeployStore
+
+    settings = state.settings
+    store = DeployStore(state.database)
+    asyncio.get_running_loop().run_in_executor(
+        None, restore_agents, store, settings.home, settings.database_url
+    )
 
 
 def build_state(settings: ServerSettings) -> ServerState:
