@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -323,9 +324,7 @@ def test_blue_green_pre_promotion_analysis_checks_the_preview_before_any_user_se
     assert (last["revision"], last["status"]) == ("r2", "failed")  # never served a user: no change failure
 
 
-def test_restore_agents_brings_back_serving_environments(
-    tmp_path: Path, home: Path, model: Path
-) -> None:
+def test_restore_agents_brings_back_serving_environments(tmp_path: Path, home: Path, model: Path) -> None:
     from aicd.deploy.client import locate
     from aicd.deploy.restore import restore_agents
     from aicd.store.deployments import open_deploy_store
@@ -348,3 +347,26 @@ def test_restore_agents_brings_back_serving_environments(
     assert after["url"] == before["url"] and after["agent_pid"] != before["agent_pid"]
     assert httpx.post(f"{after['url']}/predict", json=ROW).status_code == 200
     assert cli_json(home, tmp_path, "env", "status", "old")["agent"] == "stopped"
+
+
+@pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed (apt-get install haproxy)")
+def test_haproxy_as_the_router_canary_then_bad_canary(tmp_path: Path, home: Path, model: Path) -> None:
+    envs = {"prod": {**CANARY, "router": "haproxy", "steps": [{"set_weight": 30}, {"pause": "4s"}]}}
+    assert deploy(home, make_release(tmp_path, "v1", model, environments=envs), "prod")[0] == 0
+    load = Load(url_of(home, tmp_path, "prod")).start()
+    try:
+        code, out = deploy(home, make_release(tmp_path, "v2", model, environments=envs), "prod")
+        good_failures = list(load.failures)
+        bad = make_release(tmp_path, "v3", model, environments=envs, service_env={"IRIS_FAULT_RATE": "0.3"})
+        bad_code, bad_out = deploy(home, bad, "prod")
+        time.sleep(1.0)
+    finally:
+        load.stop()
+    assert code == 0 and "r2 promoted" in out, out
+    assert good_failures == []
+    assert bad_code == 1 and "rolled back" in bad_out, bad_out
+    last = deployments(home, tmp_path, "prod")[0]
+    timing = last["analysis"]["rollback"]
+    assert load.failed_after(timing["decided_at"] + timing["switch_ms"] / 1000) == 0
+    status = cli_json(home, tmp_path, "env", "status", "prod")
+    assert status["environment"]["stable_revision"] == "r2"

@@ -130,7 +130,9 @@ def deploy(
     if not release_dir.is_dir():
         client.prepare_release(location, name, release_dir, None)  # raises the clear NotFoundError
     meta = client.ci_metadata(cwd)
-    socket = client.ensure_agent(location, name, port=plan.port, predictions=plan.predictions)
+    socket = client.ensure_agent(
+        location, name, port=plan.port, predictions=plan.predictions, router=plan.router
+    )
     copied, copied_config = client.prepare_release(location, name, release_dir, config_path)
     body: Json = {
         "op": "deploy",

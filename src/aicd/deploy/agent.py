@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aicd.deploy import control
-from aicd.deploy.plan import RolloutPlan
+from aicd.deploy.plan import ROUTERS, RolloutPlan
 from aicd.deploy.ports import HOST, port_holder
-from aicd.deploy.router import FieldCount, Router
+from aicd.deploy.router import FieldCount
+from aicd.deploy.router_factory import make_router
 from aicd.deploy.spec import ServiceSpec
 from aicd.deploy.supervisor import InstanceEvent, InstanceState, Supervisor
 from aicd.errors import AicdError, ConfigError, ConflictError, DeployError, NotFoundError
@@ -70,6 +71,7 @@ class Agent:
         port: int = 0,
         host: str = HOST,
         field_count: FieldCount | None = None,
+        router: str = "aicd",
     ) -> None:
         self.state_dir = state_dir
         self.store = store
@@ -84,7 +86,7 @@ class Agent:
         self.supervisor = Supervisor(
             state_dir / "supervisor", on_event=self._on_instance, base_env=service_base_env(os.environ)
         )
-        self.router = Router(host, 0, field_count=field_count)
+        self.router = make_router(router, host, 0, field_count, env=name, state_dir=state_dir / "router")
         self.weights: dict[str, int] = {}  # revisions in the router's table; 0 = kept for a fast rollback
         self.stopped = asyncio.Event()
         self.rollout: Any = None  # aicd.deploy.rollout.Rollout while one runs
@@ -371,6 +373,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scope", default="")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--predictions", default="", help="PATH:FIELD whose values the router counts")
+    parser.add_argument("--router", default="", choices=("", *ROUTERS), help="aicd (default) or haproxy")
     return parser.parse_args(argv)
 
 
@@ -380,6 +383,10 @@ async def _amain(args: argparse.Namespace) -> int:
     if not predictions:  # started again (after a reboot): the last deployment's plan says
         with contextlib.suppress(OSError, ValueError, AttributeError):
             predictions = json.loads((args.state_dir / PLAN_FILE).read_text()).get("predictions") or ""
+    router = args.router
+    if not router:  # started again: the last deployment's plan says which router
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            router = json.loads((args.state_dir / PLAN_FILE).read_text()).get("router") or ""
     if predictions:
         path, _, field_name = str(predictions).partition(":")
         field_count = FieldCount(path, field_name or "predictions")
@@ -389,7 +396,13 @@ async def _amain(args: argparse.Namespace) -> int:
         error_file.unlink()
     try:
         agent = Agent(
-            args.state_dir, store, args.env, scope=args.scope, port=args.port, field_count=field_count
+            args.state_dir,
+            store,
+            args.env,
+            scope=args.scope,
+            port=args.port,
+            field_count=field_count,
+            router=router or "aicd",
         )
     except ConflictError as exc:  # another agent holds this environment: it answers instead
         log.info("%s", exc)

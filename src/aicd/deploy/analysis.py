@@ -52,6 +52,7 @@ from aicd.delivery.judge import (
     score_metrics,
 )
 from aicd.delivery.judge_config import AnalysisConfig, with_weights
+from aicd.delivery.judge_json import drift_json, judge_json, number, run_json
 from aicd.delivery.thresholds import (
     ERROR,
     FAILED,
@@ -64,7 +65,6 @@ from aicd.delivery.thresholds import (
     measurement_phase,
     parse_condition,
 )
-from aicd.delivery.judge_json import drift_json, judge_json, number, run_json
 from aicd.deploy.analysis_metrics import (
     ERRORS,
     JUDGE_METRICS,

@@ -77,7 +77,12 @@ def agent_running(location: Location, name: str) -> bool:
 
 
 def ensure_agent(
-    location: Location, name: str, *, port: int | None = None, predictions: str | None = None
+    location: Location,
+    name: str,
+    *,
+    port: int | None = None,
+    predictions: str | None = None,
+    router: str | None = None,
 ) -> Path:
     """The control socket of the environment's agent, starting the agent if none answers."""
     check_env_name(name)
@@ -97,6 +102,8 @@ def ensure_agent(
         argv += ["--port", str(port)]
     if predictions:
         argv += ["--predictions", predictions]
+    if router:
+        argv += ["--router", router]
     environ = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
     with contextlib.suppress(FileNotFoundError):
         (state_dir / ERROR_FILE).unlink()

@@ -1,0 +1,50 @@
+"""The router an environment asked for in aicd.yml (``environments.<env>.router``): aicd's or HAProxy.
+
+    router = make_router(plan.router, host, 0, field_count, env="production", state_dir=state / "router")
+
+Both have the same surface (``start``/``stop``, ``set_backends``, ``weights``, ``in_flight``,
+``wait_drained``, ``snapshot``, ``port``, ``url``, assignable ``listen_port``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aicd.deploy.haproxy_config import INSTALL_HINT, find_haproxy
+from aicd.deploy.plan import ROUTERS
+from aicd.deploy.router import FieldCount, Router
+from aicd.deploy.router_haproxy import HAProxyRouter
+from aicd.errors import ConfigError
+
+AnyRouter = Router | HAProxyRouter
+
+
+def make_router(
+    kind: str,
+    host: str,
+    port: int,
+    field_count: FieldCount | None = None,
+    *,
+    env: str | None = None,
+    state_dir: Path | None = None,
+    binary: str | None = None,
+) -> AnyRouter:
+    """A router of ``kind`` ("aicd" or "haproxy") listening on ``host:port`` once started (0: free port).
+
+    ``env`` names the environment in error messages; ``state_dir`` is where haproxy's
+    configuration, sockets and map go (a temp dir when None); ``binary`` overrides ``haproxy`` on PATH.
+    ConfigError for an unknown kind, or for "haproxy" when it is not installed or too old.
+    """
+    key = f"environments.{env}.router" if env else "router"
+    if kind == "aicd":
+        return Router(host, port, field_count=field_count)
+    if kind == "haproxy":
+        if find_haproxy(binary) is None:
+            raise ConfigError(
+                f"{key}: haproxy, but haproxy is not installed: {INSTALL_HINT}; or use router: aicd"
+            )
+        try:
+            return HAProxyRouter(host, port, state_dir=state_dir, binary=binary, field_count=field_count)
+        except ConfigError as exc:
+            raise ConfigError(f"{key}: haproxy: {str(exc).removeprefix('router: ')}") from None
+    raise ConfigError(f"{key}: {kind!r} is not a router; use one of: {', '.join(ROUTERS)}")
