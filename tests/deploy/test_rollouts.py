@@ -310,8 +310,13 @@ def test_blue_green_pre_promotion_analysis_checks_the_preview_before_any_user_se
                 preview = found.group(1)
                 break
         assert preview is not None, "no preview address was announced"
+        answers = []
         with httpx.Client(base_url=preview) as client:  # the smoke test a deploy job would run
-            answers = [client.post("/predict", json=ROW).status_code for _ in range(100)]
+            for _ in range(100):
+                try:
+                    answers.append(client.post("/predict", json=ROW).status_code)
+                except httpx.TransportError:  # the analysis failed early: the preview is gone
+                    break
         out, err = process.communicate(timeout=180)
     finally:
         if process.poll() is None:
@@ -370,3 +375,23 @@ def test_haproxy_as_the_router_canary_then_bad_canary(tmp_path: Path, home: Path
     assert load.failed_after(timing["decided_at"] + timing["switch_ms"] / 1000) == 0
     status = cli_json(home, tmp_path, "env", "status", "prod")
     assert status["environment"]["stable_revision"] == "r2"
+
+
+def test_env_stop_during_a_paused_canary_aborts_it(tmp_path: Path, home: Path, model: Path) -> None:
+    envs = {"prod": {**CANARY, "steps": [{"set_weight": 50}, {"pause": {}}]}}
+    assert deploy(home, make_release(tmp_path, "v1", model, environments=envs), "prod")[0] == 0
+    assert deploy(home, make_release(tmp_path, "v2", model, environments=envs), "prod")[0] == 0
+    url = url_of(home, tmp_path, "prod")
+    done = cli(home, tmp_path, "env", "stop", "prod")
+    assert done.returncode == 0, done.stderr
+    last = deployments(home, tmp_path, "prod")[0]
+    assert last["status"] == "aborted" and "the environment was stopped" in last["reason"]
+    deadline = time.monotonic() + 20
+    while True:  # the address stops answering once the agent is gone
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+        except httpx.TransportError:
+            break
+        assert time.monotonic() < deadline, "the environment still answers after `aicd env stop`"
+        time.sleep(0.1)
+    assert cli_json(home, tmp_path, "env", "status", "prod")["environment"]["status"] == "stopped"

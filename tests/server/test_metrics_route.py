@@ -59,7 +59,9 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
 
 
 def _serve(tmp_path: Path, database_url: str) -> Iterator[Served]:
-    settings = ServerSettings.load(environ={}, home=tmp_path / "home", database_url=database_url, poll=False)
+    settings = ServerSettings.load(
+        environ={}, home=tmp_path / "home", database_url=database_url, poll=False, environments=False
+    )
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -175,6 +177,11 @@ def test_prometheus_page_parses_and_equals_the_cli(served: Served, tmp_path: Pat
     with served.client() as admin:
         response = admin.get("/metrics", params=WINDOW)
     assert response.status_code == 200, response.text
+    # the same page where Prometheus looks by default, with the same token
+    headers = {"Authorization": f"Bearer {served.admin_token}"}
+    root = httpx.get(f"{served.url}/metrics", params=WINDOW, headers=headers, timeout=30)
+    assert root.status_code == 200 and _samples(root.text) == _samples(response.text)
+    assert httpx.get(f"{served.url}/metrics", timeout=30).status_code == 401
     assert response.headers["content-type"].startswith("text/plain")
     samples = _samples(response.text)
     local = production(_cli_json(served, tmp_path=tmp_path, scope=served.scopes["alpha"]))

@@ -39,6 +39,11 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
     help="Jobs running at once across all pipelines (env AICD_CONCURRENCY; default: CPU count).",
 )
 @click.option("--no-poll", is_flag=True, help="Do not poll repositories (webhooks and the API still work).")
+@click.option(
+    "--no-environments",
+    is_flag=True,
+    help="Do not monitor the environments nor start their agents again at start (deployments still work).",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="warning", show_default=True)
 def server(
     host: str | None,
@@ -47,6 +52,7 @@ def server(
     database_url: str | None,
     concurrency: int | None,
     no_poll: bool,
+    no_environments: bool,
     log_level: str,
 ) -> None:
     """Serve the REST API (/api/v1), run pipelines on pushes, keep the history."""
@@ -59,6 +65,7 @@ def server(
         port=port,
         concurrency=concurrency,
         poll=False if no_poll else None,
+        environments=False if no_environments else None,
     )
     # Jobs (and `aicd model` inside them) see the same home and database as the server.
     os.environ["AICD_HOME"] = str(settings.home)

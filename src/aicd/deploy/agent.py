@@ -48,6 +48,7 @@ Json = dict[str, Any]
 AGENT_FILE = "agent.json"
 ERROR_FILE = "agent.error"
 PLAN_FILE = "plan.json"
+STOP_ABORT_TIMEOUT = 60.0  # `env stop` during a rollout: how long the abort may take before stopping anyway
 EXIT_LOCKED = 75  # another agent already serves this environment
 RELEASES = "releases"
 # Variables a service inherits from the agent; everything else (CI_*, tokens) stays out.
@@ -272,8 +273,15 @@ class Agent:
         if op == "metrics":
             return self.router.snapshot()
         if op == "stop":
-            if self.rollout is not None and not self.rollout.finished:
-                raise ConflictError(f"environment {self.name}: a deployment is in progress; abort it first")
+            running = self.rollout
+            if running is not None and not running.finished:  # abort it first: traffic back to stable
+                actor = str(request.get("actor") or "local")
+                running.failure_status, running.failure_actor = "aborted", actor
+                running.failure = f"aborted: the environment was stopped by {actor}"
+                running.resume.set()
+                deadline = time.monotonic() + STOP_ABORT_TIMEOUT
+                while not running.finished and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
             asyncio.get_running_loop().call_later(0.05, self.stopped.set)
             self._stop_services = True
             return {"stopping": True}

@@ -181,7 +181,9 @@ class Instance:
                     return describe_exit(code)
                 timeout = min(PROBE_TIMEOUT, self.spec.liveness_interval)
                 result = await probe(self.owner.host, self.port, self.spec.health_path, timeout)
-                if exited.done() or self.stopping:
+                if self.stopping:
+                    return "stopped"
+                if exited.done():
                     continue
                 if result.ok:
                     failures = 0
@@ -274,13 +276,20 @@ class Instance:
             fh.write(f"[aicd {stamp}] {self.name}: {text}\n")
 
 
+CANCEL_RETRY = 0.2  # seconds between cancellations of a task that has not ended yet
+
+
 async def _cancel(future: asyncio.Future[Any]) -> None:
-    """Cancel a task and wait for it; the caller's own cancellation still propagates."""
-    if not future.done():
+    """Cancel a task and wait for it; the caller's own cancellation still propagates.
+
+    The cancellation is repeated until the task ends: on Python 3.11, ``asyncio.wait_for`` (the
+    health probe's) swallows a cancellation that arrives as its inner operation completes, and a
+    task that lost its cancellation would be waited for forever (seen: a rollback that never
+    stopped the canary).
+    """
+    while not future.done():
         future.cancel()
-    try:
-        await future
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
+        await asyncio.wait({future}, timeout=CANCEL_RETRY)
+    error = None if future.cancelled() else future.exception()
+    if error is not None:
+        raise error

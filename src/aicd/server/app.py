@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.concurrency import run_in_threadpool
 
 from aicd import __version__
@@ -49,7 +49,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     errors.install(app)
     for router in load_routers():
         app.include_router(router, prefix=API_PREFIX)
+    _metrics_alias(app)
     return app
+
+
+def _metrics_alias(app: FastAPI) -> None:
+    """`/metrics`, where Prometheus looks by default: the same page as /api/v1/metrics (same token)."""
+    from aicd.server.routes.metrics import prometheus_metrics
+
+    app.add_api_route(
+        "/metrics", prometheus_metrics, methods=["GET"], response_class=Response, include_in_schema=False
+    )
 
 
 def load_routers() -> list[APIRouter]:
@@ -88,7 +98,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.monitor is not None:
             await state.monitor.start()
             started.append(state.monitor)
-        _restore_environments(state)
+        if settings.environments:
+            _restore_environments(state)
     except AicdError as exc:
         app.state.startup_error = exc
         for service in reversed(started):
@@ -153,9 +164,10 @@ def build_state(settings: ServerSettings) -> ServerState:
         )
         state.dispatcher = Dispatcher(state)
         state.poller = Poller(state)
-        from aicd.reliability.monitor import server_monitor
+        if settings.environments:
+            from aicd.reliability.monitor import server_monitor
 
-        state.monitor = server_monitor(database, home=settings.home, database_url=settings.database_url)
+            state.monitor = server_monitor(database, home=settings.home, database_url=settings.database_url)
         bootstrap_admin(state)
     except BaseException:
         database.dispose()

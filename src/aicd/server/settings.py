@@ -22,6 +22,7 @@ class ServerSettings:
     port: int = 8080
     concurrency: int = field(default_factory=_default_concurrency)  # jobs at once, all pipelines
     poll: bool = True  # run the poller
+    environments: bool = True  # monitor the environments and start their agents again after a reboot
     secret_key: str | None = None  # AICD_SECRET_KEY (Fernet key); else home/secret.key
 
     @property
@@ -39,6 +40,7 @@ class ServerSettings:
         port: int | None = None,
         concurrency: int | None = None,
         poll: bool | None = None,
+        environments: bool | None = None,
     ) -> ServerSettings:
         """Arguments (flags) win over the environment, which wins over defaults."""
         env = os.environ if environ is None else environ
@@ -72,5 +74,6 @@ class ServerSettings:
             port=8080 if port is None else port,
             concurrency=concurrency or _default_concurrency(),
             poll=True if poll is None else poll,
+            environments=True if environments is None else environments,
             secret_key=env.get("AICD_SECRET_KEY", "").strip() or None,
         )
