@@ -94,7 +94,7 @@ class DemoState:
 
 
 def check_requirements() -> None:
-    missing = [name for name in ("sklearn", "flask", "joblib") if importlib.util.find_spec(name) is None]
+    missing = [n for n in ("sklearn", "flask", "joblib", "pytest") if importlib.util.find_spec(n) is None]
     if missing:
         raise ConfigError(
             f"aicd demo delivers the example AI service, which needs {', '.join(missing)} "
