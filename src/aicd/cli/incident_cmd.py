@@ -155,14 +155,13 @@ def _open() -> tuple[Any, Any]:
 
 
 def _local_list(env: str | None, only_open: bool, limit: int) -> list[Json]:
-    from aicd.deploy.client import check_env_name, locate
+    from aicd.deploy.client import check_env_name, has_database, locate
     from aicd.reliability.monitor_incidents import list_incidents
 
     if env is not None:
         check_env_name(env)
     location = locate(Path.cwd())
-    url = location.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+    if not has_database(location):
         if env is not None:
             from aicd.errors import NotFoundError
 

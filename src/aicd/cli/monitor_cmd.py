@@ -44,7 +44,7 @@ def monitor(env: str | None, interval: str | None, once: bool, as_json: bool) ->
     Runs until Ctrl-C, printing one line per state change (up, down, slo, idle, stopped,
     waiting).
     """
-    from aicd.deploy.client import check_env_name, locate
+    from aicd.deploy.client import check_env_name, has_database, locate
     from aicd.reliability.slo import parse_probe_interval
     from aicd.store.deployments import open_deploy_store
 
@@ -52,8 +52,7 @@ def monitor(env: str | None, interval: str | None, once: bool, as_json: bool) ->
     if env is not None:
         check_env_name(env)
     location = locate(Path.cwd())
-    url = location.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+    if not has_database(location):
         from aicd.errors import NotFoundError
 
         if env is not None:
@@ -66,13 +65,13 @@ def monitor(env: str | None, interval: str | None, once: bool, as_json: bool) ->
         return
     from aicd.reliability.monitor import Monitor
 
-    with open_deploy_store(url) as store:
+    with open_deploy_store(location.database_url) as store:
         if env is not None:
             store.get_environment(env, scope=location.scope)  # NotFoundError with suggestions
         watcher = Monitor(
             store,
             home=location.home,
-            database_url=url,
+            database_url=location.database_url,
             scope=location.scope,
             environment=env,
             interval=seconds,

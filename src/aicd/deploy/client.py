@@ -52,6 +52,12 @@ def locate(cwd: Path, environ: Mapping[str, str] | None = None) -> Location:
     return Location(home, url, env.get("AICD_ENV_SCOPE", "").strip())
 
 
+def has_database(location: Location) -> bool:
+    """False when the default SQLite file does not exist yet: nothing was ever deployed from here."""
+    url = location.database_url
+    return not (url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists())
+
+
 def check_env_name(name: str) -> str:
     if not isinstance(name, str) or not ENV_NAME.match(name):
         raise ConfigError(
