@@ -512,6 +512,22 @@ def test_of_concurrent_deployments_exactly_one_wins(store: DeployStore) -> None:
     assert store.begin_deployment(env.id, revision="r9", strategy="recreate", actor="x").number == 2
 
 
+def test_monitors_racing_open_one_incident_of_a_kind(store: DeployStore) -> None:
+    env = store.ensure_environment("prod")
+    results = _together(
+        8,
+        lambda i: store.open_incident_once(env.id, "down", f"down (monitor {i})", opened_by=f"m{i}"),
+        warm=store.list_environments,  # every thread's connection open: the race is real
+    )
+    opened = [r for r in results if r is not None]
+    assert len(opened) == 1 and not any(isinstance(r, BaseException) for r in results), results
+    assert [i.id for i in store.open_incidents(env.id, "down")] == [opened[0].id]
+    # another kind is not held back; once resolved, the kind opens again
+    assert store.open_incident_once(env.id, "slo", "errors", opened_by="m") is not None
+    store.resolve_incident(opened[0].id, resolved_by="m")
+    assert store.open_incident_once(env.id, "down", "down again", opened_by="m") is not None
+
+
 def _begin_in_process(url: str, env_id: int, me: int, start: ProcessBarrier, out: Queue[Any]) -> None:
     with open_deploy_store(url) as store:
         store.list_environments()  # connect before the race

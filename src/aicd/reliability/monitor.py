@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("aicd.monitor")
 LIST_EVERY = 1.0  # seconds between looks for new, changed and removed environments
 ROLLED_BACK = "rolled_back"
-LOCK_FILE = "monitor.lock"  # in the aicd home: monitors sharing it open an incident once
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,6 @@ class Monitor:
                     cause=found.reason,
                     data={"url": found.url, "status": found.status_code},
                     actor=self.actor,
-                    lock=self.home / LOCK_FILE,
                 )
             return self._state(found, watch, "down", f"down ({found.reason})", opened=opened)
         resolved = self._resolve(found, down, self._why_recovered(env, down)) if down else []
@@ -202,7 +200,6 @@ class Monitor:
                     cause=f"{rate.errors} errors in {rate.requests} requests of {found.stable}",
                     data={"requests": rate.requests, "errors": rate.errors, "objective": objective},
                     actor=self.actor,
-                    lock=self.home / LOCK_FILE,
                 )
             text = f"error rate {rate.rate:.2%} ({rate.errors}/{rate.requests}) above {objective:.2%}"
             return self._state(found, watch, "slo", text, opened=opened, resolved=resolved)

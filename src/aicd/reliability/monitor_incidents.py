@@ -9,9 +9,7 @@ also an event in the environment's history (`aicd env history NAME --events`):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aicd.errors import ConfigError, NotFoundError
@@ -63,34 +61,13 @@ def open_incident(
     cause: str | None = None,
     data: Mapping[str, Any] | None = None,
     actor: str = MONITOR_ACTOR,
-    lock: Path | None = None,
 ) -> IncidentRecord | None:
-    """Open an incident of `kind` unless one of that kind is open already (None then): two
-    monitors watching the same environment do not double it. The look and the insert are two
-    transactions; monitors that share an aicd home pass its `lock` file, which they hold across both."""
-    with _exclusive(lock):
-        if store.open_incidents(env.id, kind):
-            return None
-        record = store.open_incident(env.id, kind, title, opened_by=actor, cause=cause, data=data, at=at)
-    _opened_event(store, env.id, record, f"opened by {actor}", at=at)
+    """Open an incident of `kind` unless one of that kind is open already (None then): monitors
+    watching the same environment, on this host or others, do not double it (one transaction)."""
+    record = store.open_incident_once(env.id, kind, title, opened_by=actor, cause=cause, data=data, at=at)
+    if record is not None:
+        _opened_event(store, env.id, record, f"opened by {actor}", at=at)
     return record
-
-
-@contextmanager
-def _exclusive(lock: Path | None) -> Iterator[None]:
-    """Hold an exclusive flock on `lock` (None: nothing to hold)."""
-    if lock is None:
-        yield
-        return
-    import fcntl
-
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def resolve_incident(

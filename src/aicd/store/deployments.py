@@ -589,25 +589,54 @@ class DeployStore(DatabaseStore):
         data: Mapping[str, Any] | None = None,
         at: float | None = None,
     ) -> IncidentRecord:
-        _check("incident kind", kind, INCIDENT_KINDS)
+        values = _incident_values(env_id, kind, title, opened_by, deployment_id, cause, data, at)
         with self._write(f"open an incident in environment {env_id}") as conn:
             self._env_name(conn, env_id)
-            incident_id = conn.execute(
-                insert(incidents)
-                .values(
-                    environment_id=env_id,
-                    kind=kind,
-                    title=title,
-                    opened_at=time.time() if at is None else float(at),
-                    deployment_id=deployment_id,
-                    cause=cause,
-                    data=None if data is None else dict(data),
-                    opened_by=opened_by,
+            return self._insert_incident(conn, values)
+
+    def open_incident_once(
+        self,
+        env_id: int,
+        kind: str,
+        title: str,
+        *,
+        opened_by: str,
+        cause: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        at: float | None = None,
+    ) -> IncidentRecord | None:
+        """As open_incident, unless one of `kind` is open in the environment already (None then).
+
+        One transaction: the environment's row is locked first (PostgreSQL; SQLite writers take
+        turns), so monitors on any number of hosts watching the same environment open it once.
+        """
+        values = _incident_values(env_id, kind, title, opened_by, None, cause, data, at)
+        with self._write(f"open an incident in environment {env_id}") as conn:
+            locked = conn.execute(
+                update(environments)
+                .where(environments.c.id == env_id)
+                .values(updated_at=environments.c.updated_at)
+                .returning(environments.c.id)
+            ).first()
+            if locked is None:
+                raise _no_environment_id(env_id)
+            already = conn.execute(
+                select(incidents.c.id).where(
+                    incidents.c.environment_id == env_id,
+                    incidents.c.kind == kind,
+                    incidents.c.resolved_at.is_(None),
                 )
-                .returning(incidents.c.id)
-            ).scalar_one()
-            row = conn.execute(_joined(incidents).where(incidents.c.id == incident_id)).one()
-        return _incident(row)
+            ).first()
+            if already is not None:
+                return None
+            return self._insert_incident(conn, values)
+
+    @staticmethod
+    def _insert_incident(conn: Connection, values: Mapping[str, Any]) -> IncidentRecord:
+        incident_id = conn.execute(
+            insert(incidents).values(dict(values)).returning(incidents.c.id)
+        ).scalar_one()
+        return _incident(conn.execute(_joined(incidents).where(incidents.c.id == incident_id)).one())
 
     def resolve_incident(
         self, incident_id: int, *, resolved_by: str, resolution: str | None = None, at: float | None = None
@@ -713,6 +742,28 @@ class DeployStore(DatabaseStore):
         return NotFoundError(
             f"environment {env_name!r} has no revision {name!r}{hint}; its revisions: {known}"
         )
+
+
+def _incident_values(
+    env_id: int,
+    kind: str,
+    title: str,
+    opened_by: str,
+    deployment_id: int | None,
+    cause: str | None,
+    data: Mapping[str, Any] | None,
+    at: float | None,
+) -> dict[str, Any]:
+    return {
+        "environment_id": env_id,
+        "kind": _check("incident kind", kind, INCIDENT_KINDS),
+        "title": title,
+        "opened_at": time.time() if at is None else float(at),
+        "deployment_id": deployment_id,
+        "cause": cause,
+        "data": None if data is None else dict(data),
+        "opened_by": opened_by,
+    }
 
 
 def _named(name: str, scope: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
