@@ -6,16 +6,12 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
-import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
+from aicd.core.demo_load import TrafficLoad
 from aicd_testing import AICD, clean_env
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-service"
@@ -79,57 +75,25 @@ def cli_json(home: Path, cwd: Path, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-@dataclass
-class Load:
-    """Steady POST /predict traffic from `workers` threads with keep-alive connections."""
+class Load(TrafficLoad):
+    """Steady POST /predict traffic from `workers` threads with keep-alive connections (the demo's
+    load generator), every request logged with the time it was sent."""
 
-    url: str
-    workers: int = 4
-    pause: float = 0.002
-    statuses: Counter[int] = field(default_factory=Counter)
-    # (when the request was sent, what) of every failed request; (when sent, status) of every request
-    failures: list[tuple[float, str]] = field(default_factory=list)
-    answered: list[tuple[float, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, url: str, workers: int = 4, pause: float = 0.002) -> None:
+        super().__init__(url, workers=workers, pause=pause, body=ROW, keep_log=True)
 
-    def start(self) -> Load:
-        for _ in range(self.workers):
-            thread = threading.Thread(target=self._run, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10.0) as client:
-            while not self._stop.is_set():
-                sent = time.time()
-                try:
-                    response = client.post("/predict", json=ROW)
-                    status, what = response.status_code, response.text[:200]
-                except httpx.HTTPError as exc:
-                    status, what = 0, f"{type(exc).__name__}: {exc}"
-                with self._lock:
-                    self.statuses[status] += 1
-                    self.answered.append((sent, status))
-                    if status != 200:
-                        self.failures.append((sent, f"{status} {what}"))
-                time.sleep(self.pause)
-
-    def stop(self) -> Load:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=15)
-        return self
+    @property
+    def failures(self) -> list[tuple[float, str]]:
+        """(when sent, what) of every failed request."""
+        return [(sent, f"{status} {what}") for sent, status, what in self.log if status != 200]
 
     @property
     def total(self) -> int:
-        return sum(self.statuses.values())
+        return len(self.log)
 
     def failed_after(self, moment: float) -> int:
         """Failed requests among those sent after `moment`."""
-        return sum(1 for at, _ in self.failures if at > moment)
+        return sum(1 for sent, status, _ in self.log if sent > moment and status != 200)
 
     def count_after(self, moment: float) -> int:
-        return sum(1 for at, _ in self.answered if at > moment)
+        return sum(1 for sent, _, _ in self.log if sent > moment)

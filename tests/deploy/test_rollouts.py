@@ -395,3 +395,26 @@ def test_env_stop_during_a_paused_canary_aborts_it(tmp_path: Path, home: Path, m
         assert time.monotonic() < deadline, "the environment still answers after `aicd env stop`"
         time.sleep(0.1)
     assert cli_json(home, tmp_path, "env", "status", "prod")["environment"]["status"] == "stopped"
+
+
+def test_a_rollout_goes_on_when_the_deploy_command_is_interrupted(
+    tmp_path: Path, home: Path, model: Path
+) -> None:
+    envs = {"prod": {**CANARY, "steps": [{"set_weight": 50}, {"pause": "2s"}]}}
+    assert deploy(home, make_release(tmp_path, "v1", model, environments=envs), "prod")[0] == 0
+    env = {**clean_env(), "AICD_HOME": str(home)}
+    release = make_release(tmp_path, "v2", model, environments=envs)
+    process = subprocess.Popen(
+        [*AICD, "deploy", ".", "--env", "prod"], cwd=release, env=env, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "step 1/2" in line:
+            break
+    process.send_signal(signal.SIGINT)  # Ctrl-C on `aicd deploy`
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while (last := deployments(home, tmp_path, "prod")[0])["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert (last["revision"], last["status"]) == ("r2", "succeeded")

@@ -117,6 +117,7 @@ def deploy(
     name = _environment(env)
     cwd = Path.cwd()
     release_dir = release.resolve()
+    client.check_release(release_dir)
     config_path = _config_file(config, release_dir, cwd)
     delivery = load_config(config_path, str(config_path))
     spec = service_spec(delivery)
@@ -127,8 +128,6 @@ def deploy(
         plan = dataclasses.replace(plan, tier=tier)
     load_analysis(config_path, str(config_path), required=False)  # errors now, not in the agent
     location = client.locate(cwd)
-    if not release_dir.is_dir():
-        client.prepare_release(location, name, release_dir, None)  # raises the clear NotFoundError
     meta = client.ci_metadata(cwd)
     socket = client.ensure_agent(
         location, name, port=plan.port, predictions=plan.predictions, router=plan.router

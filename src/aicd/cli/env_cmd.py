@@ -19,8 +19,16 @@ def _location() -> Any:
 
 
 def _store(location: Any) -> Any:
+    """The deployment store here; NotFoundError (no database made) when nothing was deployed yet."""
+    from aicd.deploy.client import has_database
+    from aicd.errors import NotFoundError
     from aicd.store.deployments import open_deploy_store
 
+    if not has_database(location):
+        raise NotFoundError(
+            f"no environments in {location.home} yet: `aicd deploy --env NAME` makes one "
+            "(AICD_HOME picks another home)"
+        )
     return open_deploy_store(location.database_url)
 
 
@@ -36,11 +44,15 @@ def list_(as_json: bool) -> None:
     from aicd.deploy import client
 
     location = _location()
-    with _store(location) as store:
-        envs = store.list_environments(scope=location.scope)
-        last = {
-            e.name: store.list_deployments(environment=e.name, scope=location.scope, limit=1) for e in envs
-        }
+    envs: list[Any] = []
+    last: dict[str, list[Any]] = {}
+    if client.has_database(location):
+        with _store(location) as store:
+            envs = store.list_environments(scope=location.scope)
+            last = {
+                e.name: store.list_deployments(environment=e.name, scope=location.scope, limit=1)
+                for e in envs
+            }
     rows = []
     data = []
     for e in envs:

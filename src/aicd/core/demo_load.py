@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 ROWS: dict[str, Any] = {"features": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.8, 2.2]]}
 MAX_SECONDS = 900.0  # a load left behind stops by itself after this long
@@ -55,6 +55,7 @@ class TrafficLoad:
         body: dict[str, Any] | None = None,
         max_seconds: float = MAX_SECONDS,
         max_requests: int = MAX_REQUESTS,
+        keep_log: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
         self.workers = workers
@@ -68,8 +69,11 @@ class TrafficLoad:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_failure: str | None = None
+        # with keep_log: (when the request was sent, status, what failed) of every request, in order
+        self.keep_log = keep_log
+        self.log: list[tuple[float, int, str]] = []
 
-    def start(self) -> TrafficLoad:
+    def start(self) -> Self:
         deadline = time.monotonic() + self.max_seconds
         for index in range(self.workers):
             thread = threading.Thread(
@@ -84,6 +88,7 @@ class TrafficLoad:
 
         with httpx.Client(base_url=self.url, timeout=10.0) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
+                sent = time.time()
                 try:
                     response = client.post(self.path, json=self.body)
                     status, what = response.status_code, response.text[:200]
@@ -93,6 +98,8 @@ class TrafficLoad:
                     self._statuses[status] += 1
                     if status != 200:
                         self.last_failure = f"{status} {what}".strip()
+                    if self.keep_log:
+                        self.log.append((sent, status, "" if status == 200 else what))
                     if sum(self._statuses.values()) >= self.max_requests:
                         self._stop.set()
                 self._stop.wait(self.pause)

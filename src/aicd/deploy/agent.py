@@ -36,9 +36,8 @@ from aicd.deploy.plan import ROUTERS, RolloutPlan
 from aicd.deploy.ports import HOST, port_holder
 from aicd.deploy.router import FieldCount
 from aicd.deploy.router_factory import make_router
-from aicd.deploy.spec import ServiceSpec
 from aicd.deploy.supervisor import InstanceEvent, InstanceState, Supervisor
-from aicd.errors import AicdError, ConfigError, ConflictError, DeployError, NotFoundError
+from aicd.errors import AicdError, ConfigError, ConflictError, NotFoundError
 from aicd.store.deployments import DeployStore, EnvironmentRecord, open_deploy_store
 
 log = logging.getLogger("aicd.deploy.agent")
@@ -48,6 +47,7 @@ Json = dict[str, Any]
 AGENT_FILE = "agent.json"
 ERROR_FILE = "agent.error"
 PLAN_FILE = "plan.json"
+DRAIN_TIMEOUT = 30.0  # seconds a revision taken out of the table may take to finish its requests
 STOP_ABORT_TIMEOUT = 60.0  # `env stop` during a rollout: how long the abort may take before stopping anyway
 EXIT_LOCKED = 75  # another agent already serves this environment
 RELEASES = "releases"
@@ -95,6 +95,7 @@ class Agent:
         self.subscribers: set[control.Emit] = set()
         self._server: asyncio.AbstractServer | None = None
         self._pending: set[asyncio.Future[Any]] = set()
+        self.stop_services = False  # set by a `stop` request: the services stop with the agent
 
     # -- the database, off the event loop (the router shares it) -------------------------------
 
@@ -183,10 +184,10 @@ class Agent:
         if active is None:
             return
         stable = self.env.stable_revision
-        if active.revision != stable and active.revision in self.weights:
-            self.apply_weights({stable: 100} if stable in self.weights else {})
-        if active.revision != stable and active.revision in self.supervisor.revisions():
-            await self.supervisor.stop(active.revision)
+        if active.revision != stable:
+            if active.revision in self.weights:
+                self.apply_weights({stable: 100} if stable in self.weights else {})
+            await self.stop_revision(active.revision)
         reason = "the environment agent stopped during the rollout; traffic is back on the stable revision"
         await self.db(
             lambda: self.store.set_deployment(active.id, status="failed", reason=reason, finished=True)
@@ -230,6 +231,22 @@ class Agent:
         table = {rev: self.backends(rev) for rev in weights}
         self.router.set_backends(table, weights=dict(weights))
         self.weights = dict(weights)
+
+    async def stop_revision(self, revision: str, status: str = "stopped") -> bool:
+        """Take `revision` out of the router's table, let its requests finish, stop its processes,
+        record it; whether it drained within DRAIN_TIMEOUT."""
+        if revision in self.weights:
+            self.apply_weights({r: w for r, w in self.weights.items() if r != revision})
+            await self.update_env(weights=dict(self.weights))
+        drained = await self.router.wait_drained(revision, DRAIN_TIMEOUT)
+        with contextlib.suppress(NotFoundError):  # not running (any more)
+            await self.supervisor.stop(revision)
+        env_id = self.env.id
+        stopped_at = time.time()
+        await self.db(
+            lambda: self.store.update_revision(env_id, revision, status=status, stopped_at=stopped_at)
+        )
+        return drained
 
     def status(self) -> str:
         if self.rollout is not None and not self.rollout.finished:
@@ -283,7 +300,7 @@ class Agent:
                 while not running.finished and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
             asyncio.get_running_loop().call_later(0.05, self.stopped.set)
-            self._stop_services = True
+            self.stop_services = True
             return {"stopping": True}
         from aicd.deploy import rollout
 
@@ -300,8 +317,6 @@ class Agent:
         finally:
             self.subscribers.discard(emit)
         raise ConfigError(f"unknown operation {op!r}")
-
-    _stop_services = False
 
     async def describe(self) -> Json:
         env = await self.refresh()
@@ -362,12 +377,6 @@ class Agent:
             return RolloutPlan.from_json(json.loads((self.state_dir / PLAN_FILE).read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-
-    def release_dir(self, revision: str) -> Path:
-        return self.releases / revision
-
-    def spec_of(self, data: Mapping[str, Any]) -> ServiceSpec:
-        return ServiceSpec.from_json(data)
 
 
 # -- the process ------------------------------------------------------------------------------
@@ -433,7 +442,7 @@ async def _amain(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stopped.set)
     await agent.serve_forever()
-    await agent.close(stop_services=agent._stop_services)
+    await agent.close(stop_services=agent.stop_services)
     store.close()
     return 0
 
@@ -452,4 +461,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-__all__ = ["Agent", "DeployError", "NotFoundError", "main", "service_base_env"]
+__all__ = ["Agent", "main", "service_base_env"]

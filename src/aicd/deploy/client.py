@@ -148,13 +148,8 @@ def _why(state_dir: Path) -> str:
     return "no output"
 
 
-def prepare_release(
-    location: Location, name: str, release_dir: Path, config: Path | None
-) -> tuple[Path, Path | None]:
-    """Copy the release (and the aicd.yml it was deployed with) into the environment's own folder.
-
-    A deploy job's workspace is deleted when the job ends; the copy lives as long as the revision.
-    """
+def check_release(release_dir: Path) -> Path:
+    """The release folder, or NotFoundError saying what to give instead."""
     source = Path(release_dir)
     if not source.is_dir():
         what = "is not a directory" if source.exists() else "does not exist"
@@ -162,6 +157,17 @@ def prepare_release(
             f"release directory {source} {what}: give the folder holding the service's files "
             "(the pipeline's artifacts), e.g. `aicd deploy . --env staging`"
         )
+    return source
+
+
+def prepare_release(
+    location: Location, name: str, release_dir: Path, config: Path | None
+) -> tuple[Path, Path | None]:
+    """Copy the release (and the aicd.yml it was deployed with) into the environment's own folder.
+
+    A deploy job's workspace is deleted when the job ends; the copy lives as long as the revision.
+    """
+    source = check_release(release_dir)
     releases = environment_dir(location, name) / RELEASES
     releases.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")

@@ -32,11 +32,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aicd.deploy.agent import DRAIN_TIMEOUT
 from aicd.deploy.plan import BLUE_GREEN, CANARY, RECREATE, RolloutPlan
 from aicd.deploy.router import Router
 from aicd.deploy.spec import ServiceSpec
 from aicd.deploy.supervisor import InstanceEvent, InstanceState
-from aicd.errors import AicdError, ConfigError, ConflictError, DeployError, NotFoundError
+from aicd.errors import AicdError, ConflictError, DeployError, NotFoundError
 from aicd.store.deployments import DeploymentRecord
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("aicd.deploy.rollout")
 Json = dict[str, Any]
 TICK = 0.2  # seconds between analysis ticks and checks while a step waits
-DRAIN_TIMEOUT = 30.0
 
 
 class RolledBack(Exception):
@@ -193,9 +193,7 @@ class Rollout:
         """The new revision never took over: make sure the previous one serves; record."""
         if self.revision in self.agent.weights and self.previous in self.agent.supervisor.revisions():
             await self.set_weights({self.previous: 100})
-        if self.revision in self.agent.supervisor.revisions():
-            await self.agent.supervisor.stop(self.revision)
-        await self.revision_status(self.revision, "failed", stopped_at=time.time())
+        await self.agent.stop_revision(self.revision, "failed")
         await self.set_deployment(status="failed", reason=reason, finished=True)
         await self.event("deployment.failed", f"deployment #{self.deployment.number} failed: {reason}")
 
@@ -241,9 +239,7 @@ class Rollout:
         old = self.previous
         if old is not None:
             await self.set_weights({})
-            await self.agent.router.wait_drained(old, DRAIN_TIMEOUT)
-            await self.agent.supervisor.stop(old)
-            await self.revision_status(old, "stopped", stopped_at=time.time())
+            await self.agent.stop_revision(old)
         try:
             await self._start_new()
         except DeployError:
@@ -416,13 +412,12 @@ class Rollout:
         if back is not None:
             self.agent.apply_weights({back: 100})
         switch_ms = (time.monotonic() - decided) * 1000
-        await self.agent.update_env(weights=dict(self.agent.weights), canary_revision=None)
-        await self.agent.update_env(stable_revision=back, canary_revision=None)
+        await self.agent.update_env(
+            weights=dict(self.agent.weights), stable_revision=back, canary_revision=None
+        )
         drained = await self.agent.router.wait_drained(self.revision, DRAIN_TIMEOUT)
         drain_ms = (time.monotonic() - decided) * 1000
-        with contextlib.suppress(NotFoundError):
-            await self.agent.supervisor.stop(self.revision)
-        await self.revision_status(self.revision, "stopped", stopped_at=time.time())
+        await self.agent.stop_revision(self.revision)
         timing = {
             "decided_at": decided_at,
             "switch_ms": round(switch_ms, 3),
@@ -477,15 +472,7 @@ async def retire(agent: Agent, revision: str, delay: float) -> None:
         await asyncio.sleep(delay)
         if revision == agent.env.stable_revision or revision not in agent.supervisor.revisions():
             return
-        if revision in agent.weights:
-            agent.apply_weights({r: w for r, w in agent.weights.items() if r != revision})
-            await agent.update_env(weights=dict(agent.weights))
-        await agent.router.wait_drained(revision, DRAIN_TIMEOUT)
-        await agent.supervisor.stop(revision)
-        env_id = agent.env.id
-        await agent.db(
-            lambda: agent.store.update_revision(env_id, revision, status="stopped", stopped_at=time.time())
-        )
+        await agent.stop_revision(revision)
         await agent.event(
             "revision.stopped", f"{revision} stopped (its rollback window ended)", revision=revision
         )
@@ -543,9 +530,9 @@ async def deploy(agent: Agent, request: Json) -> Json:
             spec=spec.to_json(),
             commit_sha=meta.get("commit_sha"),
             ref=meta.get("ref"),
-            pipeline_id=_text(meta.get("pipeline_id")),
-            job_id=_text(meta.get("job_id")),
-            model_version=_text(meta.get("model_version")),
+            pipeline_id=meta.get("pipeline_id"),
+            job_id=meta.get("job_id"),
+            model_version=meta.get("model_version"),
         )
     )
     previous = agent.env.stable_revision
@@ -559,8 +546,8 @@ async def deploy(agent: Agent, request: Json) -> Json:
             commit_sha=meta.get("commit_sha"),
             commit_at=meta.get("commit_at"),
             ref=meta.get("ref"),
-            pipeline_id=_text(meta.get("pipeline_id")),
-            job_id=_text(meta.get("job_id")),
+            pipeline_id=meta.get("pipeline_id"),
+            job_id=meta.get("job_id"),
             pipeline_url=meta.get("pipeline_url"),
         )
     )
@@ -572,10 +559,6 @@ async def deploy(agent: Agent, request: Json) -> Json:
     if request.get("wait") is False:
         return rollout.result()
     return await _settled(rollout, 0)
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
 
 
 async def promote(agent: Agent, request: Json) -> Json:
@@ -709,4 +692,4 @@ async def rollback(agent: Agent, request: Json) -> Json:
         raise DeployError(reason) from None
 
 
-__all__ = ["ConfigError", "Rollout", "abort", "deploy", "promote", "rollback"]
+__all__ = ["Rollout", "abort", "deploy", "promote", "rollback"]

@@ -78,21 +78,7 @@ def _store(state: ServerState) -> DeployStore:
 )
 def list_environments(access: Viewer, state: State) -> list[EnvironmentOut]:
     records = _store(state).list_environments(scope=access.project.name)
-    return [
-        EnvironmentOut(
-            id=e.id,
-            name=e.name,
-            tier=e.tier,
-            status=e.status,
-            url=e.url,
-            stable_revision=e.stable_revision,
-            canary_revision=e.canary_revision,
-            weights=dict(e.weights or {}),
-            created_at=e.created_at,
-            updated_at=e.updated_at,
-        )
-        for e in records
-    ]
+    return [EnvironmentOut.model_validate({**e.to_json(), "weights": e.weights or {}}) for e in records]
 
 
 @router.get(
@@ -108,25 +94,7 @@ def list_deployments(
 ) -> list[DeploymentOut]:
     records = _store(state).list_deployments(environment=environment, scope=access.project.name, limit=limit)
     return [
-        DeploymentOut(
-            id=d.id,
-            environment=d.environment,
-            number=d.number,
-            revision=d.revision,
-            previous_revision=d.previous_revision,
-            strategy=d.strategy,
-            status=d.status,
-            reason=d.reason,
-            ref=d.ref,
-            sha=d.commit_sha,
-            commit_at=d.commit_at,
-            pipeline_id=d.pipeline_id,
-            job_id=d.job_id,
-            actor=d.actor,
-            created_at=d.started_at,
-            finished_at=d.finished_at,
-            analysis=d.analysis,
-        )
+        DeploymentOut.model_validate({**d.to_json(), "sha": d.commit_sha, "created_at": d.started_at})
         for d in records
     ]
 
@@ -143,17 +111,4 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=10000)] = 500,
 ) -> list[EventOut]:
     records = _store(state).list_events(environment=environment, scope=access.project.name, limit=limit)
-    return [
-        EventOut(
-            id=e.id,
-            environment=e.environment,
-            deployment_id=e.deployment_id,
-            at=e.at,
-            kind=e.kind,
-            revision=e.revision,
-            message=e.message,
-            actor=e.actor,
-            data=e.data,
-        )
-        for e in records
-    ]
+    return [EventOut.model_validate(e.to_json()) for e in records]
