@@ -130,7 +130,12 @@ def deploy(
     location = client.locate(cwd)
     meta = client.ci_metadata(cwd)
     socket = client.ensure_agent(
-        location, name, port=plan.port, predictions=plan.predictions, router=plan.router
+        location,
+        name,
+        port=plan.port,
+        predictions=plan.predictions,
+        router=plan.router,
+        router_limits=plan.router_limits,
     )
     copied, copied_config = client.prepare_release(location, name, release_dir, config_path)
     body: Json = {

@@ -73,6 +73,7 @@ class Agent:
         host: str = HOST,
         field_count: FieldCount | None = None,
         router: str = "aicd",
+        router_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.store = store
@@ -87,7 +88,9 @@ class Agent:
         self.supervisor = Supervisor(
             state_dir / "supervisor", on_event=self._on_instance, base_env=service_base_env(os.environ)
         )
-        self.router = make_router(router, host, 0, field_count, env=name, state_dir=state_dir / "router")
+        self.router = make_router(
+            router, host, 0, field_count, env=name, state_dir=state_dir / "router", limits=router_limits
+        )
         self.weights: dict[str, int] = {}  # revisions in the router's table; 0 = kept for a fast rollback
         self.stopped = asyncio.Event()
         self.rollout: Any = None  # aicd.deploy.rollout.Rollout while one runs
@@ -391,6 +394,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--predictions", default="", help="PATH:FIELD whose values the router counts")
     parser.add_argument("--router", default="", choices=("", *ROUTERS), help="aicd (default) or haproxy")
+    parser.add_argument("--router-limits", default="", help="JSON: the router's request head limits")
     return parser.parse_args(argv)
 
 
@@ -404,6 +408,16 @@ async def _amain(args: argparse.Namespace) -> int:
     if not router:  # started again: the last deployment's plan says which router
         with contextlib.suppress(OSError, ValueError, AttributeError):
             router = json.loads((args.state_dir / PLAN_FILE).read_text()).get("router") or ""
+    limits_text = args.router_limits
+    if not limits_text:  # started again: the last deployment's plan says
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            limits_text = json.dumps(
+                json.loads((args.state_dir / PLAN_FILE).read_text()).get("router_limits")
+            )
+    router_limits = None
+    with contextlib.suppress(ValueError):
+        loaded = json.loads(limits_text) if limits_text else None
+        router_limits = loaded if isinstance(loaded, dict) else None
     if predictions:
         path, _, field_name = str(predictions).partition(":")
         field_count = FieldCount(path, field_name or "predictions")
@@ -420,6 +434,7 @@ async def _amain(args: argparse.Namespace) -> int:
             port=args.port,
             field_count=field_count,
             router=router or "aicd",
+            router_limits=router_limits,
         )
     except ConflictError as exc:  # another agent holds this environment: it answers instead
         log.info("%s", exc)

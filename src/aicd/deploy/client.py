@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -89,6 +90,7 @@ def ensure_agent(
     port: int | None = None,
     predictions: str | None = None,
     router: str | None = None,
+    router_limits: Mapping[str, int] | None = None,
 ) -> Path:
     """The control socket of the environment's agent, starting the agent if none answers."""
     check_env_name(name)
@@ -110,6 +112,8 @@ def ensure_agent(
         argv += ["--predictions", predictions]
     if router:
         argv += ["--router", router]
+    if router_limits:
+        argv += ["--router-limits", json.dumps(dict(router_limits))]
     environ = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
     with contextlib.suppress(FileNotFoundError):
         (state_dir / ERROR_FILE).unlink()

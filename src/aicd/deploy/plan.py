@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aicd.delivery.thresholds import parse_duration
+from aicd.deploy.router_http import LIMITS, check_limits
 from aicd.errors import ConfigError
 from aicd.suggest import did_you_mean
 
@@ -42,6 +43,7 @@ ENVIRONMENT_KEYS = (
     "auto_promote",
     "port",
     "router",
+    "router_limits",
     "tier",
     "analysis_interval",
     "pre_promotion_analysis",
@@ -95,6 +97,7 @@ class RolloutPlan:
     auto_promote: bool = True
     port: int | None = None
     router: str = "aicd"
+    router_limits: Mapping[str, int] | None = None  # max_head_bytes, max_headers, max_url_bytes
     tier: str | None = None
     analysis_interval: float | None = None
     pre_promotion_analysis: float = 0.0  # blue-green: seconds of checks on the preview address
@@ -110,6 +113,7 @@ class RolloutPlan:
             "auto_promote": self.auto_promote,
             "port": self.port,
             "router": self.router,
+            "router_limits": dict(self.router_limits) if self.router_limits else None,
             "tier": self.tier,
             "analysis_interval": self.analysis_interval,
             "pre_promotion_analysis": self.pre_promotion_analysis,
@@ -127,6 +131,7 @@ class RolloutPlan:
             auto_promote=bool(data.get("auto_promote", True)),
             port=data.get("port"),
             router=str(data.get("router") or "aicd"),
+            router_limits=data.get("router_limits") or None,
             tier=data.get("tier"),
             analysis_interval=data.get("analysis_interval"),
             pre_promotion_analysis=float(data.get("pre_promotion_analysis") or 0.0),
@@ -242,6 +247,22 @@ def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
                     f"{at(raw, key)}: {where}.{key}: {raw[key]!r} is not one of {', '.join(choices)}"
                     f"{did_you_mean(str(raw[key]), choices)}"
                 )
+    if "router_limits" in raw:
+        limits = raw["router_limits"]
+        try:
+            if not isinstance(limits, Mapping):
+                raise ConfigError(
+                    f"{where}.router_limits must be a mapping of {', '.join(LIMITS)} "
+                    "(e.g. {max_head_bytes: 65536, max_headers: 100, max_url_bytes: 8192})"
+                )
+            plan = replace(plan, router_limits=check_limits(limits, f"{where}.router_limits"))
+        except ConfigError as exc:
+            errors.append(f"{at(raw, 'router_limits')}: {exc}")
+        if plan.router != "aicd":
+            errors.append(
+                f"{at(raw, 'router_limits')}: {where}.router_limits apply to router: aicd; "
+                "HAProxy has its own (tune.bufsize, tune.http.maxhdr)"
+            )
     if "predictions" in raw:
         value = raw["predictions"]
         if (

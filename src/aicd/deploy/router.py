@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aicd.deploy.router_backend import BackendConnection
+from aicd.deploy.router_http import MAX_HEAD_BYTES, MAX_HEADERS, MAX_URL_BYTES, check_limits
 from aicd.deploy.router_metrics import FieldCount, RouterMetrics
 from aicd.deploy.router_proxy import TICK, ClientConnection, ProxyCore, Settings
 from aicd.deploy.router_table import Backend, RouteTable, build_table, check_weights
@@ -52,11 +53,17 @@ class Router:
         sticky_header: str | None = None,
         field_count: FieldCount | None = None,
         reservoir_size: int = 5000,
+        max_head_bytes: int = MAX_HEAD_BYTES,
+        max_headers: int = MAX_HEADERS,
+        max_url_bytes: int = MAX_URL_BYTES,
     ) -> None:
         if not 0 <= listen_port < 65536:
             raise ConfigError(f"router: listen port {listen_port} is not in 0-65535")
         if max_attempts < 1:
             raise ConfigError("router: max_attempts must be at least 1")
+        check_limits(
+            {"max_head_bytes": max_head_bytes, "max_headers": max_headers, "max_url_bytes": max_url_bytes}
+        )
         self.listen_host = listen_host
         self.listen_port = listen_port
         settings = Settings(
@@ -66,6 +73,9 @@ class Router:
             pool_idle_timeout=pool_idle_timeout,
             max_attempts=max_attempts,
             sticky_header=sticky_header.lower().encode("latin-1") if sticky_header else None,
+            max_head_bytes=max_head_bytes,
+            max_headers=max_headers,
+            max_url_bytes=max_url_bytes,
         )
         self._core = ProxyCore(settings, RouterMetrics(reservoir_size, field_count))
         self._server: asyncio.Server | None = None

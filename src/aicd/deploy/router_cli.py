@@ -46,6 +46,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sticky-header", help="hash this request header onto the weights")
     parser.add_argument("--connect-timeout", type=float, default=3.0)
     parser.add_argument("--response-timeout", type=float, default=30.0)
+    parser.add_argument("--max-head-bytes", type=int, default=64 * 1024, help="request head limit (431)")
+    parser.add_argument("--max-headers", type=int, default=100, help="request header count limit (431)")
+    parser.add_argument("--max-url-bytes", type=int, default=8 * 1024, help="request URL limit (414)")
     parser.add_argument("--json", action="store_true", help="print the whole metrics snapshot at exit")
     return parser.parse_args(argv)
 
@@ -79,6 +82,9 @@ def build(args: argparse.Namespace) -> tuple[Router, Backends, dict[str, int] | 
         response_timeout=args.response_timeout,
         sticky_header=args.sticky_header,
         field_count=field_count,
+        max_head_bytes=args.max_head_bytes,
+        max_headers=args.max_headers,
+        max_url_bytes=args.max_url_bytes,
     )
     return router, backends, weights
 

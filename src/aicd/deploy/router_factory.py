@@ -8,12 +8,14 @@ Both have the same surface (``start``/``stop``, ``set_backends``, ``weights``, `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from aicd.deploy.haproxy_config import INSTALL_HINT, find_haproxy
 from aicd.deploy.plan import ROUTERS
 from aicd.deploy.router import FieldCount, Router
 from aicd.deploy.router_haproxy import HAProxyRouter
+from aicd.deploy.router_http import LIMITS, check_limits
 from aicd.errors import ConfigError
 
 AnyRouter = Router | HAProxyRouter
@@ -28,16 +30,27 @@ def make_router(
     env: str | None = None,
     state_dir: Path | None = None,
     binary: str | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> AnyRouter:
     """A router of ``kind`` ("aicd" or "haproxy") listening on ``host:port`` once started (0: free port).
 
     ``env`` names the environment in error messages; ``state_dir`` is where haproxy's
-    configuration, sockets and map go (a temp dir when None); ``binary`` overrides ``haproxy`` on PATH.
+    configuration, sockets and map go (a temp dir when None); ``binary`` overrides ``haproxy`` on PATH;
+    ``limits``: aicd's router's request head limits (``environments.<env>.router_limits``).
     ConfigError for an unknown kind, or for "haproxy" when it is not installed or too old.
     """
     key = f"environments.{env}.router" if env else "router"
     if kind == "aicd":
-        return Router(host, port, field_count=field_count)
+        chosen = {name: default for name, (default, _, _) in LIMITS.items()}
+        chosen.update(check_limits(limits or {}, key + "_limits"))
+        return Router(
+            host,
+            port,
+            field_count=field_count,
+            max_head_bytes=chosen["max_head_bytes"],
+            max_headers=chosen["max_headers"],
+            max_url_bytes=chosen["max_url_bytes"],
+        )
     if kind == "haproxy":
         if find_haproxy(binary) is None:
             raise ConfigError(

@@ -3,12 +3,41 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from http import HTTPStatus
+
+from aicd.errors import ConfigError
 
 # Headers that describe one connection, not the message (RFC 9110 7.6.1): never forwarded.
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
+
+# Limits on a request's head, as HAProxy (tune.bufsize 16 KiB, 101 headers) and nginx
+# (large_client_header_buffers 4 x 8 KiB) have them, a little more generous. A request over a
+# limit is answered by the router (431 or 414) and its connection closed: never forwarded.
+MAX_HEAD_BYTES = 64 * 1024  # request line + headers
+MAX_HEADERS = 100
+MAX_URL_BYTES = 8 * 1024  # the request target
+LIMITS = {  # environments.<env>.router_limits keys: default, lowest, highest
+    "max_head_bytes": (MAX_HEAD_BYTES, 1024, 16 * 1024 * 1024),
+    "max_headers": (MAX_HEADERS, 1, 10_000),
+    "max_url_bytes": (MAX_URL_BYTES, 256, 16 * 1024 * 1024),
+}
+
+
+def check_limits(limits: Mapping[str, object], where: str = "router") -> dict[str, int]:
+    """The head limits named in ``limits`` (keys of :data:`LIMITS`), checked; ConfigError otherwise."""
+    checked: dict[str, int] = {}
+    for key, value in limits.items():
+        if key not in LIMITS:
+            raise ConfigError(f"{where}: unknown limit {key!r}; known: {', '.join(LIMITS)}")
+        _, low, high = LIMITS[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"{where}.{key} must be a whole number from {low} to {high} (is {value!r})")
+        checked[key] = value
+    return checked
+
 
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -110,6 +110,7 @@ class RouterMetrics:
         self.field_count = field_count
         self.revisions: dict[str, RevisionMetrics] = {}
         self.unrouted = 0  # answered 503 because no revision had weight
+        self.refused = 0  # over a head limit (431, 414): answered by the router, sent nowhere
         self.since = time.time()
 
     def of(self, revision: str) -> RevisionMetrics:
@@ -155,11 +156,13 @@ class RouterMetrics:
     def reset(self) -> None:
         self.revisions = {}
         self.unrouted = 0
+        self.refused = 0
         self.since = time.time()
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "since": self.since,
             "unrouted": self.unrouted,
+            "refused": self.refused,
             "revisions": {name: m.snapshot() for name, m in self.revisions.items()},
         }

@@ -49,6 +49,9 @@ from aicd.deploy.router_http import (
     IDEMPOTENT_RETRY,
     LAST_CHUNK,
     LENGTH,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    MAX_URL_BYTES,
     NO_BODY,
     UNTIL_CLOSE,
     chunk,
@@ -66,6 +69,10 @@ REPLAY_LIMIT = 64 * 1024  # request body bytes kept to send again on a retry
 STALE_WINDOW = 0.05  # seconds: a reused connection closing this soon after the request was idle-closed
 PIPELINE_LIMIT = 16  # parsed requests waiting on one connection before it is paused
 TICK = 0.1  # seconds between two checks of timeouts (response, idle client, idle pool connection)
+
+LINGER_SECONDS = 2.0  # after refusing a request, read and drop what the client still sends, then close
+LINGER_BYTES = 1024 * 1024  # ... or once this much was dropped
+_HEAD_END = b"\r\n\r\n"
 
 _perf = time.perf_counter
 _monotonic = time.monotonic
@@ -96,6 +103,9 @@ class Settings:
     max_attempts: int = 3
     max_idle_per_backend: int = 512
     sticky_header: bytes | None = None  # lower-cased header name
+    max_head_bytes: int = MAX_HEAD_BYTES  # request line + headers; more: 431
+    max_headers: int = MAX_HEADERS  # header lines of one request; more: 431
+    max_url_bytes: int = MAX_URL_BYTES  # the request target; longer: 414
 
 
 class ProxyCore:
@@ -166,6 +176,8 @@ class Exchange:
     last_io = 0  # ProxyCore.tick of the last byte either way
     capture: list[bytes] | None = None
     capture_size = 0
+    header_count = 0
+    refusal: tuple[int, str] | None = None  # over a limit: answered by the router, never forwarded
 
     def __init__(self, client: ClientConnection) -> None:
         self.client = client
@@ -186,7 +198,12 @@ class ClientConnection(asyncio.Protocol):
         "backend_blocked",
         "closed",
         "core",
+        "dropped",
+        "head_tail",
+        "head_used",
         "idle_ticks",
+        "in_head",
+        "lingering",
         "parser",
         "parsing",
         "queue",
@@ -213,6 +230,11 @@ class ClientConnection(asyncio.Protocol):
         self.idle_ticks = 0
         self.xff_peer = b""
         self.xff_line = b""
+        self.in_head = True  # the next bytes belong to a request's head (not to a body)
+        self.head_used = 0  # bytes of the current head seen so far
+        self.head_tail = b""  # its last 3 bytes, when it ended mid-read (a CRLFCRLF may straddle reads)
+        self.lingering = False  # a request was refused: what the client sends now is dropped
+        self.dropped = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -226,17 +248,103 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.touched = True
+        if self.lingering:
+            self.dropped += len(data)
+            if self.dropped > LINGER_BYTES and self.transport is not None:
+                self.transport.close()
+            return
+        if not self.in_head:
+            if not self.feed(data):
+                return
+            if self.in_head:  # a pipelined head began in this read (so bounded by one read: 256 KiB)
+                self.head_used = 0
+        elif not self.read_heads(data):
+            return
+        self.pump()
+
+    def read_heads(self, data: bytes) -> bool:
+        """Feed ``data`` head by head, refusing one that grows past ``max_head_bytes`` before the parser
+        holds it (httptools would gather an endless header in memory). False: the connection is refused."""
+        limit = self.core.settings.max_head_bytes
+        total = len(data)
+        view: memoryview | None = None
+        start = 0
+        while start < total:
+            if not self.in_head:
+                if view is None:
+                    view = memoryview(data)
+                if not self.feed(view[start:]):
+                    return False
+                if self.in_head:
+                    self.head_used = 0
+                return True
+            end = -1
+            tail = self.head_tail
+            if tail:
+                self.head_tail = b""
+                found = (tail + data[:3]).find(_HEAD_END)
+                if found >= 0:
+                    end = found + 4 - len(tail)
+            if end < 0:
+                found = data.find(_HEAD_END, start)
+                if found >= 0:
+                    end = found + 4
+            stop = end if end >= 0 else total
+            if self.head_used + stop - start > limit:
+                self.head_too_large(data, start)
+                return False
+            if start == 0 and stop == total:
+                piece: bytes | memoryview = data
+            else:
+                if view is None:
+                    view = memoryview(data)
+                piece = view[start:stop]
+            if end < 0:  # the head goes on in the next read
+                self.head_used += stop - start
+                self.head_tail = (tail + data)[-3:]
+                return self.feed(piece)
+            self.head_used = 0
+            if not self.feed(piece):
+                return False
+            start = stop
+        return True
+
+    def feed(self, data: bytes | memoryview) -> bool:
+        """Give bytes to the parser; False when the connection was refused (answered and closing)."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self.refuse(501, "protocol upgrades (WebSocket, CONNECT) are not supported by the router")
-            return
+            return False
         except httptools.HttpParserError as exc:
             if isinstance(exc, httptools.HttpParserCallbackError):
                 log.error("router: internal error while parsing a request", exc_info=exc)
             self.refuse(400, "malformed HTTP request")
+            return False
+        return True
+
+    def head_too_large(self, data: bytes, start: int) -> None:
+        """The head being read passes ``max_head_bytes``: refuse it (414 when its URL is the cause)."""
+        limit = self.core.settings.max_head_bytes
+        room = limit - self.head_used
+        # the parser reads up to the limit, so that a URL or a header count over its own limit is named
+        if room > 0 and not self.feed(memoryview(data)[start : start + room]):
             return
+        ex = self.parsing
+        if ex is None or ex in self.queue:
+            ex = Exchange(self)
+        self.parsing = None
+        if ex.refusal is None:
+            ex.refusal = (431, f"request head larger than {limit} bytes (request line and headers)")
+        self.refused(ex)
         self.pump()
+
+    def refused(self, ex: Exchange) -> None:
+        """``ex`` is over a limit: queue it for its answer; nothing more is read from this client."""
+        ex.client_keep_alive = False
+        ex.body_done = True
+        self.queue.append(ex)
+        self.lingering = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -274,11 +382,22 @@ class ClientConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         ex = self.parsing
         assert ex is not None
+        if ex.refusal is not None:
+            return
         ex.url += url
+        if len(ex.url) > self.core.settings.max_url_bytes:
+            ex.url = b""
+            ex.refusal = (414, f"request URL longer than {self.core.settings.max_url_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.parsing
         assert ex is not None
+        ex.header_count += 1
+        if ex.header_count > self.core.settings.max_headers or ex.refusal is not None:
+            if ex.refusal is None:
+                ex.refusal = (431, f"more than {self.core.settings.max_headers} request headers")
+                ex.headers = []
+            return
         lname = name.lower()
         kind = _REQUEST_HEADERS.get(lname)
         if kind is None:
@@ -301,6 +420,10 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         ex = self.parsing
         assert ex is not None
+        self.in_head = False
+        if ex.refusal is not None:
+            self.refused(ex)
+            return
         parser = self.parser
         ex.started = _perf()
         ex.method = parser.get_method()
@@ -336,6 +459,7 @@ class ClientConnection(asyncio.Protocol):
         assert ex is not None
         ex.body_done = True
         self.parsing = None
+        self.in_head = True
 
     # -- request side -------------------------------------------------------------------------
 
@@ -352,6 +476,10 @@ class ClientConnection(asyncio.Protocol):
             self.update_reading()
 
     def start(self, ex: Exchange) -> None:
+        if ex.refusal is not None:  # over a limit: not routed, not counted for any revision
+            self.core.metrics.refused += 1
+            self.answer_locally(ex, *ex.refusal, proxy_error=False)
+            return
         if ex.expect_continue and not ex.body_done and ex.version11 and self.transport is not None:
             self.transport.write(CONTINUE)
         backend = self.core.table.pick(ex.sticky)
@@ -660,11 +788,24 @@ class ClientConnection(asyncio.Protocol):
 
     def refuse(self, status: int, message: str) -> None:
         """A request the router cannot parse or serve: answer and close."""
+        self.core.metrics.refused += 1
         if self.transport is not None and not self.closed and self.active is None:
             self.transport.write(local_answer(status, message, False))
+        self.lingering = True
         self.close()
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
+        transport = self.transport
+        if transport is not None and not self.closed:
             self.closed = True
-            self.transport.close()
+            if self.lingering and transport.can_write_eof():
+                # after a refusal, as nginx's lingering close: the answer goes out, then an EOF, and
+                # what the client still sends is read and dropped for a while (closing with unread
+                # bytes would reset the connection, and the client might lose the answer)
+                transport.write_eof()
+                if self.reading_paused:
+                    self.reading_paused = False
+                    transport.resume_reading()
+                self.core.loop.call_later(LINGER_SECONDS, transport.close)
+            else:
+                transport.close()
