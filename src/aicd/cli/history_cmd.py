@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from aicd.core.local_run import open_store
+from aicd.core.run_owner import reap_stale_runs
 from aicd.errors import NotFoundError
 from aicd.suggest import did_you_mean
 
@@ -21,8 +22,9 @@ def _dur(a: float | None, b: float | None) -> str:
 
 
 def runs_command(project_dir: Path, limit: int, as_json: bool) -> None:
-    store, _ = open_store(project_dir)
+    store, home = open_store(project_dir)
     try:
+        reap_stale_runs(store, home)  # runs whose aicd run process is gone: failed
         records = store.list_pipelines(project_dir=str(project_dir), limit=limit)
     finally:
         store.close()

@@ -7,6 +7,7 @@ change. The CLI only parses flags and draws what the observer is told.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Sequence
@@ -16,8 +17,9 @@ from typing import Protocol
 
 from aicd.config import Settings, load_settings
 from aicd.core.job_fields import job_fields
+from aicd.core.run_owner import RunOwner, reap_stale_runs
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
-from aicd.errors import AicdError, ConfigError, GitError, PipelineError, WorkflowFilteredOut
+from aicd.errors import AicdError, ConfigError, ExecutorError, GitError, PipelineError, WorkflowFilteredOut
 from aicd.executors.base import JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.workspace import prune_builds, remove_tree, snapshot_commit
@@ -187,7 +189,10 @@ async def run_local(
     settings = settings or load_settings()
     project_dir = req.project_dir.resolve()
     store, home = open_store(project_dir, settings)
+    owner: RunOwner | None = None
     try:
+        reap_stale_runs(store, home)
+        owner = RunOwner.claim(home)
         info = git_info(project_dir, req.commit)
         if req.commit and not info.is_repo:
             raise GitError(f"--commit {req.commit}: {project_dir} is not a git repository with commits")
@@ -199,6 +204,7 @@ async def run_local(
             file=req.file,
             run_dir_root=str(home / "runs"),
         )
+        owner.bind(record.id)
         predefined = pipeline_variables(
             info,
             pipeline_id=record.id,
@@ -219,9 +225,11 @@ async def run_local(
             _check_selection(pipeline, req)
         except WorkflowFilteredOut as exc:
             store.update_pipeline(record.id, status="skipped", error=str(exc), finished_at=time.time())
+            owner.release()
             raise
         except AicdError as exc:
             store.update_pipeline(record.id, status="failed", error=str(exc), finished_at=time.time())
+            owner.release()
             raise
         record = store.get_pipeline(record.id)
         observer.pipeline_created(record, pipeline)
@@ -236,6 +244,7 @@ async def run_local(
         # old workspaces are removed while the jobs run, off the critical path
         pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
         executor = LocalExecutor(project_dir, home, commit=req.commit)
+        failure: Exception | None = None
         try:
             result = await run_pipeline(
                 pipeline,
@@ -246,13 +255,49 @@ async def run_local(
                 options=options,
                 cancel=cancel,
             )
+        except Exception as exc:  # not a job's failure: a full disk, a database that cannot be written...
+            failure = exc
         finally:
             await executor.close()
             await pruning
+        if failure is not None:
+            error, recorded = _broken_run(store, home, record.id, failure)
+            if recorded:
+                owner.release()
+            raise error from failure
         store.update_pipeline(record.id, status=result.status, finished_at=time.time())
+        owner.release()
         return _result(store.get_pipeline(record.id), result, recorder)
     finally:
+        if owner is not None and owner.path.name.startswith("new-"):
+            owner.release()  # no pipeline was recorded: nothing to mark
         store.close()
+
+
+def _broken_run(store: Store, home: Path, pipeline_id: int, exc: Exception) -> tuple[AicdError, bool]:
+    """The run cannot go on (not a job's failure): free its workspaces, record it failed if the store
+    can still be written (else the next `aicd run` or `aicd runs` does: see core.run_owner), and say
+    so in one error. The error, and whether the run was recorded as failed."""
+    with contextlib.suppress(OSError):
+        remove_tree(home / "builds" / str(pipeline_id))
+    what = str(exc) if isinstance(exc, AicdError) else f"{type(exc).__name__}: {exc}"
+    try:
+        now = time.time()
+        for job in store.list_jobs(pipeline_id):
+            if job.status == "running":
+                store.update_job(
+                    job.id, status="failed", failure_reason="runner_system_failure", finished_at=now
+                )
+            elif job.status in ("created", "pending"):
+                store.update_job(job.id, status="skipped", finished_at=now)
+        store.update_pipeline(pipeline_id, status="failed", error=what, finished_at=now)
+    except AicdError:
+        message = (
+            f"run {pipeline_id} stopped: {what}; it could not be recorded as failed either: "
+            "the next aicd run or aicd runs will do it (free some space first)"
+        )
+        return ExecutorError(message), False
+    return ExecutorError(f"run {pipeline_id} failed: {what} (its workspaces were removed)"), True
 
 
 def _result(record: PipelineRecord, result: PipelineResult, recorder: _Recorder) -> RunResult:
