@@ -11,7 +11,10 @@ What is kept follows GitLab: ``paths`` (variables expanded, globs with
 untracked file with ``untracked: true``, minus ``exclude`` matches
 (not recursive: ``dir/**`` excludes what is under ``dir``). A path matching
 nothing gives a warning, never a failure; a path outside the workspace is
-refused with a warning. Functions here are synchronous (run them in a thread)
+refused with a warning. A symbolic link is kept as the file it points to when
+that is a file inside the workspace, and left out with a warning otherwise (out
+of the workspace, dangling, or a directory), so the archive holds what the log
+counts. Functions here are synchronous (run them in a thread)
 and return the info lines to show.
 """
 
@@ -61,6 +64,8 @@ def save_artifacts(
         globbing.untracked(workspace, tracked, sel)
     excludes = [r for r in (globbing.normalise(str(workspace), expand(e)) for e in artifacts.exclude) if r]
     sel.exclude(excludes)
+    follow, left_out = globbing.resolve_links(workspace, sel)
+    info += left_out
     if not sel.entries:
         if paths or artifacts.untracked:
             info.append("No artifacts to keep")
@@ -68,7 +73,7 @@ def save_artifacts(
     if dest.exists():
         remove_tree(dest)
     dest.mkdir(parents=True)
-    count = globbing.copy_selection(workspace, sel, dest)
+    count = globbing.copy_selection(workspace, sel, dest, follow)
     info.append(f"Kept artifacts: {count} file{'s' if count != 1 else ''}")
     return count, info
 
@@ -99,11 +104,13 @@ def save_reports(
         if not patterns:
             continue
         sel = globbing.select(workspace, [expand(p) for p in patterns], info.append)
+        follow, left_out = globbing.resolve_links(workspace, sel)
+        info += left_out
         files = [rel for rel, is_dir in sel.entries.items() if not is_dir]
         if not files:
             continue
         only = globbing.Selection({rel: False for rel in files})
-        globbing.copy_selection(workspace, only, dest)
+        globbing.copy_selection(workspace, only, dest, follow)
         found.by_type[kind] = [(rel, dest / rel) for rel in files]
     return found, info
 

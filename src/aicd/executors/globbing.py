@@ -273,8 +273,45 @@ def untracked(root: Path | str, tracked: AbstractSet[str], selection: Selection 
     return sel
 
 
-def copy_selection(root: Path | str, sel: Selection, dest: Path | str) -> int:
-    """Copy the selected entries from ``root`` to ``dest`` keeping relative paths; returns files copied."""
+def resolve_links(root: Path | str, sel: Selection) -> tuple[set[str], list[str]]:
+    """Symlinks among the selected files, judged for an archive that must hold what it says.
+
+    A link to a regular file inside ``root`` is kept as that file's contents (returned: copy these
+    following the link). Any other link is dropped from ``sel``: a link out of ``root`` (its target
+    is not the job's to hand out), a dangling one, or one to a directory. Returns (links to follow,
+    one warning line per dropped link).
+    """
+    root_s = str(root)
+    root_real = os.path.realpath(root_s)
+    follow: set[str] = set()
+    warnings: list[str] = []
+    for rel, is_dir in list(sel.entries.items()):
+        full = os.path.join(root_s, rel)
+        if is_dir or not os.path.islink(full):
+            continue
+        target = os.readlink(full)
+        real = os.path.realpath(full)
+        if not _inside(root_real, real):
+            why = "it points outside the workspace"
+        elif not os.path.exists(real):
+            why = "its target does not exist"
+        elif os.path.isdir(real):
+            why = "it points to a directory (list the directory itself)"
+        elif not os.path.isfile(real):
+            why = "its target is not a regular file"
+        else:
+            follow.add(rel)
+            continue
+        del sel.entries[rel]
+        warnings.append(f"WARNING: {rel}: a symbolic link to {target!r}, left out: {why}")
+    return follow, warnings
+
+
+def copy_selection(
+    root: Path | str, sel: Selection, dest: Path | str, follow: AbstractSet[str] = frozenset()
+) -> int:
+    """Copy the selected entries from ``root`` to ``dest`` keeping relative paths; returns files copied.
+    Symlinks are copied as links, except those in ``follow`` (their target's contents are copied)."""
     root_s, dest_s = str(root), str(dest)
     made: set[str] = set()
     copied = 0
@@ -290,7 +327,7 @@ def copy_selection(root: Path | str, sel: Selection, dest: Path | str) -> int:
             os.makedirs(os.path.join(dest_s, parent), exist_ok=True)
             made.add(parent)
         try:
-            shutil.copy2(os.path.join(root_s, rel), target, follow_symlinks=False)
+            shutil.copy2(os.path.join(root_s, rel), target, follow_symlinks=rel in follow)
         except FileNotFoundError:
             continue  # removed while we looked
         copied += 1
