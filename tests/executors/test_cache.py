@@ -146,3 +146,15 @@ def test_safe_key() -> None:
     assert safe_key("feature/x") != safe_key("feature_x")
     assert safe_key("..") not in ("..", ".")
     assert "/" not in safe_key("../../etc")
+
+
+def test_a_key_expanded_too_long_for_a_folder_name_still_names_one(tmp_path: Path) -> None:
+    """A cache:key built from variables may expand past a file name's 255 bytes: it is shortened
+    with a digest (the literal case is a lint error), so the job does not fail with an OSError."""
+    from aicd.executors.cache import cache_path
+
+    long_a, long_b = "k" * 400, "k" * 399 + "j"
+    path_a, path_b = cache_path(tmp_path, long_a), cache_path(tmp_path, long_b)
+    assert path_a != path_b and len(path_a.name) < 100
+    path_a.mkdir()
+    assert cache_path(tmp_path, "short-key").name == "short-key"

@@ -170,6 +170,18 @@ CASES: list[tuple[str, str | bytes, str]] = [
     ("reference-missing", "job:\n  script: !reference [.nope, script]\n", "nope"),
     ("reference-not-list", "job:\n  script: !reference .nope\n", "reference"),
     ("include-missing-file", "include: {local: missing.yml}\n" + JOB, "missing.yml"),
+    # -- strings that would fail the job at run time (a NUL, a name too long for a folder) ---------
+    ("nul-escape-in-job-name", '"bad\\0name":\n  script: echo\n', "nul character"),
+    ("nul-escape-in-variable", 'job:\n  script: echo\n  variables:\n    A: "x\\0y"\n', "nul character"),
+    ("nul-escape-in-stage", 'stages: ["a\\0"]\njob:\n  script: echo\n', "nul character"),
+    ("lone-surrogate", 'job:\n  script: ["echo \\ud800"]\n', "invalid unicode"),
+    ("cache-key-too-long", "job:\n  script: echo\n  cache:\n    key: " + "k" * 400 + "\n", "at most 255"),
+    ("environment-too-long", "job:\n  script: echo\n  environment: " + "e" * 300 + "\n", "allows 255"),
+    (
+        "environment-name-too-long",
+        "job:\n  script: echo\n  environment: {name: " + "e" * 300 + "}\n",
+        "allows 255",
+    ),
 ]
 
 
@@ -327,3 +339,13 @@ def test_generated_jobs_only_raise_aicd_errors(doc: dict[str, Any]) -> None:
 @given(st.text(max_size=300))
 def test_random_text_only_raises_aicd_errors(text: str) -> None:
     _check(text)
+
+
+def test_nul_and_long_cache_key_are_located_lint_errors(tmp_path: Path) -> None:
+    """Both failed the job at run time with a raw ValueError / OSError before."""
+    _write(tmp_path, 'ok:\n  script: echo\n"bad\\0name":\n  script: echo\n')
+    (nul,) = lint_pipeline(tmp_path, ".gitlab-ci.yml", CTX).errors
+    assert (nul.line, nul.column) == (3, 1) and "NUL character" in nul.message
+    _write(tmp_path, f"job:\n  script: echo\n  cache:\n    key: {'k' * 400}\n    paths: [x]\n")
+    (long,) = lint_pipeline(tmp_path, ".gitlab-ci.yml", CTX).errors
+    assert (long.line, long.column) == (4, 5) and "cache:key is 400 characters long" in long.message

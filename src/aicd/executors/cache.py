@@ -63,7 +63,7 @@ def safe_key(key: str) -> str:
     safe = _UNSAFE.sub("_", key)
     if safe.strip(".") == "":
         safe = "_" + safe
-    if safe != key:
+    if safe != key or len(key) > 100:  # a key expanded from variables may be too long for a folder name
         safe = f"{safe[:80]}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     return safe
 

@@ -242,6 +242,19 @@ class _Frame:
         self.has_key = False
 
 
+def _check_escapes(value: str, mark: Mark) -> None:
+    """A NUL written as an escape: no file name, environment variable or shell takes it, so it
+    would fail the job at run time; refuse it here, where it is. (PyYAML refuses lone surrogates.)"""
+    if "\x00" in value:
+        raise PipelineError(
+            _diag(
+                "the string holds a NUL character (\\0): no job name, variable, file name or command "
+                "can contain one; remove it",
+                mark,
+            )
+        )
+
+
 class _Builder:
     def __init__(self, text: str, display: str) -> None:
         self.text = text
@@ -367,6 +380,8 @@ class _Builder:
     def _scalar(self, event: Any) -> Any:
         tag = event.tag
         value: str = event.value
+        if event.style == '"':  # only a double-quoted scalar has escapes (\0)
+            _check_escapes(value, self.mark(event))
         if tag is None:
             if not event.implicit[0]:
                 return value  # quoted or block scalar: a string

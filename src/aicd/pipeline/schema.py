@@ -177,6 +177,7 @@ ARTIFACTS_KEYS = (
 CACHE_KEYS = ("key", "paths", "untracked", "policy", "when", "fallback_keys", "unprotect")
 ENVIRONMENT_KEYS = ("name", "url", "action", "deployment_tier", "on_stop", "auto_stop_in", "kubernetes")
 SCRIPT_MAX_DEPTH = 10
+MAX_NAME = 255  # characters of a name that becomes a folder or an environment (GitLab's limit)
 SCRIPT_MAX_LINES = 10_000
 
 
@@ -785,6 +786,11 @@ def _read_one_cache(value: Any, at: At, problems: Problems) -> CacheSpec | None:
                     or text.upper() in ("%2E", "%2E%2E")
                 ):
                     problems.error(where, f'"{text}" cannot contain "/" or be "." or ".."')
+                elif len(text) > MAX_NAME and "$" not in text:
+                    problems.error(
+                        where,
+                        f"is {len(text)} characters long; at most {MAX_NAME} (it names the cache's folder)",
+                    )
                 key = text
     paths: tuple[str, ...] = ()
     if mapping.get("paths") is not None:
@@ -832,6 +838,8 @@ def read_environment(value: Any, at: At, problems: Problems) -> tuple[Environmen
         if not value.strip():
             problems.error(at, "must not be empty")
             return None
+        if len(value) > MAX_NAME:
+            problems.error(at, f"is {len(value)} characters long; GitLab allows {MAX_NAME}")
         return Environment(name=value), None
     mapping = read_map(value, at, problems)
     if mapping is None:
@@ -856,6 +864,8 @@ def read_environment(value: Any, at: At, problems: Problems) -> tuple[Environmen
     if auto_stop_in is not None and auto_stop_in != "never" and "$" not in auto_stop_in:
         read_duration(auto_stop_in, at.of(mapping, "auto_stop_in"), problems)
     on_stop = _opt_str(mapping, "on_stop", at, problems)
+    if len(name) > MAX_NAME:
+        problems.error(at.of(mapping, "name"), f"is {len(name)} characters long; GitLab allows {MAX_NAME}")
     env = Environment(
         name=name,
         url=_opt_str(mapping, "url", at, problems),
