@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from aicd.cli.tables import echo_json
+from aicd.cli.terminal import clean_lines
 from aicd.errors import ConfigError
 
 Json = dict[str, Any]
@@ -24,7 +25,7 @@ FAILED = ("failed", "rolled_back", "aborted")
 
 def _print_event(event: Json) -> None:
     stamp = time.strftime("%H:%M:%S", time.localtime(float(event.get("at") or time.time())))
-    click.echo(f"{stamp}  {event.get('message', '')}", err=True)
+    click.echo(clean_lines(f"{stamp}  {event.get('message', '')}"), err=True)
 
 
 def _finish(result: Json, as_json: bool, verb: str) -> None:
@@ -37,11 +38,17 @@ def _finish(result: Json, as_json: bool, verb: str) -> None:
         head = f"deployment #{number} ({revision}, {deployment.get('strategy')})"
         if result.get("paused"):
             env = deployment.get("environment")
-            click.echo(f"{head} is paused: `aicd promote {env}` to go on, `aicd abort {env}` to roll back")
+            click.echo(
+                clean_lines(
+                    f"{head} is paused: `aicd promote {env}` to go on, `aicd abort {env}` to roll back"
+                )
+            )
         elif status in FAILED:
-            click.echo(f"{head} {status.replace('_', ' ')}: {deployment.get('reason')}", err=True)
+            click.echo(
+                clean_lines(f"{head} {status.replace('_', ' ')}: {deployment.get('reason')}"), err=True
+            )
         else:
-            click.echo(f"{head} {verb}: {status}; serving at {result.get('url')}")
+            click.echo(clean_lines(f"{head} {verb}: {status}; serving at {result.get('url')}"))
     if status in FAILED and not (verb == "aborted" and status == "aborted"):
         sys.exit(1)
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from aicd.cli.tables import echo_json, table, when
+from aicd.cli.terminal import clean_lines
 
 Json = dict[str, Any]
 
@@ -97,7 +98,7 @@ def status(name: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"{name}: {data['status']} at {data.get('url')}")
+    click.echo(clean_lines(f"{name}: {data['status']} at {data.get('url')}"))
     active = data.get("active_deployment")
     if active:
         click.echo(
@@ -176,7 +177,7 @@ def start(name: str) -> None:
     with _store(location) as store:
         store.get_environment(name, scope=location.scope)
     data = control.request(client.ensure_agent(location, name), {"op": "status"})
-    click.echo(f"{name}: {data['status']} at {data.get('url')}")
+    click.echo(clean_lines(f"{name}: {data['status']} at {data.get('url')}"))
 
 
 @env.command()
@@ -189,10 +190,10 @@ def stop(name: str) -> None:
     with _store(location) as store:
         store.get_environment(name, scope=location.scope)
     if not client.agent_running(location, name):
-        click.echo(f"{name}: its agent is not running")
+        click.echo(clean_lines(f"{name}: its agent is not running"))
         return
     control.request(client.agent_socket(location, name), {"op": "stop"})
-    click.echo(f"{name}: stopping")
+    click.echo(clean_lines(f"{name}: stopping"))
 
 
 @env.command()
@@ -209,9 +210,9 @@ def logs(name: str, revision: str | None, lines: int) -> None:
     folder = client.environment_dir(location, name) / "supervisor" / "logs"
     files = sorted(folder.glob(f"{revision}.*.log" if revision else "*.log"))
     if not files:
-        click.echo(f"{name}: no service logs{f' of {revision}' if revision else ''} yet")
+        click.echo(clean_lines(f"{name}: no service logs{f' of {revision}' if revision else ''} yet"))
     for path in files:
-        click.echo(f"==> {path.name} <==")
+        click.echo(clean_lines(f"==> {path.name} <=="))
         text = path.read_text(errors="replace").splitlines()[-lines:]
         for line in text:
             click.echo(line)

@@ -242,7 +242,8 @@ def _print_plain(result: GateResult) -> None:
 def _print_rich(result: GateResult) -> None:
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
+
+    from aicd.cli.terminal import text
 
     console = Console(highlight=False)
     table = Table(title_justify="left")
@@ -250,14 +251,14 @@ def _print_rich(result: GateResult) -> None:
         table.add_column(col, justify="right" if col in ("value", "baseline", "change") else "left")
     styles = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}
     for row in _rows(result):
-        table.add_row(*(Text(cell) for cell in row[:-1]), Text(row[-1], style=styles.get(row[-1], "")))
+        table.add_row(*(text(cell) for cell in row[:-1]), text(row[-1], styles.get(row[-1], "")))
     console.print(table)
     for c in result.failures:
-        console.print(Text(f"FAIL {c.metric}: {c.reason}", style="red"))
+        console.print(text(f"FAIL {c.metric}: {c.reason}", "red"))
     for c in result.checks:
         if c.verdict == "skip":
-            console.print(Text(f"SKIP {c.metric}: {c.reason}", style="yellow"))
-    console.print(Text(_summary(result), style="green" if result.passed else "bold red"))
+            console.print(text(f"SKIP {c.metric}: {c.reason}", "yellow"))
+    console.print(text(_summary(result), "green" if result.passed else "bold red"))
 
 
 def gate_command(

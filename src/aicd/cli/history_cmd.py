@@ -7,6 +7,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from aicd.cli.terminal import clean, clean_lines, markup, text
 from aicd.core.local_run import open_store
 from aicd.core.run_owner import reap_stale_runs
 from aicd.errors import NotFoundError
@@ -34,13 +35,12 @@ def runs_command(project_dir: Path, limit: int, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"runs of {project_dir}", title_justify="left")
+    table = Table(title=f"runs of {markup(project_dir)}", title_justify="left")
     for col in ("run", "status", "ref", "commit", "created", "duration"):
         table.add_column(col)
     for r in records:
-        table.add_row(
-            str(r.id), r.status, r.ref, r.sha[:8], _when(r.created_at), _dur(r.started_at, r.finished_at)
-        )
+        cells = (r.id, r.status, r.ref, r.sha[:8], _when(r.created_at), _dur(r.started_at, r.finished_at))
+        table.add_row(*(text(c) for c in cells))
     Console(highlight=False).print(table)
 
 
@@ -60,10 +60,10 @@ def show_command(project_dir: Path, run_id: int, as_json: bool) -> None:
 
     console = Console(highlight=False)
     console.print(
-        f"run {record.id} (#{record.iid}) {record.status}: {record.ref} {record.sha[:8]} {record.file}"
+        text(f"run {record.id} (#{record.iid}) {record.status}: {record.ref} {record.sha[:8]} {record.file}")
     )
     if record.error:
-        console.print(record.error, markup=False)
+        console.print(clean_lines(record.error), markup=False)
     table = Table(title_justify="left")
     for col in ("job", "stage", "status", "attempt", "exit", "duration", "tests"):
         table.add_column(col)
@@ -71,15 +71,16 @@ def show_command(project_dir: Path, run_id: int, as_json: bool) -> None:
         tests = "" if j.tests_total is None else f"{j.tests_passed} passed, {j.tests_failed} failed"
         status = j.status + (" (allowed)" if j.status == "failed" and j.allow_failure else "")
         status += " (retried)" if j.retried else ""
-        table.add_row(
+        cells = (
             j.name,
             j.stage,
             status,
-            str(j.attempt),
-            "" if j.exit_code is None else str(j.exit_code),
+            j.attempt,
+            "" if j.exit_code is None else j.exit_code,
             _dur(j.started_at, j.finished_at),
             tests,
         )
+        table.add_row(*(text(c) for c in cells))
     console.print(table)
 
 
@@ -98,7 +99,7 @@ def logs_command(project_dir: Path, run_id: int, job: str | None) -> None:
         chosen = jobs
     for j in chosen:
         if job is None:
-            sys.stdout.write(f"==> {j.name} (attempt {j.attempt}, {j.status}) <==\n")
+            sys.stdout.write(f"==> {clean(j.name)} (attempt {j.attempt}, {j.status}) <==\n")
         if j.log_path and Path(j.log_path).is_file():
             sys.stdout.write(Path(j.log_path).read_text(encoding="utf-8", errors="replace"))
         elif job is not None:

@@ -16,6 +16,7 @@ import click
 
 from aicd.cli.remote import remote_options
 from aicd.cli.tables import echo_json, table, when
+from aicd.cli.terminal import clean_lines
 from aicd.errors import ConfigError
 
 Json = dict[str, Any]
@@ -94,7 +95,9 @@ def declare(
     if as_json:
         echo_json(record)
     else:
-        click.echo(f"incident #{record['id']} declared in {record['environment']}: {record['title']}")
+        click.echo(
+            clean_lines(f"incident #{record['id']} declared in {record['environment']}: {record['title']}")
+        )
 
 
 @incident.command()

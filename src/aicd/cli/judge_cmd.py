@@ -215,7 +215,8 @@ def _print_rich(
 ) -> None:
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
+
+    from aicd.cli.terminal import text
 
     console = Console(highlight=False)
     table = Table(title_justify="left")
@@ -223,14 +224,14 @@ def _print_rich(
         table.add_column(col, justify="left" if col in ("metric", "class") else "right")
     styles = {"Pass": "green", "High": "bold red", "Low": "bold red", "Nodata": "yellow", "Error": "bold red"}
     for row in _rows(result):
-        cells = [Text(cell) for cell in row]
-        cells[5] = Text(row[5], style=styles.get(row[5], "bold red"))
+        cells = [text(cell) for cell in row]
+        cells[5] = text(row[5], styles.get(row[5], "bold red"))
         table.add_row(*cells)
     console.print(table)
     for kind, line in _notes(result, drift, notes):
-        console.print(Text(line, style="yellow" if kind in ("Nodata", "warn", "note") else "red"))
+        console.print(text(line, "yellow" if kind in ("Nodata", "warn", "note") else "red"))
     style = {"pass": "green", "marginal": "yellow"}.get(verdict, "bold red")
-    console.print(Text(_summary(result, verdict, reason), style=style))
+    console.print(text(_summary(result, verdict, reason), style))
 
 
 def build_report(

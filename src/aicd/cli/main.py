@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from aicd import __version__
+from aicd.cli.terminal import clean_lines
 from aicd.errors import AicdError
 
 # Command groups that live in their own modules, imported only when used:
@@ -60,7 +61,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AicdError as exc:
-            click.echo(f"aicd: {exc}" if "\n" not in str(exc) else str(exc), err=True)
+            message = clean_lines(exc)  # it may quote a job name, a ref, a server's answer...
+            click.echo(f"aicd: {message}" if "\n" not in message else message, err=True)
             sys.exit(exc.exit_code)
 
 

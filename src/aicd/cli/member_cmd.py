@@ -9,6 +9,7 @@ import click
 
 from aicd.cli.remote import Client, remote_options, segment
 from aicd.cli.tables import table as _table
+from aicd.cli.terminal import clean_lines
 from aicd.errors import ConfigError, NotFoundError, PermissionDeniedError
 
 ROLES = ("viewer", "developer", "maintainer")
@@ -68,7 +69,7 @@ def member_set(project: str, user: str, role: str, server: str | None, token: st
     with Client(server, token) as client:
         user_id = _user_id(client, project, user, members_only=False)
         done = client.put(f"/projects/{segment(project)}/members/{user_id}", json={"role": role})
-    click.echo(f"{done['name']} is {done['role']} on {project}")
+    click.echo(clean_lines(f"{done['name']} is {done['role']} on {project}"))
 
 
 @member.command("remove")
@@ -80,7 +81,7 @@ def member_remove(project: str, user: str, server: str | None, token: str | None
     with Client(server, token) as client:
         user_id = _user_id(client, project, user, members_only=True)
         client.delete(f"/projects/{segment(project)}/members/{user_id}")
-    click.echo(f"{user} has no role on {project} any more")
+    click.echo(clean_lines(f"{user} has no role on {project} any more"))
 
 
 __all__ = ["member"]

@@ -16,6 +16,7 @@ import click
 
 from aicd.cli.model_backends import Json, RegisterRequest, open_backend
 from aicd.cli.remote import remote_options
+from aicd.cli.terminal import clean_lines
 from aicd.delivery.model_uri import check_alias, check_name, check_version, model_ref
 from aicd.errors import AicdError, ConfigError
 
@@ -87,9 +88,9 @@ def register(
     if as_json:
         _print_json(version)
         return
-    click.echo(f"registered {version['uri']}{_artifact_text(version)}{_lineage_text(version)}")
+    click.echo(clean_lines(f"registered {version['uri']}{_artifact_text(version)}{_lineage_text(version)}"))
     for name_ in version.get("aliases") or []:
-        click.echo(f"alias {name_} -> version {version['version']}")
+        click.echo(clean_lines(f"alias {name_} -> version {version['version']}"))
 
 
 @model.command("list")
@@ -190,13 +191,13 @@ def alias(
     if as_json:
         _print_json(result)
     elif delete:
-        click.echo(f"removed {result['uri']} (it pointed at version {result['version']})")
+        click.echo(clean_lines(f"removed {result['uri']} (it pointed at version {result['version']})"))
     elif result["previous"] is None:
-        click.echo(f"{result['uri']} -> version {result['version']} (new alias)")
+        click.echo(clean_lines(f"{result['uri']} -> version {result['version']} (new alias)"))
     elif result["previous"] == result["version"]:
-        click.echo(f"{result['uri']} -> version {result['version']} (unchanged)")
+        click.echo(clean_lines(f"{result['uri']} -> version {result['version']} (unchanged)"))
     else:
-        click.echo(f"{result['uri']} moved: version {result['previous']} -> {result['version']}")
+        click.echo(clean_lines(f"{result['uri']} moved: version {result['previous']} -> {result['version']}"))
 
 
 @model.command()
@@ -232,7 +233,7 @@ def download(
     if as_json:
         _print_json({"version": found, "path": str(path)})
         return
-    click.echo(f"{found['uri']} -> {path} ({found['artifact']['digest'][:19]}..., verified)")
+    click.echo(clean_lines(f"{found['uri']} -> {path} ({found['artifact']['digest'][:19]}..., verified)"))
 
 
 @model.command()
@@ -269,7 +270,7 @@ def lineage(
         _print_json(rows)
         return
     if not rows:
-        click.echo(f"no model version was registered from commit {commit}")
+        click.echo(clean_lines(f"no model version was registered from commit {commit}"))
         return
     _table(
         f"model versions from commit {commit}",
@@ -374,11 +375,13 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    from aicd.cli.terminal import markup, text
+
+    table = Table(title=markup(title), title_justify="left")
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(text(cell) for cell in row))
     Console(highlight=False).print(table)
 
 
@@ -408,32 +411,34 @@ def _print_version(v: Json) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from aicd.cli.terminal import text
+
     console = Console(highlight=False)
     aliases = f" [{', '.join(v['aliases'])}]" if v["aliases"] else ""
-    console.print(f"{v['uri']}{aliases}  registered {_when(v['created_at'])}", markup=False)
+    console.print(text(f"{v['uri']}{aliases}  registered {_when(v['created_at'])}"))
     artifact = v.get("artifact")
     facts = Table(show_header=False, box=None)
     facts.add_column(style="bold")
     facts.add_column()
     if artifact:
-        facts.add_row("artifact", f"{artifact['name']} ({_size(artifact['size'])})")
-        facts.add_row("digest", artifact["digest"])
+        facts.add_row("artifact", text(f"{artifact['name']} ({_size(artifact['size'])})"))
+        facts.add_row("digest", text(artifact["digest"]))
     for key, value in _lineage_rows(v):
-        facts.add_row(key, value)
+        facts.add_row(key, text(value))
     for key, value in sorted((v.get("tags") or {}).items()):
-        facts.add_row(f"tag {key}", value)
+        facts.add_row(text(f"tag {key}"), text(value))
     console.print(facts)
     if v.get("metrics"):
         metrics = Table(title="metrics", title_justify="left")
         metrics.add_column("metric")
         metrics.add_column("value", justify="right")
         for key, value in v["metrics"].items():
-            metrics.add_row(key, f"{value:.6g}")
+            metrics.add_row(text(key), f"{value:.6g}")
         console.print(metrics)
 
 
 def _print_lineage(v: Json) -> None:
-    click.echo(f"{v['uri']}" + (f" [{', '.join(v['aliases'])}]" if v["aliases"] else ""))
+    click.echo(clean_lines(f"{v['uri']}" + (f" [{', '.join(v['aliases'])}]" if v["aliases"] else "")))
     width = max((len(k) for k, _ in _lineage_rows(v)), default=0)
     for key, value in _lineage_rows(v):
-        click.echo(f"  {key.ljust(width)}  {value}")
+        click.echo(clean_lines(f"  {key.ljust(width)}  {value}"))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from aicd.cli.tables import echo_json
+from aicd.cli.terminal import clean_lines
 
 if TYPE_CHECKING:
     from aicd.reliability.monitor import Change, Monitor
@@ -83,7 +84,7 @@ def monitor(env: str | None, interval: str | None, once: bool, as_json: bool) ->
         shown = (
             f"every {seconds:g}s" if seconds is not None else "at each one's slo.probe_interval (default 5s)"
         )
-        click.echo(f"monitoring {env or 'every environment'} {shown}; Ctrl-C to stop", err=True)
+        click.echo(clean_lines(f"monitoring {env or 'every environment'} {shown}; Ctrl-C to stop"), err=True)
         asyncio.run(_forever(watcher))
 
 
@@ -123,4 +124,4 @@ def _printer(as_json: bool) -> Any:
 def _line(change: Change) -> None:
     stamp = time.strftime("%H:%M:%S", time.localtime(change.at))
     where = f"{change.scope}/{change.environment}" if change.scope else change.environment
-    click.echo(f"{stamp}  {where}: {change.message}")
+    click.echo(clean_lines(f"{stamp}  {where}: {change.message}"))

@@ -17,6 +17,7 @@ import httpx
 
 from aicd.cli.remote import API_PREFIX, Client, check, remote_options, segment
 from aicd.cli.tables import table as _table
+from aicd.cli.terminal import clean_lines
 from aicd.errors import AicdError, ConfigError, NotFoundError
 
 FINAL = frozenset({"success", "failed", "canceled", "skipped", "manual"})
@@ -129,7 +130,7 @@ def trigger(
     else:
         click.echo(_pipeline_line(created))
         if created.get("error"):
-            click.echo(created["error"])
+            click.echo(clean_lines(created["error"]))
     if wait and created["status"] != "success":
         sys.exit(1)
 
@@ -195,7 +196,7 @@ def show(project: str, pipeline_id: int, as_json: bool, server: str | None, toke
         return
     click.echo(_pipeline_line(found))
     if found.get("error"):
-        click.echo(found["error"])
+        click.echo(clean_lines(found["error"]))
     _show_jobs(jobs)
 
 
@@ -240,7 +241,11 @@ def _job_action(action: str) -> click.Command:
         if as_json:
             _json(found)
         else:
-            click.echo(f"job {found['id']} {found['name']} (attempt {found['attempt']}): {found['status']}")
+            click.echo(
+                clean_lines(
+                    f"job {found['id']} {found['name']} (attempt {found['attempt']}): {found['status']}"
+                )
+            )
 
     command.help = {
         "retry": "Run a finished job again (a new attempt).",
@@ -273,7 +278,7 @@ def logs(project: str, job_id: int, follow: bool, server: str | None, token: str
                 sys.stdout.flush()
             elif kind == "end":
                 status = json.loads(data).get("status", status)
-    click.echo(f"job {job_id}: {status}", err=True)
+    click.echo(clean_lines(f"job {job_id}: {status}"), err=True)
     if status != "success":
         sys.exit(1)
 
@@ -331,7 +336,7 @@ def show_remote(server: str | None, token: str | None, project: str, run_id: int
         return
     click.echo(_pipeline_line(found))
     if found.get("error"):
-        click.echo(found["error"])
+        click.echo(clean_lines(found["error"]))
     _show_jobs(jobs)
 
 

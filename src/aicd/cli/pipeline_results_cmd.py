@@ -15,6 +15,7 @@ import click
 
 from aicd.cli.remote import Client, remote_options, segment
 from aicd.cli.tables import table as _table
+from aicd.cli.terminal import clean_lines
 from aicd.errors import AicdError, ConfigError
 
 
@@ -86,7 +87,7 @@ def artifacts(
                     scratch.unlink(missing_ok=True)
                     raise
             scratch.replace(target)
-            click.echo(f"saved {target}", err=True)
+            click.echo(clean_lines(f"saved {target}"), err=True)
             return
         folder = Path(".") if output is None else output
         with tempfile.TemporaryDirectory(prefix="aicd-artifacts-") as scratch_dir:
@@ -96,7 +97,9 @@ def artifacts(
             folder.mkdir(parents=True, exist_ok=True)
             written = unpack(archive, folder)
     plural = "" if len(written) == 1 else "s"
-    click.echo(f"job {job_id}: {len(written)} artifact file{plural} unpacked into {folder}", err=True)
+    click.echo(
+        clean_lines(f"job {job_id}: {len(written)} artifact file{plural} unpacked into {folder}"), err=True
+    )
 
 
 @click.command("tests")
@@ -116,7 +119,9 @@ def tests(project: str, pipeline_id: int, as_json: bool, server: str | None, tok
         return
     suites = report["test_suites"]
     if not suites:
-        click.echo(f"pipeline {pipeline_id} has no test report (no job with artifacts:reports:junit)")
+        click.echo(
+            clean_lines(f"pipeline {pipeline_id} has no test report (no job with artifacts:reports:junit)")
+        )
         return
     header = ("job", "job id", "total", "passed", "failed", "errors", "skipped", "time")
     rows: list[tuple[object, ...]] = [
@@ -149,7 +154,7 @@ def tests(project: str, pipeline_id: int, as_json: bool, server: str | None, tok
         for case in suite["test_cases"]:
             if case["status"] in ("failed", "error"):
                 name = f"{case['classname']}.{case['name']}" if case["classname"] else case["name"]
-                click.echo(f"{case['status'].upper()} {suite['name']}: {name}")
+                click.echo(clean_lines(f"{case['status'].upper()} {suite['name']}: {name}"))
 
 
 __all__ = ["artifacts", "tests", "unpack"]

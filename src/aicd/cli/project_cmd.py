@@ -13,6 +13,7 @@ import click
 
 from aicd.cli.remote import Client, remote_options, segment
 from aicd.cli.tables import table as _table
+from aicd.cli.terminal import clean_lines
 from aicd.errors import ConfigError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -63,7 +64,7 @@ def _describe(project: dict[str, Any]) -> None:
         lines.append(("last poll error", project["last_poll_error"]))
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
-        click.echo(f"{label.ljust(width)}  {value}")
+        click.echo(clean_lines(f"{label.ljust(width)}  {value}"))
 
 
 @click.group("project")
@@ -107,7 +108,7 @@ def project_add(
     if as_json:
         _json(created)
     else:
-        click.echo(f"project {created['name']} added (id {created['id']})")
+        click.echo(clean_lines(f"project {created['name']} added (id {created['id']})"))
 
 
 @project.command("list")
@@ -193,7 +194,7 @@ def project_update(
     if as_json:
         _json(updated)
     else:
-        click.echo(f"project {updated['name']} updated")
+        click.echo(clean_lines(f"project {updated['name']} updated"))
 
 
 @project.command("remove")
@@ -208,7 +209,7 @@ def project_remove(name: str, yes: bool, server: str | None, token: str | None) 
         click.confirm(f"Remove project {name!r} and its whole history?", abort=True)
     with Client(server, token) as client:
         client.delete(f"/projects/{segment(name)}")
-    click.echo(f"project {name} removed")
+    click.echo(clean_lines(f"project {name} removed"))
 
 
 @project.command("poll")
@@ -226,7 +227,9 @@ def project_poll(name: str, as_json: bool, server: str | None, token: str | None
     if not pipelines:
         click.echo("nothing new")
     for p in pipelines:
-        click.echo(f"pipeline {p['id']} (#{p['iid']}) for {p['ref']} at {p['sha'][:8]}: {p['status']}")
+        click.echo(
+            clean_lines(f"pipeline {p['id']} (#{p['iid']}) for {p['ref']} at {p['sha'][:8]}: {p['status']}")
+        )
 
 
 # -- variables --------------------------------------------------------------------------------
@@ -279,7 +282,7 @@ def variable_set(
     if as_json:
         _json(result)
     else:
-        click.echo(f"variable {key} set{' (masked)' if masked else ''}")
+        click.echo(clean_lines(f"variable {key} set{' (masked)' if masked else ''}"))
 
 
 @variable.command("list")
@@ -311,7 +314,7 @@ def variable_remove(name: str, key: str, server: str | None, token: str | None) 
     """Delete variable KEY of project NAME."""
     with Client(server, token) as client:
         client.delete(f"/projects/{segment(name)}/variables/{segment(key)}")
-    click.echo(f"variable {key} removed")
+    click.echo(clean_lines(f"variable {key} removed"))
 
 
 def _add_members() -> None:

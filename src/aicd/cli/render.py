@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from aicd.cli.terminal import clean, clean_lines, markup, text
 from aicd.engine.status import failure_allowed
 from aicd.errors import Diagnostic
 from aicd.executors.base import JobOutcome
@@ -70,21 +71,24 @@ class ConsoleObserver:
         assert self._console is not None
         self._console.print(markup)
 
-    def info(self, text: str) -> None:
+    def info(self, message: str) -> None:
         if self._console is None:
-            self.stream.write(f"{text}\n")
+            self.stream.write(f"{clean_lines(message)}\n")
             self.stream.flush()
         else:
             from rich.markup import escape
 
-            self._rich(f"[bold]{escape(text)}[/]")
+            self._rich(f"[bold]{escape(clean_lines(message))}[/]")
 
-    def pipeline_created(self, record: PipelineRecord, pipeline: Pipeline) -> None:
-        self._width = max((len(j.name) for j in pipeline.jobs), default=0)
+    def pipeline_created(
+        self, record: PipelineRecord, pipeline: Pipeline, only: frozenset[str] | None = None
+    ) -> None:
+        """``only``: the names of the jobs that will run, when some were selected."""
+        self._width = max((len(clean(j.name)) for j in pipeline.jobs), default=0)
         for warning in pipeline.warnings:
             self.info(f"warning: {warning}")
-        n = len(pipeline.jobs)
-        self.info(f"pipeline #{record.id} ({record.ref} {record.sha[:8]}): {n} job{'s' * (n != 1)}")
+        n = len(pipeline.jobs) if only is None else len(only)
+        self.info(f"pipeline #{record.id} ({clean(record.ref)} {record.sha[:8]}): {n} job{'s' * (n != 1)}")
 
     def job_status(
         self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
@@ -106,25 +110,24 @@ class ConsoleObserver:
             if outcome.failure_reason == "job_execution_timeout":
                 what += " (timed out)"
         if self._console is None:
-            self.stream.write(f"{job.name} {what}\n")
+            self.stream.write(f"{clean(job.name)} {what}\n")
             self.stream.flush()
         else:
-            from rich.markup import escape
-
             style = _STATUS_STYLE.get(status, "")
             colour = self._colour.get(self._prefix(job.name), "")
-            self._rich(f"[{colour} bold]{escape(job.name)}[/] [{style}]{escape(what)}[/]")
+            self._rich(f"[{colour} bold]{markup(job.name)}[/] [{style}]{markup(what)}[/]")
 
     def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
         sep = {"cmd": "$", "out": ">"}.get(kind, "|")
+        if kind != "out":  # a command or aicd's note (the job's own output is shown as it is)
+            text = clean(text)
         if self._console is None:
-            self.stream.write(f"{job.name} {sep} {text}\n")
+            self.stream.write(f"{clean(job.name)} {sep} {text}\n")
         else:
-            from rich.markup import escape
             from rich.text import Text
 
             colour = self._colour.get(self._prefix(job.name), "")
-            line = Text.from_markup(f"[{colour}]{escape(job.name.ljust(self._width))}[/] ")
+            line = Text(clean(job.name).ljust(self._width) + " ", style=colour)
             if kind == "cmd":
                 line.append(f"$ {text}", style="green")
             elif kind == "info":
@@ -138,7 +141,7 @@ class ConsoleObserver:
 def print_diagnostics(diagnostics: Sequence[Diagnostic], stream: TextIO | None = None) -> None:
     out = stream or sys.stderr
     for d in diagnostics:
-        out.write(f"{d}\n")
+        out.write(f"{clean_lines(d)}\n")
     errors = sum(1 for d in diagnostics if d.severity == "error")
     warnings = len(diagnostics) - errors
     if errors:
@@ -167,9 +170,9 @@ def print_summary(result: RunResult) -> None:
                 tests += f", {o.tests.skipped} skipped"
         style = _STATUS_STYLE.get(j.status, "")
         table.add_row(
-            j.job.name,
-            j.job.stage,
-            f"[{style}]{status}[/]",
+            text(j.job.name),
+            text(j.job.stage),
+            text(status, style),
             _fmt_duration(o.finished_at - o.started_at) if o else "",
             tests,
         )

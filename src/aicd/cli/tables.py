@@ -9,10 +9,12 @@ from typing import Any
 
 import click
 
+from aicd.cli.terminal import clean
+
 
 def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
-    """Columns padded to their widest cell; None prints as an empty cell."""
-    cells = [[str(c) for c in header], *[["" if c is None else str(c) for c in row] for row in rows]]
+    """Columns padded to their widest cell; None prints as an empty cell; control characters escaped."""
+    cells = [[clean(c) for c in header], *[["" if c is None else clean(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for row in cells:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -10,6 +10,7 @@ import click
 
 from aicd.cli.remote import Client, remote_options, segment
 from aicd.cli.tables import table as _table
+from aicd.cli.terminal import clean_lines
 from aicd.errors import NotFoundError
 
 
@@ -57,7 +58,9 @@ def user_add(name: str, admin: bool, as_json: bool, server: str | None, token: s
     if as_json:
         _json(created)
     else:
-        click.echo(f"user {created['name']} created (id {created['id']}{', admin' if admin else ''})")
+        click.echo(
+            clean_lines(f"user {created['name']} created (id {created['id']}{', admin' if admin else ''})")
+        )
 
 
 @user.command("list")
@@ -84,7 +87,7 @@ def user_remove(name: str, server: str | None, token: str | None) -> None:
     with Client(server, token) as client:
         user_id = resolve_user(client, name)
         client.delete(f"/users/{user_id}")
-    click.echo(f"user {name} removed")
+    click.echo(clean_lines(f"user {name} removed"))
 
 
 # -- aicd token -------------------------------------------------------------------------------------
@@ -156,7 +159,7 @@ def token_revoke(token_id: int, server: str | None, token: str | None) -> None:
     """Revoke token ID: it stops working at once."""
     with Client(server, token) as client:
         client.delete(f"/tokens/{token_id}")
-    click.echo(f"token {token_id} revoked")
+    click.echo(clean_lines(f"token {token_id} revoked"))
 
 
 # -- aicd audit -------------------------------------------------------------------------------------

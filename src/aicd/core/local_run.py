@@ -19,6 +19,7 @@ from aicd.config import Settings, load_settings
 from aicd.core.job_fields import job_fields
 from aicd.core.run_owner import RunOwner, reap_stale_runs
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
+from aicd.engine.plan import select_jobs
 from aicd.errors import AicdError, ConfigError, ExecutorError, GitError, PipelineError, WorkflowFilteredOut
 from aicd.executors.base import JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
@@ -71,7 +72,10 @@ class JobRun:
 class RunObserver(Protocol):
     """What the CLI (or a test) is told while the pipeline runs."""
 
-    def pipeline_created(self, record: PipelineRecord, pipeline: Pipeline) -> None: ...
+    def pipeline_created(
+        self, record: PipelineRecord, pipeline: Pipeline, only: frozenset[str] | None = None
+    ) -> None:
+        """``only``: the names of the jobs that will run, when some were selected."""
 
     def job_status(
         self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
@@ -232,14 +236,15 @@ async def run_local(
             owner.release()
             raise
         record = store.get_pipeline(record.id)
-        observer.pipeline_created(record, pipeline)
-        recorder = _Recorder(store, record, observer)
         options = RunOptions(
             concurrency=req.concurrency or settings.concurrency_or_default(),
             only=_expand_selection(pipeline, req.jobs) if req.jobs else None,
             with_needs=req.with_needs,
             play_manual=_expand_selection(pipeline, req.manual),
         )
+        selected = None if options.only is None else frozenset(j.name for j in select_jobs(pipeline, options))
+        observer.pipeline_created(record, pipeline, selected)
+        recorder = _Recorder(store, record, observer)
         store.update_pipeline(record.id, status="running", started_at=time.time())
         # old workspaces are removed while the jobs run, off the critical path
         pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
