@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from aicd.cli.render import print_diagnostics
+from aicd.cli.terminal import clean
 from aicd.pipeline import PipelineContext, lint_pipeline
 from aicd.pipeline.predefined import pipeline_variables
 from aicd.vcs import git_info
@@ -54,5 +55,5 @@ def lint_command(project_dir: Path, file: str, as_json: bool) -> int:
         print_diagnostics(report.diagnostics, sys.stdout)
         if not errors and report.pipeline is not None:
             n = len(report.pipeline.jobs)
-            sys.stdout.write(f"{file}: valid, {n} job{'s' * (n != 1)}\n")
+            sys.stdout.write(f"{clean(file)}: valid, {n} job{'s' * (n != 1)}\n")
     return 2 if errors else 0
