@@ -112,8 +112,20 @@ def test_requests_under_the_limits_pass_whole() -> None:
                 writer.write(b"".join(request_bytes("GET", f"/echo?n={i}") for i in range(2000)))
                 for _ in range(2000):
                     assert (await read_response(reader)).status == 200
+                # bodies and heads pipelined in one write: a body, then the next head, then a body...
+                bodies = [b"\r\n\r\n" * 5000, b"", b"x" * 70_000]
+                writer.write(b"".join(request_bytes("POST", "/echo-body", body) for body in bodies))
+                for body in bodies:
+                    answer = await read_response(reader)
+                    assert answer.status == 200 and answer.body == body
+                chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                head = b"POST /echo-body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                writer.write(head + chunked + request_bytes("GET", "/echo"))
+                answer = await read_response(reader)
+                assert answer.status == 200 and answer.body == b"hello world"
+                assert (await read_response(reader)).status == 200
                 writer.close()
-            assert backend.requests == 1 + 4 + 1 + 2000
+            assert backend.requests == 1 + 4 + 1 + 2000 + 3 + 2
             assert router.snapshot()["refused"] == 0
 
     asyncio.run(main())
@@ -244,3 +256,23 @@ def test_limits_from_aicd_yml_reach_the_router() -> None:
         parse_environment(
             "production", {"router": "haproxy", "router_limits": {"max_headers": 5}}, "aicd.yml"
         )
+
+
+def test_a_refusal_pipelined_after_a_good_request_comes_after_its_answer() -> None:
+    async def main() -> None:
+        with serve_in_thread("b1") as backend:
+            async with Router() as router:
+                router.set_backends({"r1": [("127.0.0.1", backend.port)]})
+                reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+                big = request_bytes("GET", "/echo", headers={f"X-{i}": "1" for i in range(200)})
+                writer.write(request_bytes("GET", "/slow?s=0.3") + big + request_bytes("GET", "/echo"))
+                first = await read_response(reader)
+                second = await read_response(reader)
+                assert (first.status, second.status) == (200, 431)
+                assert await asyncio.wait_for(reader.read(), 30) == b""  # closed: the third is not served
+                writer.close()
+            assert backend.requests == 1
+            snap = router.snapshot()
+            assert snap["refused"] == 1 and snap["revisions"]["r1"]["requests"] == 1
+
+    asyncio.run(main())
