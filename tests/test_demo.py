@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from aicd.core.demo_pipeline import condense
-from aicd.core.demo_repo import example_dir
+from aicd.demo.pipeline import condense
+from aicd.demo.repo import example_dir
 from aicd_testing import AICD, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,11 +27,11 @@ from typing import Any, TextIO
 
 import click
 
-from aicd.core.demo_cleanup import end_processes, processes_under, stop_environments
-from aicd.core.demo_load import TrafficCounts, TrafficLoad
-from aicd.core.demo_pipeline import PipelineRun, run_pipeline
-from aicd.core.demo_repo import DemoRepo
-from aicd.core.demo_report import cli_output, gather, incidents_table, pipelines_table, show
+from aicd.demo.cleanup import end_processes, processes_under, stop_environments
+from aicd.demo.load import TrafficCounts, TrafficLoad
+from aicd.demo.pipeline import PipelineRun, run_pipeline
+from aicd.demo.repo import DemoRepo
+from aicd.demo.report import cli_output, gather, incidents_table, pipelines_table, show
 from aicd.errors import AicdError, ConfigError
 
 STEPS = 7
