@@ -121,6 +121,13 @@ def test_a_corrupt_object_is_refused_and_nothing_is_written(registry: Registry, 
     with pytest.raises(StoreError, match="is corrupt"):
         registry.download("models:/iris/1", tmp_path / "out")
     assert not (tmp_path / "out" / "model.bin").exists()
+    # the repair the error names: registering the model again replaces the corrupt object
+    again = registry.register("iris", artifact, lineage=LINEAGE)
+    assert again.artifact_digest == record.artifact_digest
+    assert stored.read_bytes() == b"good model" and not stored.stat().st_mode & 0o222
+    for uri in ("models:/iris/1", "models:/iris/2"):
+        _, path = registry.download(uri, tmp_path / uri[-1])
+        assert path.read_bytes() == b"good model"
     stored.unlink()
     with pytest.raises(StoreError, match="is missing from the object store"):
         registry.download("models:/iris/1", tmp_path / "out")
