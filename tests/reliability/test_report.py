@@ -164,3 +164,41 @@ def test_parse_window() -> None:
 def test_unknown_environment_suggests(url: str) -> None:
     with open_deploy_store(url) as store, pytest.raises(NotFoundError, match="did you mean"):
         select_environments(store, environment="stagin")
+
+
+def test_the_store_and_the_pure_figures_agree_at_the_window_edges(url: str) -> None:
+    # An environment serving since day 1; incidents [S - 1 h, S) and [S, S + 1 h) touch at the
+    # window's start S: one episode that began before the window, so no failure in it. One more
+    # opens exactly at the window's end U: outside it.
+    from aicd.reliability.figures import compute_reliability
+    from aicd.reliability.inputs import Incident
+    from aicd.reliability.window import observe
+
+    start, end = history.day(12), history.day(14)
+    store = open_deploy_store(url)
+    try:
+        edge = store.ensure_environment("edge", tier="production")
+        history._deploy(store, url, edge.id, 1, history.day(1, 9), history.day(1, 10), "succeeded", H)
+        for opened, resolved in ((start - H, start), (start, start + H), (end, end + H)):
+            incident = store.open_incident(
+                edge.id, "down", "health checks fail", opened_by="agent", at=opened
+            )
+            store.resolve_incident(incident.id, resolved_by="agent", at=resolved)
+        every = [
+            Incident(opened_at=r.opened_at, resolved_at=r.resolved_at, kind=r.kind)
+            for r in store.list_incidents(environment="edge")
+        ]
+        for since, until in ((start, end), (start - H, end), (start + H, end), (start, end + H)):
+            [env] = select_environments(store, environment="edge")
+            stored = build_report(store, [env], since=since, until=until).environments[0].reliability
+            window = observe(since=since, until=until, service_start=history.day(1, 10))
+            pure = compute_reliability(every, window)
+            assert stored.to_json() == pure.to_json(), (since - start, until - end)
+        [env] = select_environments(store, environment="edge")
+        at_start = build_report(store, [env], since=start, until=end).environments[0].reliability
+        assert (at_start.failures, at_start.downtime_s) == (0, H)
+        assert (
+            build_report(store, [env], since=start, until=end + H).environments[0].reliability.failures == 1
+        )
+    finally:
+        store.close()
