@@ -62,6 +62,7 @@ def test_report_matches_the_hand_worked_history(url: str) -> None:
         history.OPEN_INCIDENTS,
     )
     assert f["mttf_s"] == pytest.approx(history.MTTF) and f["mttf_lower_bound"] is False
+    assert f["restore_s"] == pytest.approx(history.RESTORE)
     assert f["mttr_s"] == pytest.approx(history.MTTR)
     assert f["mtbf_s"] == pytest.approx(history.MTBF)
     assert f["availability"] == pytest.approx(history.AVAILABILITY)
@@ -113,13 +114,21 @@ def test_cli_json_equals_the_report_and_the_table_reads_well(url: str, tmp_path:
         :1
     ]
     # observed 26.6 d, availability 633/638 = 99.216 %, downtime 5 h, 3 failures, MTTF 211 h = 8.8 d,
-    # MTTR 100 min, budget left -1.81 h = -1h 49m (-57 %)
-    for cell in ("26.6 d", "99.216%", "5h 00m", "8.8 d", "1h 40m", "-1h 49m (-57%)"):
+    # MTTR 110 min, budget left -1.81 h = -1h 49m (-57 %)
+    for cell in ("26.6 d", "99.216%", "5h 00m", "8.8 d", "1h 50m", "-1h 49m (-57%)"):
         assert cell in prod_line, (cell, prod_line)
     dora_line = [line for line in lines if line.startswith("production")][1]
-    for cell in ("Weekly (high): 1.05/week", "One day (elite): 5h 00m", "16-45% (medium): 33% (2/6)"):
+    for cell in (
+        "1.05 deploys/week — high (daily to weekly)",
+        "5h 00m — elite (< 1 day)",
+        "33% (2/6) — medium (16-45%)",
+        "2h 00m — high (< 1 day)",
+    ):
         assert cell in dora_line, (cell, dora_line)
-    assert "One day (high): 2h 00m" in dora_line
+    assert any(line.startswith("MTTR: mean time to restore service per failure") for line in lines)
+    assert any(
+        line.startswith("Time to restore: median per incident (fourkeys). Levels: DORA") for line in lines
+    )
     assert lines[0] == "From 2024-01-05 00:00 UTC to 2024-02-04 00:00 UTC; SLO 99.500%"
     staging_line = next(line for line in lines if line.startswith("staging"))
     assert "nothing observed" in staging_line
