@@ -15,13 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from aicd.core.demo_pipeline import condense
-from aicd.core.demo_repo import example_dir
+from aicd.demo.pipeline import condense
+from aicd.demo.repo import example_dir
 from aicd_testing import AICD, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "iris-service"
-DEMO_TIMEOUT = 240.0  # the demo's budget is 180 s on a quiet machine; CI runs other tests beside it
+# A guard against a hang, not a speed check: the demo's budget is 180 s on a quiet machine (its
+# time is reported as a DemoTiming warning); under a load of 8 on 2 cores it takes 3-4 times that.
+DEMO_TIMEOUT = 600.0
+FIRST_PIPELINE_TIMEOUT = 400.0  # until staging is deployed, with the same margin
 
 
 class DemoTiming(UserWarning):
@@ -172,6 +175,7 @@ def test_demo_runs_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(FIRST_PIPELINE_TIMEOUT + 200)
 def test_ctrl_c_stops_everything_and_deletes_the_folder(tmp_path: Path) -> None:
     require_example_deps()
     tmpdir, cwd = tmp_path / "tmp", tmp_path / "cwd"
@@ -190,7 +194,7 @@ def test_ctrl_c_stops_everything_and_deletes_the_folder(tmp_path: Path) -> None:
     root: Path | None = None
     try:
         assert demo.stdout is not None
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + FIRST_PIPELINE_TIMEOUT
         for line in demo.stdout:
             lines.append(line)
             if root is None and " in /" in line and line.startswith("aicd demo:"):
@@ -201,7 +205,7 @@ def test_ctrl_c_stops_everything_and_deletes_the_folder(tmp_path: Path) -> None:
         assert root is not None and root.is_dir(), "".join(lines)
         assert processes_in(root), "the demo's environment should be running now"
         os.killpg(demo.pid, signal.SIGINT)
-        rest, _ = demo.communicate(timeout=90)
+        rest, _ = demo.communicate(timeout=150)
     finally:
         if demo.poll() is None:  # the test failed before the demo ended: let it clean up, then end it
             os.killpg(demo.pid, signal.SIGTERM)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -71,42 +71,83 @@ def test_generated_pipelines_are_valid_and_the_bash_floor_runs_them(tmp_path: Pa
     assert sorted(p.name for p in repo.iterdir()) == [".git", ".gitlab-ci.yml", "README.md"]
 
 
-@pytest.mark.slow
-def test_quick_benchmark_prints_a_table_of_measured_numbers(tmp_path: Path) -> None:
+class PeerMisbehaved(UserWarning):
+    """gitlab-ci-local failed its runs: the benchmark reported it, and so does this test."""
+
+
+def run_quick(tmp_path: Path, *flags: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], str]:
     raw_path = tmp_path / "raw.json"
     report = tmp_path / "report.md"
-    have_gcl = shutil.which("gitlab-ci-local") is not None
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", str(raw_path), "--output", str(report)],
+        [sys.executable, str(SCRIPT), "--quick", "--json", str(raw_path), "--output", str(report), *flags],
         capture_output=True,
         text=True,
         timeout=240,
         stdin=subprocess.DEVNULL,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert raw_path.is_file(), proc.stdout + proc.stderr
+    return proc, json.loads(raw_path.read_text()), report.read_text()
 
+
+def check_quick_benchmark(
+    proc: subprocess.CompletedProcess[str], raw: dict[str, Any], report: str, titles: list[str]
+) -> bool:
+    """What the benchmark must do whatever the peer does: aicd and bash measured, the peer's
+    numbers or its failure reported. Returns whether the peer ran well (False: it misbehaved)."""
+    peer = [p["runners"]["gcl"] for p in raw["pipelines"] if "gcl" in p["runners"]]
+    peer_errors = [s["error"] for runner in peer for s in runner["samples"] if s["error"]]
+    have_gcl, peer_ok = bool(peer), bool(peer) and not peer_errors
+    # the peer's failure alone makes the script exit 1 (it reports it); ours never may
+    assert proc.returncode == (0 if not peer_errors else 1), proc.stdout + proc.stderr
     table = table_cells(proc.stdout)
-    assert list(table) == ["3-job", "6-job DAG", "10 independent"]
+    assert list(table) == titles
     measured = ["bare bash (s)", "aicd (s)", "aicd warm (s)"]
-    if have_gcl:
+    if peer_ok:
         measured.append("gitlab-ci-local (s)")
-    else:
+    elif not have_gcl:
         assert "npm i -g gitlab-ci-local@4.60.1" in proc.stdout
+    else:
+        assert "Failed runs:" in proc.stdout
+        failed = proc.stdout.split("Failed runs:", 1)[1].strip().splitlines()
+        assert failed and all(line.startswith("- gitlab-ci-local on ") for line in failed), failed
+        assert {row["gitlab-ci-local (s)"] for row in table.values()} <= {"FAILED", "n/a"}
     for title, row in table.items():
         for column in measured:
             assert NUMBER.match(row[column]), f"{title} / {column}: {row[column]!r}"
             assert float(row[column]) > 0
-        if have_gcl:
+        if peer_ok:
             assert re.match(r"^\d+\.\dx$", row["gcl / aicd"]), row
             assert re.match(r"^\d+\.\dx$", row["gcl / aicd warm"]), row
         assert re.match(r"^-?\d+(\.\d)?$", row["per job (ms)"]), row
     assert "Targets (measured):" in proc.stdout
-    assert "on 10 independent" in proc.stdout
-
-    raw: dict[str, Any] = json.loads(raw_path.read_text())
     for pipeline in raw["pipelines"]:
         for key in ("bash", "aicd"):
             samples = pipeline["runners"][key]["samples"]
             assert len(samples) == 1 and samples[0]["error"] is None and samples[0]["wall_s"] > 0
-    text = report.read_text()
-    assert "| 3-job | 3 |" in text and "Machine:" in text and "Versions:" in text
+    assert "Machine:" in report and "Versions:" in report
+    return peer_ok or not have_gcl
+
+
+@pytest.mark.slow
+def test_quick_benchmark_prints_a_table_of_measured_numbers(tmp_path: Path) -> None:
+    proc, raw, report = run_quick(tmp_path)
+    if not check_quick_benchmark(proc, raw, report, ["3-job", "6-job DAG", "10 independent"]):
+        failures = proc.stdout.split("Failed runs:", 1)[1].strip()
+        warnings.warn(PeerMisbehaved(f"gitlab-ci-local on the PATH failed:\n{failures}"), stacklevel=1)
+    assert "on 10 independent" in proc.stdout
+    assert "| 3-job | 3 |" in report
+
+
+def test_a_misbehaving_peer_is_reported_not_a_failure(tmp_path: Path) -> None:
+    # A stand-in for a broken gitlab-ci-local (a real executable that fails its runs): what a
+    # machine with a bad install of the peer has on its PATH.
+    peer = tmp_path / "bin" / "gitlab-ci-local"
+    peer.parent.mkdir()
+    peer.write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && { echo 4.60.1; exit 0; }\necho "Error: boom" >&2\nexit 3\n'
+    )
+    peer.chmod(0o755)
+    flags = ("--only", "3-job", "--gitlab-ci-local", str(peer))
+    proc, raw, report = run_quick(tmp_path, *flags)
+    assert check_quick_benchmark(proc, raw, report, ["3-job"]) is False
+    assert "- gitlab-ci-local on 3-job: exit 3, 0/3 jobs passed: Error: boom" in proc.stdout

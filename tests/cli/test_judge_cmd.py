@@ -74,6 +74,25 @@ def test_slower_canary_fails_with_exit_1(tmp_path: Path) -> None:
     )
 
 
+def test_a_critical_metric_without_data_fails_as_in_kayenta(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    both = {"cpu": _latency(rng), "mem": _latency(rng)}
+    _write(tmp_path / "s.json", {"latency_ms": _latency(rng), **both})
+    _write(tmp_path / "c.json", both)  # the canary lacks latency_ms
+    flags = ("--metric", "latency_ms:critical", "--metric", "cpu", "--metric", "mem")
+    proc = aicd(tmp_path, "judge", "s.json", "c.json", *flags, "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "fail" and report["score"] == 0
+    latency = report["metrics"][0]
+    assert latency["classification"] == "NodataFailMetric" and latency["critical_failure"] is True
+    assert report["reason"] == "critical metric failed: latency_ms"
+    # not critical: Nodata, left out of the score (must_have_data still makes it a failure)
+    proc = aicd(tmp_path, "judge", "s.json", "c.json", *flags[2:], "--metric", "latency_ms", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["metrics"][2]["classification"] == "Nodata"
+
+
 def test_marginal_score_is_not_a_pass(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     names = ["a", "b", "c", "d"]

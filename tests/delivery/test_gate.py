@@ -7,6 +7,7 @@ import math
 import pytest
 
 from aicd.delivery.gate import FAIL, PASS, SKIP, GateResult, Threshold, evaluate
+from aicd.errors import ConfigError
 
 
 def verdicts(
@@ -111,3 +112,10 @@ def test_nan_baseline_fails_change_check() -> None:
     result, _ = verdicts([Threshold("a", max_regression=1.0)], {"a": 0.5}, {"a": math.nan})
     assert not result.passed
     assert "baseline" in result.failures[0].reason
+
+
+@pytest.mark.parametrize("kind", ["min", "max", "max_regression", "max_regression_pct"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinite_thresholds_are_refused(kind: str, bad: float) -> None:
+    with pytest.raises(ConfigError, match=f"the gate on acc: {kind} must be a finite number"):
+        evaluate([Threshold("acc", **{kind: bad})], {"acc": 0.1}, {"acc": 0.9})

@@ -36,11 +36,61 @@ def test_no_registry_yet_means_value_checks_only_and_says_so(tmp_path: Path) -> 
     assert {c["kind"] for c in report["checks"]} == {"min", "max"}
     assert not (tmp_path / ".aicd").exists()  # reading the baseline created no database
 
-    _register(tmp_path, 0.95, alias=None)  # a model, but no production alias yet
+    # a registry, but not this model: still its first release
+    (tmp_path / "other.bin").write_bytes(b"other")
+    assert aicd(tmp_path, "model", "register", "fraud", "other.bin").returncode == 0
     proc = aicd(tmp_path, "gate", "metrics.json", "--json", "--report", "")
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
-    assert payload["baseline"] is None and "has no alias 'production'" in payload["baseline_note"]
+    assert payload["baseline"] is None
+    assert payload["baseline_note"] == (
+        "no baseline yet: models:/iris@production does not exist "
+        "(model 'iris' has no versions yet: its first release); checking values only"
+    )
+
+
+def test_a_mistyped_baseline_is_an_error_not_a_skipped_check(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_text('{"accuracy": 0.85, "log_loss": 0.3}')  # 8 % below production
+    _register(tmp_path, 0.93)
+    flags = ("--max-drop", "accuracy=2%")
+    proc = aicd(tmp_path, "gate", "metrics.json", "--baseline", "models:/iris@prodution", *flags)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (
+        "--baseline models:/iris@prodution: the baseline models:/iris@prodution cannot be resolved: "
+        "model 'iris' has version 1 but never had the alias 'prodution' (did you mean \"production\"?); "
+        "its aliases: production." in proc.stderr
+    )
+    proc = aicd(tmp_path, "gate", "metrics.json", "--baseline", "models:/irs@production", *flags)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no model named 'irs' (did you mean \"iris\"?); models: iris." in proc.stderr
+    proc = aicd(tmp_path, "gate", "metrics.json", "--baseline", "models:/iris/7", *flags)
+    assert proc.returncode == 2 and "model 'iris' has no version 7 (it has version 1)" in proc.stderr
+    # from aicd.yml: the error names the file, line and column of `against:`
+    (tmp_path / "aicd.yml").write_text(CONFIG.replace("against: production", "against: prodution"))
+    proc = aicd(tmp_path, "gate", "metrics.json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(
+        "aicd: aicd.yml:7:5: against: prodution: the baseline models:/iris@prodution"
+    )
+    (tmp_path / "aicd.yml").write_text(CONFIG.replace("name: iris", "name: irris"))
+    proc = aicd(tmp_path, "gate", "metrics.json")
+    assert proc.returncode == 2 and "no model named 'irris' (did you mean \"iris\"?)" in proc.stderr
+    assert not (tmp_path / "gate-report.json").exists()
+    # the right names: compared, and the 8 % drop fails
+    (tmp_path / "aicd.yml").write_text(CONFIG)
+    proc = aicd(tmp_path, "gate", "metrics.json")
+    assert proc.returncode == 1 and "FAIL accuracy: accuracy went from 0.93 to 0.85" in proc.stdout
+
+
+def test_an_alias_that_was_removed_is_no_baseline_and_the_note_says_so(tmp_path: Path) -> None:
+    (tmp_path / "aicd.yml").write_text(CONFIG)
+    (tmp_path / "metrics.json").write_text('{"accuracy": 0.85, "log_loss": 0.3}')
+    _register(tmp_path, 0.93)
+    assert aicd(tmp_path, "model", "alias", "iris", "production", "--delete").returncode == 0
+    proc = aicd(tmp_path, "gate", "metrics.json", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "model 'iris' has no alias 'production' any more (it was removed)" in proc.stdout
 
 
 def test_against_production_compares_with_the_version_behind_the_alias(tmp_path: Path) -> None:
@@ -83,7 +133,8 @@ def test_baseline_flag_with_a_model_uri_and_no_config(tmp_path: Path) -> None:
         tmp_path, "gate", "metrics.json", "--baseline", "models:/wine@production", "--min", "accuracy=0.1"
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "no baseline yet: models:/wine@production does not exist (no model named 'wine'" in proc.stdout
+    note = "models:/wine@production does not exist (model 'wine' has no versions yet: its first release)"
+    assert f"no baseline yet: {note}" in proc.stdout
 
 
 def test_bad_baselines_are_input_errors(tmp_path: Path) -> None:

@@ -79,3 +79,31 @@ def test_unwritable_report(tmp_path: Path) -> None:
     (tmp_path / "ok.json").write_text('{"accuracy": 0.9}')
     err = _bad(tmp_path, "ok.json", "--min", "accuracy=0.5", "--report", "ok.json/r.json")
     assert "cannot write the gate report" in err
+
+
+def test_nan_and_infinite_thresholds_are_refused_from_aicd_yml_and_flags(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text('{"acc": 0.1}')
+    (tmp_path / "aicd.yml").write_text("gates:\n  - metric: acc\n    min: .nan\n")
+    err = _bad(tmp_path, "m.json")
+    assert "aicd.yml:3:5: gates[0].min must be a finite number, not nan" in err
+    (tmp_path / "aicd.yml").write_text("gates:\n  - {metric: acc, max: .inf, max_regression: .nan}\n")
+    err = _bad(tmp_path, "m.json")
+    assert "aicd.yml:2:19: gates[0].max must be a finite number, not inf" in err
+    assert "aicd.yml:2:30: gates[0].max_regression must be a finite number, not nan" in err
+    (tmp_path / "aicd.yml").unlink()
+    assert "the threshold must be a finite number" in _bad(tmp_path, "m.json", "--min", "acc=nan")
+    assert "the threshold must be a finite number" in _bad(tmp_path, "m.json", "--max-drop", "acc=inf%")
+
+
+def test_json_nested_very_deep_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    err = _bad(tmp_path, "deep.json", "--min", "a=0.5")
+    assert "deep.json: the JSON is nested more than 32 levels deep" in err
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert "deep.json: the JSON is nested more than 32 levels deep" in _bad(
+        tmp_path, "deep.json", "--min", "a=1"
+    )
+    (tmp_path / "ok.json").write_text('{"a": 1}')
+    (tmp_path / "base.json").write_text('{"a": ' * 40 + "1" + "}" * 40)  # deep, but under the limit of json
+    err = _bad(tmp_path, "ok.json", "--baseline", "base.json", "--max-drop", "a=1")
+    assert "base.json: the JSON is nested more than 32 levels deep" in err

@@ -190,8 +190,12 @@ def test_nodata_too_few_samples_and_missing() -> None:
     assert (
         classify_metric(MetricConfig("lat", min_samples=3), [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]).test is not None
     )
-    must = classify_metric(MetricConfig("lat", must_have_data=True, critical=True), [], [1.0] * 20)
-    assert must.classification == NODATA_FAIL and must.critical_failure
+    must = classify_metric(MetricConfig("lat", must_have_data=True), [], [1.0] * 20)
+    assert must.classification == NODATA_FAIL and not must.critical_failure
+    # Kayenta: a critical metric without data is a failure of the whole judgement
+    critical = classify_metric(MetricConfig("lat", critical=True), [1.0] * 20, [1.0] * 3)
+    assert critical.classification == NODATA_FAIL and critical.critical_failure
+    assert critical.reason.endswith("at least 10 on each side are needed (a critical metric must have data)")
     result = judge(JudgeConfig(metrics=(MetricConfig("lat"),)), {"lat": [1.0] * 20}, {}, canary_name="c.json")
     assert result.metrics[0].classification == NODATA
     assert result.metrics[0].reason == '"lat" is not in c.json'

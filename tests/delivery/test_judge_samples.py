@@ -83,7 +83,13 @@ def test_read_from_disk_with_bom(tmp_path: Path) -> None:
         ("lat,,err\n1,2,3\n", "s.csv", "s.csv:1: column 2 has no name"),
         ("lat,lat\n1,2\n", "s.csv", "s.csv:1: the column 'lat' appears twice"),
         ('lat\n"1\n', "s.csv", "s.csv:2: not valid CSV: unexpected end of data"),
+        (
+            "[" * 100_000 + "]" * 100_000,
+            "s.json",
+            "s.json: the JSON is nested too deeply to be a sample file",
+        ),
     ],
+    ids=lambda value: value[:40] if isinstance(value, str) else None,
 )
 def test_malformed_files_name_file_line_and_fix(text: str, name: str, message: str) -> None:
     with pytest.raises(SamplesFileError) as err:

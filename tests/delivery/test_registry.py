@@ -121,6 +121,13 @@ def test_a_corrupt_object_is_refused_and_nothing_is_written(registry: Registry, 
     with pytest.raises(StoreError, match="is corrupt"):
         registry.download("models:/iris/1", tmp_path / "out")
     assert not (tmp_path / "out" / "model.bin").exists()
+    # the repair the error names: registering the model again replaces the corrupt object
+    again = registry.register("iris", artifact, lineage=LINEAGE)
+    assert again.artifact_digest == record.artifact_digest
+    assert stored.read_bytes() == b"good model" and not stored.stat().st_mode & 0o222
+    for uri in ("models:/iris/1", "models:/iris/2"):
+        _, path = registry.download(uri, tmp_path / uri[-1])
+        assert path.read_bytes() == b"good model"
     stored.unlink()
     with pytest.raises(StoreError, match="is missing from the object store"):
         registry.download("models:/iris/1", tmp_path / "out")
@@ -179,16 +186,27 @@ def test_alias_moves_and_resolution(registry: Registry, tmp_path: Path) -> None:
         registry.resolve("models:/iris@production")
 
 
-def test_baseline_is_none_for_an_unknown_model_or_alias(registry: Registry, tmp_path: Path) -> None:
+def test_baseline_is_none_only_for_a_first_release(registry: Registry, tmp_path: Path) -> None:
     missing = registry.baseline("models:/iris@production")
-    assert missing.version is None and missing.metrics is None and "no model named 'iris'" in missing.note
+    assert missing.version is None and missing.metrics is None
+    assert missing.note == "model 'iris' has no versions yet: its first release"
     artifact = tmp_path / "m.bin"
     artifact.write_bytes(b"x")
     registry.register("iris", artifact, metrics={"accuracy": 0.5}, lineage=LINEAGE)
-    assert "no alias 'production'" in registry.baseline("models:/iris@production").note
+    # versions, but never the alias: a typo, not a first release
+    with pytest.raises(ConfigError, match="model 'iris' has version 1 but never had the alias 'production'"):
+        registry.baseline("models:/iris@production")
+    with pytest.raises(ConfigError, match="no model named 'iriss' \\(did you mean \"iris\"\\?\\)"):
+        registry.baseline("models:/iriss@production")
+    assert registry.baseline("models:/wine@production").note.endswith("its first release")
     registry.set_alias("iris", "production", 1)
     found = registry.baseline("models:/iris@production")
     assert found.metrics == {"accuracy": 0.5} and found.note == ""
+    with pytest.raises(ConfigError, match='did you mean "production"'):
+        registry.baseline("models:/iris@prodution")
+    registry.remove_alias("iris", "production")
+    removed = registry.baseline("models:/iris@production")
+    assert removed.version is None and removed.note.endswith("any more (it was removed)")
 
 
 def test_versions_for_a_commit_prefix(registry: Registry, tmp_path: Path) -> None:

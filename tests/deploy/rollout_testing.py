@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from aicd.core.demo_load import TrafficLoad
+from aicd.demo.load import TrafficLoad
 from aicd_testing import AICD, clean_env
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-service"

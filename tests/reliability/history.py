@@ -51,8 +51,9 @@ FAILURES = 3  # episodes {c}, {a, b}, {d}
 INCIDENTS = 4
 OPEN_INCIDENTS = 1  # d
 MTTF = 211 * H  # 633 / 3
-MTTR = 6000.0  # 5 h / 3 = 100 min
-MTBF = 211 * H + 6000.0
+RESTORE = 5.5 * H  # episodes c 0.5 h (until the rollback finished), {a, b} 12:00-15:00 3 h, d 2 h so far
+MTTR = 6600.0  # 5.5 h / 3 = 110 min
+MTBF = 211 * H + 6600.0
 AVAILABILITY = 633 / 638
 BUDGET = 0.005 * 638 * H  # 3.19 h = 11484 s
 BUDGET_LEFT = BUDGET - DOWNTIME  # -1.81 h = -6516 s

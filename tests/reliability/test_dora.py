@@ -15,6 +15,7 @@ from aicd.reliability.dora import (
     duration_bucket,
     failure_rate_bucket,
     frequency_bucket,
+    measured_level,
     restore_level,
     window_days,
 )
@@ -216,4 +217,47 @@ def test_empty_window_has_no_figures() -> None:
         "samples": 0,
         "bucket": None,
         "level": None,
+        "measured_level": None,
+        "measured_band": None,
     }
+
+
+def test_the_figure_is_read_in_doras_published_levels_and_fourkeys_bucket_is_kept() -> None:
+    # The demo: 1064 successful deployments a day over a few minutes of one afternoon. fourkeys'
+    # bucket counts days and weeks with a deployment: one day of one week -> "Weekly", high,
+    # beside a figure that is plainly on demand. The measured level reads the figure itself.
+    window = observe(since=SUN + 14 * H, until=SUN + 14 * H + 300, service_start=SUN + 14 * H)
+    deployments = [Deployment(SUN + 14 * H + 60 + n * 0.05, "succeeded") for n in range(3694)]
+    key = compute_dora(deployments, [], window).deployment_frequency
+    assert (key.bucket, key.level) == ("Weekly", "high")  # fourkeys' exact computation, kept
+    assert key.value == pytest.approx(3694 / (300 / D))
+    data = key.to_json()
+    assert (data["bucket"], data["level"]) == ("Weekly", "high")
+    assert (data["measured_level"], data["measured_band"]) == ("elite", "on demand, several a day")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "level", "band"),
+    [
+        ("deployment_frequency", 2.0, "elite", "on demand, several a day"),
+        ("deployment_frequency", 1.0, "high", "daily to weekly"),
+        ("deployment_frequency", 1 / 7, "high", "daily to weekly"),
+        ("deployment_frequency", 1 / 20, "medium", "weekly to monthly"),
+        ("deployment_frequency", 1 / 60, "low", "monthly or less often"),
+        ("deployment_frequency", 0.0, "low", "monthly or less often"),
+        ("lead_time", 5 * H, "elite", "< 1 day"),
+        ("lead_time", 3 * D, "high", "< 1 week"),
+        ("lead_time", 10 * D, "medium", "< 1 month"),
+        ("lead_time", 40 * D, "low", "1 month or more"),
+        ("time_to_restore", 2.0, "elite", "< 1 hour"),
+        ("time_to_restore", 2 * H, "high", "< 1 day"),
+        ("time_to_restore", 3 * D, "medium", "< 1 week"),
+        ("time_to_restore", 8 * D, "low", "1 week or more"),
+        ("change_failure_rate", 0.15, "elite", "0-15%"),
+        ("change_failure_rate", 1 / 3, "medium", "16-45%"),
+        ("change_failure_rate", 0.5, "low", "46% or more"),
+    ],
+)
+def test_measured_levels(name: str, value: float, level: str, band: str) -> None:
+    assert measured_level(name, value) == (level, band)
+    assert measured_level(name, None) is None

@@ -108,10 +108,29 @@ def test_change_failure_is_a_failure_without_downtime() -> None:
     assert f.failures == 2
     assert f.downtime_s == pytest.approx(2 * H)  # only the down incident
     assert f.mttf_s == pytest.approx(49 * H)  # (100 - 2) / 2
-    assert f.mttr_s == pytest.approx(1 * H)  # 2 / 2
+    # MTTR: the time to restore service per failure, the change failure's until its rollback
+    # finished: (0.5 + 2) / 2 = 1.25 h; MTBF = MTTF + MTTR still
+    assert f.restore_s == pytest.approx(2.5 * H)
+    assert f.mttr_s == pytest.approx(1.25 * H)
+    assert f.mtbf_s == pytest.approx(50.25 * H)
+    assert f.availability == pytest.approx(0.98)  # real downtime only
     # a change failure that brought the service down too is one episode, the down time counted once
     both = compute_reliability([_down(60, 61, "change_failure"), _down(60.5, 62)], window)
     assert both.failures == 1 and both.downtime_s == pytest.approx(1.5 * H)
+    assert both.mttr_s == pytest.approx(2 * H)  # the episode 60-62 h
+
+
+def test_mttr_and_time_to_restore_agree_on_one_change_failure() -> None:
+    # The demo's production: one canary rolled back 2 s after it took traffic, no downtime.
+    from aicd.reliability.dora import compute_dora
+
+    window = observe(since=0, until=1 * H, service_start=0)
+    incidents = [Incident(600.0, 602.0, "change_failure")]
+    f = compute_reliability(incidents, window)
+    restore = compute_dora([], incidents, window).time_to_restore
+    assert f.failures == 1 and f.downtime_s == 0 and f.availability == 1.0
+    assert f.mttr_s == pytest.approx(2.0) and restore.value == pytest.approx(2.0)
+    assert f.mtbf_s == pytest.approx(f.mttf_s + f.mttr_s)  # (3600 - 0) / 1 + 2
 
 
 def test_nothing_counts_before_the_first_deployment() -> None:

@@ -198,7 +198,9 @@ def test_refused_and_timed_out_probes_are_down(tmp_path: Path) -> None:
         (down,) = await monitor.check(w.env)
         took = time.monotonic() - started
         assert down.state == "down" and "no answer within 0.3s" in down.message
-        assert 0.3 <= took < 1.5  # the timeout is min(2 s, interval)
+        # the timeout is min(2 s, interval): the message names it; a wall-clock upper bound would
+        # race a loaded machine, so only the lower one is asserted
+        assert took >= 0.3
         w.health.hang = False
         await w.health.stop()
         w.clock.tick(1)
@@ -382,6 +384,6 @@ def test_without_interval_each_environment_is_probed_at_its_own_slo_interval(tmp
         finally:
             await monitor.stop()
             await task
-        assert took < 2.0  # 7 more probes at 0.1 s, not at the default 5 s
+        assert took < 15.0  # 7 more probes at 0.1 s (0.7 s), not at the default 5 s (35 s): a margin for load
 
     run(tmp_path, test)

@@ -62,6 +62,7 @@ def test_report_matches_the_hand_worked_history(url: str) -> None:
         history.OPEN_INCIDENTS,
     )
     assert f["mttf_s"] == pytest.approx(history.MTTF) and f["mttf_lower_bound"] is False
+    assert f["restore_s"] == pytest.approx(history.RESTORE)
     assert f["mttr_s"] == pytest.approx(history.MTTR)
     assert f["mtbf_s"] == pytest.approx(history.MTBF)
     assert f["availability"] == pytest.approx(history.AVAILABILITY)
@@ -113,13 +114,21 @@ def test_cli_json_equals_the_report_and_the_table_reads_well(url: str, tmp_path:
         :1
     ]
     # observed 26.6 d, availability 633/638 = 99.216 %, downtime 5 h, 3 failures, MTTF 211 h = 8.8 d,
-    # MTTR 100 min, budget left -1.81 h = -1h 49m (-57 %)
-    for cell in ("26.6 d", "99.216%", "5h 00m", "8.8 d", "1h 40m", "-1h 49m (-57%)"):
+    # MTTR 110 min, budget left -1.81 h = -1h 49m (-57 %)
+    for cell in ("26.6 d", "99.216%", "5h 00m", "8.8 d", "1h 50m", "-1h 49m (-57%)"):
         assert cell in prod_line, (cell, prod_line)
     dora_line = [line for line in lines if line.startswith("production")][1]
-    for cell in ("Weekly (high): 1.05/week", "One day (elite): 5h 00m", "16-45% (medium): 33% (2/6)"):
+    for cell in (
+        "1.05 deploys/week — high (daily to weekly)",
+        "5h 00m — elite (< 1 day)",
+        "33% (2/6) — medium (16-45%)",
+        "2h 00m — high (< 1 day)",
+    ):
         assert cell in dora_line, (cell, dora_line)
-    assert "One day (high): 2h 00m" in dora_line
+    assert any(line.startswith("MTTR: mean time to restore service per failure") for line in lines)
+    assert any(
+        line.startswith("Time to restore: median per incident (fourkeys). Levels: DORA") for line in lines
+    )
     assert lines[0] == "From 2024-01-05 00:00 UTC to 2024-02-04 00:00 UTC; SLO 99.500%"
     staging_line = next(line for line in lines if line.startswith("staging"))
     assert "nothing observed" in staging_line
@@ -164,3 +173,41 @@ def test_parse_window() -> None:
 def test_unknown_environment_suggests(url: str) -> None:
     with open_deploy_store(url) as store, pytest.raises(NotFoundError, match="did you mean"):
         select_environments(store, environment="stagin")
+
+
+def test_the_store_and_the_pure_figures_agree_at_the_window_edges(url: str) -> None:
+    # An environment serving since day 1; incidents [S - 1 h, S) and [S, S + 1 h) touch at the
+    # window's start S: one episode that began before the window, so no failure in it. One more
+    # opens exactly at the window's end U: outside it.
+    from aicd.reliability.figures import compute_reliability
+    from aicd.reliability.inputs import Incident
+    from aicd.reliability.window import observe
+
+    start, end = history.day(12), history.day(14)
+    store = open_deploy_store(url)
+    try:
+        edge = store.ensure_environment("edge", tier="production")
+        history._deploy(store, url, edge.id, 1, history.day(1, 9), history.day(1, 10), "succeeded", H)
+        for opened, resolved in ((start - H, start), (start, start + H), (end, end + H)):
+            incident = store.open_incident(
+                edge.id, "down", "health checks fail", opened_by="agent", at=opened
+            )
+            store.resolve_incident(incident.id, resolved_by="agent", at=resolved)
+        every = [
+            Incident(opened_at=r.opened_at, resolved_at=r.resolved_at, kind=r.kind)
+            for r in store.list_incidents(environment="edge")
+        ]
+        for since, until in ((start, end), (start - H, end), (start + H, end), (start, end + H)):
+            [env] = select_environments(store, environment="edge")
+            stored = build_report(store, [env], since=since, until=until).environments[0].reliability
+            window = observe(since=since, until=until, service_start=history.day(1, 10))
+            pure = compute_reliability(every, window)
+            assert stored.to_json() == pure.to_json(), (since - start, until - end)
+        [env] = select_environments(store, environment="edge")
+        at_start = build_report(store, [env], since=start, until=end).environments[0].reliability
+        assert (at_start.failures, at_start.downtime_s) == (0, H)
+        assert (
+            build_report(store, [env], since=start, until=end + H).environments[0].reliability.failures == 1
+        )
+    finally:
+        store.close()

@@ -27,7 +27,7 @@ def demo(keep: bool, as_json: bool, clients: int) -> None:
     caught by canary analysis and rolled back. Then the deployments, the incident and the
     reliability figures. Everything is stopped and deleted at the end unless --keep.
     """
-    from aicd.core.demo import DemoOptions, Terminated, run_demo, terminate_on_sigterm
+    from aicd.demo.story import DemoOptions, Terminated, run_demo, terminate_on_sigterm
 
     undo = terminate_on_sigterm()
     try:

@@ -153,6 +153,17 @@ class BaselineSource:
     note: str = ""  # e.g. why there is no baseline yet
 
 
+def baseline_origin(cli_baseline: str | None, config: DeliveryConfig | None) -> str:
+    """Where the baseline was named, for errors: the flag, or file:line:col of aicd.yml's `against:`."""
+    if cli_baseline:
+        return f"--baseline {cli_baseline}"
+    against = [t for t in (config.gates if config is not None else []) if t.against]
+    if not against:
+        return "the baseline"
+    where = against[0].against_at or (config.file if config is not None else "aicd.yml")
+    return f"{where}: against: {against[0].against}"
+
+
 def baseline_reference(cli_baseline: str | None, config: DeliveryConfig | None) -> str | None:
     """--baseline, else the `against:` of aicd.yml's gates as a models:/ URI (or None)."""
     if cli_baseline:
@@ -179,10 +190,14 @@ def baseline_reference(cli_baseline: str | None, config: DeliveryConfig | None) 
     return f"models:/{name}@{alias}"
 
 
-def load_baseline(cwd: Path, reference: str | None) -> tuple[dict[str, float] | None, BaselineSource | None]:
+def load_baseline(
+    cwd: Path, reference: str | None, origin: str = "the baseline"
+) -> tuple[dict[str, float] | None, BaselineSource | None]:
     """The baseline's metrics: a metrics file, or the registry version a models:/ URI names.
 
-    A URI whose model or alias does not exist yet is no baseline (value checks only), with a note.
+    :meth:`aicd.delivery.registry.Registry.baseline` decides: only a first release (no version
+    yet) is no baseline (value checks only, with a note); a baseline that cannot be resolved
+    (a mistyped model or alias) is a ConfigError (exit 2) naming `origin`.
     """
     if reference is None:
         return None, None
@@ -196,7 +211,10 @@ def load_baseline(cwd: Path, reference: str | None) -> tuple[dict[str, float] | 
         note = f"no baseline yet: {uri} does not exist (nothing is registered); checking values only"
         return None, BaselineSource(uri=str(uri), model=uri.name, note=note)
     with registry:
-        found = registry.baseline(uri)
+        try:
+            found = registry.baseline(uri)
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
     if found.version is None:
         note = f"no baseline yet: {uri} does not exist ({found.note}); checking values only"
         return None, BaselineSource(uri=str(uri), model=uri.name, note=note)
@@ -283,7 +301,8 @@ def gate_command(
     gates = loaded.gates if loaded is not None else []
     thresholds = merge_thresholds(gates, mins, maxes, max_drops, lower_is_better)
     metrics = read_metrics_file(cwd / metrics_file, metrics_file)
-    baseline, source = load_baseline(cwd, baseline_reference(baseline_file, loaded))
+    reference = baseline_reference(baseline_file, loaded)
+    baseline, source = load_baseline(cwd, reference, baseline_origin(baseline_file, loaded))
     result = evaluate(thresholds, metrics, baseline, source=metrics_file)
     payload = build_report(result, metrics_file, metrics, baseline_file, baseline, source)
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"

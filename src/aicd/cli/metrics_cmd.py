@@ -22,6 +22,15 @@ from aicd.reliability.report import DEFAULT_SINCE
 
 Json = dict[str, Any]
 
+RELIABILITY_MEANING = (
+    "MTTR: mean time to restore service per failure (a change failure until its rollback finished); "
+    "availability and downtime: only time down or outside the SLO; MTBF = MTTF + MTTR."
+)
+MEANINGS = (
+    "Time to restore: median per incident (fourkeys). Levels: DORA's performance levels (2019 report) "
+    "of each figure; --json also has fourkeys' buckets (docs/reliability.md)."
+)
+
 
 @click.command()
 @click.option("--env", "env", default=None, metavar="NAME", help="Only this environment (default: all).")
@@ -129,13 +138,15 @@ def _draw(data: Json) -> None:
         ],
     )
     click.echo()
+    click.echo(RELIABILITY_MEANING)
+    click.echo()
     table(
         [[*name, *_dora_row(r["dora"])] for name, r in zip(names, reports, strict=True)],
         [*head, "ENVIRONMENT", "DEPLOYMENT FREQUENCY", "LEAD TIME", "CHANGE FAILURE RATE", "TIME TO RESTORE"],
     )
     if any(r["reliability"]["mttf_lower_bound"] for r in reports):
         click.echo("\n≥: no failure in the window, so MTTF and MTBF are at least the time observed.")
-    click.echo("DORA levels: fourkeys' buckets (docs/reliability.md).")
+    click.echo(MEANINGS)
 
 
 def _utc(ts: float) -> str:
@@ -183,6 +194,7 @@ def _ratio(key: Json) -> str:
 
 
 def _key(key: Json, value: str) -> str:
-    if key["level"] is None:
+    """The measured figure first, then its level and the level's band: '5h 00m — elite (< 1 day)'."""
+    if key.get("measured_level") is None:
         return "-"
-    return f"{key['bucket']} ({key['level']}): {value}"
+    return f"{value} — {key['measured_level']} ({key['measured_band']})"

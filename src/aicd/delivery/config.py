@@ -21,6 +21,7 @@ deployment work; only `gates` is interpreted now. Errors name file:line:col.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,11 @@ def _gates(raw: Any, where: str, errors: list[str]) -> list[Threshold]:
             value = item.get(key)
             if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
                 numbers[key] = None if value is None else float(value)
+                if value is not None and not math.isfinite(value):
+                    errors.append(
+                        f"{_at(item, key)}: gates[{i}].{key} must be a finite number, not {value!r}: "
+                        "a NaN or infinite threshold would pass or fail every model"
+                    )
             else:
                 errors.append(f"{_at(item, key)}: gates[{i}].{key} must be a number, not {value!r}")
         for key in ("max_regression", "max_regression_pct"):
@@ -148,6 +154,7 @@ def _gates(raw: Any, where: str, errors: list[str]) -> list[Threshold]:
             max_regression=numbers.get("max_regression"),
             max_regression_pct=numbers.get("max_regression_pct"),
             against=against,
+            against_at=_at(item, "against") if against is not None else "",
         )
         if threshold.empty:
             errors.append(

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from aicd.errors import ConfigError
 from aicd.suggest import did_you_mean
 
 _Add = Callable[[str, str, float, str, str], None]  # (kind, threshold text, limit, verdict, reason)
@@ -32,7 +33,8 @@ class Threshold:
     higher_is_better: bool = True
     max_regression: float | None = None
     max_regression_pct: float | None = None
-    against: str | None = None  # baseline alias (model registry, later)
+    against: str | None = None  # baseline alias (or models:/ URI) in the model registry
+    against_at: str = field(default="", compare=False)  # where `against` was written (file:line:col)
 
     @property
     def empty(self) -> bool:
@@ -90,6 +92,17 @@ def _bad_number(value: float) -> str | None:
     return None
 
 
+def check_limits(t: Threshold) -> None:
+    """ConfigError unless every limit of `t` is a finite number."""
+    for kind in ("min", "max", "max_regression", "max_regression_pct"):
+        limit = getattr(t, kind)
+        if limit is not None and not math.isfinite(limit):
+            raise ConfigError(
+                f"the gate on {t.metric}: {kind} must be a finite number, not {fmt(limit)}: "
+                "a NaN or infinite threshold would pass or fail every model"
+            )
+
+
 def _above(amount: float, limit: float) -> bool:
     """amount > limit, treating float noise (0.9 - 0.88 vs 0.02) as equal."""
     return amount > limit and not math.isclose(amount, limit, rel_tol=1e-9, abs_tol=1e-12)
@@ -102,8 +115,14 @@ def evaluate(
     *,
     source: str = "the metrics file",
 ) -> GateResult:
-    """Judge `metrics` (and their change from `baseline`, if given) against `thresholds`."""
+    """Judge `metrics` (and their change from `baseline`, if given) against `thresholds`.
+
+    A NaN or infinite limit is refused (ConfigError): it would pass or fail every model.
+    """
     checks: list[Check] = []
+    thresholds = list(thresholds)
+    for t in thresholds:
+        check_limits(t)
     for t in thresholds:
         checks.extend(_judge(t, metrics, baseline, source))
     return GateResult(checks=checks, has_baseline=baseline is not None)

@@ -5,9 +5,10 @@ Per metric (:func:`classify_metric`), stable ("control") against canary ("experi
 1. NaN values are removed (``nan_strategy: remove``, the default) or replaced by 0 (``replace``);
    an infinite value is an ``Error``. Outliers are removed only with ``outliers: remove``
    (Kayenta's IQR detector, factor 3, reduced sensitivity).
-2. Fewer than ``min_samples`` values on a side: ``Nodata`` (``NodataFailMetric`` when the
-   metric ``must_have_data``). Kayenta says Nodata only for an empty side; too few samples
-   cannot show anything either, so aicd asks for 10 by default.
+2. Fewer than ``min_samples`` values on a side: ``Nodata``; ``NodataFailMetric`` when the
+   metric is ``critical`` (as Kayenta: a critical metric without data fails the judgement) or
+   ``must_have_data``. Kayenta says Nodata only for an empty side; too few samples cannot show
+   anything either, so aicd asks for 10 by default.
 3. Identical samples, or one single value on both sides: ``Pass``.
 4. A two-sided Mann-Whitney U test at 98 % confidence (:mod:`aicd.delivery.judge_stats`): the
    Hodges-Lehmann shift ``canary - stable`` and its 98 % interval ``[lower, upper]``. The metric
@@ -242,11 +243,13 @@ def classify_metric(
     canary = Summary.of(canary_array)
     need = max(config.min_samples, 1)
     if stable_array.size < need or canary_array.size < need:
-        label = NODATA_FAIL if config.must_have_data else NODATA
+        label = NODATA_FAIL if config.must_have_data or config.critical else NODATA
         reason = missing or (
             f"too few samples: stable has {stable_array.size}, canary {canary_array.size}; "
             f"at least {need} on each side are needed"
         )
+        if config.critical:
+            reason += " (a critical metric must have data)"
         return _result(config, label, reason, stable, canary)
     neutral = neutral_effect(config.effect.measure)
     if np.array_equal(np.sort(stable_array), np.sort(canary_array)):

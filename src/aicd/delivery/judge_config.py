@@ -11,7 +11,7 @@
           direction: increase     # which change is bad: increase | decrease | either (default)
           group: latency          # default: the metric's own name
           weight: 60              # shorthand for groups: {<group>: 60}
-          critical: false         # true: failing it fails the whole judgement
+          critical: false         # true: failing it (no data too) fails the whole judgement
           must_have_data: false   # true: no data counts as a failure (NodataFailMetric)
           nan_strategy: remove    # remove | replace (NaN -> 0)
           outliers: keep          # keep | remove (IQR, outlier_factor 3)

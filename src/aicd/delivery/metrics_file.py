@@ -51,6 +51,8 @@ def _parse_json(text: str, name: str) -> dict[str, float]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MetricsFileError(f"{name}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise MetricsFileError(_too_deep(name)) from None
     if not isinstance(doc, dict):
         raise MetricsFileError(
             f"{name}: a JSON metrics file must hold one object of name -> number, not {_kind(doc)}"
@@ -62,11 +64,25 @@ def _parse_json(text: str, name: str) -> dict[str, float]:
     return out
 
 
+MAX_DEPTH = 32  # objects nested deeper than this are no metrics file
+
+
+def _too_deep(name: str) -> str:
+    return (
+        f"{name}: the JSON is nested more than {MAX_DEPTH} levels deep; "
+        'a metrics file maps names to numbers (e.g. {"accuracy": 0.93, "eval": {"f1": 0.9}})'
+    )
+
+
 def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, float], name: str) -> None:
-    for key, value in obj.items():
-        full = f"{prefix}{key}"
+    """Leaves of `obj` by dotted name, depth first in file order (iterative: no deep recursion)."""
+    stack: list[tuple[str, Any, int]] = [(f"{prefix}{k}", v, 1) for k, v in reversed(obj.items())]
+    while stack:
+        full, value, depth = stack.pop()
         if isinstance(value, dict):
-            _flatten(value, full + ".", out, name)
+            if depth >= MAX_DEPTH:
+                raise MetricsFileError(_too_deep(name))
+            stack.extend((f"{full}.{k}", v, depth + 1) for k, v in reversed(value.items()))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[full] = float(value)
         else:

@@ -4,8 +4,10 @@ A file is stored as it is; a folder as a deterministic tar (entries sorted,
 times, owners and permission noise removed) so that its digest depends only
 on the names, contents and executable bits of its files. Objects are written
 to a temporary file and renamed into place: a reader never sees half an
-object, and storing the same content twice is a no-op. Every read checks the
-digest again, so a corrupted object is an error, never a wrong model.
+object, and storing the same content twice is a no-op (after checking that the
+stored copy still has its digest: a corrupt one is replaced). Every read checks
+the digest again, so a corrupted object is an error, never a wrong model, and
+registering the model again repairs it.
 """
 
 from __future__ import annotations
@@ -185,11 +187,19 @@ class ObjectStore:
 
     def _commit(self, tmp: Path, digest: str) -> None:
         target = self.path_of(digest)
-        if target.is_file():
+        if target.is_file() and self._intact(target, digest):
             return  # the same content is there already
+        # absent, or corrupt (a flipped byte, a truncated copy): the new bytes replace it atomically
         target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, target)
+
+    @staticmethod
+    def _intact(path: Path, digest: str) -> bool:
+        try:
+            return digest_file(path).digest == digest
+        except OSError:
+            return False
 
     # -- reading --------------------------------------------------------------------------------
 

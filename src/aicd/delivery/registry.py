@@ -35,6 +35,7 @@ from aicd.store.registry import (
     RegistryStore,
     open_registry,
 )
+from aicd.suggest import closest, did_you_mean
 
 __all__ = [
     "AliasEvent",
@@ -305,12 +306,55 @@ class Registry:
         return self.store.latest_version(ref.name)
 
     def baseline(self, uri: ModelURI | str) -> Baseline:
-        """The gate's baseline: the version behind `uri`, or none yet (unknown model or alias)."""
+        """The gate's baseline: the version behind `uri`; none only for a first release.
+
+        The one place that decides (the CLI's local gate and the server's API both call it):
+
+        - the version `uri` names: the baseline;
+        - a model with no version yet (not registered, and no model of a similar name): a first
+          release, nothing to compare with: no baseline, and the note says why;
+        - an alias the model had but that was removed since: no baseline, with a note;
+        - anything else cannot be resolved and is a mistake: ConfigError (exit 2) with a
+          did-you-mean: an unknown model whose name is close to a registered one, an alias a
+          model with versions never had, a version number it does not have.
+        """
         ref = parse_model_uri(uri) if isinstance(uri, str) else uri
         try:
             return Baseline(str(ref), self.resolve(ref), "")
         except NotFoundError as exc:
-            return Baseline(str(ref), None, str(exc))
+            missing = str(exc)
+        models = {m.name: m for m in self.store.list_models()}
+        model = models.get(ref.name)
+        if model is None:
+            similar = closest(ref.name, models)
+            if similar is None:
+                return Baseline(str(ref), None, f"model {ref.name!r} has no versions yet: its first release")
+            raise ConfigError(
+                f"the baseline {ref} cannot be resolved: no model named {ref.name!r} "
+                f'(did you mean "{similar}"?); models: {", ".join(sorted(models))}. A gate without its '
+                "baseline would skip the regression check; fix the name (a new model's first release "
+                "has no baseline: leave it out)"
+            )
+        if model.last_version == 0:
+            return Baseline(str(ref), None, f"model {ref.name!r} has no versions yet: its first release")
+        if ref.alias is not None:
+            history = self.store.alias_history(ref.name)
+            if any(event.alias == ref.alias for event in history):
+                removed = f"model {ref.name!r} has no alias {ref.alias!r} any more (it was removed)"
+                return Baseline(str(ref), None, removed)
+            seen = sorted({*model.aliases, *(event.alias for event in history)})
+            hint = did_you_mean(ref.alias, seen)
+            raise ConfigError(
+                f"the baseline {ref} cannot be resolved: model {ref.name!r} has "
+                f"{_versions(model.last_version)} but never had the alias {ref.alias!r}{hint}; its "
+                f"aliases: {', '.join(sorted(model.aliases)) or 'none yet'}. A gate without its baseline "
+                f"would skip the regression check: fix the alias, or give it to the version to compare "
+                f"with (aicd model alias {ref.name} {ref.alias} VERSION)"
+            )
+        raise ConfigError(
+            f"the baseline {ref} cannot be resolved: {missing}. A gate without its baseline would skip "
+            "the regression check: name a version the model has"
+        )
 
     def lineage(self, uri: ModelURI | str) -> VersionLineage:
         record = self.resolve(uri)
@@ -368,6 +412,10 @@ def _new_version(
         dataset_hash=dataset_hash,
         created_by=lineage.user,
     )
+
+
+def _versions(last: int) -> str:
+    return "version 1" if last == 1 else f"versions 1 to {last}"
 
 
 def _user() -> str:

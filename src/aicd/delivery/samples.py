@@ -102,6 +102,10 @@ def _parse_json(text: str, name: str) -> Samples:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SamplesFileError(f"{name}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise SamplesFileError(
+            f"{name}: the JSON is nested too deeply to be a sample file; write e.g. {JSON_EXAMPLE}"
+        ) from None
     if not isinstance(doc, dict):
         raise SamplesFileError(
             f"{name}: a JSON sample file is one object of metric -> list of numbers, not {_kind(doc)}; "

@@ -17,8 +17,9 @@ end or before promotion, :meth:`CanaryAnalysis.final` judges the whole period si
   reservoir's latencies since the baseline) and ``errors`` (one 0/1 per request, so the rank
   test compares error rates). A verdict ``fail`` fails the analysis, ``marginal`` passes with a
   note. Too little data (only Nodata metrics failing the score) is not a failure unless a metric
-  ``must_have_data``. Metrics the router does not measure are Nodata with a reason. Without
-  judge metrics configured the judge does not run;
+  is ``critical`` or ``must_have_data`` (then it is ``NodataFailMetric``, as in Kayenta).
+  Metrics the router does not measure are Nodata with a reason. Without judge metrics
+  configured the judge does not run;
 - prediction drift (:mod:`aicd.delivery.drift`) of the counted response field (``field_values``),
   when either side has any: ``fail`` fails the analysis once both sides have at least
   :data:`DRIFT_MIN_PREDICTIONS` predictions (fewer: a note), ``warn`` is a note.
@@ -94,19 +95,19 @@ _LOST = (FAILED, ERROR, INCONCLUSIVE)
 def default_analysis() -> AnalysisConfig:
     """The analysis of a deployment whose aicd.yml has no ``analysis:`` section.
 
-    Judge: ``latency_ms`` (increase is bad; a significant rise up to 20 % of the mean passes, from
-    2x it is critical) and ``errors`` (any significant rise is critical), weighted 50/50, pass
-    95, marginal 75. Thresholds: ``success_rate >= 0.95`` every 5 s; the second failed
-    measurement fails the analysis.
+    Judge: ``latency_ms`` (increase is bad; a significant rise up to 20 % of the mean passes) and
+    ``errors`` (any significant rise), weighted 50/50, pass 95, marginal 75: either one High scores
+    50 and fails. Neither is ``critical``: a critical metric without data fails (Kayenta), and a
+    canary that got too little traffic to judge is not rolled back by default. Thresholds:
+    ``success_rate >= 0.95`` every 5 s; the second failed measurement fails the analysis.
     """
     latency = MetricConfig(
         LATENCY_MS,
         direction=INCREASE,
         group="latency",
-        critical=True,
-        effect=EffectSize(MEAN_RATIO, allowed_increase=1.2, critical_increase=2.0),
+        effect=EffectSize(MEAN_RATIO, allowed_increase=1.2),
     )
-    errors = MetricConfig(ERRORS, direction=INCREASE, group="errors", critical=True)
+    errors = MetricConfig(ERRORS, direction=INCREASE, group="errors")
     judge = JudgeConfig(
         metrics=(latency, errors),
         group_weights={"latency": 50.0, "errors": 50.0},

@@ -6,6 +6,12 @@ queries (dashboard/fourkeys_dashboard.json): "Deployment Frequency",
 "Change Failure Rate". docs/reliability.md lists each query and where this
 code departs from it (seconds instead of truncated minutes and hours, the
 observed window instead of "the last three months", levels).
+
+Each key has two readings: fourkeys' ``bucket`` (and its ``level``), computed exactly as the
+dashboard does, and the ``measured_level`` of the figure itself in the performance levels of the
+2019 State of DevOps report (:func:`measured_level`), which is what `aicd metrics` shows: over a
+short window fourkeys' day-and-week deployment frequency bucket can contradict the figure
+(1064 deployments a day in one afternoon is "Weekly" there).
 """
 
 from __future__ import annotations
@@ -38,6 +44,40 @@ _LEAD_TIME_LEVEL = {"One day": ELITE, "One week": HIGH, "One month": MEDIUM, "Si
 _RESTORE_LEVEL = {"One day": HIGH, "One week": MEDIUM, "One month": LOW, "Six months": LOW, _LONGEST: LOW}
 _FAILURE_RATE_LEVEL = {"0-15%": ELITE, "16-45%": MEDIUM, "46-60%": LOW}
 
+# The 2019 State of DevOps report's performance levels, read on the measured figure. Deployment
+# frequency: elite "on-demand (multiple deploys per day)", high between once a day and once a
+# week, medium between once a week and once a month, low less often. Lead time: under a day,
+# a week, a month. Time to restore: under an hour, a day; the report's medium ("less than one
+# day", as high) reads "less than a week" here. Change failure rate: the report gives elite,
+# high and medium performers the same 0-15 % and low ones 46-60 %; 16-45 %, which it leaves out,
+# is medium here, as in fourkeys.
+_DURATION_LEVELS = {
+    "lead_time": ((DAY, ELITE, "< 1 day"), (WEEK, HIGH, "< 1 week"), (MONTH, MEDIUM, "< 1 month")),
+    "time_to_restore": ((HOUR, ELITE, "< 1 hour"), (DAY, HIGH, "< 1 day"), (WEEK, MEDIUM, "< 1 week")),
+}
+_DURATION_LOW = {"lead_time": "1 month or more", "time_to_restore": "1 week or more"}
+
+
+def measured_level(name: str, value: float | None) -> tuple[str, str] | None:
+    """(level, band) of a key's measured figure in the 2019 report's performance levels."""
+    if value is None:
+        return None
+    if name == "deployment_frequency":  # deployments per day
+        if value > 1:
+            return ELITE, "on demand, several a day"
+        if value >= 1 / 7:
+            return HIGH, "daily to weekly"
+        return (MEDIUM, "weekly to monthly") if value >= DAY / MONTH else (LOW, "monthly or less often")
+    if name == "change_failure_rate":
+        if value <= 0.15:
+            return ELITE, "0-15%"
+        return (MEDIUM, "16-45%") if value < 0.46 else (LOW, "46% or more")
+    for bound, level, band in _DURATION_LEVELS[name]:
+        if value < bound:
+            return level, band
+    return LOW, _DURATION_LOW[name]
+
+
 # Lead times under a whole minute are left out, as fourkeys does
 # (`TIMESTAMP_DIFF(..., MINUTE) > 0`: "ignore automated pushes").
 MIN_LEAD_TIME_S = 60.0
@@ -59,12 +99,15 @@ class DoraKey:
     detail: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
+        measured = measured_level(self.name, self.value)
         return {
             "value": self.value,
             "unit": self.unit,
             "samples": self.samples,
-            "bucket": self.bucket,
-            "level": self.level,
+            "bucket": self.bucket,  # fourkeys' bucket, exactly as its dashboard computes it
+            "level": self.level,  # fourkeys' bucket's level
+            "measured_level": measured[0] if measured else None,  # the figure's level (2019 report)
+            "measured_band": measured[1] if measured else None,
             **self.detail,
         }
 

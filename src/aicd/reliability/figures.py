@@ -8,9 +8,13 @@ Definitions (docs/reliability.md has the reasons):
 - failures: failure episodes that begin in the period; incidents of any kind
   that overlap (or touch) form one episode, so one outage seen by two
   detectors is one failure;
+- restore time: the summed length of the failure episodes (each up to `until`): how long
+  it took to restore service after each failure. A change failure's episode lasts until its
+  rollback finished, though it is no downtime;
 - uptime = period - downtime; MTTF = uptime / failures (no failure: the
-  uptime, flagged as a lower bound); MTTR = downtime / failures;
-  MTBF = MTTF + MTTR; availability = uptime / period;
+  uptime, flagged as a lower bound); MTTR = restore time / failures (the mean time to restore
+  service per failure, the same episodes DORA's time to restore takes the median of);
+  MTBF = MTTF + MTTR; availability = uptime / period (real downtime only);
 - error budget for an SLO target T: (1 - T) x period; left = budget - downtime.
 """
 
@@ -55,6 +59,7 @@ class ReliabilityFigures:
     uptime_s: float
     downtime_s: float
     failures: int  # failure episodes that began in the period
+    restore_s: float  # the summed length of those episodes: the time to restore service after them
     incidents: int  # incidents opened in the period (any kind)
     open_incidents: int  # incidents still open at the window's end
     mttf_s: float | None  # None only for an empty period
@@ -71,6 +76,7 @@ class ReliabilityFigures:
             "uptime_s": self.uptime_s,
             "downtime_s": self.downtime_s,
             "failures": self.failures,
+            "restore_s": self.restore_s,
             "incidents": self.incidents,
             "open_incidents": self.open_incidents,
             "mttf_s": self.mttf_s,
@@ -118,7 +124,9 @@ def compute_reliability(
     period = max(window.period_s, 0.0)
     downtime = union_length(downtime_intervals(incidents, window))
     uptime = period - downtime
-    failures = len(failure_episodes(incidents, window))
+    episodes = failure_episodes(incidents, window)
+    failures = len(episodes)
+    restore = sum(end - start for start, end in episodes)
     opened = sum(1 for incident in incidents if window.contains(incident.opened_at))
     still_open = sum(
         1
@@ -134,7 +142,7 @@ def compute_reliability(
     elif failures == 0:
         mttf, mttr, mtbf, lower_bound = uptime, None, uptime, True
     else:
-        mttf, mttr = uptime / failures, downtime / failures
+        mttf, mttr = uptime / failures, restore / failures
         mtbf, lower_bound = mttf + mttr, False
     budget = (1 - slo_target) * period
     left = budget - downtime
@@ -143,6 +151,7 @@ def compute_reliability(
         uptime_s=uptime,
         downtime_s=downtime,
         failures=failures,
+        restore_s=restore,
         incidents=opened,
         open_incidents=still_open,
         mttf_s=mttf,

@@ -33,9 +33,9 @@ def format_percent(fraction: float | None, *, digits: int = 2) -> str:
 
 
 def format_rate(per_day: float | None) -> str:
-    """Deployments per day, or per week when under one a day."""
+    """Deployments per day ("1064 deploys/day", "3.00 deploys/day"), or per week under one a day."""
     if per_day is None:
         return NONE
     if per_day >= 1 or per_day == 0:
-        return f"{per_day:.2f}/day"
-    return f"{per_day * 7:.2f}/week"
+        return f"{per_day:.0f} deploys/day" if per_day >= 100 else f"{per_day:.2f} deploys/day"
+    return f"{per_day * 7:.2f} deploys/week"

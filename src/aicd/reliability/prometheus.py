@@ -50,7 +50,7 @@ _RELIABILITY: tuple[tuple[str, str, _Getter], ...] = (
     ),
     (
         "aicd_reliability_mttr_seconds",
-        "Mean time to repair: downtime / failures",
+        "Mean time to restore service per failure (change failures until their rollback finished)",
         lambda r: r.reliability.mttr_s,
     ),
     (

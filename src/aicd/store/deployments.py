@@ -693,13 +693,14 @@ class DeployStore(DatabaseStore):
         since: float | None = None,
         until: float | None = None,
     ) -> list[IncidentRecord]:
-        """Incidents that overlap [since, until): opened before `until` and not resolved by
-        `since`; oldest first."""
+        """Incidents that overlap or touch [since, until): opened before `until` and not resolved
+        before `since`; oldest first. One resolved exactly at `since` is kept: it may join an
+        episode that goes on in the window (aicd.reliability.figures merges touching incidents)."""
         query = _joined(incidents).where(*_env_filter(environment, scope))
         if until is not None:
             query = query.where(incidents.c.opened_at < until)
         if since is not None:
-            query = query.where(or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at > since))
+            query = query.where(or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= since))
         with self._read("list incidents") as conn:
             rows = conn.execute(query.order_by(incidents.c.opened_at, incidents.c.id)).all()
         return [_incident(r) for r in rows]

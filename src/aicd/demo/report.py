@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from aicd.core.demo_pipeline import PipelineRun
+from aicd.demo.pipeline import PipelineRun
 from aicd.reliability.humanize import format_duration
 
 Echo = Callable[[str], None]

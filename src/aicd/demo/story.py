@@ -27,11 +27,11 @@ from typing import Any, TextIO
 
 import click
 
-from aicd.core.demo_cleanup import end_processes, processes_under, stop_environments
-from aicd.core.demo_load import TrafficCounts, TrafficLoad
-from aicd.core.demo_pipeline import PipelineRun, run_pipeline
-from aicd.core.demo_repo import DemoRepo
-from aicd.core.demo_report import cli_output, gather, incidents_table, pipelines_table, show
+from aicd.demo.cleanup import end_processes, processes_under, stop_environments
+from aicd.demo.load import TrafficCounts, TrafficLoad
+from aicd.demo.pipeline import PipelineRun, run_pipeline
+from aicd.demo.repo import DemoRepo
+from aicd.demo.report import cli_output, gather, incidents_table, pipelines_table, show
 from aicd.errors import AicdError, ConfigError
 
 STEPS = 7
@@ -252,8 +252,24 @@ def _pipeline(
         note += f"; traffic meanwhile: {during.requests} requests, {during.failures} failed"
     progress.line(note)
     if run.status != status:
+        _raise_if_interrupted(run)
         raise _unexpected(run, f"it to end {status} ({expected})")
     return run
+
+
+def _raise_if_interrupted(run: PipelineRun) -> None:
+    """A pipeline the user canceled is the user's interrupt, never an unexpected result.
+
+    Ctrl-C reaches the demo and its `aicd run` together; the run may end `canceled` before the
+    demo's own KeyboardInterrupt is raised (under load, the signal can land in another thread and
+    is handled only when the main thread runs again). The demo cancels no pipeline itself (its
+    time limit raises its own error first), so a canceled one, or `aicd run` ending by SIGINT or
+    SIGTERM (130, 143), means the user stopped the demo.
+    """
+    if run.exit_code == 143:
+        raise Terminated
+    if run.status == "canceled" or run.exit_code == 130:
+        raise KeyboardInterrupt
 
 
 def _unexpected(run: PipelineRun, wanted: str) -> AicdError:

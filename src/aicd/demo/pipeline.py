@@ -134,6 +134,8 @@ def run_pipeline(
         reader.join(timeout=10)
     if time.monotonic() - started >= timeout:
         raise AicdError(f"demo: the pipeline ran longer than {timeout:g}s and was canceled; its log: {log}")
+    if code in (130, 143) and not (out and out[0].strip()):
+        raise KeyboardInterrupt  # stopped by the user's Ctrl-C (or SIGTERM) before it said anything
     result = _parse(out[0] if out else "", log)
     jobs = result.get("jobs") or []
     return PipelineRun(
