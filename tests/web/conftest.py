@@ -66,7 +66,9 @@ class UI:
         """A person with their own cookies, signed in with `token` (default: the admin's)."""
         person = Browser(self.client)
         csrf = csrf_of(person.get("/signin").text)
-        response = person.post("/signin", data={"token": token or self.admin_token, "csrf": csrf, "next": "/"})
+        response = person.post(
+            "/signin", data={"token": token or self.admin_token, "csrf": csrf, "next": "/"}
+        )
         assert response.status_code == 303, response.text
         return person
 
@@ -118,7 +120,12 @@ def csrf_of(html: str) -> str:
 def ui(tmp_path: Path) -> Iterator[UI]:
     home = tmp_path / "home"
     settings = ServerSettings.load(
-        {}, home=home, database_url=f"sqlite:///{home / 'aicd.db'}", poll=False, environments=False, concurrency=4
+        {},
+        home=home,
+        database_url=f"sqlite:///{home / 'aicd.db'}",
+        poll=False,
+        environments=False,
+        concurrency=4,
     )
     app = create_app(settings)
     with TestClient(app) as client:

@@ -41,7 +41,7 @@ def test_pipeline_and_job_pages_show_status_graph_log_and_escape(ui: UI, tmp_pat
     person = ui.browser()
 
     home = person.get("/")
-    assert home.status_code == 200 and 'href="/projects/demo/pipelines/%d"' % pid in home.text
+    assert home.status_code == 200 and f'href="/projects/demo/pipelines/{pid}"' in home.text
 
     page = person.get(f"/projects/demo/pipelines/{pid}")
     assert page.status_code == 200
@@ -150,7 +150,15 @@ def test_no_role_is_not_found_and_bad_ids_are_pages(ui: UI, tmp_path: Path) -> N
     home = person.get("/")
     assert "/projects/other" in home.text and "/projects/demo" not in home.text
     hidden = person.get("/projects/demo")
-    assert hidden.status_code == 404 and "no project" in hidden.text and "text/html" in hidden.headers["content-type"]
-    for path in ("/projects/other/pipelines/0", "/projects/other/pipelines/99999999999999999999", "/projects/other/jobs/x"):
+    assert (
+        hidden.status_code == 404
+        and "no project" in hidden.text
+        and "text/html" in hidden.headers["content-type"]
+    )
+    for path in (
+        "/projects/other/pipelines/0",
+        "/projects/other/pipelines/99999999999999999999",
+        "/projects/other/jobs/x",
+    ):
         response = person.get(path)
         assert response.status_code == 404 and "text/html" in response.headers["content-type"], path

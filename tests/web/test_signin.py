@@ -40,7 +40,9 @@ def test_signin_refuses_a_form_without_its_csrf_cookie_and_an_open_redirect(ui: 
     response = person.post("/signin", data={"token": ui.admin_token, "csrf": "forged", "next": "/"})
     assert response.status_code == 403 and "aicd_session" not in person.cookies
     csrf = csrf_of(person.get("/signin").text)
-    response = person.post("/signin", data={"token": ui.admin_token, "csrf": csrf, "next": "//evil.example/x"})
+    response = person.post(
+        "/signin", data={"token": ui.admin_token, "csrf": csrf, "next": "//evil.example/x"}
+    )
     assert response.status_code == 303 and response.headers["location"] == "/"
 
 
@@ -76,7 +78,10 @@ def test_security_headers_on_pages_not_on_the_api(ui: UI) -> None:
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["x-content-type-options"] == "nosniff"
-    assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY and "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+    assert (
+        "'unsafe-inline'" not in CONTENT_SECURITY_POLICY
+        and "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+    )
     assert person.get("/").headers["cache-control"] == "no-store"
     api = ui.client.get("/api/v1/health")
     assert "content-security-policy" not in api.headers

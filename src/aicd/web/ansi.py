@@ -130,7 +130,7 @@ def numbered_line(number: int, body: Markup, extra_class: str = "") -> Markup:
     classes = f"line {extra_class}".strip()
     return Markup(
         f'<div class="{classes}" id="L{number}"><a class="ln" href="#L{number}" aria-label="line {number}">'
-        f"{number}</a><span class=\"lt\">{body}</span></div>"
+        f'{number}</a><span class="lt">{body}</span></div>'
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -44,13 +44,14 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 LIVE = frozenset({"created", "pending", "running"})
 RECENT = 20
+END_HOLD_S = 60.0
 MAX_LOG_BYTES = 4 * 1024 * 1024  # a longer log shows its end (the whole one: the raw log link)
 
 
 class WebRoute(APIRoute):
     """Errors as pages: not signed in -> the sign-in form; any AicdError -> its status, one message."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
@@ -231,7 +232,9 @@ def _project_context(state: ServerState, project: ProjectRecord) -> dict[str, An
 async def project_page(request: Request, project: ProjectName, user: User) -> Response:
     access = await access_to(request, project, user, Role.VIEWER)
     context = await run_in_threadpool(_project_context, get_state(request), access.project)
-    return _page(request, "project.html", user, access=access, can_act=access.role >= Role.DEVELOPER, **context)
+    return _page(
+        request, "project.html", user, access=access, can_act=access.role >= Role.DEVELOPER, **context
+    )
 
 
 @router.post("/projects/{project}/pipelines")
@@ -313,7 +316,9 @@ async def pipeline_action(
         await api_pipelines.retry_pipeline(pipeline_id, access, state)
     else:
         return _error_page(request, 404, f"no pipeline action {action!r}")
-    return RedirectResponse(f"/projects/{quote(access.project.name)}/pipelines/{pipeline_id}", status_code=303)
+    return RedirectResponse(
+        f"/projects/{quote(access.project.name)}/pipelines/{pipeline_id}", status_code=303
+    )
 
 
 # -- a job ------------------------------------------------------------------------------------------
@@ -366,16 +371,26 @@ async def job_fragment(request: Request, project: ProjectName, job_id: IdPath, u
 
 
 @router.get("/projects/{project}/jobs/{job_id}/log/events")
-async def job_log_events(request: Request, project: ProjectName, job_id: IdPath, user: User) -> Response:
-    """The API's live log stream (routes.jobs._events), each line rendered to HTML."""
+async def job_log_events(
+    request: Request, project: ProjectName, job_id: IdPath, user: User, hold: bool = False
+) -> Response:
+    """The API's live log stream (routes.jobs._events), each line rendered to HTML.
+
+    `hold`: after the `end` event, keep the stream open (up to END_HOLD_S) for the page to close:
+    a browser's EventSource takes a stream the server ends for an error, and reconnects.
+    """
     access = await access_to(request, project, user, Role.VIEWER)
     state = get_state(request)
     job, pipeline = await run_in_threadpool(api_jobs.job_of, state, access.project, job_id)
     last = request.headers.get("last-event-id", "")
     offset = int(last) if last.isascii() and last.isdigit() else 0
-    first = 1 if offset == 0 else await asyncio.to_thread(_lines_before, api_jobs._log_file(job, pipeline), offset)
+    first = (
+        1
+        if offset == 0
+        else await asyncio.to_thread(_lines_before, api_jobs._log_file(job, pipeline), offset)
+    )
     return StreamingResponse(
-        _html_events(api_jobs._events(state, job, pipeline, offset), first),
+        _html_events(api_jobs._events(state, job, pipeline, offset), first, END_HOLD_S if hold else 0.0),
         media_type="text/event-stream",
         headers={"X-Accel-Buffering": "no"},
     )
@@ -389,7 +404,7 @@ def _lines_before(path: Path, offset: int) -> int:
         return 1
 
 
-async def _html_events(events: AsyncIterator[str], first_line: int) -> AsyncIterator[str]:
+async def _html_events(events: AsyncIterator[str], first_line: int, hold_s: float) -> AsyncIterator[str]:
     """`log` events (one line of text each) -> `log` events of one numbered HTML line; the rest as is."""
     lines = ansi.LiveLines(first_line)
     async for event in events:
@@ -398,6 +413,11 @@ async def _html_events(events: AsyncIterator[str], first_line: int) -> AsyncIter
             continue
         head, _, data = event.rstrip("\n").partition("\ndata: ")
         yield f"{head}\ndata: {lines.render(data)}\n\n"
+    waited = 0.0
+    while waited < hold_s:  # ends early when the page goes (the server cancels a disconnected stream)
+        await asyncio.sleep(api_jobs.KEEPALIVE_S)
+        waited += api_jobs.KEEPALIVE_S
+        yield ": keepalive\n\n"
 
 
 @router.get("/projects/{project}/jobs/{job_id}/artifacts")
