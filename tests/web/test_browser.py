@@ -17,14 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-from server.serverproc import ServerProc, make_user
 
 from aicd_testing import git, make_repo
+from server.serverproc import ServerProc, make_user
 
 pytestmark = pytest.mark.slow
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="pip install -e '.[dev]' (pytest-playwright)"
-)
+try:
+    from playwright import sync_api as playwright_api
+except ImportError:  # a failure with what to do (in the fixture), not a skip
+    playwright_api = None  # type: ignore[assignment]
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -74,6 +75,8 @@ def chromium_path() -> str:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     path = chromium_path()
+    if playwright_api is None:
+        pytest.fail("Playwright is not installed: pip install -e '.[dev]' (it brings pytest-playwright)")
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=path, args=ARGS, headless=True)
         try:
