@@ -47,7 +47,7 @@ def test_pipeline_and_job_pages_show_status_graph_log_and_escape(ui: UI, tmp_pat
     assert page.status_code == 200
     text = page.text
     assert 'class="node s-success" data-job="build" data-status="success"' in text
-    assert 'data-status="manual"' in text and "<svg" in text
+    assert 'data-status="manual"' in text and "<svg" in text and "✓" in text and "▶" in text
     assert text.count('class="edge"') == 1  # the one `needs`
     assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
     assert 'hx-trigger="every 2s"' not in text  # finished: no more polling
@@ -140,6 +140,10 @@ def test_csrf_is_checked_before_any_action(ui: UI, tmp_path: Path) -> None:
         refused = admin.post(f"/projects/demo/jobs/{ship['id']}/play", data=data)
         assert refused.status_code == 403 and "reload the page" in refused.text
     assert ui.jobs("demo", pid)["ship"]["status"] == "manual"
+    page = admin.get("/projects/demo")
+    too_long = admin.post("/projects/demo/pipelines", data={"csrf": csrf_of(page.text), "ref": "x" * 300})
+    assert too_long.status_code == 422 and "ref" in too_long.text and "x" * 300 not in too_long.text
+    assert len(ui.api("GET", "/projects/demo/pipelines")) == 1
 
 
 def test_no_role_is_not_found_and_bad_ids_are_pages(ui: UI, tmp_path: Path) -> None:

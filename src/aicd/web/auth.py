@@ -63,7 +63,7 @@ async def checked_user(request: Request, user: Annotated[WebUser, Depends(curren
 
 async def access_to(request: Request, project: str, user: WebUser, minimum: Role) -> ProjectAccess:
     """The API's role check (404 without a role, 403 below `minimum`), for a session's principal."""
-    return await project_access(minimum)(request, project, user.principal)
+    return await project_access(minimum)(request=request, project=project, principal=user.principal)
 
 
 User = Annotated[WebUser, Depends(current_user)]

@@ -18,7 +18,7 @@ NODE_H = 34
 ROW_GAP = 12
 HEADER_H = 30
 PAD = 12
-LABEL_CHARS = 22
+LABEL_CHARS = 20
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,23 @@ class Graph:
     edges: tuple[Edge, ...]
     node_w: int = NODE_W
     node_h: int = NODE_H
+
+
+# Status written in each node as well as by colour (never colour alone)
+MARKS = {
+    "success": "✓",
+    "failed": "✗",
+    "running": "●",
+    "pending": "…",
+    "created": "…",
+    "canceled": "⊘",
+    "skipped": "»",
+    "manual": "▶",
+}
+
+
+def mark(status: str) -> str:
+    return MARKS.get(status, "?")
 
 
 def shorten(name: str, limit: int = LABEL_CHARS) -> str:

@@ -7,6 +7,7 @@ Every page reads through the same stores and every action calls the API's own ro
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -22,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aicd.core.access import Role, hash_token
-from aicd.core.server_pipeline import load_trigger
+from aicd.core.server_pipeline import IR_FILE, load_trigger
 from aicd.core.test_report import build_report
 from aicd.errors import AicdError, AuthError
 from aicd.pipeline.ir import Pipeline
@@ -61,8 +62,11 @@ class WebRoute(APIRoute):
                 return _to_signin(request, str(exc))
             except AicdError as exc:
                 return _error_page(request, status_for(exc), str(exc))
-            except RequestValidationError:
-                return _error_page(request, 404, "there is no such page")
+            except RequestValidationError as exc:
+                if request.method == "GET":  # a path or query no page has (e.g. a job id that is not one)
+                    return _error_page(request, 404, "there is no such page")
+                fields = ", ".join(str(e.get("loc", ("",))[-1]) for e in exc.errors())  # never the values
+                return _error_page(request, 422, f"the form's fields are not valid ({fields}): correct them")
             except StarletteHTTPException as exc:
                 return _error_page(request, exc.status_code, str(exc.detail))
 
@@ -132,6 +136,7 @@ templates.env.filters["duration"] = fmt_duration
 templates.env.filters["when"] = fmt_time
 templates.env.globals["pipeline_duration"] = pipeline_duration
 templates.env.globals["job_duration"] = job_duration
+templates.env.globals["mark"] = graph.mark
 templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
 
 
@@ -251,10 +256,19 @@ async def run_pipeline(
 
 
 def _saved_ir(record: PipelineRecord) -> Pipeline | None:
+    """The pipeline's saved IR (for stages and needs), None when there is none (it did not load)."""
+    path = Path(record.run_dir) / IR_FILE
     try:
-        return Pipeline.from_json((Path(record.run_dir) / "pipeline.json").read_text(encoding="utf-8"))
+        stat = path.stat()
+        return _parse_ir(str(path), stat.st_mtime_ns, stat.st_size)
     except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_ir(path: str, _mtime_ns: int, _size: int) -> Pipeline:
+    """Parsed once per version of the file: a live page asks every 2 s."""
+    return Pipeline.from_json(Path(path).read_text(encoding="utf-8"))
 
 
 def _pipeline_context(state: ServerState, project: ProjectRecord, pipeline_id: int) -> dict[str, Any]:
