@@ -23,6 +23,7 @@ from server.serverproc import ServerProc, make_user
 
 pytestmark = pytest.mark.slow
 try:
+    from axe_playwright_python.sync_playwright import Axe
     from playwright import sync_api as playwright_api
 except ImportError:  # a failure with what to do (in the fixture), not a skip
     playwright_api = None  # type: ignore[assignment]
@@ -110,7 +111,15 @@ class Watched:
         shots.mkdir(parents=True, exist_ok=True)
 
     def shot(self, name: str) -> None:
+        """A screenshot, and axe-core's accessibility check of the page (no serious violation)."""
         self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+        results = Axe().run(self.page)
+        serious = [
+            f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+            for v in results.response["violations"]
+            if v.get("impact") in ("serious", "critical")
+        ]
+        assert serious == [], f"{name}: accessibility violations: {serious}"
 
     def close(self) -> None:
         self.context.close()
@@ -121,6 +130,7 @@ def sign_in(watched: Watched, server: ServerProc, token: str) -> None:
     page = watched.page
     page.goto(f"{server.url}/")
     page.wait_for_url(re.compile(r"/signin"))
+    watched.shot("signin")
     page.get_by_label("API token").fill(token)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("h1:has-text('Projects')")
