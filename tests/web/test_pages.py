@@ -23,7 +23,19 @@ build:
 "<img src=x onerror=alert(1)>":
   stage: test
   needs: [build]
-  script: [echo tested]
+  script:
+    - echo tested
+    - |
+      cat > report.xml <<'XML'
+      <testsuite name="unit">
+        <testcase classname="m" name="ok" time="0.5"/>
+        <testcase classname="m" name="bad" time="0.25"><failure message="boom">trace &lt;b&gt;</failure></testcase>
+        <testcase classname="m" name="later"><skipped/></testcase>
+      </testsuite>
+      XML
+  artifacts:
+    reports:
+      junit: report.xml
 ship:
   stage: deploy
   when: manual
@@ -53,6 +65,9 @@ def test_pipeline_and_job_pages_show_status_graph_log_and_escape(ui: UI, tmp_pat
     assert 'hx-trigger="every 2s"' not in text  # finished: no more polling
     assert f'href="/projects/demo/jobs/{jobs["build"]["id"]}/artifacts"' in text
     assert "Play" in text and "Retry" in text
+    tests = re.sub(r"\s+", " ", text)
+    assert "3 tests: <strong>1 passed</strong>, <strong>1 failed</strong>, 1 skipped" in tests
+    assert "<code>m.bad</code>" in tests and "trace &lt;b&gt;" in tests and "<b>" not in tests
 
     log = person.get(f"/projects/demo/jobs/{jobs['build']['id']}")
     assert log.status_code == 200
