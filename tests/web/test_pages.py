@@ -29,7 +29,8 @@ build:
       cat > report.xml <<'XML'
       <testsuite name="unit">
         <testcase classname="m" name="ok" time="0.5"/>
-        <testcase classname="m" name="bad" time="0.25"><failure message="boom">trace &lt;b&gt;</failure></testcase>
+        <testcase classname="m" name="bad" time="0.25">
+          <failure message="boom">trace &lt;b&gt;</failure></testcase>
         <testcase classname="m" name="later"><skipped/></testcase>
       </testsuite>
       XML
