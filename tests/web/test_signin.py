@@ -87,3 +87,35 @@ def test_security_headers_on_pages_not_on_the_api(ui: UI) -> None:
     assert "content-security-policy" not in api.headers
     page = person.get("/").text
     assert "<script>" not in page and " style=" not in page and "onclick" not in page
+
+
+def test_a_live_fragment_sends_an_expired_session_to_its_page(ui: UI) -> None:
+    anonymous = Browser(ui.client)
+    headers = {"HX-Request": "true", "HX-Current-URL": "http://testserver/projects/demo/pipelines/3"}
+    response = anonymous.get("/projects/demo/pipelines/3/live", headers=headers)
+    assert response.status_code == 200
+    assert response.headers["hx-redirect"] == "/signin?next=%2Fprojects%2Fdemo%2Fpipelines%2F3"
+    headers["HX-Current-URL"] = "https://evil.example//x"
+    response = anonymous.get("/projects/demo/pipelines/3/live", headers=headers)
+    assert response.headers["hx-redirect"] == "/signin?next=%2F"
+
+
+def test_sessions_expire_and_signing_in_again_replaces_the_session(ui: UI) -> None:
+    from aicd.web.sessions import SessionStore
+
+    store = SessionStore(idle_s=-1.0)  # every session is already idle too long
+    session_id, _ = store.open(1, "h")
+    assert store.get(session_id) is None
+    store = SessionStore()
+    session_id, session = store.open(1, "h")
+    assert store.get(session_id) is session and store.get("other") is None and store.get("") is None
+    store.close(session_id)
+    assert store.get(session_id) is None
+
+    person = ui.browser()
+    first = person.cookies["aicd_session"]
+    csrf = csrf_of(person.get("/signin").text)
+    again = person.post("/signin", data={"token": ui.admin_token, "csrf": csrf, "next": "/"})
+    assert again.status_code == 303 and person.cookies["aicd_session"] != first
+    person.replace_cookie("aicd_session", first)
+    assert person.get("/").status_code == 303

@@ -77,10 +77,13 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 
 def _to_signin(request: Request, message: str) -> Response:
+    """To the sign-in form, which comes back here after (a live fragment: to the page it is part of)."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    url = f"/signin?next={quote(target, safe='')}" if request.method == "GET" else "/signin"
     if request.headers.get("hx-request"):
-        return Response(status_code=200, headers={"HX-Redirect": url})
+        current = urlsplit(request.headers.get("hx-current-url", ""))
+        target = _safe_next(current.path + (f"?{current.query}" if current.query else ""))
+        return Response(status_code=200, headers={"HX-Redirect": f"/signin?next={quote(target, safe='')}"})
+    url = f"/signin?next={quote(target, safe='')}" if request.method == "GET" else "/signin"
     return RedirectResponse(url, status_code=303)
 
 
@@ -184,7 +187,9 @@ async def signin(
     user = await run_in_threadpool(get_state(request).accounts.user_for_token_hash, token_hash)
     if user is None:
         return _signin_page(request, target, "That token is invalid, expired or revoked.", 401)
-    session_id, _ = sessions_of(request).open(user.id, token_hash)
+    sessions = sessions_of(request)
+    sessions.close(request.cookies.get(COOKIE))  # signing in again replaces the session
+    session_id, _ = sessions.open(user.id, token_hash)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, session_id, httponly=True, samesite="lax", secure=_https(request), path="/")
     response.delete_cookie(SIGNIN_COOKIE, path="/signin")
