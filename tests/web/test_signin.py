@@ -119,3 +119,12 @@ def test_sessions_expire_and_signing_in_again_replaces_the_session(ui: UI) -> No
     assert again.status_code == 303 and person.cookies["aicd_session"] != first
     person.replace_cookie("aicd_session", first)
     assert person.get("/").status_code == 303
+
+
+def test_htmx_requests_carry_the_csrf_token_in_a_header(ui: UI) -> None:
+    person = ui.browser()
+    page = person.get("/").text
+    token = csrf_of(page)
+    assert f'hx-headers=\'{{"X-CSRF-Token": "{token}"}}\'' in page
+    assert person.post("/signout", headers={"X-CSRF-Token": "wrong"}).status_code == 403
+    assert person.post("/signout", headers={"X-CSRF-Token": token}).status_code == 303
