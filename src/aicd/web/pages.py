@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -156,8 +157,6 @@ async def signin_form(request: Request, next: str | None = None) -> Response:
 
 
 def _signin_page(request: Request, target: str, error: str | None, status: int) -> Response:
-    import secrets
-
     token = secrets.token_urlsafe(32)
     response = _page(request, "signin.html", None, status, next=target, error=error, signin_csrf=token)
     response.set_cookie(
