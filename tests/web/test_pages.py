@@ -182,3 +182,17 @@ def test_no_role_is_not_found_and_bad_ids_are_pages(ui: UI, tmp_path: Path) -> N
     ):
         response = person.get(path)
         assert response.status_code == 404 and "text/html" in response.headers["content-type"], path
+
+
+def test_a_long_log_shows_its_end_and_the_raw_log_all_of_it(ui: UI, tmp_path: Path) -> None:
+    ci = "long:\n  script:\n    - seq 1 200000\n    - echo the-last-line\n"  # about 1.3 MB of output
+    ui.project(tmp_path, "demo", ci)
+    pid = ui.run("demo")
+    assert ui.wait("demo", pid) == "success"
+    job = ui.jobs("demo", pid)["long"]
+    person = ui.browser()
+    page = person.get(f"/projects/demo/jobs/{job['id']}").text
+    assert "The start of this long log is left out here" in page and "the-last-line" in page
+    assert '<span class="lt">1</span>' not in page and '<span class="lt">200000</span>' in page
+    raw = person.get(f"/projects/demo/jobs/{job['id']}/raw").text
+    assert "\n1\n" in raw and "the-last-line" in raw

@@ -47,7 +47,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 LIVE = frozenset({"created", "pending", "running"})
 RECENT = 20
 END_HOLD_S = 60.0
-MAX_LOG_BYTES = 4 * 1024 * 1024  # a longer log shows its end (the whole one: the raw log link)
+MAX_LOG_BYTES = 1024 * 1024  # a longer log shows its last MiB (the whole one: the raw log link)
 
 
 class WebRoute(APIRoute):
