@@ -151,15 +151,15 @@ class LiveLines:
         return numbered_line(self.number, line_html(line, self.state))
 
 
-def render_log(lines: Iterable[str]) -> Markup:
+def render_log(lines: Iterable[str], first_number: int = 1) -> Markup:
     """A whole log: numbered lines, sections as <details> (open unless `collapsed=true`)."""
-    return Markup("".join(_render(lines)))
+    return Markup("".join(_render(lines, first_number)))
 
 
-def _render(lines: Iterable[str]) -> Iterator[str]:
+def _render(lines: Iterable[str], first_number: int) -> Iterator[str]:
     state = AnsiState()
     open_sections: list[str] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first_number):
         mark = section_mark(line)
         if mark is not None and mark.kind == "start" and len(open_sections) < MAX_SECTION_DEPTH:
             open_attr = "" if mark.collapsed else " open"

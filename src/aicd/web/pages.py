@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -47,6 +48,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 LIVE = frozenset({"created", "pending", "running"})
 RECENT = 20
 END_HOLD_S = 60.0
+CHUNK = 1024 * 1024
 MAX_LOG_BYTES = 1024 * 1024  # a longer log shows its last MiB (the whole one: the raw log link)
 
 
@@ -342,19 +344,24 @@ async def pipeline_action(
 # -- a job ------------------------------------------------------------------------------------------
 
 
-def _read_log(job: JobRecord, pipeline: PipelineRecord) -> tuple[str, bool]:
-    """The log's text (its last MAX_LOG_BYTES) and whether it was cut."""
+def _read_log(job: JobRecord, pipeline: PipelineRecord) -> tuple[str, int]:
+    """The log's text (its last MAX_LOG_BYTES, from a line's start) and the number of its first line."""
     path = api_jobs._log_file(job, pipeline)
     try:
-        size = path.stat().st_size
         with open(path, "rb") as handle:
-            if size > MAX_LOG_BYTES:
-                handle.seek(size - MAX_LOG_BYTES)
-                handle.readline()
+            size = os.fstat(handle.fileno()).st_size
+            if size <= MAX_LOG_BYTES:
+                return handle.read().decode("utf-8", errors="replace"), 1
+            skipped = 0
+            while handle.tell() < size - MAX_LOG_BYTES:  # count the lines left out, a chunk at a time
+                chunk = handle.read(min(CHUNK, size - MAX_LOG_BYTES - handle.tell()))
+                skipped += chunk.count(b"\n")
+            rest = handle.readline()  # the end of a line cut in the middle is left out too
+            skipped += rest.endswith(b"\n")
             data = handle.read(MAX_LOG_BYTES)
     except FileNotFoundError:
-        return "", False
-    return data.decode("utf-8", errors="replace"), size > MAX_LOG_BYTES
+        return "", 1
+    return data.decode("utf-8", errors="replace"), skipped + 1
 
 
 def _job_context(state: ServerState, project: ProjectRecord, job_id: int) -> dict[str, Any]:
@@ -362,9 +369,9 @@ def _job_context(state: ServerState, project: ProjectRecord, job_id: int) -> dic
     live = job.status in LIVE and state.dispatcher.is_active(job.pipeline_id)
     context: dict[str, Any] = {"job": job, "pipeline": pipeline, "live": live, "log": None, "cut": False}
     if not live:
-        text, cut = _read_log(job, pipeline)
-        context["log"] = ansi.render_log(ansi.split_lines(text))
-        context["cut"] = cut
+        text, first = _read_log(job, pipeline)
+        context["log"] = ansi.render_log(ansi.split_lines(text), first)
+        context["cut"] = first > 1
     attempts = [j for j in state.runs.list_jobs(job.pipeline_id, include_retried=True) if j.name == job.name]
     context["attempts"] = sorted(attempts, key=lambda j: j.attempt)
     return context
