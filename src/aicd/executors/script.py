@@ -21,6 +21,7 @@ import asyncio
 import codecs
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -33,6 +34,8 @@ from aicd.executors.base import OutputKind
 
 KILL_GRACE_S = 2.0
 MAX_LINE_BYTES = 256 * 1024  # longer lines are cut into pieces of this size
+# GitLab's collapsible section markers keep their `\r` (the web UI folds them; a terminal shows the header)
+_SECTION_MARK = re.compile(r"^(?:\x1b\[0K)?section_(?:start|end):\d+:[A-Za-z0-9_.-]+(?:\[[^\]\r]*\])?\r")
 
 
 def display_command(command: str) -> str | None:
@@ -109,7 +112,7 @@ class LineReader:
 
     def _line(self, data: bytes, final: bool = True) -> None:
         text = self._decoder.decode(data, final=final)
-        if "\r" in text:
+        if "\r" in text and not _SECTION_MARK.match(text):
             pieces = [p for p in text.split("\r") if p]
             text = pieces[-1] if pieces else ""
         token = self._token
