@@ -498,7 +498,12 @@ def test_variable_order_global_workflow_job_rule(tmp_path: Path) -> None:
         ("when: on_failure", "on_failure", False),
         ("rules: [{if: $CI_COMMIT_BRANCH == 'main', when: always}]", "always", False),
         ("rules: [{if: $NOPE}, {when: on_failure}]", "on_failure", False),
-        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH}]", "manual", False),
+        # GitLab issue 362225: the job-level when: manual decides (the rule has no when, or repeats it)
+        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH}]", "manual", True),
+        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH, when: manual}]", "manual", True),
+        ("when: manual\n  allow_failure: false\n  rules: [{if: $CI_COMMIT_BRANCH}]", "manual", False),
+        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH, allow_failure: false}]", "manual", False),
+        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH, when: on_success}]", "on_success", False),
     ],
 )
 def test_when_and_allow_failure_defaults(tmp_path: Path, body: str, when: str, allow_failure: bool) -> None:
@@ -782,7 +787,10 @@ def test_dependencies(tmp_path: Path) -> None:
     [
         ("t: {script: echo, dependencies: [invalid]}", 'dependencies: "invalid" is not a job'),
         ("t: {script: echo, dependencies: [bulid]}", '(did you mean "build"?)'),
-        ("t: {stage: build, script: echo, dependencies: [same]}", 'dependencies: "same" is in stage "build"'),
+        (
+            "t: {stage: build, script: echo, dependencies: [later]}\nlater: {stage: deploy, script: echo}",
+            'dependencies: "later" is in stage "deploy", a later stage than "build"',
+        ),
         (
             "t: {script: echo, needs: [build], dependencies: [same]}",
             'dependencies: "same" must also be in needs',

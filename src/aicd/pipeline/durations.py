@@ -39,14 +39,36 @@ for _names, _seconds in (
 _SMALL = {
     word: i
     for i, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen".split()
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+        ]
     )
 }
 _SMALL["ninteen"] = 19  # Numerizer's common misspelling
 _TENS = {
     word: 10 * i
-    for i, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)
+    for i, word in enumerate(
+        ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"], start=2
+    )
 }
 _TENS["fourty"] = 40
 _BIG = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
@@ -131,9 +153,7 @@ def _words(tokens: list[str], value: str) -> float:
                 i += 1
             items.append(number)
         elif _is_number_word(token) or (
-            token in _ARTICLES
-            and i + 1 < len(tokens)
-            and (tokens[i + 1] in _UNITS or tokens[i + 1] in _BIG)
+            token in _ARTICLES and i + 1 < len(tokens) and (tokens[i + 1] in _UNITS or tokens[i + 1] in _BIG)
         ):
             number, i = _number_words(tokens, i)
             items.append(number)
@@ -166,7 +186,7 @@ def _words(tokens: list[str], value: str) -> float:
 
 
 def _number_words(tokens: list[str], i: int, start: float | None = None) -> tuple[float, int]:
-    """The number written in words from tokens[i] on ("twenty one", "one hundred and five"), and the next index."""
+    """The number in words from tokens[i] on ("twenty one", "one hundred and five"), and the next index."""
     total = 0.0
     current = start if start is not None else 0.0
     seen_big = False
