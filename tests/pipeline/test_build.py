@@ -9,7 +9,7 @@ import pytest
 
 from aicd.errors import AicdError, PipelineError, WorkflowFilteredOut
 from aicd.pipeline import PipelineContext, load_pipeline
-from aicd.pipeline.ir import Artifacts, Cache, Environment, Need, Pipeline, Reports, Retry, Variable
+from aicd.pipeline.ir import Artifacts, Cache, Environment, Need, Pipeline, Reports, Retry, Trigger, Variable
 
 BRANCH = PipelineContext(
     predefined=(
@@ -834,10 +834,48 @@ def test_trigger_jobs_are_left_out_with_a_warning(tmp_path: Path) -> None:
     )
     assert [j.name for j in p.jobs] == ["build", "after"]
     assert p.job("after").needs == (Need("build"),)
-    assert ("child", "trigger jobs (downstream pipelines) are not supported yet") in p.excluded
-    assert any(
-        "trigger jobs (child and multi-project pipelines) are not supported yet" in w for w in p.warnings
+    assert ("child", "child pipelines are run by `aicd run` only") in p.excluded
+    assert any("child pipelines are run by `aicd run` only" in w for w in p.warnings)
+
+
+def test_trigger_jobs_of_local_child_pipelines_are_jobs_for_aicd_run(tmp_path: Path) -> None:
+    context = PipelineContext(predefined=BRANCH.predefined, child_pipelines=True)
+    p = load(
+        tmp_path,
+        """
+        build: {stage: build, script: echo}
+        child:
+          stage: deploy
+          trigger: {include: [{local: /ci/child.yml}], strategy: depend, forward: {pipeline_variables: true}}
+        other: {stage: deploy, trigger: group/other}
+        dynamic: {stage: deploy, trigger: {include: [{artifact: gen.yml, job: build}]}}
+        after: {stage: deploy, script: echo, needs: [child]}
+        """,
+        context,
     )
+    assert [j.name for j in p.jobs] == ["build", "child", "after"]
+    assert p.job("child").trigger == Trigger("ci/child.yml", "depend", True, True)
+    assert p.job("after").needs == (Need("child"),)
+    assert dict(p.excluded) == {
+        "other": "multi-project pipelines are out of scope",
+        "dynamic": "dynamic child pipelines are not supported yet",
+    }
+    assert any("multi-project pipelines (trigger: project) are out of scope" in w for w in p.warnings)
+    assert Pipeline.from_json(p.to_json()) == p
+
+
+@pytest.mark.parametrize(
+    ("trigger", "fragment"),
+    [
+        ("{include: a.yml, strategy: wait}", "strategy must be one of depend"),
+        ("{include: a.yml, forward: {yaml_vars: true}}", 'unknown keyword "yaml_vars" in forward'),
+        ("{strategy: depend}", "needs include (a child pipeline) or project"),
+        ("[a.yml]", "must be a project path or a mapping, got a list"),
+    ],
+)
+def test_bad_trigger(tmp_path: Path, trigger: str, fragment: str) -> None:
+    found = errors(tmp_path, f"a: {{script: echo}}\nchild: {{trigger: {trigger}}}\n")
+    assert any(fragment in e for e in found), found
 
 
 def test_ignored_keywords_are_named_once(tmp_path: Path) -> None:

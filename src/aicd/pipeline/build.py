@@ -34,6 +34,7 @@ from aicd.pipeline.ir import (
     Need,
     Pipeline,
     Retry,
+    Trigger,
     Variable,
 )
 from aicd.pipeline.nodes import LocList, LocMap, Mark, Reference
@@ -45,6 +46,7 @@ from aicd.pipeline.schema import (
     JOB_KEYWORDS,
     JOB_WHEN,
     TOP_LEVEL_KEYWORDS,
+    TRIGGER_KEYS,
     WORKFLOW_KEYWORDS,
     At,
     CacheSpec,
@@ -87,6 +89,7 @@ class BuildContext:
     project_dir: Path | None = None
     file: str = ".gitlab-ci.yml"
     changes_since: Callable[[str], Sequence[str] | None] | None = None
+    child_pipelines: bool = False  # build trigger jobs of local child pipelines (see PipelineContext)
 
 
 @dataclass
@@ -165,6 +168,8 @@ class Draft:
     has_rules: bool = False
     rules_ok: bool = True
     trigger: bool = False
+    child: Trigger | None = None  # a local child pipeline aicd can run
+    trigger_kind: str = ""  # why another trigger is left out: "project", "dynamic", "include"
 
 
 @dataclass
@@ -609,9 +614,7 @@ class _Builder:
         if body.get("tags") is not None:
             d.tags = read_str_list(body["tags"], at.of(body, "tags"), p, single=False, numbers=True) or ()
         if d.trigger:
-            value = body["trigger"]
-            if not isinstance(value, (str, dict)):
-                p.error(at.of(body, "trigger"), f"must be a project path or a mapping, got {kind(value)}")
+            d.child, d.trigger_kind = read_trigger(body["trigger"], at.of(body, "trigger"), p)
 
     def _needs_and_deps(self, d: Draft) -> None:
         body, at, p = d.body, d.at, self.problems
@@ -682,15 +685,13 @@ class _Builder:
                     raw=True,
                 )
                 continue
-            if d.trigger:
-                self.warn_jobs.setdefault("trigger", []).append(d.name)
+            if d.trigger and not self._runs_child(d):
+                self.warn_jobs.setdefault(f"trigger:{d.trigger_kind}", []).append(d.name)
                 for inst in parallel.instances(d.name, d.parallel):
                     built = self._instance(d, inst)  # its rules decide whether it is listed
                     if built is None:
                         continue
-                    self.excluded.append(
-                        (inst.name, "trigger jobs (downstream pipelines) are not supported yet")
-                    )
+                    self.excluded.append((inst.name, _TRIGGER_LEFT_OUT[d.trigger_kind]))
                     needs = None if built.needs is None else tuple(n.job for n in built.needs)
                     self.triggers.append((built.job, needs, _trigger_text(d.body.get("trigger"))))
                 continue
@@ -826,8 +827,13 @@ class _Builder:
             services=d.services,
             tags=d.tags,
             location=Location(d.at.mark.file, d.at.mark.line, d.at.mark.column),
+            trigger=d.child if self._runs_child(d) else None,
         )
         return Built(d, inst, job, needs, needs_at)
+
+    def _runs_child(self, d: Draft) -> bool:
+        """Whether this trigger job is built as a job that runs its (local) child pipeline."""
+        return self.ctx.child_pipelines and d.child is not None
 
     def _caches(self, d: Draft, variables: list[Variable]) -> list[Cache]:
         out: list[Cache] = []
@@ -914,7 +920,7 @@ class _Builder:
                     raw=True,
                 )
                 continue
-            if target.trigger:
+            if target.trigger and not self._runs_child(target):
                 p.warning(spec.at, f'needs "{spec.job}", a trigger job that aicd leaves out: need ignored')
                 continue
             candidates = by_base.get(base, [])
@@ -1113,15 +1119,12 @@ class _Builder:
                 f"{what} {verb} ignored: aicd runs jobs in the local shell (jobs: {_names(images)})",
                 raw=True,
             )
-        for key in (*IGNORED_JOB_KEYWORDS, "trigger"):
+        for key in (*IGNORED_JOB_KEYWORDS, *_TRIGGER_WARNINGS):
             names = _unique(self.warn_jobs.get(key, []))
             if not names:
                 continue
-            if key == "trigger":
-                text = (
-                    "trigger jobs (child and multi-project pipelines) are not supported yet and are "
-                    f"left out (jobs: {_names(names)})"
-                )
+            if key in _TRIGGER_WARNINGS:
+                text = _TRIGGER_WARNINGS[key].format(jobs=_names(names))
             else:
                 text = f"{key} is not supported locally and is ignored (jobs: {_names(names)})"
             self.problems.warning(self.summary_at, text, raw=True)
@@ -1131,6 +1134,80 @@ class _Builder:
                 "no job is in this pipeline: rules or only/except left every job out",
                 raw=True,
             )
+
+
+_TRIGGER_LEFT_OUT = {
+    "local": "child pipelines are run by `aicd run` only",
+    "project": "multi-project pipelines are out of scope",
+    "dynamic": "dynamic child pipelines are not supported yet",
+    "include": "this trigger:include is not supported",
+}
+_TRIGGER_WARNINGS = {
+    "trigger:local": (
+        "child pipelines are run by `aicd run` only: here the trigger jobs are left out (jobs: {jobs})"
+    ),
+    "trigger:project": (
+        "multi-project pipelines (trigger: project) are out of scope: the trigger jobs are left out "
+        "(jobs: {jobs})"
+    ),
+    "trigger:dynamic": (
+        "dynamic child pipelines (trigger: include: artifact) are not supported yet: the trigger jobs are "
+        "left out (jobs: {jobs})"
+    ),
+    "trigger:include": (
+        "child pipelines from other projects, templates or several files are not supported: the trigger "
+        "jobs are left out (jobs: {jobs})"
+    ),
+}
+
+
+def read_trigger(value: Any, at: At, problems: Problems) -> tuple[Trigger | None, str]:
+    """`trigger:` -> (the local child pipeline, "local") or (None, why aicd leaves the job out)."""
+    if isinstance(value, str):
+        return None, "project"
+    mapping = read_map(value, at, problems) if isinstance(value, dict) else None
+    if mapping is None:
+        if not isinstance(value, dict):
+            problems.error(at, f"must be a project path or a mapping, got {kind(value)}")
+        return None, "project"
+    check_keys(mapping, TRIGGER_KEYS, at, problems, "trigger")
+    strategy = None
+    if mapping.get("strategy") is not None:
+        strategy = read_enum(mapping["strategy"], ("depend",), at.of(mapping, "strategy"), problems)
+    yaml_vars, pipeline_vars = True, False
+    if mapping.get("forward") is not None:
+        where = at.of(mapping, "forward")
+        forward = read_map(mapping["forward"], where, problems)
+        if forward is not None:
+            check_keys(forward, ("yaml_variables", "pipeline_variables"), where, problems, "forward")
+            if forward.get("yaml_variables") is not None:
+                yaml_vars = bool(
+                    read_bool(forward["yaml_variables"], where.of(forward, "yaml_variables"), problems)
+                )
+            if forward.get("pipeline_variables") is not None:
+                found = read_bool(
+                    forward["pipeline_variables"], where.of(forward, "pipeline_variables"), problems
+                )
+                pipeline_vars = bool(found)
+    if mapping.get("project") is not None:
+        return None, "project"
+    if mapping.get("include") is None:
+        problems.error(at, "needs include (a child pipeline) or project (a multi-project pipeline)")
+        return None, "project"
+    include = mapping["include"]
+    where = at.of(mapping, "include")
+    items = [item for item, _ in flat_items(include, where)] if isinstance(include, list) else [include]
+    if any(isinstance(i, dict) and "artifact" in i for i in items):
+        return None, "dynamic"
+    if len(items) != 1:
+        return None, "include"
+    item = items[0]
+    path = item if isinstance(item, str) else (item.get("local") if isinstance(item, dict) else None)
+    if not isinstance(path, str) or not path.strip():
+        return None, "include"
+    if path.startswith(("http://", "https://")):
+        return None, "include"
+    return Trigger(path.lstrip("/"), strategy, yaml_vars, pipeline_vars), "local"
 
 
 # -- needs parsing (jobs and rules:needs) ----------------------------------------------------

@@ -115,6 +115,7 @@ DEFAULT_KEYWORDS = frozenset(
 )
 
 WORKFLOW_KEYWORDS = frozenset({"rules", "name", "auto_cancel"})
+TRIGGER_KEYS = ("include", "project", "branch", "strategy", "forward", "inputs")
 
 JOB_WHEN = ("on_success", "on_failure", "always", "manual", "delayed", "never")
 ARTIFACTS_WHEN = ("on_success", "on_failure", "always")
