@@ -7,6 +7,7 @@ change. The CLI only parses flags and draws what the observer is told.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Sequence
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Protocol
 
 from aicd.config import Settings, load_settings
+from aicd.core.child_pipelines import ChildResult, TriggerExecutor, TriggerOutput
 from aicd.core.job_fields import job_fields
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
 from aicd.errors import AicdError, ConfigError, GitError, PipelineError, WorkflowFilteredOut
-from aicd.executors.base import JobOutcome, job_log_path
+from aicd.executors.base import Executor, JobOutcome, JobRequest, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.workspace import prune_builds, remove_tree, snapshot_commit
 from aicd.pipeline import PipelineContext, load_pipeline
@@ -27,7 +29,7 @@ from aicd.pipeline.predefined import pipeline_variables
 from aicd.store import NewJob, PipelineRecord, Store
 from aicd.store import open_store as open_store_at
 from aicd.suggest import did_you_mean
-from aicd.vcs import changed_files, changed_files_between, git_info
+from aicd.vcs import GitInfo, changed_files, changed_files_between, git_info
 
 # Job workspaces of this many newest pipelines are kept under .aicd/builds/.
 KEEP_WORKSPACES = 3
@@ -212,6 +214,7 @@ async def run_local(
             variables=req.variables,
             changed_files=changed_files(project_dir, req.commit),
             changes_since=functools.partial(_changes_since, project_dir, req.commit),
+            child_pipelines=True,
         )
         try:
             source_dir = _commit_tree(project_dir, home, info.sha) if req.commit else project_dir
@@ -235,7 +238,19 @@ async def run_local(
         store.update_pipeline(record.id, status="running", started_at=time.time())
         # old workspaces are removed while the jobs run, off the critical path
         pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
-        executor = LocalExecutor(project_dir, home, commit=req.commit)
+        children = _ChildRuns(
+            store=store,
+            home=home,
+            project_dir=project_dir,
+            source_dir=source_dir,
+            info=info,
+            context=context,
+            observer=observer,
+            concurrency=options.concurrency,
+        )
+        children.pipeline_variables[record.id] = tuple(req.variables)
+        executor = TriggerExecutor(LocalExecutor(project_dir, home, commit=req.commit), children.run)
+        children.executor = executor
         try:
             result = await run_pipeline(
                 pipeline,
@@ -253,6 +268,127 @@ async def run_local(
         return _result(store.get_pipeline(record.id), result, recorder)
     finally:
         store.close()
+
+
+# GitLab: a parent pipeline, its child, and the child's child; no deeper
+MAX_CHILD_DEPTH = 2
+
+
+class _ChildRuns:
+    """Runs the child pipelines of trigger jobs (TriggerExecutor's run_child), each recorded as a pipeline."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        home: Path,
+        project_dir: Path,
+        source_dir: Path,
+        info: GitInfo,
+        context: PipelineContext,
+        observer: RunObserver,
+        concurrency: int,
+    ) -> None:
+        self.store = store
+        self.home = home
+        self.project_dir = project_dir
+        self.source_dir = source_dir
+        self.info = info
+        self.context = context
+        self.observer = observer
+        self.concurrency = concurrency
+        self.executor: Executor | None = None
+        self.depth: dict[int, int] = {}  # pipeline id -> how deep a child it is
+        self.pipeline_variables: dict[int, tuple[Variable, ...]] = {}  # pipeline id -> its pipeline variables
+
+    async def run(self, request: JobRequest, out: TriggerOutput, cancel: asyncio.Event) -> ChildResult:
+        job, trigger = request.job, request.job.trigger
+        assert trigger is not None and self.executor is not None
+        depth = self.depth.get(request.pipeline_id, 0) + 1
+        if depth > MAX_CHILD_DEPTH:
+            return ChildResult(
+                "", None, f"a child pipeline can trigger no further child pipeline ({trigger.include})"
+            )
+        variables: list[Variable] = []
+        if trigger.forward_pipeline_variables:
+            variables += self.pipeline_variables.get(request.pipeline_id, ())
+        if trigger.forward_yaml_variables:
+            variables += job.variables
+        record = self.store.create_pipeline(
+            project_dir=str(self.project_dir),
+            ref=self.info.ref_name,
+            sha=self.info.sha,
+            source="parent_pipeline",
+            file=trigger.include,
+            run_dir_root=str(self.home / "runs"),
+            name=f"child of #{request.pipeline_id} ({job.name})",
+        )
+        self.depth[record.id] = depth
+        self.pipeline_variables[record.id] = tuple(variables)
+        predefined = pipeline_variables(
+            self.info,
+            pipeline_id=record.id,
+            pipeline_iid=record.iid,
+            source="parent_pipeline",
+            project_dir=self.project_dir,
+            created_at=record.created_at,
+            config_path=trigger.include,
+        )
+        context = dataclasses.replace(self.context, predefined=predefined, variables=tuple(variables))
+        try:
+            pipeline = load_pipeline(self.source_dir, trigger.include, context)
+        except WorkflowFilteredOut as exc:
+            self.store.update_pipeline(record.id, status="skipped", error=str(exc), finished_at=time.time())
+            return ChildResult("", record.id, str(exc))
+        except AicdError as exc:
+            self.store.update_pipeline(record.id, status="failed", error=str(exc), finished_at=time.time())
+            for d in getattr(exc, "diagnostics", ()):
+                out.say("info", str(d))
+            return ChildResult(
+                "", record.id, f"{trigger.include} has errors" if isinstance(exc, PipelineError) else str(exc)
+            )
+        n = len(pipeline.jobs)
+        out.say("info", f"child pipeline #{record.id} ({trigger.include}): {n} job{'s' * (n != 1)}")
+        self.store.update_pipeline(record.id, status="running", started_at=time.time())
+        recorder = _Recorder(
+            self.store, self.store.get_pipeline(record.id), _NestedObserver(self.observer, job.name, out)
+        )
+        result = await run_pipeline(
+            pipeline,
+            self.executor,
+            recorder,
+            pipeline_id=record.id,
+            run_dir=Path(record.run_dir),
+            options=RunOptions(concurrency=self.concurrency),
+            cancel=cancel,
+        )
+        self.store.update_pipeline(record.id, status=result.status, finished_at=time.time())
+        return ChildResult(result.status, record.id)
+
+
+class _NestedObserver:
+    """A child pipeline's jobs shown under their trigger job: `trigger > job`; their ends in its log."""
+
+    def __init__(self, parent: RunObserver, trigger: str, out: TriggerOutput) -> None:
+        self.parent = parent
+        self.prefix = f"{trigger} > "
+        self.out = out
+
+    def pipeline_created(self, record: PipelineRecord, pipeline: Pipeline) -> None:
+        pass
+
+    def job_status(
+        self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
+    ) -> None:
+        if status in ("success", "failed", "canceled", "skipped", "manual"):
+            self.out.log(f"{job.name}: {status}")
+        self.parent.job_status(self._nested(job), job_id, attempt, status, outcome)
+
+    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
+        self.parent.job_output(self._nested(job), job_id, kind, text)
+
+    def _nested(self, job: Job) -> Job:
+        return dataclasses.replace(job, name=self.prefix + job.name)
 
 
 def _result(record: PipelineRecord, result: PipelineResult, recorder: _Recorder) -> RunResult:
