@@ -300,6 +300,7 @@ class _ChildRuns:
         self.executor: Executor | None = None
         self.depth: dict[int, int] = {}  # pipeline id -> how deep a child it is
         self.pipeline_variables: dict[int, tuple[Variable, ...]] = {}  # pipeline id -> its pipeline variables
+        self.observers: dict[int, RunObserver] = {}  # child pipeline id -> what its jobs are shown through
 
     async def run(self, request: JobRequest, out: TriggerOutput, cancel: asyncio.Event) -> ChildResult:
         job, trigger = request.job, request.job.trigger
@@ -324,6 +325,8 @@ class _ChildRuns:
             name=f"child of #{request.pipeline_id} ({job.name})",
         )
         self.depth[record.id] = depth
+        shown = _NestedObserver(self.observers.get(request.pipeline_id, self.observer), job.name, out)
+        self.observers[record.id] = shown
         self.pipeline_variables[record.id] = tuple(variables)
         predefined = pipeline_variables(
             self.info,
@@ -350,9 +353,7 @@ class _ChildRuns:
         n = len(pipeline.jobs)
         out.say("info", f"child pipeline #{record.id} ({trigger.include}): {n} job{'s' * (n != 1)}")
         self.store.update_pipeline(record.id, status="running", started_at=time.time())
-        recorder = _Recorder(
-            self.store, self.store.get_pipeline(record.id), _NestedObserver(self.observer, job.name, out)
-        )
+        recorder = _Recorder(self.store, self.store.get_pipeline(record.id), shown)
         result = await run_pipeline(
             pipeline,
             self.executor,
