@@ -155,6 +155,40 @@ def test_grandchild_runs_and_a_third_level_is_refused(tmp_path: Path) -> None:
     ]
 
 
+def test_dynamic_child_pipeline_from_an_artifact(tmp_path: Path) -> None:
+    parent = """
+stages: [generate, run]
+generate:
+  stage: generate
+  script:
+    - sed "s/NAME/made/" child.tmpl > child.yml
+  artifacts: {paths: [child.yml]}
+dynamic:
+  stage: run
+  trigger:
+    include:
+      - artifact: child.yml
+        job: generate
+    strategy: depend
+missing:
+  stage: run
+  allow_failure: true
+  trigger:
+    include: [{artifact: nope.yml, job: generate}]
+"""
+    template = 'NAME:\n  script: [echo "generated child source=$CI_PIPELINE_SOURCE"]\n'
+    project = make_repo(tmp_path / "p", {".gitlab-ci.yml": parent, "child.tmpl": template})
+    code, result, stderr = run_json(project)
+    assert code == 0, stderr
+    assert "dynamic > made > generated child source=parent_pipeline" in stderr
+    assert {j["name"]: j["status"] for j in result["jobs"]} == {
+        "generate": "success",
+        "dynamic": "success",
+        "missing": "failed",
+    }
+    assert 'job "generate" has no artifact nope.yml' in _log(result, "missing")
+
+
 def test_lint_and_list_mark_multi_project_triggers_out_of_scope(tmp_path: Path) -> None:
     text = PARENT + "other:\n  stage: deploy\n  trigger: group/other-project\n"
     project = make_repo(tmp_path / "p", {".gitlab-ci.yml": text, "ci/child.yml": CHILD})

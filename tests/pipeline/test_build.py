@@ -849,16 +849,18 @@ def test_trigger_jobs_of_local_child_pipelines_are_jobs_for_aicd_run(tmp_path: P
           trigger: {include: [{local: /ci/child.yml}], strategy: depend, forward: {pipeline_variables: true}}
         other: {stage: deploy, trigger: group/other}
         dynamic: {stage: deploy, trigger: {include: [{artifact: gen.yml, job: build}]}}
+        two: {stage: deploy, trigger: {include: [{artifact: a.yml, job: build}, {local: b.yml}]}}
         after: {stage: deploy, script: echo, needs: [child]}
         """,
         context,
     )
-    assert [j.name for j in p.jobs] == ["build", "child", "after"]
+    assert [j.name for j in p.jobs] == ["build", "child", "dynamic", "after"]
     assert p.job("child").trigger == Trigger("ci/child.yml", "depend", True, True)
+    assert p.job("dynamic").trigger == Trigger("gen.yml", None, True, False, artifact_job="build")
     assert p.job("after").needs == (Need("child"),)
     assert dict(p.excluded) == {
         "other": "multi-project pipelines are out of scope",
-        "dynamic": "dynamic child pipelines are not supported yet",
+        "two": "dynamic child pipelines from several files are not supported",
     }
     assert any("multi-project pipelines (trigger: project) are out of scope" in w for w in p.warnings)
     assert Pipeline.from_json(p.to_json()) == p

@@ -20,6 +20,7 @@ from aicd.core.child_pipelines import ChildResult, TriggerExecutor, TriggerOutpu
 from aicd.core.job_fields import job_fields
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
 from aicd.errors import AicdError, ConfigError, GitError, PipelineError, WorkflowFilteredOut
+from aicd.executors.artifacts import artifacts_dir
 from aicd.executors.base import Executor, JobOutcome, JobRequest, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.workspace import prune_builds, remove_tree, snapshot_commit
@@ -315,6 +316,12 @@ class _ChildRuns:
             variables += self.pipeline_variables.get(request.pipeline_id, ())
         if trigger.forward_yaml_variables:
             variables += job.variables
+        file = trigger.include
+        if trigger.artifact_job is not None:  # a dynamic child pipeline: a file another job made
+            found = self._artifact(request, trigger.artifact_job, trigger.include)
+            if isinstance(found, str):
+                return ChildResult("", None, found)
+            file = str(found)
         record = self.store.create_pipeline(
             project_dir=str(self.project_dir),
             ref=self.info.ref_name,
@@ -339,7 +346,7 @@ class _ChildRuns:
         )
         context = dataclasses.replace(self.context, predefined=predefined, variables=tuple(variables))
         try:
-            pipeline = load_pipeline(self.source_dir, trigger.include, context)
+            pipeline = load_pipeline(self.source_dir, file, context)
         except WorkflowFilteredOut as exc:
             self.store.update_pipeline(record.id, status="skipped", error=str(exc), finished_at=time.time())
             return ChildResult("", record.id, str(exc))
@@ -365,6 +372,21 @@ class _ChildRuns:
         )
         self.store.update_pipeline(record.id, status=result.status, finished_at=time.time())
         return ChildResult(result.status, record.id)
+
+    @staticmethod
+    def _artifact(request: JobRequest, job: str, path: str) -> Path | str:
+        """The file `path` among the artifacts of `job` this trigger job receives, or why it is not there."""
+        source = next((s for s in request.artifact_sources if s.job_name == job), None)
+        if source is None:
+            return (
+                f'the artifacts of job "{job}" do not reach this trigger job: add needs: [{job}] or put '
+                f"{job} in an earlier stage"
+            )
+        root = artifacts_dir(request.run_dir, source.job_id).resolve()
+        found = (root / path).resolve()
+        if not found.is_relative_to(root) or not found.is_file():
+            return f'job "{job}" has no artifact {path}: add it to its artifacts:paths'
+        return found
 
 
 class _NestedObserver:

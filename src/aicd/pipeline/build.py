@@ -1139,7 +1139,7 @@ class _Builder:
 _TRIGGER_LEFT_OUT = {
     "local": "child pipelines are run by `aicd run` only",
     "project": "multi-project pipelines are out of scope",
-    "dynamic": "dynamic child pipelines are not supported yet",
+    "dynamic": "dynamic child pipelines from several files are not supported",
     "include": "this trigger:include is not supported",
 }
 _TRIGGER_WARNINGS = {
@@ -1151,8 +1151,8 @@ _TRIGGER_WARNINGS = {
         "(jobs: {jobs})"
     ),
     "trigger:dynamic": (
-        "dynamic child pipelines (trigger: include: artifact) are not supported yet: the trigger jobs are "
-        "left out (jobs: {jobs})"
+        "dynamic child pipelines from several files are not supported: the trigger jobs are left out "
+        "(jobs: {jobs})"
     ),
     "trigger:include": (
         "child pipelines from other projects, templates or several files are not supported: the trigger "
@@ -1197,11 +1197,17 @@ def read_trigger(value: Any, at: At, problems: Problems) -> tuple[Trigger | None
     include = mapping["include"]
     where = at.of(mapping, "include")
     items = [item for item, _ in flat_items(include, where)] if isinstance(include, list) else [include]
-    if any(isinstance(i, dict) and "artifact" in i for i in items):
-        return None, "dynamic"
     if len(items) != 1:
-        return None, "include"
+        return None, "dynamic" if any(isinstance(i, dict) and "artifact" in i for i in items) else "include"
     item = items[0]
+    if isinstance(item, dict) and "artifact" in item:
+        artifact, job = item.get("artifact"), item.get("job")
+        if not isinstance(artifact, str) or not artifact.strip() or not isinstance(job, str) or not job:
+            problems.error(
+                where, "include: artifact needs the artifact's path and the job that makes it (job:)"
+            )
+            return None, "dynamic"
+        return Trigger(artifact.lstrip("/"), strategy, yaml_vars, pipeline_vars, artifact_job=job), "local"
     path = item if isinstance(item, str) else (item.get("local") if isinstance(item, dict) else None)
     if not isinstance(path, str) or not path.strip():
         return None, "include"

@@ -108,10 +108,11 @@ class Environment:
 class Trigger:
     """A trigger job's child pipeline (`trigger: include: local`)."""
 
-    include: str  # the child pipeline's file, relative to the project
+    include: str  # the child pipeline's file: relative to the project, or to artifact_job's artifacts
     strategy: str | None = None  # "depend": the trigger job takes the child pipeline's status
     forward_yaml_variables: bool = True  # the trigger job's variables become the child's pipeline variables
     forward_pipeline_variables: bool = False  # so do this pipeline's own pipeline variables
+    artifact_job: str | None = None  # a dynamic child pipeline: `include` is an artifact of this job
 
 
 @dataclass(frozen=True, slots=True)
