@@ -137,7 +137,8 @@ def ref_context(
         predefined = _merge_request_variables(predefined, info, target_branch or info.default_branch)
     ref = info.tag if info.tag is not None else (info.branch or info.ref_name)
     kind = "tag" if info.tag is not None else "branch"
-    return PipelineContext(predefined=predefined, variables=tuple(variables)), source, ref, kind
+    context = PipelineContext(predefined=predefined, variables=tuple(variables), child_pipelines=True)
+    return context, source, ref, kind
 
 
 def _merge_request_variables(predefined: list[Variable], info: GitInfo, target: str) -> list[Variable]:
@@ -231,7 +232,17 @@ def _row(job: Job, included: dict[str, str], errors_of: dict[str, list[str]]) ->
         rule=included.get(job.name, "(no rules)"),
         start_in_s=job.start_in_s,
         errors=tuple(errors_of.get(job.base_name, ())),
+        trigger=None if job.trigger is None else _child_text(job),
     )
+
+
+def _child_text(job: Job) -> str:
+    trigger = job.trigger
+    assert trigger is not None
+    text = f"child pipeline: {trigger.include}"
+    if trigger.artifact_job is not None:
+        text += f" (artifact of {trigger.artifact_job})"
+    return text
 
 
 def _job_of_path(path: str, jobs: Sequence[Job], triggers: Sequence[tuple[Job, Any, str]]) -> str:
