@@ -7,21 +7,19 @@ change. The CLI only parses flags and draws what the observer is told.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from aicd.config import Settings, load_settings
-from aicd.core.child_pipelines import ChildResult, TriggerExecutor, TriggerOutput
+from aicd.core.child_pipelines import ChildRuns, TriggerExecutor
 from aicd.core.job_fields import job_fields
+from aicd.core.run_observer import RunObserver
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
 from aicd.errors import AicdError, ConfigError, GitError, PipelineError, WorkflowFilteredOut
-from aicd.executors.artifacts import artifacts_dir
-from aicd.executors.base import Executor, JobOutcome, JobRequest, job_log_path
+from aicd.executors.base import JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.workspace import prune_builds, remove_tree, snapshot_commit
 from aicd.pipeline import PipelineContext, load_pipeline
@@ -30,7 +28,7 @@ from aicd.pipeline.predefined import pipeline_variables
 from aicd.store import NewJob, PipelineRecord, Store
 from aicd.store import open_store as open_store_at
 from aicd.suggest import did_you_mean
-from aicd.vcs import GitInfo, changed_files, changed_files_between, git_info
+from aicd.vcs import changed_files, changed_files_between, git_info
 
 # Job workspaces of this many newest pipelines are kept under .aicd/builds/.
 KEEP_WORKSPACES = 3
@@ -67,18 +65,6 @@ class JobRun:
     # allow_failure as it applied: False for a failure whose exit code is
     # not in allow_failure:exit_codes.
     allow_failure: bool = False
-
-
-class RunObserver(Protocol):
-    """What the CLI (or a test) is told while the pipeline runs."""
-
-    def pipeline_created(self, record: PipelineRecord, pipeline: Pipeline) -> None: ...
-
-    def job_status(
-        self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
-    ) -> None: ...
-
-    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None: ...
 
 
 class _Recorder(EngineListener):
@@ -239,8 +225,9 @@ async def run_local(
         store.update_pipeline(record.id, status="running", started_at=time.time())
         # old workspaces are removed while the jobs run, off the critical path
         pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
-        children = _ChildRuns(
+        children = ChildRuns(
             store=store,
+            listener_for=functools.partial(_Recorder, store),
             home=home,
             project_dir=project_dir,
             source_dir=source_dir,
@@ -269,149 +256,6 @@ async def run_local(
         return _result(store.get_pipeline(record.id), result, recorder)
     finally:
         store.close()
-
-
-# GitLab: a parent pipeline, its child, and the child's child; no deeper
-MAX_CHILD_DEPTH = 2
-
-
-class _ChildRuns:
-    """Runs the child pipelines of trigger jobs (TriggerExecutor's run_child), each recorded as a pipeline."""
-
-    def __init__(
-        self,
-        *,
-        store: Store,
-        home: Path,
-        project_dir: Path,
-        source_dir: Path,
-        info: GitInfo,
-        context: PipelineContext,
-        observer: RunObserver,
-        concurrency: int,
-    ) -> None:
-        self.store = store
-        self.home = home
-        self.project_dir = project_dir
-        self.source_dir = source_dir
-        self.info = info
-        self.context = context
-        self.observer = observer
-        self.concurrency = concurrency
-        self.executor: Executor | None = None
-        self.depth: dict[int, int] = {}  # pipeline id -> how deep a child it is
-        self.pipeline_variables: dict[int, tuple[Variable, ...]] = {}  # pipeline id -> its pipeline variables
-        self.observers: dict[int, RunObserver] = {}  # child pipeline id -> what its jobs are shown through
-
-    async def run(self, request: JobRequest, out: TriggerOutput, cancel: asyncio.Event) -> ChildResult:
-        job, trigger = request.job, request.job.trigger
-        assert trigger is not None and self.executor is not None
-        depth = self.depth.get(request.pipeline_id, 0) + 1
-        if depth > MAX_CHILD_DEPTH:
-            return ChildResult(
-                "", None, f"a child pipeline can trigger no further child pipeline ({trigger.include})"
-            )
-        variables: list[Variable] = []
-        if trigger.forward_pipeline_variables:
-            variables += self.pipeline_variables.get(request.pipeline_id, ())
-        if trigger.forward_yaml_variables:
-            variables += job.variables
-        file = trigger.include
-        if trigger.artifact_job is not None:  # a dynamic child pipeline: a file another job made
-            found = self._artifact(request, trigger.artifact_job, trigger.include)
-            if isinstance(found, str):
-                return ChildResult("", None, found)
-            file = str(found)
-        record = self.store.create_pipeline(
-            project_dir=str(self.project_dir),
-            ref=self.info.ref_name,
-            sha=self.info.sha,
-            source="parent_pipeline",
-            file=trigger.include,
-            run_dir_root=str(self.home / "runs"),
-            name=f"child of #{request.pipeline_id} ({job.name})",
-        )
-        self.depth[record.id] = depth
-        shown = _NestedObserver(self.observers.get(request.pipeline_id, self.observer), job.name, out)
-        self.observers[record.id] = shown
-        self.pipeline_variables[record.id] = tuple(variables)
-        predefined = pipeline_variables(
-            self.info,
-            pipeline_id=record.id,
-            pipeline_iid=record.iid,
-            source="parent_pipeline",
-            project_dir=self.project_dir,
-            created_at=record.created_at,
-            config_path=trigger.include,
-        )
-        context = dataclasses.replace(self.context, predefined=predefined, variables=tuple(variables))
-        try:
-            pipeline = load_pipeline(self.source_dir, file, context)
-        except WorkflowFilteredOut as exc:
-            self.store.update_pipeline(record.id, status="skipped", error=str(exc), finished_at=time.time())
-            return ChildResult("", record.id, str(exc))
-        except AicdError as exc:
-            self.store.update_pipeline(record.id, status="failed", error=str(exc), finished_at=time.time())
-            for d in getattr(exc, "diagnostics", ()):
-                out.say("info", str(d))
-            return ChildResult(
-                "", record.id, f"{trigger.include} has errors" if isinstance(exc, PipelineError) else str(exc)
-            )
-        n = len(pipeline.jobs)
-        out.say("info", f"child pipeline #{record.id} ({trigger.include}): {n} job{'s' * (n != 1)}")
-        self.store.update_pipeline(record.id, status="running", started_at=time.time())
-        recorder = _Recorder(self.store, self.store.get_pipeline(record.id), shown)
-        result = await run_pipeline(
-            pipeline,
-            self.executor,
-            recorder,
-            pipeline_id=record.id,
-            run_dir=Path(record.run_dir),
-            options=RunOptions(concurrency=self.concurrency),
-            cancel=cancel,
-        )
-        self.store.update_pipeline(record.id, status=result.status, finished_at=time.time())
-        return ChildResult(result.status, record.id)
-
-    @staticmethod
-    def _artifact(request: JobRequest, job: str, path: str) -> Path | str:
-        """The file `path` among the artifacts of `job` this trigger job receives, or why it is not there."""
-        source = next((s for s in request.artifact_sources if s.job_name == job), None)
-        if source is None:
-            return (
-                f'the artifacts of job "{job}" do not reach this trigger job: add needs: [{job}] or put '
-                f"{job} in an earlier stage"
-            )
-        root = artifacts_dir(request.run_dir, source.job_id).resolve()
-        found = (root / path).resolve()
-        if not found.is_relative_to(root) or not found.is_file():
-            return f'job "{job}" has no artifact {path}: add it to its artifacts:paths'
-        return found
-
-
-class _NestedObserver:
-    """A child pipeline's jobs shown under their trigger job: `trigger > job`; their ends in its log."""
-
-    def __init__(self, parent: RunObserver, trigger: str, out: TriggerOutput) -> None:
-        self.parent = parent
-        self.prefix = f"{trigger} > "
-        self.out = out
-
-    def pipeline_created(self, record: PipelineRecord, pipeline: Pipeline) -> None:
-        pass
-
-    def job_status(
-        self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
-    ) -> None:
-        if status in ("success", "failed", "canceled", "skipped", "manual"):
-            self.out.log(f"{job.name}: {status}")
-        self.parent.job_status(self._nested(job), job_id, attempt, status, outcome)
-
-    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
-        self.parent.job_output(self._nested(job), job_id, kind, text)
-
-    def _nested(self, job: Job) -> Job:
-        return dataclasses.replace(job, name=self.prefix + job.name)
 
 
 def _result(record: PipelineRecord, result: PipelineResult, recorder: _Recorder) -> RunResult:
