@@ -174,3 +174,11 @@ def test_a_job_named_default_is_a_reserved_name(tmp_path: Path) -> None:
     found = lint_texts(tmp_path, "default:\n  stage: test\n  script: echo\njob:\n  script: echo\n")
     assert any('"default" is a reserved name' in t and "rename the job" in t for t in found), found
     assert not any("did you mean" in t for t in found), found
+
+
+def test_an_error_in_an_included_job_stays_the_jobs_even_after_a_template(tmp_path: Path) -> None:
+    (tmp_path / "inc.yml").write_text(".tpl:\n  script: echo\njob-a:\n  script: echo\n  timeout: banana\n")
+    found = lint_texts(
+        tmp_path, "include: [{local: inc.yml}]\njob-a:\n  variables: {X: '1'}\nb:\n  extends: .tpl\n"
+    )
+    assert any(t.startswith('inc.yml:5:3: job "job-a": timeout') for t in found), found

@@ -110,9 +110,8 @@ class Listing:
 
     stages: tuple[str, ...]
     jobs: list[Job]  # after rules, needs resolved; may hold jobs with errors
-    triggers: list[
-        tuple[Job, tuple[str, ...] | None, str]
-    ]  # trigger jobs: job, needs named, what it triggers
+    # trigger jobs left out of the run: (job, the needs it names, what it triggers)
+    triggers: list[tuple[Job, tuple[str, ...] | None, str]]
     included: dict[str, str]  # job name -> the rule (or only/except) that put it in
     excluded: list[tuple[str, str]]  # job name -> why it is left out
     workflow_rule: str | None  # the workflow rule that made the pipeline (None: no workflow:rules)
@@ -224,7 +223,7 @@ def _dedupe(items: list[Diagnostic], root: Any = None) -> list[Diagnostic]:
     result: list[Diagnostic] = []
     for key, d in out:
         jobs = groups[key]
-        owner = owners.at(d.file, d.line) if jobs and d.line else None
+        owner = owners.at(d.file, d.line, d.column) if jobs and d.line else None
         if owner is None or (owner in jobs and len(jobs) == 1):
             result.append(d)
             continue
@@ -261,6 +260,7 @@ class _TopLevelKeys:
 
     def __init__(self, root: Any) -> None:
         self.starts: dict[str, list[tuple[int, str]]] = {}
+        self.root: LocMap = root if isinstance(root, LocMap) else LocMap()
         if isinstance(root, LocMap):
             for key in root:
                 mark = root.mark_of(key)
@@ -269,12 +269,41 @@ class _TopLevelKeys:
         for found in self.starts.values():
             found.sort()
 
-    def at(self, file: str, line: int) -> str | None:
+    def at(self, file: str, line: int, column: int) -> str | None:
+        """The key whose text holds this place: the nearest key above it, if its value has a value there."""
         found = self.starts.get(file)
         if not found:
             return None
         i = bisect.bisect_right(found, (line, "\U0010ffff")) - 1
-        return found[i][1] if i >= 0 else None
+        if i < 0:
+            return None
+        key = found[i][1]
+        return key if _holds_mark(self.root[key], file, line, column) else None
+
+
+def _holds_mark(value: Any, file: str, line: int, column: int, depth: int = 0) -> bool:
+    """Whether a key, item or value inside `value` is written at file:line:column."""
+    if depth > 40:
+        return False
+    if isinstance(value, (LocMap, LocList, Reference)):
+        mark = value.mark
+        if (mark.file, mark.line, mark.column) == (file, line, column):
+            return True
+    if isinstance(value, LocMap):
+        for key, item in value.items():
+            mark = value.mark_of(key)
+            if (mark.file, mark.line, mark.column) == (file, line, column):
+                return True
+            if _holds_mark(item, file, line, column, depth + 1):
+                return True
+    elif isinstance(value, LocList):
+        for index, item in enumerate(value):
+            mark = value.mark_of(index)
+            if (mark.file, mark.line, mark.column) == (file, line, column):
+                return True
+            if _holds_mark(item, file, line, column, depth + 1):
+                return True
+    return False
 
 
 class _Builder:
