@@ -269,15 +269,19 @@ class ChildRuns:
         out.say("info", f"child pipeline #{record.id} ({trigger.include}): {n} job{'s' * (n != 1)}")
         self.store.update_pipeline(record.id, status="running", started_at=time.time())
         recorder = self.listener_for(self.store.get_pipeline(record.id), shown)
-        result = await run_pipeline(
-            pipeline,
-            self.executor,
-            recorder,
-            pipeline_id=record.id,
-            run_dir=Path(record.run_dir),
-            options=RunOptions(concurrency=self.concurrency),
-            cancel=cancel,
-        )
+        try:
+            result = await run_pipeline(
+                pipeline,
+                self.executor,
+                recorder,
+                pipeline_id=record.id,
+                run_dir=Path(record.run_dir),
+                options=RunOptions(concurrency=self.concurrency),
+                cancel=cancel,
+            )
+        except AicdError as exc:  # the child could not start (its jobs wait for each other...)
+            self.store.update_pipeline(record.id, status="failed", error=str(exc), finished_at=time.time())
+            return ChildResult("", record.id, str(exc))
         self.store.update_pipeline(record.id, status=result.status, finished_at=time.time())
         return ChildResult(result.status, record.id)
 
