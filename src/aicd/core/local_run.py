@@ -13,10 +13,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from aicd.config import Settings, load_settings
+from aicd.core.child_pipelines import ChildRuns, TriggerExecutor
 from aicd.core.job_fields import job_fields
+from aicd.core.run_observer import RunObserver
 from aicd.core.run_owner import RunOwner, reap_stale_runs
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
 from aicd.engine.plan import select_jobs
@@ -67,21 +68,6 @@ class JobRun:
     # allow_failure as it applied: False for a failure whose exit code is
     # not in allow_failure:exit_codes.
     allow_failure: bool = False
-
-
-class RunObserver(Protocol):
-    """What the CLI (or a test) is told while the pipeline runs."""
-
-    def pipeline_created(
-        self, record: PipelineRecord, pipeline: Pipeline, only: frozenset[str] | None = None
-    ) -> None:
-        """``only``: the names of the jobs that will run, when some were selected."""
-
-    def job_status(
-        self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
-    ) -> None: ...
-
-    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None: ...
 
 
 class _Recorder(EngineListener):
@@ -222,6 +208,7 @@ async def run_local(
             variables=req.variables,
             changed_files=changed_files(project_dir, req.commit),
             changes_since=functools.partial(_changes_since, project_dir, req.commit),
+            child_pipelines=True,
         )
         try:
             source_dir = _commit_tree(project_dir, home, info.sha) if req.commit else project_dir
@@ -248,7 +235,20 @@ async def run_local(
         store.update_pipeline(record.id, status="running", started_at=time.time())
         # old workspaces are removed while the jobs run, off the critical path
         pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
-        executor = LocalExecutor(project_dir, home, commit=req.commit)
+        children = ChildRuns(
+            store=store,
+            listener_for=functools.partial(_Recorder, store),
+            home=home,
+            project_dir=project_dir,
+            source_dir=source_dir,
+            info=info,
+            context=context,
+            observer=observer,
+            concurrency=options.concurrency,
+        )
+        children.pipeline_variables[record.id] = tuple(req.variables)
+        executor = TriggerExecutor(LocalExecutor(project_dir, home, commit=req.commit), children.run)
+        children.executor = executor
         failure: Exception | None = None
         try:
             result = await run_pipeline(
