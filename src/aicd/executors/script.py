@@ -38,6 +38,18 @@ MAX_LINE_BYTES = 256 * 1024  # longer lines are cut into pieces of this size
 _SECTION_MARK = re.compile(r"^(?:\x1b\[0K)?section_(?:start|end):\d+:[A-Za-z0-9_.-]+(?:\[[^\]\r]*\])?\r")
 
 
+def terminal_view(text: str) -> str:
+    """What a terminal shows of an output line: the part after its last carriage return.
+
+    The reader keeps GitLab's section markers whole (``section_start:...\\r`` then the header) for the
+    log and the web UI; a terminal shows only the header, as GitLab's own job log does.
+    """
+    if "\r" not in text:
+        return text
+    pieces = [p for p in text.split("\r") if p]
+    return pieces[-1] if pieces else ""
+
+
 def display_command(command: str) -> str | None:
     """How a command is announced; None for an empty one (not announced)."""
     text = command.strip()
@@ -113,8 +125,7 @@ class LineReader:
     def _line(self, data: bytes, final: bool = True) -> None:
         text = self._decoder.decode(data, final=final)
         if "\r" in text and not _SECTION_MARK.match(text):
-            pieces = [p for p in text.split("\r") if p]
-            text = pieces[-1] if pieces else ""
+            text = terminal_view(text)
         token = self._token
         at = text.find(token)
         if at < 0:
