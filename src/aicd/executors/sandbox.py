@@ -82,11 +82,12 @@ class SandboxLimits:
     memory_bytes: int | None = 16 * 1024**3  # RLIMIT_AS, per process
     cpu_seconds: int | None = None  # RLIMIT_CPU, per process
     log_bytes: int | None = 64 * 1024**2  # the job's log stops growing past this size
+    tmp_bytes: int | None = 2 * 1024**3  # the size of /tmp and of /dev/shm (tmpfs: memory)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SandboxLimits:
         """``AICD_JOB_MAX_PROCESSES``, ``AICD_JOB_MAX_OPEN_FILES``, ``AICD_JOB_MAX_MEMORY_MB``,
-        ``AICD_JOB_MAX_CPU_S``, ``AICD_JOB_MAX_LOG_MB`` (0: no limit)."""
+        ``AICD_JOB_MAX_CPU_S``, ``AICD_JOB_MAX_LOG_MB``, ``AICD_JOB_MAX_TMP_MB`` (0: no limit)."""
         from aicd.errors import ConfigError
 
         default = cls()
@@ -105,6 +106,7 @@ class SandboxLimits:
             memory_bytes=read("AICD_JOB_MAX_MEMORY_MB", default.memory_bytes, 1024**2),
             cpu_seconds=read("AICD_JOB_MAX_CPU_S", default.cpu_seconds),
             log_bytes=read("AICD_JOB_MAX_LOG_MB", default.log_bytes, 1024**2),
+            tmp_bytes=read("AICD_JOB_MAX_TMP_MB", default.tmp_bytes, 1024**2),
         )
 
 
@@ -255,7 +257,13 @@ class SandboxExecutor(LocalExecutor):
             binds.append((spec.files_dir, spec.files_dir, False))
         argv = [
             self.bwrap,
-            *bwrap_args(network=network, python=self._python, binds=binds, chdir=spec.workspace),
+            *bwrap_args(
+                network=network,
+                python=self._python,
+                binds=binds,
+                chdir=spec.workspace,
+                tmp_bytes=self.limits.tmp_bytes,
+            ),
             "--",
             *bash_command("/bin/bash", spec.script),
         ]
@@ -286,7 +294,7 @@ def _namespace_args(*, network: bool) -> list[str]:
     return [*args, "--die-with-parent", "--new-session", "--hostname", "aicd-job"]
 
 
-def _system_args() -> list[str]:
+def _system_args(tmp_bytes: int | None = None) -> list[str]:
     args: list[str] = []
     for path in _SYSTEM_DIRS:
         if os.path.islink(path):
@@ -308,7 +316,8 @@ def _system_args() -> list[str]:
         target = os.path.dirname(os.path.realpath(resolv))
         if not target.startswith("/etc"):
             args += ["--ro-bind-try", target, target]
-    return [*args, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
+    size = ["--size", str(tmp_bytes)] if tmp_bytes else []
+    return [*args, "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/dev/shm", *size, "--tmpfs", "/tmp"]
 
 
 def bwrap_args(
@@ -317,15 +326,17 @@ def bwrap_args(
     python: list[Path],
     binds: list[tuple[Path, Path, bool]],
     chdir: Path,
+    tmp_bytes: int | None = None,
 ) -> list[str]:
     """bwrap's options for one shell: namespaces, the system, Python, then ``binds`` (src, dest, writable)."""
-    args = [*_namespace_args(network=network), *_system_args()]
+    args = [*_namespace_args(network=network), *_system_args(tmp_bytes)]
     for path in python:
         args += ["--ro-bind", str(path), str(path)]
     args += ["--dir", JOB_HOME]
     for src, dest, writable in binds:
         args += ["--bind" if writable else "--ro-bind", str(src), str(dest)]
-    return [*args, "--chdir", str(chdir)]
+    # the sandbox's own root (mount points) read-only: writes go to the workspace or /tmp only
+    return [*args, "--remount-ro", "/", "--chdir", str(chdir)]
 
 
 def python_paths(hidden: tuple[Path, ...]) -> list[Path]:
