@@ -7,7 +7,7 @@ sees (and nothing else):
 
 - its workspace, read-write, at its usual path (``CI_PROJECT_DIR``); the cache
   and the artifacts handed to it are restored into it before it starts;
-- its script and its file variables' files, read-only;
+- its script and its file variables' files, read-only, under ``/aicd``;
 - ``/usr``, ``/bin``, ``/sbin``, ``/lib*`` and ``/etc`` read-only, with
   ``/etc``'s secrets (``shadow``, ssh host keys, ``ssl/private``) hidden;
 - the Python installation aicd runs from (``sys.base_prefix``, ``sys.prefix``,
@@ -45,6 +45,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,8 @@ from aicd.executors.script import bash_command
 
 JOB_UID = 1000
 JOB_HOME = "/tmp/home"
+# where the job's script and its file variables' files are, inside the sandbox (read-only)
+JOB_FILES = "/aicd"
 NETWORK_VARIABLE = "AICD_JOB_NETWORK"
 # Never exported into a sandboxed job, whatever the executor is given.
 STRIPPED_ENV = frozenset({"AICD_HOME", "AICD_DATABASE_URL", "AICD_SECRET_KEY", "AICD_TOKEN"})
@@ -252,9 +255,15 @@ class SandboxExecutor(LocalExecutor):
         network = self._network_of.get(spec.request.job_id, self.network)
         binds: list[tuple[Path, Path, bool]] = [(spec.workspace, spec.workspace, True)]
         binds += [(src, dest, True) for src, dest in self.extra_binds.items()]
-        binds.append((spec.script, spec.script, False))
+        script = Path(JOB_FILES) / spec.script.name
+        binds.append((spec.script, script, False))
+        env = dict(spec.env)
         if spec.files_dir is not None:
-            binds.append((spec.files_dir, spec.files_dir, False))
+            # the files at a path of their own: the job sees nothing of the run's folder, not even its name
+            inside = f"{JOB_FILES}/files"
+            binds.append((spec.files_dir, Path(inside), False))
+            outside = str(spec.files_dir)
+            env = {k: v.replace(outside, inside) for k, v in env.items()}
         argv = [
             self.bwrap,
             *bwrap_args(
@@ -265,7 +274,7 @@ class SandboxExecutor(LocalExecutor):
                 tmp_bytes=self.limits.tmp_bytes,
             ),
             "--",
-            *bash_command("/bin/bash", spec.script),
+            *bash_command("/bin/bash", script),
         ]
         cgroup = self._cgroups.new_job() if self._cgroups is not None else None
         preexec = _preexec(self.limits, self._parent_death, cgroup)
@@ -274,7 +283,7 @@ class SandboxExecutor(LocalExecutor):
             if cgroup is not None and self._cgroups is not None:
                 self._cgroups.remove(cgroup)
 
-        return Launch(argv, spec.env, preexec, cleanup)
+        return Launch(argv, env, preexec, cleanup)
 
     async def close(self) -> None:
         await super().close()
@@ -441,11 +450,13 @@ class PidsCgroups:
         self.root = root
         self.max_pids = max_pids
         self._count = 0
+        self._busy: list[Path] = []  # cgroups whose processes were still dying when their job ended
 
     @classmethod
     def create(cls, max_pids: int) -> PidsCgroups | None:
         """None where no pids cgroup can be made (not root, no controller, a read-only cgroupfs)."""
         for base in _pids_bases():
+            _sweep(base)
             root = base / f"aicd-{os.getpid()}-{secrets.token_hex(3)}"
             try:
                 root.mkdir()
@@ -462,6 +473,9 @@ class PidsCgroups:
         return None
 
     def new_job(self) -> Path:
+        for path in self._busy[:]:
+            self._busy.remove(path)
+            self.remove(path)
         self._count += 1
         path = self.root / f"job-{self._count}"
         path.mkdir()
@@ -469,24 +483,46 @@ class PidsCgroups:
         return path
 
     def remove(self, path: Path) -> None:
-        with contextlib.suppress(OSError):
-            path.rmdir()  # busy for a moment if processes are still dying: close() sweeps
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self._busy.append(path)  # busy while its processes die: removed later
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            for child in self.root.iterdir():
-                if child.is_dir():
-                    self._kill(child)
-                    self.remove(child)
-        with contextlib.suppress(OSError):
-            self.root.rmdir()
+        _remove_tree(self.root)
 
-    @staticmethod
-    def _kill(path: Path) -> None:
+
+def _remove_tree(root: Path) -> None:
+    """Kill what is left in the job cgroups under ``root``, then remove them and it (a few tries)."""
+    for attempt in range(50):
         with contextlib.suppress(OSError):
-            for pid in (path / "cgroup.procs").read_text().split():
-                with contextlib.suppress(OSError):
-                    os.kill(int(pid), signal.SIGKILL)
+            for child in root.iterdir():
+                if child.is_dir():
+                    with contextlib.suppress(OSError):
+                        for pid in (child / "cgroup.procs").read_text().split():
+                            with contextlib.suppress(OSError):
+                                os.kill(int(pid), signal.SIGKILL)
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+        try:
+            root.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01 * (attempt + 1) if attempt < 10 else 0.1)
+
+
+def _sweep(base: Path) -> None:
+    """Remove the cgroups of aicd processes that are gone (a killed server leaves its own behind)."""
+    with contextlib.suppress(OSError):
+        for entry in base.iterdir():
+            parts = entry.name.split("-")
+            ours = len(parts) == 3 and parts[0] == "aicd" and parts[1].isdigit() and entry.is_dir()
+            if ours and not Path(f"/proc/{parts[1]}").exists():
+                _remove_tree(entry)
 
 
 def _pids_bases() -> list[Path]:
