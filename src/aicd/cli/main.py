@@ -119,6 +119,12 @@ def _project_dir(cwd: str | None) -> Path:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object on stdout; job output on stderr."
 )
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Run every job in the sandbox (bubblewrap), as a server does: it sees its workspace, the system "
+    "and the project's .aicd store, not your home or other files.",
+)
 def run(
     jobs: tuple[str, ...],
     file: str,
@@ -131,6 +137,7 @@ def run(
     commit: str | None,
     concurrency: int | None,
     as_json: bool,
+    isolate: bool,
 ) -> None:
     """Run the pipeline (or JOBS) of the project here, like GitLab CI would."""
     from aicd.cli.run_cmd import run_command
@@ -148,6 +155,7 @@ def run(
         commit=commit,
         concurrency=concurrency,
         as_json=as_json,
+        isolate=isolate,
     )
     sys.exit(code)
 

@@ -186,7 +186,7 @@ class SandboxExecutor(LocalExecutor):
         limits: SandboxLimits | None = None,
         network: bool = True,
         bwrap: str | None = None,
-        extra_binds: Mapping[Path, Path] | None = None,
+        share_home: bool = False,
     ) -> None:
         limits = limits or SandboxLimits()
         kept = {k: v for k, v in (job_env or {}).items() if k not in STRIPPED_ENV}
@@ -209,8 +209,8 @@ class SandboxExecutor(LocalExecutor):
         self.bwrap = found
         self.limits = limits
         self.network = network
-        # host path -> sandbox path, read-write (aicd run --isolate: the local store)
-        self.extra_binds = dict(extra_binds or {})
+        # aicd run --isolate: the local home (its store: the AI verbs' registry) read-write, AICD_HOME set
+        self.share_home = share_home
         self._python = python_paths(hidden=(self.home, Path.home()))
         self._cgroups = PidsCgroups.create(limits.processes) if limits.processes else None
         self._network_of: dict[int, bool] = {}
@@ -229,7 +229,13 @@ class SandboxExecutor(LocalExecutor):
         return env
 
     def extra_env(self) -> dict[str, str]:
-        return dict(self.job_env)
+        if not self.share_home:
+            return dict(self.job_env)
+        shared = {"AICD_HOME": str(self.home)}
+        url = os.environ.get("AICD_DATABASE_URL", "").strip()
+        if url:
+            shared["AICD_DATABASE_URL"] = url
+        return {**shared, **self.job_env}
 
     def notes(self, request: JobRequest, job_vars: Mapping[str, str]) -> list[str]:
         # the decision holds for the attempt's after_script too
@@ -257,7 +263,8 @@ class SandboxExecutor(LocalExecutor):
     def launch(self, spec: ShellSpec) -> Launch:
         network = self._network_of.get(spec.request.job_id, self.network)
         binds: list[tuple[Path, Path, bool]] = [(spec.workspace, spec.workspace, True)]
-        binds += [(src, dest, True) for src, dest in self.extra_binds.items()]
+        if self.share_home:
+            binds.insert(0, (self.home, self.home, True))
         script = Path(JOB_FILES) / spec.script.name
         binds.append((spec.script, script, False))
         env = dict(spec.env)
