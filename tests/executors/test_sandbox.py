@@ -129,3 +129,17 @@ def test_probe_says_why_when_bwrap_does_not_work(tmp_path: Path) -> None:
     assert not found.ok
     assert "No permissions to create new namespace" in found.reason and "user namespaces" in found.reason
     assert PROBE.ok and subprocess.run([str(PROBE.bwrap), "--version"], capture_output=True).returncode == 0
+
+
+def test_limits_apply_without_prlimit_too(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+
+    def factory(project: Path, home: Path) -> SandboxExecutor:
+        executor = SandboxExecutor(project, home, limits=SandboxLimits(open_files=48, cpu_seconds=9))
+        executor._prlimit = None  # a system without util-linux's prlimit: the preexec_fn path
+        return executor
+
+    ran = Runner(factory, project, tmp_path / "home", tmp_path / "run").one(
+        make_job("ulimit -n", "ulimit -t")
+    )
+    assert ran.out == ["48", "9"]
