@@ -518,6 +518,22 @@ class ExecutorContract:
         assert any("broken.xml" in line for line in ran.info)
         assert any("build.env" in line for line in ran.info)
 
+    def test_report_files_that_are_links_are_not_read(self, runner: Runner, tmp_path: Path) -> None:
+        outside = tmp_path / "outside.env"
+        outside.write_text("LEAKED=from outside the workspace\n")
+        job = make_job(
+            f"ln -s {outside} build.env",
+            f"ln -s {outside} metrics.txt",
+            name="links",
+            artifacts=Artifacts(reports=Reports(dotenv=("build.env",), metrics=("metrics.txt",))),
+        )
+        ran = runner.one(job)
+        assert ran.outcome.status == "success", ran.lines
+        assert ran.outcome.dotenv == () and ran.outcome.metrics == {}
+        info = [text for kind, text in ran.lines if kind == "info"]
+        assert any("build.env: a symbolic link" in line for line in info), info
+        assert any("metrics.txt: a symbolic link" in line for line in info), info
+
     def test_dotenv_report_is_not_restored_as_a_file(self, runner: Runner) -> None:
         produce = make_job(
             "echo V=1 > build.env",

@@ -108,6 +108,25 @@ leave-processes:
     - sleep 0.5
     - echo "left processes behind"
 
+report-links:
+  # reports are read by the server, outside the sandbox: links to its files must not be followed
+  script:
+    - ln -s "$SERVER_HOME/secret.key" key.env
+    - ln -s "$SERVER_HOME/admin-token" token.env
+    - ln -s "$SERVER_HOME/secret.key" metrics.txt
+    - ln -s /etc/fonts/fonts.conf junit.xml
+    - echo "links made"
+  artifacts:
+    reports:
+      dotenv: [key.env, token.env]
+      metrics: metrics.txt
+      junit: junit.xml
+
+after-report-links:
+  needs: [report-links]
+  script:
+    - env | sort
+
 network-off:
   variables:
     AICD_JOB_NETWORK: none
@@ -342,6 +361,26 @@ def test_processes_left_behind_are_killed_when_the_job_ends(attack: Attack) -> N
     assert _processes_with(attack.marker) == []
 
 
+def test_reports_that_link_to_the_servers_files_are_not_read(attack: Attack) -> None:
+    log = _refused(attack, "report-links")
+    assert "links made" in log
+    for name in ("key.env", "token.env", "metrics.txt", "junit.xml"):
+        assert f"WARNING: {name}: a symbolic link" in log, log
+    following = _refused(attack, "after-report-links")
+    with attack.server.client() as admin:
+        job = attack.jobs["report-links"]
+        shown = [
+            log,
+            following,
+            admin.get(f"/projects/attacker/jobs/{job['id']}").text,
+            admin.get(f"/projects/attacker/pipelines/{attack.pipeline['id']}/test_report").text,
+        ]
+    for content in attack.home_files.values():
+        secret = content.decode().strip()
+        for part in (secret, secret.rstrip("=")):
+            assert all(part not in text for text in shown)
+
+
 def test_the_network_is_off_when_asked_and_on_by_default(attack: Attack) -> None:
     log = _refused(attack, "network-off", "reach the server's API")
     assert "network is off" in log
@@ -357,6 +396,8 @@ def test_the_pipeline_ran_every_attempt(attack: Attack) -> None:
         "write-outside",
         "memory-hog",
         "leave-processes",
+        "report-links",
+        "after-report-links",
         "network-off",
         "network-on",
     } | ({"fork-bomb"} if BOMB_CONTAINED else set())

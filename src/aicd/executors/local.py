@@ -548,21 +548,27 @@ class _LocalJob:
                 rep, workspace, artifacts_mod.reports_dir(self.run_dir, req.job_id), expander
             )
             out.info += info
+            # A report is read by aicd, outside any sandbox: a symbolic link is not followed (it
+            # could name the server's secret key, and a dotenv report passes values on to jobs).
             dotenv: list[Variable] = []
             for name, path in files.of("dotenv"):
-                found, warnings = reports_mod.parse_dotenv(_read_text(path), name)
-                dotenv += found
-                out.info += warnings
+                data = _read_report(path, name, out.info)
+                if data is not None:
+                    found, warnings = reports_mod.parse_dotenv(_text(data), name)
+                    dotenv += found
+                    out.info += warnings
             out.dotenv = tuple(dotenv)
-            if files.of("junit"):
-                out.tests, warnings = reports_mod.parse_junit(
-                    (n, p.read_bytes()) for n, p in files.of("junit")
-                )
+            junit = [(n, _read_report(p, n, out.info)) for n, p in files.of("junit")]
+            readable = [(n, data) for n, data in junit if data is not None]
+            if readable:
+                out.tests, warnings = reports_mod.parse_junit(readable)
                 out.info += warnings
             for name, path in files.of("metrics"):
-                metrics, warnings = reports_mod.parse_metrics(_read_text(path), name)
-                out.metrics.update(metrics)
-                out.info += warnings
+                data = _read_report(path, name, out.info)
+                if data is not None:
+                    metrics, warnings = reports_mod.parse_metrics(_text(data), name)
+                    out.metrics.update(metrics)
+                    out.info += warnings
         return out
 
 
@@ -588,8 +594,22 @@ class _FlushingReader(LineReader):
         self._flush()
 
 
-def _read_text(path: Path) -> str:
-    return path.read_bytes().decode("utf-8", errors="replace")
+def _read_report(path: Path, name: str, info: list[str]) -> bytes | None:
+    """The bytes of a report file; None (and a warning) for a symbolic link, which is not followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if path.is_symlink():
+            info.append(f"WARNING: {name}: a symbolic link; a report must be a file; ignored")
+        else:
+            info.append(f"WARNING: {name}: cannot read the report ({exc.strerror}); ignored")
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def _identity(text: str) -> str:
