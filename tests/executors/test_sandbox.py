@@ -143,3 +143,39 @@ def test_limits_apply_without_prlimit_too(tmp_path: Path) -> None:
         make_job("ulimit -n", "ulimit -t")
     )
     assert ran.out == ["48", "9"]
+
+
+def test_a_server_without_network_lets_a_job_turn_it_on(tmp_path: Path, listener: int) -> None:
+    runner = _runner(tmp_path, network=False)
+    port = Variable("PORT", str(listener))
+    assert runner.one(make_job(CONNECT), variables=[port]).out[-1] == "no network"
+    on = runner.one(make_job(CONNECT), variables=[port, Variable("AICD_JOB_NETWORK", "on")])
+    assert on.out == ["connected"]
+
+
+def test_server_settings_of_the_sandbox(tmp_path: Path) -> None:
+    from aicd.errors import ConfigError
+    from aicd.server.settings import ServerSettings
+
+    home = {"AICD_HOME": str(tmp_path)}
+    default = ServerSettings.load(home)
+    assert not default.unsafe_no_sandbox and default.job_network
+    assert default.job_limits == SandboxLimits()
+    custom = ServerSettings.load(
+        {
+            **home,
+            "AICD_UNSAFE_NO_SANDBOX": "1",
+            "AICD_JOB_NETWORK": "none",
+            "AICD_JOB_MAX_PROCESSES": "0",
+            "AICD_JOB_MAX_MEMORY_MB": "512",
+            "AICD_JOB_MAX_LOG_MB": "1",
+        }
+    )
+    assert custom.unsafe_no_sandbox and not custom.job_network
+    assert custom.job_limits.processes is None and custom.job_limits.memory_bytes == 512 * 1024**2
+    assert custom.job_limits.log_bytes == 1024**2
+    with pytest.raises(ConfigError, match=r"AICD_JOB_MAX_MEMORY_MB='lots': expected a whole number"):
+        ServerSettings.load({**home, "AICD_JOB_MAX_MEMORY_MB": "lots"})
+    assert not ServerSettings.load({**home, "AICD_JOB_NETWORK": "off"}).job_network
+    with pytest.raises(ConfigError, match=r"AICD_JOB_NETWORK='maybe'.*'on' or 'none'"):
+        ServerSettings.load({**home, "AICD_JOB_NETWORK": "maybe"})

@@ -286,7 +286,7 @@ class _LocalJob:
         if limit is not None and kind != "info":
             if self._log_full:
                 return
-            self._log_bytes += len(text) + 1
+            self._log_bytes += len(text.encode("utf-8", "replace")) + 1
             if self._log_bytes > limit:
                 self._log_full = True
                 kind, text = (

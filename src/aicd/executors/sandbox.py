@@ -71,8 +71,8 @@ _ETC_SECRET_FILES = (
     "/etc/security/opasswd",
 )
 _ETC_SECRET_DIRS = ("/etc/ssl/private",)
-_NETWORK_OFF = frozenset({"none", "off", "false", "0", "no"})
-_NETWORK_ON = frozenset({"", "on", "true", "1", "yes", "host"})
+NETWORK_OFF = frozenset({"none", "off", "false", "0", "no"})
+NETWORK_ON = frozenset({"", "on", "true", "1", "yes", "host"})
 
 
 @dataclass(frozen=True)
@@ -245,9 +245,9 @@ class SandboxExecutor(LocalExecutor):
         network = self.network
         if raw is not None:
             value = raw.strip().lower()
-            if value in _NETWORK_OFF:
+            if value in NETWORK_OFF:
                 network = False
-            elif value in _NETWORK_ON:
+            elif value in NETWORK_ON:
                 network = True
             else:
                 network = False
@@ -410,7 +410,7 @@ def _aicd_yml_network(workspace: Path) -> bool:
     value = section.get("network") if isinstance(section, dict) else None
     if value is None:
         return True
-    return str(value).strip().lower() not in _NETWORK_OFF and value is not False
+    return str(value).strip().lower() not in NETWORK_OFF and value is not False
 
 
 # -- limits -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aicd.errors import ConfigError
-from aicd.executors.sandbox import NETWORK_VARIABLE, SandboxLimits
+from aicd.executors.sandbox import NETWORK_OFF, NETWORK_ON, NETWORK_VARIABLE, SandboxLimits
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -78,7 +78,7 @@ class ServerSettings:
         if unsafe_no_sandbox is None:
             unsafe_no_sandbox = env.get("AICD_UNSAFE_NO_SANDBOX", "").strip().lower() in _TRUE
         network = env.get(NETWORK_VARIABLE, "").strip().lower()
-        if network not in ("", "on", "none"):
+        if network not in NETWORK_ON and network not in NETWORK_OFF:
             raise ConfigError(f"{NETWORK_VARIABLE}={network!r}: expected 'on' or 'none'")
         return cls(
             home=home_path,
@@ -91,5 +91,5 @@ class ServerSettings:
             secret_key=env.get("AICD_SECRET_KEY", "").strip() or None,
             unsafe_no_sandbox=unsafe_no_sandbox,
             job_limits=SandboxLimits.from_env(env),
-            job_network=network != "none",
+            job_network=network in NETWORK_ON,
         )
