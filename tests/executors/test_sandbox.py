@@ -82,6 +82,13 @@ def test_aicd_yml_turns_the_network_off(tmp_path: Path, listener: int) -> None:
     assert ran.out[-1] == "no network"
 
 
+@pytest.mark.parametrize(("value", "reached"), [("on", True), ("off", False), ("maybe", False)])
+def test_aicd_yml_network_values(tmp_path: Path, listener: int, value: str, reached: bool) -> None:
+    files = {"aicd.yml": f"sandbox:\n  network: {value}\n", "README.md": "x\n"}
+    ran = _runner(tmp_path, files).one(make_job(CONNECT), variables=[Variable("PORT", str(listener))])
+    assert ran.out[-1] == ("connected" if reached else "no network")
+
+
 def test_an_unknown_network_value_turns_it_off_with_a_warning(tmp_path: Path, listener: int) -> None:
     variables = [Variable("PORT", str(listener)), Variable("AICD_JOB_NETWORK", "maybe")]
     ran = _runner(tmp_path).one(make_job(CONNECT), variables=variables)

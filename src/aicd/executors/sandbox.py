@@ -408,9 +408,9 @@ def _aicd_yml_network(workspace: Path) -> bool:
         return True  # aicd.yml's own errors are reported by the verbs that read it
     section = doc.get("sandbox") if isinstance(doc, dict) else None
     value = section.get("network") if isinstance(section, dict) else None
-    if value is None:
+    if value is None or value is True:  # YAML 1.1 reads `on` as true
         return True
-    return str(value).strip().lower() not in NETWORK_OFF and value is not False
+    return value is not False and str(value).strip().lower() in NETWORK_ON  # unknown: off
 
 
 # -- limits -------------------------------------------------------------------------------------
