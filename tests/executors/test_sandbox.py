@@ -3,6 +3,7 @@ the network switch (job variable, aicd.yml), file variables under /aicd, the log
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aicd.executors.sandbox import SandboxExecutor, SandboxLimits, probe, python_paths
+from aicd.executors.sandbox import SandboxExecutor, SandboxLimits, bwrap_args, probe, python_paths
 from aicd.pipeline.ir import Variable
 
 from .contract import Ran, Runner, make_job, make_project
@@ -186,3 +187,38 @@ def test_server_settings_of_the_sandbox(tmp_path: Path) -> None:
     assert not ServerSettings.load({**home, "AICD_JOB_NETWORK": "off"}).job_network
     with pytest.raises(ConfigError, match=r"AICD_JOB_NETWORK='maybe'.*'on' or 'none'"):
         ServerSettings.load({**home, "AICD_JOB_NETWORK": "maybe"})
+
+
+def test_hidden_paths_are_empty_inside(tmp_path: Path) -> None:
+    shown = tmp_path / "shown"
+    (shown / "keys").mkdir(parents=True)
+    (shown / "keys" / "id").write_text("key material\n")
+    (shown / "secret.env").write_text("TOKEN=abc\n")
+    (shown / "ok.txt").write_text("fine\n")
+    args = bwrap_args(
+        network=False,
+        python=[shown],  # bound read-only like the Python installation
+        binds=[],
+        chdir=Path("/"),
+        hide=[shown / "keys", shown / "secret.env"],
+    )
+    script = f'cat {shown}/ok.txt; cat {shown}/secret.env; ls -A {shown}/keys; echo "[end]"'
+    assert PROBE.bwrap is not None
+    done = subprocess.run([PROBE.bwrap, *args, "--", "/bin/sh", "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "fine\n[end]\n"
+
+
+def test_a_home_inside_a_system_folder_is_hidden(tmp_path: Path) -> None:
+    from aicd.server.settings import ServerSettings
+
+    in_etc = SandboxExecutor(tmp_path / "p", Path("/etc/aicd-home-that-does-not-exist"))
+    elsewhere = SandboxExecutor(tmp_path / "p", tmp_path / "home")
+    try:
+        assert in_etc._hide == [Path("/etc/aicd-home-that-does-not-exist")]
+        assert elsewhere._hide == []
+    finally:
+        asyncio.run(in_etc.close())
+        asyncio.run(elsewhere.close())
+    settings = ServerSettings.load({"AICD_HOME": str(tmp_path), "AICD_JOB_HIDE": "/etc/aicd.env:/opt/keys"})
+    assert settings.job_hidden_paths == (Path("/etc/aicd.env"), Path("/opt/keys"))

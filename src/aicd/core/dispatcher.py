@@ -186,6 +186,7 @@ class Dispatcher:
             limits=settings.job_limits,
             network=settings.job_network,
             bwrap=self.sandbox.bwrap,
+            hidden_paths=settings.job_hidden_paths,
         )
 
     async def stop(self) -> None:

@@ -45,7 +45,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +186,7 @@ class SandboxExecutor(LocalExecutor):
         network: bool = True,
         bwrap: str | None = None,
         share_home: bool = False,
+        hidden_paths: Sequence[Path] = (),
     ) -> None:
         limits = limits or SandboxLimits()
         kept = {k: v for k, v in (job_env or {}).items() if k not in STRIPPED_ENV}
@@ -211,6 +212,11 @@ class SandboxExecutor(LocalExecutor):
         # aicd run --isolate: the local home (its store: the AI verbs' registry) read-write, AICD_HOME set
         self.share_home = share_home
         self._python = python_paths(hidden=(self.home, Path.home()))
+        # what the system folders would show and a job must not see: the home when it lives there
+        # (/etc/aicd, /usr/local/aicd), and the paths the server was told to hide (AICD_JOB_HIDE)
+        home = Path(os.path.realpath(self.home))
+        in_system = any(_within(home, Path(os.path.realpath(d))) for d in _SYSTEM_DIRS if os.path.isdir(d))
+        self._hide = [*([home] if in_system else []), *(Path(p) for p in hidden_paths)]
         self._cgroups = PidsCgroups.create(limits.processes) if limits.processes else None
         self._network_of: dict[int, bool] = {}
         # limits set by prlimit(1) on its way to exec bwrap: a preexec_fn would make Python fork
@@ -283,6 +289,7 @@ class SandboxExecutor(LocalExecutor):
                 binds=binds,
                 chdir=spec.workspace,
                 tmp_bytes=self.limits.tmp_bytes,
+                hide=self._hide,
             ),
             "--",
             *bash_command("/bin/bash", script),
@@ -355,11 +362,18 @@ def bwrap_args(
     binds: list[tuple[Path, Path, bool]],
     chdir: Path,
     tmp_bytes: int | None = None,
+    hide: Sequence[Path] = (),
 ) -> list[str]:
-    """bwrap's options for one shell: namespaces, the system, Python, then ``binds`` (src, dest, writable)."""
+    """bwrap's options for one shell: namespaces, the system, Python, ``hide`` (an empty folder or
+    file over each), then ``binds`` (src, dest, writable)."""
     args = [*_namespace_args(network=network), *_system_args(tmp_bytes)]
     for path in python:
         args += ["--ro-bind", str(path), str(path)]
+    for path in hide:
+        if path.is_dir():
+            args += ["--tmpfs", str(path)]
+        elif path.exists():
+            args += ["--ro-bind", "/dev/null", str(path)]
     args += ["--dir", JOB_HOME]
     for src, dest, writable in binds:
         args += ["--bind" if writable else "--ro-bind", str(src), str(dest)]

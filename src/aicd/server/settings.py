@@ -31,6 +31,8 @@ class ServerSettings:
     unsafe_no_sandbox: bool = False
     job_limits: SandboxLimits = field(default_factory=SandboxLimits)  # AICD_JOB_MAX_*
     job_network: bool = True  # AICD_JOB_NETWORK=none: jobs have no network unless they turn it on
+    # AICD_JOB_HIDE=/etc/aicd.env:/opt/keys: files or folders of the system a job must not see
+    job_hidden_paths: tuple[Path, ...] = ()
 
     @property
     def admin_token_path(self) -> Path:
@@ -92,4 +94,13 @@ class ServerSettings:
             unsafe_no_sandbox=unsafe_no_sandbox,
             job_limits=SandboxLimits.from_env(env),
             job_network=network in NETWORK_ON,
+            job_hidden_paths=_hidden_paths(env.get("AICD_JOB_HIDE", "")),
         )
+
+
+def _hidden_paths(raw: str) -> tuple[Path, ...]:
+    paths = tuple(Path(p.strip()) for p in raw.split(os.pathsep) if p.strip())
+    for path in paths:
+        if not path.is_absolute():
+            raise ConfigError(f"AICD_JOB_HIDE: {str(path)!r} is not an absolute path")
+    return paths
