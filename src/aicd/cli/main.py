@@ -126,6 +126,12 @@ def _project_dir(cwd: str | None) -> Path:
     is_flag=True,
     help="Run nothing: list the jobs the pipeline would have (as `aicd lint --list`).",
 )
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Run every job in the sandbox (bubblewrap), as a server does: it sees its workspace, the system "
+    "and the project's .aicd store, not your home or other files.",
+)
 def run(
     jobs: tuple[str, ...],
     file: str,
@@ -139,6 +145,7 @@ def run(
     concurrency: int | None,
     as_json: bool,
     dry_run: bool,
+    isolate: bool,
 ) -> None:
     """Run the pipeline (or JOBS) of the project here, like GitLab CI would."""
     from aicd.cli.run_cmd import run_command
@@ -165,6 +172,7 @@ def run(
         commit=commit,
         concurrency=concurrency,
         as_json=as_json,
+        isolate=isolate,
     )
     sys.exit(code)
 

@@ -2,7 +2,10 @@
 
 `submit` records the pipeline and returns; a task then reads the pipeline file
 from the commit (aicd.core.server_pipeline), saves the IR for later runs and
-runs it through the engine on a LocalExecutor. One semaphore of
+runs it through the engine on a SandboxExecutor (bubblewrap; a LocalExecutor
+only when the server was started with --unsafe-no-sandbox). At start the
+dispatcher checks that the sandbox works here; if it does not, pipelines end
+failed with the reason instead of running unsandboxed. One semaphore of
 `settings.concurrency` slots bounds the jobs running at once across all
 pipelines of all projects (the engine's `RunOptions.slots`).
 
@@ -52,6 +55,7 @@ from aicd.engine.decision import retry_wanted
 from aicd.errors import AicdError, ConflictError, NotFoundError, WorkflowFilteredOut
 from aicd.executors.base import JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
+from aicd.executors.sandbox import Probe, SandboxExecutor, probe
 from aicd.executors.workspace import remove_tree
 from aicd.pipeline.ir import Pipeline, Variable
 from aicd.pipeline.variables import masker
@@ -99,6 +103,16 @@ class Dispatcher:
         self._accepting = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self.sandbox: Probe | None = None  # None: not checked yet, or --unsafe-no-sandbox
+
+    @property
+    def sandbox_status(self) -> str:
+        """How jobs run: 'on', 'off' (--unsafe-no-sandbox) or 'unavailable: <why>'."""
+        if self.state.settings.unsafe_no_sandbox:
+            return "off"
+        if self.sandbox is None:
+            return "unknown"
+        return "on" if self.sandbox.ok else f"unavailable: {self.sandbox.reason}"
 
     @property
     def home(self) -> Path:
@@ -120,8 +134,60 @@ class Dispatcher:
     async def start(self) -> None:
         """Recover the pipelines a crash left unfinished, then accept work."""
         self._slots = asyncio.Semaphore(max(1, self.state.settings.concurrency))
+        await self.check_sandbox()
         await self._recover()
         self._accepting = True
+
+    async def check_sandbox(self) -> None:
+        """Whether jobs can run sandboxed here; says so in the log (and on /api/v1/health)."""
+        if self.state.settings.unsafe_no_sandbox:
+            log.warning(
+                "UNSAFE: --unsafe-no-sandbox: jobs run unsandboxed as the server's user; any pipeline can "
+                "read the server's secret key, admin token and database and become its admin"
+            )
+            return
+        self.sandbox = await asyncio.to_thread(probe)
+        if self.sandbox.ok:
+            limits = "a pids cgroup per job" if self.sandbox.pids_cgroup else "RLIMIT_NPROC only"
+            log.info("jobs run sandboxed: %s; process limit: %s", self.sandbox.reason, limits)
+        else:
+            log.error(
+                "jobs cannot be sandboxed here, so none will run: %s. Fix that, or start the server "
+                "with --unsafe-no-sandbox if every pusher is trusted",
+                self.sandbox.reason,
+            )
+
+    def _executor(self, mirror: Path, record: PipelineRecord, project: ProjectRecord) -> LocalExecutor | None:
+        """The executor of one pipeline run; None when jobs may not run (no sandbox here)."""
+        settings = self.state.settings
+        cache_dir = self.cache_dir(project.id)
+        # `aicd deploy` in a job: this project's environments
+        job_env = {"AICD_ENV_SCOPE": project.name}
+        if settings.unsafe_no_sandbox:
+            # `aicd model` in an unsandboxed job: the server's database
+            job_env["AICD_DATABASE_URL"] = settings.database_url
+            return LocalExecutor(
+                mirror,
+                self.home,
+                commit=record.sha,
+                die_with_parent=True,
+                cache_dir=cache_dir,
+                job_env=job_env,
+            )
+        if self.sandbox is None or not self.sandbox.ok:
+            return None
+        return SandboxExecutor(
+            mirror,
+            self.home,
+            commit=record.sha,
+            die_with_parent=True,
+            cache_dir=cache_dir,
+            job_env=job_env,
+            limits=settings.job_limits,
+            network=settings.job_network,
+            bwrap=self.sandbox.bwrap,
+            hidden_paths=settings.job_hidden_paths,
+        )
 
     async def stop(self) -> None:
         """Cancel what runs and wait for it (a clean shutdown leaves nothing to recover)."""
@@ -336,15 +402,16 @@ class Dispatcher:
             resource_groups=self._groups.setdefault(project.key, ResourceGroups()),
             job_url_base=prep.project_url(self.server_url, project.name) + "/jobs/",
         )
-        executor = LocalExecutor(
-            mirror,
-            self.home,
-            commit=record.sha,
-            die_with_parent=True,
-            cache_dir=self.cache_dir(project.id),
-            # `aicd model` / `aicd deploy` in a job: the server's database, this project's environments
-            job_env={"AICD_DATABASE_URL": self.state.settings.database_url, "AICD_ENV_SCOPE": project.name},
-        )
+        executor = self._executor(mirror, record, project)
+        if executor is None:
+            reason = self.sandbox.reason if self.sandbox is not None else "it was not checked"
+            self._fail_quietly(
+                active,
+                f"no job ran: the server cannot sandbox jobs ({reason}); an admin may start it with "
+                "--unsafe-no-sandbox if every pusher is trusted",
+                "failed",
+            )
+            return
         try:
             result = await run_pipeline(
                 pipeline,

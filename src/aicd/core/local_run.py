@@ -48,6 +48,7 @@ class RunRequest:
     commit: str | None = None  # run this commit's tree instead of the working tree
     concurrency: int | None = None
     source: str = "push"  # CI_PIPELINE_SOURCE
+    isolate: bool = False  # run every job in the sandbox (bubblewrap), as a server does
 
 
 @dataclass
@@ -164,6 +165,25 @@ def _expand_selection(pipeline: Pipeline, names: Sequence[str]) -> frozenset[str
     return frozenset(out)
 
 
+def _executor(project_dir: Path, home: Path, commit: str | None, bwrap: str | None) -> LocalExecutor:
+    """Jobs on this machine; with --isolate (a bwrap given) in the sandbox, the project's home shared."""
+    if bwrap is None:
+        return LocalExecutor(project_dir, home, commit=commit)
+    from aicd.executors.sandbox import SandboxExecutor
+
+    return SandboxExecutor(project_dir, home, commit=commit, bwrap=bwrap, share_home=True)
+
+
+def _sandbox_or_error() -> str:
+    """The bwrap to run jobs with (--isolate), or a ConfigError saying why there is none."""
+    from aicd.executors.sandbox import probe
+
+    found = probe()
+    if not found.ok or found.bwrap is None:
+        raise ConfigError(f"--isolate: jobs cannot be sandboxed here: {found.reason}")
+    return found.bwrap
+
+
 async def run_local(
     req: RunRequest,
     observer: RunObserver,
@@ -178,6 +198,7 @@ async def run_local(
     """
     settings = settings or load_settings()
     project_dir = req.project_dir.resolve()
+    bwrap = await asyncio.to_thread(_sandbox_or_error) if req.isolate else None
     store, home = open_store(project_dir, settings)
     owner: RunOwner | None = None
     try:
@@ -247,7 +268,7 @@ async def run_local(
             concurrency=options.concurrency,
         )
         children.pipeline_variables[record.id] = tuple(req.variables)
-        executor = TriggerExecutor(LocalExecutor(project_dir, home, commit=req.commit), children.run)
+        executor = TriggerExecutor(_executor(project_dir, home, req.commit, bwrap), children.run)
         children.executor = executor
         failure: Exception | None = None
         try:

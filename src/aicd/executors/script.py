@@ -10,7 +10,8 @@ is exactly the YAML's, never re-quoted by the shell. A multi-line command is
 shown as its first line followed by ``# collapsed multi-line command``, as
 GitLab shows it.
 
-:class:`ShellProcess` runs ``bash --noprofile --norc <script>`` in its own
+:class:`ShellProcess` runs ``bash --noprofile --norc <script>`` (possibly wrapped
+by a sandbox's command line) in its own
 session (its own process group) with stdout and stderr on one pipe, so the
 two stay in the order they were written, and can kill the whole group.
 """
@@ -231,6 +232,11 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def bash_command(bash: str, script: Path) -> list[str]:
+    """How every job script is run: ``bash --noprofile --norc <script>``."""
+    return [bash, "--noprofile", "--norc", str(script)]
+
+
 class ShellProcess:
     """One ``bash`` run of a script file, streamed line by line."""
 
@@ -246,20 +252,17 @@ class ShellProcess:
     @classmethod
     async def start(
         cls,
-        bash: str,
-        script: Path,
+        argv: Sequence[str],
         cwd: Path,
         env: Mapping[str, str],
         reader: LineReader,
         preexec: Callable[[], None] | None = None,
     ) -> ShellProcess:
+        """Start ``argv`` (:func:`bash_command`, or a sandbox's command line wrapping it)."""
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
             lambda: _Protocol(reader.feed, loop),
-            bash,
-            "--noprofile",
-            "--norc",
-            str(script),
+            *argv,
             cwd=str(cwd),
             env=dict(env),
             stdin=subprocess.DEVNULL,
