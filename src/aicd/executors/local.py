@@ -90,8 +90,11 @@ class LocalExecutor:
         die_with_parent: bool = False,
         cache_dir: Path | None = None,
         job_env: Mapping[str, str] | None = None,
+        inherit_aicd_env: bool = True,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
+        # False (the server): no AICD_* of this process reaches a job, and no AICD_HOME is set
+        self.inherit_aicd_env = inherit_aicd_env
         # set in every job's environment unless the job sets it (the server: AICD_ENV_SCOPE, ...)
         self.job_env = dict(job_env or {})
         self.home = Path(home).resolve()
@@ -393,12 +396,15 @@ class _LocalJob:
             job_vars = resolve(variables, fallback=fallback)
 
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        if not self.ex.inherit_aicd_env:
+            env = {k: v for k, v in env.items() if not k.startswith("AICD_")}
         env.update(job_vars)
         ceiling = str(workspace.parent)
         inherited = env.get("GIT_CEILING_DIRECTORIES")
         env["GIT_CEILING_DIRECTORIES"] = f"{ceiling}:{inherited}" if inherited else ceiling
         env["CI_JOB_STATUS"] = "running"
-        env.setdefault("AICD_HOME", str(self.ex.home))  # `aicd model`/`aicd gate` in a job: this registry
+        if self.ex.inherit_aicd_env:
+            env.setdefault("AICD_HOME", str(self.ex.home))  # `aicd model`/`aicd gate` in a job: this registry
         for key, value in self.ex.job_env.items():
             env.setdefault(key, value)
 

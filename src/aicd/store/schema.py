@@ -184,6 +184,9 @@ job_tokens = Table(
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False),
     Column("revoked_at", Double, nullable=True),
+    Column("user_login", Text, nullable=True),  # who started the pipeline (GITLAB_USER_LOGIN)
+    # the pipeline's ref is protected (default branch, tag): its jobs may move protected aliases
+    Column("protected_ref", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("token_hash"),
     Index(None, "job_id"),
     sqlite_autoincrement=True,

@@ -304,6 +304,8 @@ CREATE TABLE job_tokens (
 	created_at DOUBLE NOT NULL, 
 	expires_at DOUBLE NOT NULL, 
 	revoked_at DOUBLE, 
+	user_login TEXT, 
+	protected_ref BOOLEAN DEFAULT 0 NOT NULL, 
 	CONSTRAINT fk_job_tokens_project_id_projects FOREIGN KEY(project_id) REFERENCES projects (id) ON DELETE CASCADE, 
 	CONSTRAINT uq_job_tokens_token_hash UNIQUE (token_hash)
 )

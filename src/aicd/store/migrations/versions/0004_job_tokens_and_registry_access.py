@@ -37,6 +37,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Double(), nullable=False),
         sa.Column("expires_at", sa.Double(), nullable=False),
         sa.Column("revoked_at", sa.Double(), nullable=True),
+        sa.Column("user_login", sa.Text(), nullable=True),
+        sa.Column("protected_ref", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.ForeignKeyConstraint(
             ["project_id"], ["projects.id"], name="fk_job_tokens_project_id_projects", ondelete="CASCADE"
         ),
