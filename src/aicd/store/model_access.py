@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
 
 from aicd.errors import NotFoundError
 from aicd.store.owned import DatabaseStore
@@ -107,10 +108,7 @@ class ModelAccessStore(DatabaseStore):
         return True
 
     @staticmethod
-    def _audit(conn: object, actor: str, action: str, project_id: int, reader: str, now: float) -> None:
-        from sqlalchemy.engine import Connection
-
-        assert isinstance(conn, Connection)
+    def _audit(conn: Connection, actor: str, action: str, project_id: int, reader: str, now: float) -> None:
         conn.execute(
             insert(audit_log).values(
                 at=now,

@@ -137,6 +137,8 @@ def _new_model_project(state: ServerState, access: RegistryAccess, requested: st
     if access.roles is None:
         return None  # an admin's model, of no project
     mine = access.developer_projects()
+    if not mine:
+        raise PermissionDeniedError("registering a new model needs the developer role on a project")
     if len(mine) == 1:
         return mine[0]
     names = _project_names(state)
@@ -195,7 +197,7 @@ def list_versions(name: str, state: State, access: Access) -> list[dict[str, Any
     status_code=201,
     summary="Register the next version of a model (its artifact uploaded first with PUT /objects/{digest})",
 )
-def register_version(name: str, body: VersionIn, state: State, access: Writer) -> dict[str, Any]:
+def register_version(name: str, body: VersionIn, state: State, access: Access) -> dict[str, Any]:
     registry = _registry(state)
     check_name(name)
     try:
