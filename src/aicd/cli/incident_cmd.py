@@ -187,6 +187,8 @@ def _remote(
 ) -> Any:
     from aicd.cli.remote import Client, segment
 
+    if not project and os.environ.get("CI_JOB_TOKEN") and not token:
+        project = os.environ.get("CI_PROJECT_NAME")  # a job of a server: its own project
     if not project:
         raise ConfigError("with --server, name the project: --project NAME")
     with Client(server, token) as client:
