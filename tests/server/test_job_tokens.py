@@ -12,9 +12,9 @@ from pipeline_helpers import jobs_of, new_project, trigger, wait_pipeline
 from serverproc import ServerProc, make_project
 from sqlalchemy import select
 
-from aicd_testing import make_repo
 from aicd.store.db import connect
 from aicd.store.schema import job_tokens
+from aicd_testing import make_repo
 
 # Each check: a name, the method, the path under /api/v1, and the status the job must get.
 CHECKS = [
