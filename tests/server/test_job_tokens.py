@@ -124,3 +124,51 @@ def test_a_job_token_acts_for_its_project_while_the_job_runs(server: ServerProc,
     assert row["job_id"] == job["id"] and row["pipeline_id"] == pipeline["id"]
     assert row["revoked_at"] is not None and row["protected_ref"] is True  # main: the default branch
     assert row["expires_at"] > row["created_at"]
+
+
+FORGE_CI = """register:
+  script:
+    - printf 'model weights' > m.bin
+    - D="sha256:$(sha256sum m.bin | cut -d' ' -f1)"
+    - |
+      curl -sf -X PUT -H "JOB-TOKEN: $CI_JOB_TOKEN" --data-binary @m.bin "$AICD_SERVER/api/v1/objects/$D"
+    - |
+      cat > body.json <<JSON
+      {"artifact": {"digest": "$D", "name": "m.bin"},
+       "lineage": {"commit": "deadbeefdeadbeefdeadbeefdeadbeefdeadbeef", "ref": "forged", "pipeline_id": 999,
+                   "job_id": 999, "project": "somebody-else", "pipeline_url": "http://evil.example/p/999"},
+       "alias": "production"}
+      JSON
+    - |
+      curl -sf -X POST -H "JOB-TOKEN: $CI_JOB_TOKEN" -H 'Content-Type: application/json' --data @body.json \
+        "$AICD_SERVER/api/v1/models/shop-model/versions" > registered.json
+  artifacts:
+    paths: [registered.json]
+"""
+
+
+def test_the_server_writes_a_job_s_lineage_and_ignores_a_forged_one(
+    server: ServerProc, tmp_path: Path
+) -> None:
+    repo = new_project(server, tmp_path, {".gitlab-ci.yml": FORGE_CI}, name="shop")
+    with server.client() as api:
+        pipeline = trigger(api, "shop")
+        done = wait_pipeline(api, "shop", pipeline["id"], timeout=120)
+        job = jobs_of(api, "shop", pipeline["id"])["register"]
+        assert done["status"] == "success", api.get(f"/projects/shop/jobs/{job['id']}/log").text
+        registered = json.loads(_artifact(api, "shop", job["id"], "registered.json"))
+        model = api.get("/models/shop-model").json()
+        link = api.get("/models/shop-model/versions/1").json()["pipeline"]
+        audit = api.get("/projects/shop/audit").json()
+    from aicd_testing import git
+
+    lineage = registered["lineage"]
+    assert lineage["commit"] == git(repo, "rev-parse", "HEAD") == pipeline["sha"]
+    assert lineage["ref"] == "main"
+    assert (lineage["pipeline_id"], lineage["job_id"]) == (pipeline["id"], job["id"])
+    assert lineage["project"] == "shop"
+    assert lineage["pipeline_url"].endswith(f"/api/v1/projects/shop/pipelines/{pipeline['id']}")
+    assert link["id"] == pipeline["id"] and link["job"]["name"] == "register"  # this server's pipeline
+    # the model belongs to the job's project; a job of the default branch may set `production`
+    assert model["project"] == "shop" and model["aliases"] == {"production": 1}
+    assert any(e["action"] == "model.register" and e["actor"] == f"job:{job['id']}" for e in audit)

@@ -167,7 +167,9 @@ def test_registry_access_by_project(server: ServerProc, tmp_path: Path) -> None:
 
         # a project can protect other aliases: staging now needs a maintainer too
         with server.client(tokens["maintainer A"]) as maintainer:
-            put = maintainer.put("/projects/pa/protected-aliases", json={"aliases": ["production", "staging"]})
+            put = maintainer.put(
+                "/projects/pa/protected-aliases", json={"aliases": ["production", "staging"]}
+            )
             assert put.status_code == 200, put.text
         assert _act(server, admin, tokens["developer A"], "alias", data) == 403
         assert _act(server, admin, tokens["maintainer A"], "alias", data) == 200
