@@ -14,6 +14,7 @@ holding the token: test_job_tokens.py shows a real job using its own.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from aicd.store.db import connect
 from aicd.store.job_tokens import JobTokenStore
 from aicd.store.records import NewJob
 from aicd.store.repository import RunStore
-from aicd_testing import make_repo
+from aicd_testing import aicd, make_repo
 
 MODEL = "a-model"
 ACTIONS = ("read", "register", "alias", "protected", "unalias", "unprotect")
@@ -181,3 +182,28 @@ def test_registry_access_by_project(server: ServerProc, tmp_path: Path) -> None:
             "model.alias.delete",
             "project.protected_aliases",
         } <= actions
+
+
+def test_cli_grants_reads_and_protects_aliases(server_sqlite: ServerProc, tmp_path: Path) -> None:
+    server = server_sqlite
+    for name in ("pa", "pb"):
+        make_project(server, name, str(make_repo(tmp_path / name, {"README": "x\n"})))
+    _, maintainer = make_user(server, "ma", ("pa", "maintainer"))
+    _, viewer = make_user(server, "va", ("pa", "viewer"))
+    env = server.cli_env(maintainer)
+    shown = aicd(tmp_path, "project", "model-readers", "pa", env=env)
+    assert shown.returncode == 0 and "model readers of project pa: none" in shown.stdout, shown.stderr
+    added = aicd(tmp_path, "project", "model-readers", "pa", "--add", "pb", "--json", env=env)
+    assert added.returncode == 0 and json.loads(added.stdout) == {"project": "pa", "readers": ["pb"]}
+    denied = aicd(tmp_path, "project", "model-readers", "pa", "--remove", "pb", env=server.cli_env(viewer))
+    assert denied.returncode != 0 and "maintainer" in denied.stderr and "Traceback" not in denied.stderr
+    removed = aicd(tmp_path, "project", "model-readers", "pa", "--remove", "pb", env=env)
+    assert "model readers of project pa: none" in removed.stdout, removed.stderr
+    protected = aicd(tmp_path, "project", "protected-aliases", "pa", env=env)
+    assert "protected aliases of project pa: production" in protected.stdout, protected.stderr
+    changed = aicd(tmp_path, "project", "protected-aliases", "pa", "production", "stable", env=env)
+    assert "protected aliases of project pa: production, stable" in changed.stdout, changed.stderr
+    bad = aicd(tmp_path, "project", "protected-aliases", "pa", "Not An Alias", env=env)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    cleared = aicd(tmp_path, "project", "protected-aliases", "pa", "--none", env=env)
+    assert "protected aliases of project pa: none" in cleared.stdout, cleared.stderr
