@@ -51,6 +51,15 @@ def remote_options(func: F) -> F:
     return func
 
 
+def job_token_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """Inside a job of an aicd server: the job's own token (valid while the job runs). Another CI's
+    CI_JOB_TOKEN (GitLab's) is never sent to an aicd server."""
+    from aicd.core.access import JOB_TOKEN_PREFIX
+
+    token = (os.environ if environ is None else environ).get("CI_JOB_TOKEN", "").strip()
+    return token if token.startswith(JOB_TOKEN_PREFIX) else None
+
+
 def server_from_env(environ: Mapping[str, str] | None = None) -> str | None:
     """The server a verb inside a server's job talks to: AICD_SERVER, when a token comes with it
     (CI_JOB_TOKEN or AICD_TOKEN) and no local store is asked for (AICD_HOME, AICD_DATABASE_URL)."""
@@ -58,7 +67,7 @@ def server_from_env(environ: Mapping[str, str] | None = None) -> str | None:
     server = env.get("AICD_SERVER", "").strip()
     if not server or env.get("AICD_HOME") or env.get("AICD_DATABASE_URL"):
         return None
-    if not (env.get("CI_JOB_TOKEN", "").strip() or env.get("AICD_TOKEN", "").strip()):
+    if not (job_token_from_env(env) or env.get("AICD_TOKEN", "").strip()):
         return None
     return server
 
@@ -74,8 +83,7 @@ class Client:
             server = "http://" + server
         self.server = server
         if not (token and token.strip()):
-            # inside a job of an aicd server: the job's own token, valid while the job runs
-            token = os.environ.get("CI_JOB_TOKEN")
+            token = job_token_from_env()
         headers = {"Authorization": f"Bearer {token.strip()}"} if token and token.strip() else {}
         self._http = httpx.Client(base_url=server + API_PREFIX, headers=headers, timeout=timeout)
 
