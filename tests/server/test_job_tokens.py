@@ -35,6 +35,7 @@ def _script() -> str:
         "    - 'env | grep -q ^AICD_HOME= && echo HOME-LEAK > leaks.txt || true'",
         "    - 'env | grep -q ^AICD_DATABASE_URL= && echo DB-LEAK >> leaks.txt || true'",
         "    - touch leaks.txt",
+        "    - 'test -z \"$DB_LEAK\" || echo EXPANDED-LEAK >> leaks.txt'",
         '    - echo "the token is $CI_JOB_TOKEN"',
         "    - printf '%s' \"$CI_JOB_TOKEN\" > token.txt",
         "    - printf '%s' \"$AICD_SERVER\" > server.txt",
@@ -53,6 +54,8 @@ def _script() -> str:
 
 
 CI = f"""use-token:
+  variables:
+    DB_LEAK: $AICD_DATABASE_URL  # the server's own setting: never expanded for a job
   script:
 {_script()}
   artifacts:

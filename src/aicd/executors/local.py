@@ -368,7 +368,9 @@ class _LocalJob:
         ]
         defined = [v for v in req.variables if v.key not in _EXECUTOR_KEYS]
         variables = [*own, *defined]
-        fallback = os.environ
+        fallback: Mapping[str, str] = os.environ
+        if not self.ex.inherit_aicd_env:  # `$AICD_SECRET_KEY` in a variable expands to nothing
+            fallback = {k: v for k, v in os.environ.items() if not k.startswith("AICD_")}
         job_vars = resolve(variables, fallback=fallback)
         last: dict[str, Variable] = {v.key: v for v in variables}
         file_keys = [k for k, v in last.items() if v.file]
