@@ -96,3 +96,54 @@ def test_a_token_lives_at_most_the_job_timeout_and_margins() -> None:
     assert token_lifetime(60) == 60 + 300 + 300
     assert token_lifetime(None) == 3600 + 300 + 300
     assert token_lifetime(0) == 3600 + 300 + 300
+
+
+def test_migration_0004_gives_existing_models_the_project_their_first_version_names(db_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import insert, select
+
+    from aicd.store import upgrade
+    from aicd.store.migrate import alembic_config
+    from aicd.store.schema import model_versions, models, projects
+
+    def alembic(target: str) -> None:
+        database = connect(db_url)
+        config = alembic_config()
+        try:
+            with database.writer.connect() as conn, conn.begin():
+                config.attributes["connection"] = conn
+                command.upgrade(config, target)
+        finally:
+            database.dispose()
+
+    alembic("0003")
+    database = connect(db_url)
+    try:
+        with database.writer.begin() as conn:
+            shop = conn.execute(
+                insert(projects)
+                .values(path="server:shop", name="shop", created_at=1.0)
+                .returning(projects.c.id)
+            ).scalar_one()
+            conn.execute(insert(projects).values(path="/home/me/shop", created_at=1.0))  # a local one
+            ids = {}
+            for name in ("iris", "local", "orphan"):
+                ids[name] = conn.execute(
+                    insert(models).values(name=name, last_version=1, created_at=2.0).returning(models.c.id)
+                ).scalar_one()
+            for name, project in (("iris", "shop"), ("local", "/home/me/shop"), ("orphan", None)):
+                conn.execute(
+                    insert(model_versions).values(
+                        model_id=ids[name], version=1, project=project, created_at=3.0
+                    )
+                )
+    finally:
+        database.dispose()
+    upgrade(db_url)
+    database = connect(db_url)
+    try:
+        with database.engine.connect() as conn:
+            owners = dict(conn.execute(select(models.c.name, models.c.project_id)).all())
+    finally:
+        database.dispose()
+    assert owners == {"iris": shop, "local": None, "orphan": None}

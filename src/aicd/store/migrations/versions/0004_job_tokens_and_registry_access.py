@@ -74,6 +74,16 @@ def upgrade() -> None:
     op.add_column("projects", sa.Column("protected_aliases", _JSON, nullable=True))
     op.add_column("models", sa.Column("project_id", _ID, nullable=True))
     op.create_index("ix_models_project_id", "models", ["project_id"])
+    # Models registered before models had owners: the server project named by their first
+    # version's lineage (a server job's CI_PROJECT_PATH is the project's name), if there is one.
+    op.execute(
+        sa.text(
+            "UPDATE models SET project_id = ("
+            " SELECT p.id FROM model_versions v JOIN projects p ON p.name = v.project"
+            " WHERE v.model_id = models.id AND p.path = 'server:' || p.name"
+            " ORDER BY v.version LIMIT 1)"
+        )
+    )
 
 
 def downgrade() -> None:
