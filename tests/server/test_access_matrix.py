@@ -129,6 +129,7 @@ MINIMUM: dict[tuple[str, str], str] = {
     # its developers write it (protected aliases: tests/server/test_registry_access.py)
     ("GET", "/models"): USER,
     ("GET", "/models/{name}"): MODEL_VIEWER,
+    ("PATCH", "/models/{name}"): ADMIN,
     ("GET", "/models/{name}/versions"): MODEL_VIEWER,
     ("POST", "/models/{name}/versions"): MODEL_DEVELOPER,
     ("GET", "/models/{name}/versions/{version}"): MODEL_VIEWER,
@@ -316,6 +317,7 @@ def _body(
         ("PUT", "/models/{name}/aliases/{alias}"): lambda: {"version": 1},
         ("PUT", "/objects/{digest}"): lambda: params["object"].encode(),
         ("PUT", f"{_P}/protected-aliases"): lambda: {"aliases": ["production"]},
+        ("PATCH", "/models/{name}"): lambda: {"project": params["project"]},
     }
     if (method, path) in overrides:
         return overrides[(method, path)]()

@@ -207,3 +207,31 @@ def test_cli_grants_reads_and_protects_aliases(server_sqlite: ServerProc, tmp_pa
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     cleared = aicd(tmp_path, "project", "protected-aliases", "pa", "--none", env=env)
     assert "protected aliases of project pa: none" in cleared.stdout, cleared.stderr
+
+
+def test_an_admin_gives_a_model_to_another_project(server_sqlite: ServerProc, tmp_path: Path) -> None:
+    server = server_sqlite
+    for name in ("pa", "pb"):
+        make_project(server, name, str(make_repo(tmp_path / name, {"README": "x\n"})))
+    _, developer_b = make_user(server, "db", ("pb", "developer"))
+    _, maintainer_a = make_user(server, "ma", ("pa", "maintainer"))
+    data = b"weights"
+    with server.client() as admin:
+        assert admin.put(f"/objects/{_digest(data)}", content=data).status_code == 201
+        body = {"artifact": {"digest": _digest(data), "name": "m.bin"}}
+        assert admin.post("/models/orphan/versions", json=body).status_code == 201  # an admin's: no project
+        assert admin.get("/models/orphan").json()["project"] is None
+        with server.client(developer_b) as dev:
+            assert dev.get("/models/orphan").status_code == 200  # everyone reads a model of no project
+            refused = dev.post("/models/orphan/versions", json=body)
+            assert refused.status_code == 403 and "only an admin" in refused.json()["error"]
+        with server.client(maintainer_a) as maintainer:
+            assert maintainer.patch("/models/orphan", json={"project": "pa"}).status_code == 403
+        assert admin.patch("/models/orphan", json={"project": "nope"}).status_code == 404
+        moved = admin.patch("/models/orphan", json={"project": "pb"})
+        assert moved.status_code == 200 and moved.json()["project"] == "pb"
+        with server.client(developer_b) as dev:
+            assert dev.post("/models/orphan/versions", json=body).status_code == 201
+        with server.client(maintainer_a) as maintainer:
+            assert maintainer.get("/models/orphan").status_code == 404
+        assert any(e["action"] == "model.project" for e in admin.get("/projects/pb/audit").json())

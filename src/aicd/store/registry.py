@@ -267,6 +267,17 @@ class RegistryStore(DatabaseStore):
 
         return sqlite.insert(models).values(values).on_conflict_do_nothing(index_elements=["name"])
 
+    def set_project(self, name: str, project_id: int | None, *, actor: str) -> None:
+        """Give model `name` to another project (None: to none); audited in both projects' logs."""
+        now = time.time()
+        with self._write(f"change the project of model {name!r}") as conn:
+            model_id = self._model_id(conn, name)
+            before = self._owner(conn, model_id)
+            conn.execute(update(models).where(models.c.id == model_id).values(project_id=project_id))
+            details = {"from_project_id": before, "to_project_id": project_id}
+            for owner in {before, project_id}:
+                self._audit(conn, actor, "model.project", f"models:/{name}", details, now, owner)
+
     def set_alias(
         self, name: str, alias: str, version: int, *, actor: str = "local"
     ) -> tuple[AliasRecord, int | None]:

@@ -29,12 +29,13 @@ from aicd.delivery.objects import CHUNK, ObjectStore, StoredObject, check_digest
 from aicd.delivery.registry import ModelRecord, Registry, artifact_kind
 from aicd.delivery.registry_json import alias_event_json, alias_json, model_json, version_json
 from aicd.errors import ConfigError, NotFoundError, PermissionDeniedError
-from aicd.server.deps import get_principal, get_state, project_ref, roles_by_project
+from aicd.server.deps import get_principal, get_state, project_ref, require_admin, roles_by_project
 from aicd.server.routes.registry_schemas import (
     AliasEventOut,
     AliasIn,
     AliasOut,
     ModelOut,
+    ModelPatch,
     ObjectOut,
     VersionIn,
     VersionOut,
@@ -48,6 +49,7 @@ router = APIRouter(tags=["models"])
 
 State = Annotated[ServerState, Depends(get_state)]
 Caller = Annotated[Principal, Depends(get_principal)]
+Admin = Annotated[Principal, Depends(require_admin)]
 
 
 async def registry_access(request: Request, principal: Caller) -> RegistryAccess:
@@ -178,6 +180,22 @@ def list_models(state: State, access: Access) -> list[dict[str, Any]]:
 @router.get("/models/{name}", response_model=ModelOut, summary="One model: latest version and aliases")
 def get_model(name: str, state: State, access: Access) -> dict[str, Any]:
     return _model_out(_readable(_registry(state), access, name), _project_names(state))
+
+
+@router.patch(
+    "/models/{name}", response_model=ModelOut, summary="Give a model to another project, or to none (admin)"
+)
+def move_model(name: str, body: ModelPatch, state: State, admin: Admin) -> dict[str, Any]:
+    registry = _registry(state)
+    check_name(name)
+    project_id = None
+    if body.project is not None:
+        try:
+            project_id = state.projects.get(project_ref(body.project)).id
+        except NotFoundError:
+            raise NotFoundError(f"no project {body.project!r}") from None
+    registry.store.set_project(name, project_id, actor=admin.name)
+    return _model_out(registry.store.get_model(name), _project_names(state))
 
 
 @router.get(

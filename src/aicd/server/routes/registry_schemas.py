@@ -148,6 +148,12 @@ class VersionIn(BaseModel):
     )
 
 
+class ModelPatch(BaseModel):
+    project: str | None = Field(
+        max_length=200, description="The project the model now belongs to (name or id); null: none"
+    )
+
+
 class ProtectedAliasesIn(BaseModel):
     aliases: list[str] = Field(max_length=100, description="Aliases only maintainers move or remove")
 
