@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aicd.core import server_pipeline as prep
+from aicd.core.job_tokens import JobTokenExecutor
 from aicd.core.orphans import kill_job_processes
 from aicd.core.resume import FINISHED, ResumePlan, latest_rows, plan_resume
 from aicd.core.server_recorder import ServerRecorder
@@ -59,6 +60,7 @@ from aicd.executors.sandbox import Probe, SandboxExecutor, probe
 from aicd.executors.workspace import remove_tree
 from aicd.pipeline.ir import Pipeline, Variable
 from aicd.pipeline.variables import masker
+from aicd.store.job_tokens import JobTokenStore
 from aicd.store.pipeline_queries import find_pipelines
 from aicd.store.projects_repo import SERVER_PREFIX
 from aicd.store.records import JobRecord, NewJob, PipelineRecord
@@ -89,6 +91,7 @@ class _Active:
     control: RunControl = field(default_factory=RunControl)
     interruptible: dict[str, bool] | None = None  # job -> interruptible, once the IR is known
     secrets: list[str] = field(default_factory=list)  # masked values, kept out of error messages
+    protected_ref: bool = False  # default branch or tag: its jobs' tokens may move protected aliases
     task: asyncio.Task[None] | None = None
 
 
@@ -125,6 +128,19 @@ class Dispatcher:
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         return f"http://{host}:{settings.port}"
 
+    @property
+    def job_api_url(self) -> str:
+        """The URL jobs on this host reach the server at (AICD_SERVER): loopback when it listens there
+        or on every address."""
+        host = self.state.settings.host.strip("[]")
+        if host in ("", "0.0.0.0", "127.0.0.1", "localhost"):
+            host = "127.0.0.1"
+        elif host in ("::", "::1"):
+            host = "[::1]"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.state.settings.port}"
+
     def cache_dir(self, project_id: int) -> Path:
         """The project's own `cache:` folder."""
         return self.home / "cache" / str(project_id)
@@ -135,6 +151,8 @@ class Dispatcher:
         """Recover the pipelines a crash left unfinished, then accept work."""
         self._slots = asyncio.Semaphore(max(1, self.state.settings.concurrency))
         await self.check_sandbox()
+        # no attempt of an earlier server process still runs: its job tokens end now
+        await asyncio.to_thread(JobTokenStore(self.state.database).revoke_all)
         await self._recover()
         self._accepting = True
 
@@ -161,17 +179,18 @@ class Dispatcher:
         """The executor of one pipeline run; None when jobs may not run (no sandbox here)."""
         settings = self.state.settings
         cache_dir = self.cache_dir(project.id)
-        # `aicd deploy` in a job: this project's environments
-        job_env = {"AICD_ENV_SCOPE": project.name}
+        # a job reaches the server only through its API, with its CI_JOB_TOKEN: never the server's
+        # home or database (no AICD_HOME, AICD_DATABASE_URL, ... from this process's environment);
+        # AICD_ENV_SCOPE: this project's environments
+        job_env = {"AICD_SERVER": self.job_api_url, "AICD_ENV_SCOPE": project.name}
         if settings.unsafe_no_sandbox:
-            # `aicd model` in an unsandboxed job: the server's database
-            job_env["AICD_DATABASE_URL"] = settings.database_url
             return LocalExecutor(
                 mirror,
                 self.home,
                 commit=record.sha,
                 die_with_parent=True,
                 cache_dir=cache_dir,
+                inherit_aicd_env=False,
                 job_env=job_env,
             )
         if self.sandbox is None or not self.sandbox.ok:
@@ -317,6 +336,7 @@ class Dispatcher:
             )
         kind = prep.ref_kind(record.ref, list_refs(mirror))
         protected = kind.tag is not None or kind.branch == project.default_branch
+        active.protected_ref = protected
         project_vars = prep.project_variables(
             self.state.projects, self.state.secrets, project, protected_ref=protected
         )
@@ -402,8 +422,8 @@ class Dispatcher:
             resource_groups=self._groups.setdefault(project.key, ResourceGroups()),
             job_url_base=prep.project_url(self.server_url, project.name) + "/jobs/",
         )
-        executor = self._executor(mirror, record, project)
-        if executor is None:
+        local = self._executor(mirror, record, project)
+        if local is None:
             reason = self.sandbox.reason if self.sandbox is not None else "it was not checked"
             self._fail_quietly(
                 active,
@@ -412,6 +432,12 @@ class Dispatcher:
                 "failed",
             )
             return
+        executor = JobTokenExecutor(
+            local,
+            JobTokenStore(self.state.database),
+            project_id=project.id,
+            protected_ref=active.protected_ref,
+        )
         try:
             result = await run_pipeline(
                 pipeline,
@@ -442,6 +468,7 @@ class Dispatcher:
         refs = await asyncio.to_thread(list_refs, mirror)
         kind = prep.ref_kind(record.ref, refs)
         protected = kind.tag is not None or kind.branch == project.default_branch
+        active.protected_ref = protected
         project_vars = await asyncio.to_thread(
             prep.project_variables, self.state.projects, self.state.secrets, project, protected_ref=protected
         )

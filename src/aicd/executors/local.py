@@ -120,8 +120,11 @@ class LocalExecutor:
         cache_dir: Path | None = None,
         job_env: Mapping[str, str] | None = None,
         max_log_bytes: int | None = None,
+        inherit_aicd_env: bool = True,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
+        # False (the server): no AICD_* of this process reaches a job, and no AICD_HOME is set
+        self.inherit_aicd_env = inherit_aicd_env
         # set in every job's environment unless the job sets it (the server: AICD_ENV_SCOPE, ...)
         self.job_env = dict(job_env or {})
         self.home = Path(home).resolve()
@@ -164,11 +167,21 @@ class LocalExecutor:
     # -- what a subclass (the sandbox) changes: the environment and how the shell is spawned --
 
     def base_env(self) -> dict[str, str]:
-        """The environment a job starts from, before its variables: the runner's own."""
-        return {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        """The environment a job starts from, before its variables: the runner's own.
+
+        Without ``inherit_aicd_env`` (the server) no ``AICD_*`` of this process is in it, so
+        ``$AICD_SECRET_KEY`` in a job's variable expands to nothing either.
+        """
+        return {
+            k: v
+            for k, v in os.environ.items()
+            if k not in _NOT_INHERITED and (self.inherit_aicd_env or not k.startswith("AICD_"))
+        }
 
     def extra_env(self) -> dict[str, str]:
         """Set in the job's environment unless the job defines them."""
+        if not self.inherit_aicd_env:
+            return dict(self.job_env)
         # `aicd model`/`aicd gate` in a job: this registry
         return {"AICD_HOME": str(self.home), **self.job_env}
 

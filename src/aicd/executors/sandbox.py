@@ -198,6 +198,7 @@ class SandboxExecutor(LocalExecutor):
             cache_dir=cache_dir,
             job_env=kept,
             max_log_bytes=limits.log_bytes,
+            inherit_aicd_env=share_home,
         )
         found = bwrap or find_bwrap()
         if found is None:
