@@ -102,6 +102,11 @@ def _parse_json(text: str, name: str) -> Samples:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SamplesFileError(f"{name}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    return samples_from_doc(doc, name)
+
+
+def samples_from_doc(doc: Any, name: str) -> Samples:
+    """Samples from parsed JSON (a sample file's object, or one inside a request body)."""
     if not isinstance(doc, dict):
         raise SamplesFileError(
             f"{name}: a JSON sample file is one object of metric -> list of numbers, not {_kind(doc)}; "

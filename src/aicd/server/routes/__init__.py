@@ -13,4 +13,5 @@ ROUTER_MODULES = (
     "environments",
     "metrics",
     "incidents",
+    "integrations",
 )
