@@ -38,6 +38,7 @@ FLAGGER_HOOKS = (CONFIRM_ROLLOUT, PRE_ROLLOUT, ROLLOUT, CONFIRM_PROMOTION, POST_
 # Hooks that go on when there is nothing to judge yet (gates before traffic, and the notice after).
 GO_WITHOUT_SAMPLES = (CONFIRM_ROLLOUT, PRE_ROLLOUT, POST_ROLLOUT)
 MAX_METRIC_SPECS = 100
+MAX_VALUES = 200_000  # sample values per side of one request (the judge's time grows with them)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ def parse_samples(doc: Any, where: str) -> Samples:
         raise ConfigError(str(exc)) from None
     if not samples.metrics and not samples.predictions:
         raise ConfigError(f"{where}: holds no samples; send e.g. {JSON_EXAMPLE}")
+    values = sum(len(v) for v in samples.metrics.values())
+    if values > MAX_VALUES:
+        raise ConfigError(
+            f"{where}: {values} sample values; at most {MAX_VALUES} per side, send a sample of them"
+        )
     return samples
 
 
