@@ -24,8 +24,8 @@ from aicd.deploy.analysis import (
     MeasurementRecord,
     default_analysis,
 )
-from aicd.deploy.router import Router
-from aicd.deploy.router_metrics import FieldCount, RouterMetrics
+from aicd.deploy.router.metrics import FieldCount, RouterMetrics
+from aicd.deploy.router.router import Router
 from aicd.errors import ConfigError
 
 STEP = 0.25  # seconds between ticks, as the agent calls them

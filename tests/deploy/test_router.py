@@ -16,7 +16,7 @@ import httpx
 import pytest
 from router_servers import BackendServer, pattern, read_response, request_bytes, serve_in_thread
 
-from aicd.deploy.router import Router
+from aicd.deploy.router.router import Router
 
 Test = Callable[[Router, BackendServer], Awaitable[None]]
 
@@ -234,7 +234,7 @@ def test_backend_statuses_are_passed_through_and_counted() -> None:
 
 
 def test_json_field_values_are_counted_on_the_configured_path() -> None:
-    from aicd.deploy.router_metrics import FieldCount
+    from aicd.deploy.router.metrics import FieldCount
 
     async def test(router: Router, backend: BackendServer) -> None:
         async with httpx.AsyncClient(base_url=router.url) as client:

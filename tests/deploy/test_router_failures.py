@@ -11,7 +11,7 @@ import httpx
 import pytest
 from router_servers import read_response, request_bytes, serve_in_thread
 
-from aicd.deploy.router import Router
+from aicd.deploy.router.router import Router
 from aicd.errors import ConfigError
 
 

@@ -24,13 +24,13 @@ from router_servers import BackendProcess, read_response, request_bytes, serve_i
 from test_router_switch import Tally, client
 
 from aicd.deploy.analysis_metrics import Traffic
-from aicd.deploy.haproxy_config import HAProxyFiles, HAProxySettings, check_count_path, render_config
-from aicd.deploy.haproxy_metrics import parse_line
-from aicd.deploy.haproxy_runtime import RuntimeAPI
-from aicd.deploy.router import Router
-from aicd.deploy.router_factory import make_router
-from aicd.deploy.router_haproxy import HAProxyRouter
-from aicd.deploy.router_metrics import FieldCount
+from aicd.deploy.haproxy.config import HAProxyFiles, HAProxySettings, check_count_path, render_config
+from aicd.deploy.haproxy.metrics import parse_line
+from aicd.deploy.haproxy.router import HAProxyRouter
+from aicd.deploy.haproxy.runtime import RuntimeAPI
+from aicd.deploy.router.factory import make_router
+from aicd.deploy.router.metrics import FieldCount
+from aicd.deploy.router.router import Router
 from aicd.errors import ConfigError
 
 HAPROXY = shutil.which("haproxy")
@@ -394,7 +394,7 @@ def test_a_dead_haproxy_is_started_again_on_the_same_port_with_the_same_table() 
 AGENT = """
 import asyncio, sys
 from pathlib import Path
-from aicd.deploy.router_haproxy import HAProxyRouter
+from aicd.deploy.haproxy.router import HAProxyRouter
 
 async def main():
     router = HAProxyRouter(state_dir=Path(sys.argv[1]))

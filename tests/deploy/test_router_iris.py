@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aicd.deploy.router import Router
-from aicd.deploy.router_metrics import FieldCount
+from aicd.deploy.router.metrics import FieldCount
+from aicd.deploy.router.router import Router
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-service"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.8, 2.2], [5.9, 3.0, 4.2, 1.5], [4.9, 3.0, 1.4, 0.2]]

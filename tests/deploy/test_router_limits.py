@@ -20,7 +20,7 @@ import httpx
 import pytest
 from router_servers import read_response, request_bytes, serve_in_thread
 
-from aicd.deploy.router import Router
+from aicd.deploy.router.router import Router
 from aicd.errors import ConfigError
 
 
@@ -236,7 +236,7 @@ def test_a_40_mb_header_does_not_slow_other_clients_much() -> None:
 
 def test_limits_from_aicd_yml_reach_the_router() -> None:
     from aicd.deploy.plan import RolloutPlan, parse_environment
-    from aicd.deploy.router_factory import make_router
+    from aicd.deploy.router.factory import make_router
 
     plan = parse_environment("production", {"router_limits": {"max_headers": 20}}, "aicd.yml")
     assert plan.router_limits == {"max_headers": 20}

@@ -29,7 +29,7 @@ from router_servers import (
     spawn_backend,
 )
 
-from aicd.deploy.router import Router
+from aicd.deploy.router.router import Router
 
 CLIENTS = 16
 CYCLES = int(os.environ.get("AICD_ROUTER_SWITCH_CYCLES", "30"))

@@ -9,8 +9,8 @@ from collections import Counter
 import httpx
 from router_servers import serve_in_thread
 
-from aicd.deploy.router import Router
-from aicd.deploy.router_table import Backend, build_table
+from aicd.deploy.router.router import Router
+from aicd.deploy.router.table import Backend, build_table
 
 
 def test_split_between_revisions_follows_the_weights_over_real_requests() -> None:

@@ -24,7 +24,7 @@ from test_supervisor_support import (
 )
 
 from aicd.deploy.ports import allocate_port
-from aicd.deploy.supervisor import InstanceState, Supervisor
+from aicd.deploy.supervisor.supervisor import InstanceState, Supervisor
 from aicd.errors import ConfigError, ConflictError, DeployError, NotFoundError
 
 

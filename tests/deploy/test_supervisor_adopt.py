@@ -27,15 +27,15 @@ from test_supervisor_support import (
     write_service,
 )
 
-from aicd.deploy.supervisor import InstanceState
-from aicd.deploy.supervisor_proc import start_time_of
+from aicd.deploy.supervisor.proc import start_time_of
+from aicd.deploy.supervisor.supervisor import InstanceState
 from aicd.errors import ConfigError
 
 # A supervisor in a process of its own, killed with SIGKILL by the test: as when aicd's agent dies.
 AGENT = """
 import asyncio, sys
 from pathlib import Path
-from aicd.deploy.supervisor import Supervisor
+from aicd.deploy.supervisor.supervisor import Supervisor
 from aicd.deploy.spec import ServiceSpec
 
 async def main():
@@ -207,7 +207,7 @@ def test_damaged_state_file(tmp_path: Path) -> None:
 def test_exit_is_seen_without_pidfd_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Every kernel here has pidfd_open; the fallback (polling /proc) is for those without, so the
     # test takes pidfd away to exercise it.
-    from aicd.deploy import supervisor_proc
+    from aicd.deploy.supervisor import proc as supervisor_proc
 
     monkeypatch.setattr(supervisor_proc, "_pidfd", lambda pid: None)
     stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)

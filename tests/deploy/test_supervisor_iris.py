@@ -15,7 +15,7 @@ import pytest
 from test_supervisor_support import Events, get, run, supervising, wait_gone
 
 from aicd.deploy.spec import load_service_spec
-from aicd.deploy.supervisor import InstanceState
+from aicd.deploy.supervisor.supervisor import InstanceState
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-service"
 

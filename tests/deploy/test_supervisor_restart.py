@@ -21,7 +21,7 @@ from test_supervisor_support import (
     write_service,
 )
 
-from aicd.deploy.supervisor import InstanceEvent, InstanceState, RestartPolicy
+from aicd.deploy.supervisor.supervisor import InstanceEvent, InstanceState, RestartPolicy
 from aicd.errors import ConfigError
 
 SLACK = 0.25  # scheduling and process start-up on a busy 2-core machine

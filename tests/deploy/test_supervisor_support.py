@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aicd.deploy.spec import ServiceSpec
-from aicd.deploy.supervisor import InstanceEvent, InstanceState, Supervisor
-from aicd.deploy.supervisor_proc import start_time_of
+from aicd.deploy.supervisor.proc import start_time_of
+from aicd.deploy.supervisor.supervisor import InstanceEvent, InstanceState, Supervisor
 
 T = TypeVar("T")
 

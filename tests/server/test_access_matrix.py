@@ -146,6 +146,12 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("PUT", f"{_P}/protected-aliases"): MAINTAINER,
     ("GET", "/lineage/commits/{sha}"): USER,
     ("PUT", "/objects/{digest}"): CONTRIBUTOR,
+    # aicd's judge for Argo Rollouts and Flagger: any token (Flagger's may come in its metadata)
+    ("POST", "/integrations/argo-rollouts/judge"): USER,
+    ("POST", "/integrations/flagger/{hook}"): USER,
+    ("PUT", "/integrations/flagger/canaries/{namespace}/{name}"): USER,
+    ("GET", "/integrations/flagger/canaries/{namespace}/{name}"): USER,
+    ("DELETE", "/integrations/flagger/canaries/{namespace}/{name}"): USER,
 }
 # Routes whose allowed calls must succeed: they get real targets and real bodies.
 MUST_SUCCEED = {route for route in MINIMUM if route[1].startswith(("/models", "/objects", "/lineage"))}
@@ -425,6 +431,8 @@ def test_access_matrix(server: ServerProc, tmp_path: Path) -> None:
             "pipeline_id": "1",
             "job_id": "1",
             "path": "out.txt",
+            "hook": "rollout",
+            "namespace": "ml",
         }
         world.params["project"] = world.new_project()
         world.params["reader"] = world.new_project()

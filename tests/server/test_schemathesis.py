@@ -137,6 +137,8 @@ def _world(server: ServerProc, tmp_path: Path) -> World:
         "alias": "staging",
         "sha": head[:7],
         "digest": digest,
+        "hook": "rollout",  # integrations: a Flagger webhook type and a canary's namespace
+        "namespace": "ml",
     }
     real_for = {
         ("DELETE", "/users/{user_id}"): {"user_id": str(victim_id)},

@@ -106,6 +106,11 @@ def _parse_json(text: str, name: str) -> Samples:
         raise SamplesFileError(
             f"{name}: the JSON is nested too deeply to be a sample file; write e.g. {JSON_EXAMPLE}"
         ) from None
+    return samples_from_doc(doc, name)
+
+
+def samples_from_doc(doc: Any, name: str) -> Samples:
+    """Samples from parsed JSON (a sample file's object, or one inside a request body)."""
     if not isinstance(doc, dict):
         raise SamplesFileError(
             f"{name}: a JSON sample file is one object of metric -> list of numbers, not {_kind(doc)}; "

@@ -1,7 +1,8 @@
 """The environment agent: one long-lived process per environment that owns its live service.
 
 It holds the environment's supervisor (the revisions' processes) and its router (the stable
-address), runs rollouts (:mod:`aicd.deploy.rollout`), and answers `aicd deploy`, `promote`,
+address), runs rollouts (:mod:`aicd.deploy.rollout`, which sees it only as an
+:class:`aicd.deploy.environment.Environment`), and answers `aicd deploy`, `promote`,
 `abort`, `rollback` and `env status` over its control socket (:mod:`aicd.deploy.control`).
 Every change is written to the store first-hand: the environment row (revisions, weights, router
 port), deployments, and events.
@@ -32,11 +33,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aicd.deploy import control
+from aicd.deploy import rollout as rollouts
+from aicd.deploy.environment import DRAIN_TIMEOUT
 from aicd.deploy.plan import ROUTERS, RolloutPlan
 from aicd.deploy.ports import HOST, port_holder
-from aicd.deploy.router import FieldCount
-from aicd.deploy.router_factory import make_router
-from aicd.deploy.supervisor import InstanceEvent, InstanceState, Supervisor
+from aicd.deploy.router.factory import make_router
+from aicd.deploy.router.router import FieldCount
+from aicd.deploy.supervisor.supervisor import InstanceEvent, InstanceState, Supervisor
 from aicd.errors import AicdError, ConfigError, ConflictError, NotFoundError
 from aicd.store.deployments import DeployStore, EnvironmentRecord, open_deploy_store
 
@@ -47,7 +50,6 @@ Json = dict[str, Any]
 AGENT_FILE = "agent.json"
 ERROR_FILE = "agent.error"
 PLAN_FILE = "plan.json"
-DRAIN_TIMEOUT = 30.0  # seconds a revision taken out of the table may take to finish its requests
 STOP_ABORT_TIMEOUT = 60.0  # `env stop` during a rollout: how long the abort may take before stopping anyway
 EXIT_LOCKED = 75  # another agent already serves this environment
 RELEASES = "releases"
@@ -93,7 +95,7 @@ class Agent:
         )
         self.weights: dict[str, int] = {}  # revisions in the router's table; 0 = kept for a fast rollback
         self.stopped = asyncio.Event()
-        self.rollout: Any = None  # aicd.deploy.rollout.Rollout while one runs
+        self.rollout: rollouts.Rollout | None = None  # while one runs
         self.retiring: dict[str, asyncio.Task[None]] = {}
         self.subscribers: set[control.Emit] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -305,18 +307,16 @@ class Agent:
             asyncio.get_running_loop().call_later(0.05, self.stopped.set)
             self.stop_services = True
             return {"stopping": True}
-        from aicd.deploy import rollout
-
         self.subscribers.add(emit)
         try:
             if op == "deploy":
-                return await rollout.deploy(self, request)
+                return await rollouts.deploy(self, request)
             if op == "promote":
-                return await rollout.promote(self, request)
+                return await rollouts.promote(self, request)
             if op == "abort":
-                return await rollout.abort(self, request)
+                return await rollouts.abort(self, request)
             if op == "rollback":
-                return await rollout.rollback(self, request)
+                return await rollouts.rollback(self, request)
         finally:
             self.subscribers.discard(emit)
         raise ConfigError(f"unknown operation {op!r}")
@@ -476,4 +476,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-__all__ = ["Agent", "main", "service_base_env"]
+__all__ = ["DRAIN_TIMEOUT", "Agent", "main", "service_base_env"]

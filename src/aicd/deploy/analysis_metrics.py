@@ -1,6 +1,6 @@
 """What a canary analysis measures on the router's counters: windows of traffic and their metrics.
 
-The router's snapshot (:meth:`aicd.deploy.router_metrics.RouterMetrics.snapshot`) holds counters
+The router's snapshot (:meth:`aicd.deploy.router.metrics.RouterMetrics.snapshot`) holds counters
 that only grow. The traffic of a window (since the analysis began, or since a check's previous
 measurement) is the difference of two snapshots: counters subtract, and the window's latencies
 are the last ``requests_now - requests_then`` entries of the reservoir (all of it when more

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aicd.delivery.thresholds import parse_duration
-from aicd.deploy.router_http import LIMITS, check_limits
+from aicd.deploy.router.http import LIMITS, check_limits
 from aicd.errors import ConfigError
 from aicd.suggest import did_you_mean
 

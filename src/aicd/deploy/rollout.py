@@ -1,19 +1,9 @@
-"""Rollouts: recreate, blue-green and canary, run inside the environment agent.
+"""A deployment in progress inside the environment agent, and the control operations on it.
 
-- First deployment of an environment (nothing serving yet), any strategy: start, wait until
-  healthy, route all traffic to it.
-- recreate: drain and stop the old revision, start the new one, route to it. Downtime between
-  the two is expected (that is the strategy). If the new one does not come up, the old one is
-  started again.
-- blue-green: start the new revision beside the old one; when every instance is healthy (and,
-  with ``auto_promote: false``, after `aicd promote`), switch all traffic in one table change.
-  The old revision keeps running, weight 0, for ``rollback_window``: `aicd rollback` within it
-  is one switch back. With ``post_promotion_analysis``, the threshold checks watch the new
-  revision for that long after the switch; a failure switches back.
-- canary: start the new revision beside stable, then Argo Rollouts' steps: ``set_weight``,
-  ``pause`` (a duration, or until `aicd promote`), ``analysis`` (judge now). The analysis
-  (threshold checks every interval; Kayenta's judge and the prediction drift check at each
-  ``analysis`` step and before promotion) runs from the start. Stable runs for the whole canary.
+The strategies (:mod:`aicd.deploy.strategies`: recreate, blue-green, canary, and the first
+deployment) decide the order of the steps; :class:`Rollout` carries them out against the
+environment (:class:`aicd.deploy.environment.Environment`, which the agent implements) and records
+every one of them.
 
 Automatic rollback: a failed analysis, an unhealthy canary instance (liveness probes failing) or a
 crash loop sends all traffic back to stable at once (one table change: the canary's in-flight
@@ -32,17 +22,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aicd.deploy.agent import DRAIN_TIMEOUT
-from aicd.deploy.plan import BLUE_GREEN, CANARY, RECREATE, RolloutPlan
-from aicd.deploy.router import Router
+from aicd.deploy.environment import DRAIN_TIMEOUT, Environment
+from aicd.deploy.plan import CANARY, RECREATE, RolloutPlan
+from aicd.deploy.router.router import Router
 from aicd.deploy.spec import ServiceSpec
-from aicd.deploy.supervisor import InstanceEvent, InstanceState
+from aicd.deploy.strategies import choose
+from aicd.deploy.supervisor.supervisor import InstanceEvent, InstanceState
 from aicd.errors import AicdError, ConflictError, DeployError, NotFoundError
 from aicd.store.deployments import DeploymentRecord
 
 if TYPE_CHECKING:
     from aicd.delivery.judge_config import AnalysisConfig
-    from aicd.deploy.agent import Agent
     from aicd.deploy.analysis import AnalysisReport, CanaryAnalysis
 
 log = logging.getLogger("aicd.deploy.rollout")
@@ -59,7 +49,7 @@ class Rollout:
 
     def __init__(
         self,
-        agent: Agent,
+        agent: Environment,
         deployment: DeploymentRecord,
         revision: str,
         release_dir: Path,
@@ -168,14 +158,7 @@ class Rollout:
                 + (f" replacing {self.previous}" if self.previous else ""),
                 actor=self.actor,
             )
-            if self.plan.strategy == RECREATE:
-                await self._recreate()
-            elif self.previous is None:
-                await self._first()
-            elif self.plan.strategy == BLUE_GREEN:
-                await self._blue_green()
-            else:
-                await self._canary()
+            await choose(self.plan.strategy, serving=self.previous is not None).run(self)
         except RolledBack:
             pass
         except AicdError as exc:
@@ -197,7 +180,7 @@ class Rollout:
         await self.set_deployment(status="failed", reason=reason, finished=True)
         await self.event("deployment.failed", f"deployment #{self.deployment.number} failed: {reason}")
 
-    async def _start_new(self) -> None:
+    async def start_new(self) -> None:
         await self.event(
             "revision.starting",
             f"starting {self.revision}: {self.spec.instances} instance(s) of {self.spec.command_text}",
@@ -215,7 +198,7 @@ class Rollout:
             "revision.ready", f"{self.revision} is healthy on port(s) {', '.join(map(str, ports))}"
         )
 
-    async def _succeed(self, message: str) -> None:
+    async def succeed(self, message: str) -> None:
         old = self.previous
         await self.agent.update_env(stable_revision=self.revision, canary_revision=None)
         await self.set_deployment(
@@ -230,28 +213,7 @@ class Rollout:
                 retire(self.agent, old, self.plan.rollback_window)
             )
 
-    async def _first(self) -> None:
-        await self._start_new()
-        await self.set_weights({self.revision: 100})
-        await self._succeed(f"{self.revision} serves all traffic at {self.agent.env.url}")
-
-    async def _recreate(self) -> None:
-        old = self.previous
-        if old is not None:
-            await self.set_weights({})
-            await self.agent.stop_revision(old)
-        try:
-            await self._start_new()
-        except DeployError:
-            if old is not None:
-                await self._restart(old)
-                await self.set_weights({old: 100})
-            raise
-        self.previous = None  # stopped: nothing to retire
-        await self.set_weights({self.revision: 100})
-        await self._succeed(f"{self.revision} serves all traffic (recreate)")
-
-    async def _restart(self, revision: str) -> None:
+    async def restart(self, revision: str) -> None:
         env_id = self.agent.env.id
         record = await self.agent.db(lambda: self.agent.store.get_revision(env_id, revision))
         infos = await self.agent.supervisor.start(
@@ -259,79 +221,9 @@ class Rollout:
         )
         await self.revision_status(revision, "running", ports=[i.port for i in infos])
 
-    async def _blue_green(self) -> None:
-        old = self.previous
-        assert old is not None
-        await self._start_new()
-        await self.set_weights({old: 100, self.revision: 0}, note=False)
-        if self.plan.pre_promotion_analysis:
-            await self._pre_promotion(old)
-        if not self.plan.auto_promote:
-            await self.hold(None, None)
-        started = time.monotonic()
-        await self.set_weights({self.revision: 100, old: 0})
-        await self.event(
-            "deployment.switched",
-            f"all traffic on {self.revision} ({(time.monotonic() - started) * 1000:.1f} ms); "
-            f"{old} stays up {self.plan.rollback_window:g}s for a rollback",
-        )
-        if self.plan.post_promotion_analysis:
-            analysis = self._analysis(stable=old)
-            await self.hold(self.plan.post_promotion_analysis, analysis)
-            await self._judge(analysis)
-        await self._succeed(f"{self.revision} serves all traffic at {self.agent.env.url} (blue-green)")
-
-    async def _pre_promotion(self, old: str) -> None:
-        """Checks on the new revision through its own preview address before it gets any user traffic."""
-        preview = Router(self.agent.host, 0)
-        await preview.start()
-        self.preview = preview
-        try:
-            preview.set_backends(
-                {self.revision: self.agent.backends(self.revision)}, weights={self.revision: 100}
-            )
-            seconds = self.plan.pre_promotion_analysis
-            await self.event(
-                "analysis.preview",
-                f"preview of {self.revision} at {preview.url} for {seconds:g}s: send it test traffic; "
-                "the analysis checks it before the switch",
-                data={"preview_url": preview.url},
-            )
-            analysis = self._analysis(stable=old)
-            await self.hold(seconds, analysis)
-            await self._judge(analysis)
-        finally:
-            self.preview = None
-            await preview.stop(grace=5.0)
-
-    async def _canary(self) -> None:
-        stable = self.previous
-        assert stable is not None
-        await self._start_new()
-        await self.set_weights({stable: 100, self.revision: 0}, note=False)
-        analysis = self._analysis(stable=stable)
-        steps = self.plan.steps
-        for index, step in enumerate(steps):
-            if self.promote_full:
-                break
-            self.step = index
-            await self.event("step", f"step {index + 1}/{len(steps)}: {step.describe()}", data=step.to_json())
-            if step.kind == "set_weight":
-                weight = int(step.weight or 0)
-                await self.set_weights({stable: 100 - weight, self.revision: weight})
-            elif step.kind == "pause":
-                await self.hold(step.duration, analysis)
-            else:
-                await self._judge(analysis)
-            await self.check(analysis)
-        self.step = len(steps)
-        await self._judge(analysis)
-        await self.set_weights({self.revision: 100, stable: 0})
-        await self._succeed(f"{self.revision} promoted: all traffic at {self.agent.env.url} (canary)")
-
     # -- analysis and waiting ----------------------------------------------------------------------
 
-    def _analysis(self, *, stable: str) -> CanaryAnalysis:
+    def analysis(self, *, stable: str) -> CanaryAnalysis:
         from aicd.deploy.analysis import CanaryAnalysis, default_analysis
 
         return CanaryAnalysis(
@@ -343,7 +235,7 @@ class Rollout:
             interval_override=self.plan.analysis_interval,
         )
 
-    async def _judge(self, analysis: CanaryAnalysis) -> None:
+    async def judge(self, analysis: CanaryAnalysis) -> None:
         if self.promote_full and self.failure is None:
             return
         await self.check(analysis)
@@ -466,7 +358,7 @@ class Rollout:
         raise RolledBack
 
 
-async def retire(agent: Agent, revision: str, delay: float) -> None:
+async def retire(agent: Environment, revision: str, delay: float) -> None:
     """After the rollback window: take `revision` out of the table, let it drain, stop it."""
     try:
         await asyncio.sleep(delay)
@@ -487,7 +379,7 @@ async def retire(agent: Agent, revision: str, delay: float) -> None:
 # -- the operations the control socket offers -------------------------------------------------------
 
 
-def _busy(agent: Agent) -> Rollout | None:
+def _busy(agent: Environment) -> Rollout | None:
     rollout = agent.rollout
     return rollout if rollout is not None and not rollout.finished else None
 
@@ -498,7 +390,7 @@ async def _settled(rollout: Rollout, pauses: int) -> Json:
     return rollout.result()
 
 
-async def deploy(agent: Agent, request: Json) -> Json:
+async def deploy(agent: Environment, request: Json) -> Json:
     from aicd.delivery.judge_config import load_analysis
 
     current = _busy(agent)
@@ -561,7 +453,7 @@ async def deploy(agent: Agent, request: Json) -> Json:
     return await _settled(rollout, 0)
 
 
-async def promote(agent: Agent, request: Json) -> Json:
+async def promote(agent: Environment, request: Json) -> Json:
     rollout = _busy(agent)
     if rollout is None:
         raise ConflictError(f"environment {agent.name}: no deployment in progress, nothing to promote")
@@ -577,7 +469,7 @@ async def promote(agent: Agent, request: Json) -> Json:
     return await _settled(rollout, pauses)
 
 
-async def abort(agent: Agent, request: Json) -> Json:
+async def abort(agent: Environment, request: Json) -> Json:
     rollout = _busy(agent)
     if rollout is None:
         raise ConflictError(f"environment {agent.name}: no deployment in progress, nothing to abort")
@@ -591,7 +483,7 @@ async def abort(agent: Agent, request: Json) -> Json:
     return rollout.result()
 
 
-async def rollback(agent: Agent, request: Json) -> Json:
+async def rollback(agent: Environment, request: Json) -> Json:
     """Go back to an earlier revision (default: the one before the current stable)."""
     if _busy(agent) is not None:
         raise ConflictError(

@@ -14,4 +14,5 @@ ROUTER_MODULES = (
     "environments",
     "metrics",
     "incidents",
+    "integrations",
 )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from aicd.errors import ConfigError
 
 if TYPE_CHECKING:
-    from aicd.deploy.router_backend import BackendConnection
+    from aicd.deploy.router.backend import BackendConnection
 
 MAX_WEIGHT = 100
 

@@ -16,8 +16,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from aicd.deploy.router import Router
-from aicd.deploy.router_metrics import FieldCount
+from aicd.deploy.router.metrics import FieldCount
+from aicd.deploy.router.router import Router
 from aicd.errors import ConfigError
 
 Backends = dict[str, list[tuple[str, int]]]

@@ -9,7 +9,7 @@
     await router.wait_drained("r1", timeout=30)
     await router.stop()                      # soft stop: requests in progress finish
 
-Each revision gets a backend of its own (a *slot*, see :mod:`aicd.deploy.haproxy_config`), its
+Each revision gets a backend of its own (a *slot*, see :mod:`aicd.deploy.haproxy.config`), its
 instances are dynamic servers of that backend, and the weights are one map that the frontend reads
 per request. ``set_backends`` adds the new servers (ready before any request can reach them),
 swaps the map in one ``commit map``, then puts removed instances into maintenance: no reload ever,
@@ -19,7 +19,7 @@ are deleted and the slot is free again. If haproxy dies, the router starts it ag
 port with the current table (checked every 0.2 s).
 
 Latency and counted values come from HAProxy's per-request log lines, counts from its counters:
-see :mod:`aicd.deploy.haproxy_metrics`.
+see :mod:`aicd.deploy.haproxy.metrics`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aicd.deploy.haproxy_config import (
+from aicd.deploy.haproxy.config import (
     NO_ROUTE,
     HAProxyFiles,
     HAProxySettings,
@@ -49,16 +49,16 @@ from aicd.deploy.haproxy_config import (
     render_config,
     slot_name,
 )
-from aicd.deploy.haproxy_metrics import HAProxyMetrics, LogReceiver, LogRecord
-from aicd.deploy.haproxy_process import RUN_FILE, end, kill_now, prepare_files, resolve, run_haproxy
-from aicd.deploy.haproxy_runtime import STAT_FIELDS, HAProxyError, RuntimeAPI
-from aicd.deploy.router_metrics import FieldCount
-from aicd.deploy.router_table import build_table
+from aicd.deploy.haproxy.metrics import HAProxyMetrics, LogReceiver, LogRecord
+from aicd.deploy.haproxy.process import RUN_FILE, end, kill_now, prepare_files, resolve, run_haproxy
+from aicd.deploy.haproxy.runtime import STAT_FIELDS, HAProxyError, RuntimeAPI
+from aicd.deploy.router.metrics import FieldCount
+from aicd.deploy.router.table import build_table
 from aicd.errors import ConfigError, DeployError
 
 __all__ = ["HAProxyError", "HAProxyRouter"]
 
-log = logging.getLogger("aicd.deploy.router_haproxy")
+log = logging.getLogger("aicd.deploy.haproxy.router")
 
 TICK = 0.2  # seconds between housekeeping rounds (counters, drained revisions, a dead haproxy)
 SETTLE = 0.05  # a revision that left less than this ago may still be picked by a request being routed

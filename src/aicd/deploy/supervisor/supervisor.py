@@ -40,16 +40,16 @@ from pathlib import Path
 from aicd.deploy.health import probe
 from aicd.deploy.ports import HOST, allocate_port, check_port_free
 from aicd.deploy.spec import ServiceSpec
-from aicd.deploy.supervisor_instance import FAILED_START_GRACE, PROBE_TIMEOUT, Instance
-from aicd.deploy.supervisor_model import (
+from aicd.deploy.supervisor.instance import FAILED_START_GRACE, PROBE_TIMEOUT, Instance
+from aicd.deploy.supervisor.model import (
     EventCallback,
     InstanceEvent,
     InstanceInfo,
     InstanceState,
     RestartPolicy,
 )
-from aicd.deploy.supervisor_proc import ProcessId, is_running
-from aicd.deploy.supervisor_state import (
+from aicd.deploy.supervisor.proc import ProcessId, is_running
+from aicd.deploy.supervisor.state import (
     STATE_FILE,
     InstanceRecord,
     RevisionRecord,

@@ -41,8 +41,8 @@ from typing import Any
 
 import httptools
 
-from aicd.deploy.router_backend import BackendConnection, release, take_idle
-from aicd.deploy.router_http import (
+from aicd.deploy.router.backend import BackendConnection, release, take_idle
+from aicd.deploy.router.http import (
     CHUNKED,
     CONTINUE,
     HOP_BY_HOP,
@@ -59,8 +59,8 @@ from aicd.deploy.router_http import (
     local_answer,
     without_named,
 )
-from aicd.deploy.router_metrics import CLIENT_CLOSED, MAX_CAPTURE, RouterMetrics
-from aicd.deploy.router_table import Backend, RouteTable
+from aicd.deploy.router.metrics import CLIENT_CLOSED, MAX_CAPTURE, RouterMetrics
+from aicd.deploy.router.table import Backend, RouteTable
 
 log = logging.getLogger("aicd.deploy.router")
 

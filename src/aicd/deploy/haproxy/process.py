@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aicd.deploy.haproxy_config import HAProxyFiles, address, alerts, bind_failure, read_tail, usable_run_dir
-from aicd.deploy.haproxy_runtime import RuntimeAPI
+from aicd.deploy.haproxy.config import HAProxyFiles, address, alerts, bind_failure, read_tail, usable_run_dir
+from aicd.deploy.haproxy.runtime import RuntimeAPI
 from aicd.deploy.ports import allocate_port
 from aicd.errors import ConfigError, DeployError
 
-log = logging.getLogger("aicd.deploy.router_haproxy")
+log = logging.getLogger("aicd.deploy.haproxy.router")
 
 START_TIMEOUT = 10.0
 RUN_PREFIX = "aicd-hx-"

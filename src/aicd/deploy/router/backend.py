@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from aicd.deploy.router_http import (
+from aicd.deploy.router.http import (
     CHUNKED,
     HOP_BY_HOP,
     LENGTH,
@@ -23,8 +23,8 @@ from aicd.deploy.router_http import (
 )
 
 if TYPE_CHECKING:
-    from aicd.deploy.router_proxy import Exchange
-    from aicd.deploy.router_table import Backend
+    from aicd.deploy.router.proxy import Exchange
+    from aicd.deploy.router.table import Backend
 
 log = logging.getLogger("aicd.deploy.router")
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from aicd.deploy.haproxy_config import INSTALL_HINT, find_haproxy
+from aicd.deploy.haproxy.config import INSTALL_HINT, find_haproxy
+from aicd.deploy.haproxy.router import HAProxyRouter
 from aicd.deploy.plan import ROUTERS
-from aicd.deploy.router import FieldCount, Router
-from aicd.deploy.router_haproxy import HAProxyRouter
-from aicd.deploy.router_http import LIMITS, check_limits
+from aicd.deploy.router.http import LIMITS, check_limits
+from aicd.deploy.router.router import FieldCount, Router
 from aicd.errors import ConfigError
 
 AnyRouter = Router | HAProxyRouter

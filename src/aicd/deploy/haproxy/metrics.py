@@ -7,7 +7,7 @@ Two sources, each for what it is exact at:
   own 502/503/504 included), ``status_class``, ``retries`` (connection retries on the same
   instance plus redispatches to another), ``client_closed`` (transfers the client aborted). These
   are what the threshold checks and the error-rate comparison read.
-- One log line per request (:mod:`aicd.deploy.haproxy_config` sets the format), received over a
+- One log line per request (:mod:`aicd.deploy.haproxy.config` sets the format), received over a
   Unix stream socket from HAProxy's log ring: exact ``status`` codes, ``proxy_errors`` (5xx that
   HAProxy made or that broke: a termination state other than ``--``), the latency histogram and
   reservoir (microsecond resolution: from the end of the request's headers to the end of the
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aicd.deploy.haproxy_config import LOG_TAG
-from aicd.deploy.router_metrics import FieldCount, RevisionMetrics, RouterMetrics
+from aicd.deploy.haproxy.config import LOG_TAG
+from aicd.deploy.router.metrics import FieldCount, RevisionMetrics, RouterMetrics
 
-log = logging.getLogger("aicd.deploy.router_haproxy")
+log = logging.getLogger("aicd.deploy.haproxy.router")
 
 _TAG = LOG_TAG.encode() + b" "
 MAX_LINE = 256 * 1024

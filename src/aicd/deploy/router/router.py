@@ -25,11 +25,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aicd.deploy.router_backend import BackendConnection
-from aicd.deploy.router_http import MAX_HEAD_BYTES, MAX_HEADERS, MAX_URL_BYTES, check_limits
-from aicd.deploy.router_metrics import FieldCount, RouterMetrics
-from aicd.deploy.router_proxy import TICK, ClientConnection, ProxyCore, Settings
-from aicd.deploy.router_table import Backend, RouteTable, build_table, check_weights
+from aicd.deploy.router.backend import BackendConnection
+from aicd.deploy.router.http import MAX_HEAD_BYTES, MAX_HEADERS, MAX_URL_BYTES, check_limits
+from aicd.deploy.router.metrics import FieldCount, RouterMetrics
+from aicd.deploy.router.proxy import TICK, ClientConnection, ProxyCore, Settings
+from aicd.deploy.router.table import Backend, RouteTable, build_table, check_weights
 from aicd.errors import ConfigError
 
 __all__ = ["FieldCount", "Router"]
@@ -259,9 +259,3 @@ class Router:
                 ]
                 for conn in stale:
                     conn.close()
-
-
-if __name__ == "__main__":
-    from aicd.deploy.router_cli import main
-
-    raise SystemExit(main())

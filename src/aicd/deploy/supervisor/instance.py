@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from aicd.deploy.health import ProbeResult, probe
 from aicd.deploy.ports import allocate_port, port_is_free
 from aicd.deploy.spec import ServiceSpec
-from aicd.deploy.supervisor_model import InstanceInfo, InstanceState, RestartPolicy
-from aicd.deploy.supervisor_proc import (
+from aicd.deploy.supervisor.model import InstanceInfo, InstanceState, RestartPolicy
+from aicd.deploy.supervisor.proc import (
     ProcessId,
     describe_exit,
     launch,
