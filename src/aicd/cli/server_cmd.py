@@ -44,6 +44,14 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
     is_flag=True,
     help="Do not monitor the environments nor start their agents again at start (deployments still work).",
 )
+@click.option(
+    "--allowed-repo-root",
+    "allowed_repo_roots",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A folder whose Git repositories admins may add as projects by path or file:// "
+    "(repeatable; env AICD_ALLOWED_REPO_ROOTS, ':'-separated). Default: none.",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="warning", show_default=True)
 def server(
     host: str | None,
@@ -53,6 +61,7 @@ def server(
     concurrency: int | None,
     no_poll: bool,
     no_environments: bool,
+    allowed_repo_roots: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Serve the REST API (/api/v1), run pipelines on pushes, keep the history."""
@@ -66,6 +75,7 @@ def server(
         concurrency=concurrency,
         poll=False if no_poll else None,
         environments=False if no_environments else None,
+        allowed_repo_roots=allowed_repo_roots or None,
     )
     # Jobs (and `aicd model` inside them) see the same home and database as the server.
     os.environ["AICD_HOME"] = str(settings.home)

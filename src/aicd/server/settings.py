@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aicd.errors import ConfigError
+
+DEFAULT_WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
+MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own limit on a payload
 
 
 def _default_concurrency() -> int:
@@ -24,6 +27,11 @@ class ServerSettings:
     poll: bool = True  # run the poller
     environments: bool = True  # monitor the environments and start their agents again after a reboot
     secret_key: str | None = None  # AICD_SECRET_KEY (Fernet key); else home/secret.key
+    # Folders under which projects may use local repositories (paths, file://), admins only;
+    # AICD_ALLOWED_REPO_ROOTS (separated by ":") or --allowed-repo-root. None: no local repositories.
+    allowed_repo_roots: tuple[Path, ...] = ()
+    # The largest webhook body read (AICD_WEBHOOK_MAX_BODY_BYTES); bigger ones are refused with 413.
+    webhook_max_body_bytes: int = DEFAULT_WEBHOOK_MAX_BODY_BYTES
 
     @property
     def admin_token_path(self) -> Path:
@@ -41,6 +49,8 @@ class ServerSettings:
         concurrency: int | None = None,
         poll: bool | None = None,
         environments: bool | None = None,
+        allowed_repo_roots: Sequence[Path | str] | None = None,
+        webhook_max_body_bytes: int | None = None,
     ) -> ServerSettings:
         """Arguments (flags) win over the environment, which wins over defaults."""
         env = os.environ if environ is None else environ
@@ -67,6 +77,21 @@ class ServerSettings:
                 port = int(raw)
         if port is not None and not 0 <= port <= 65535:
             raise ConfigError(f"port {port}: expected 0 to 65535")
+        if not allowed_repo_roots:
+            raw = env.get("AICD_ALLOWED_REPO_ROOTS", "")
+            allowed_repo_roots = [part for part in raw.split(os.pathsep) if part.strip()]
+        roots = tuple(_repo_root(str(root)) for root in allowed_repo_roots)
+        if webhook_max_body_bytes is None:
+            raw = env.get("AICD_WEBHOOK_MAX_BODY_BYTES", "").strip()
+            if raw:
+                if not raw.isascii() or not raw.isdigit():
+                    raise ConfigError(f"AICD_WEBHOOK_MAX_BODY_BYTES={raw!r}: expected a number of bytes")
+                webhook_max_body_bytes = int(raw)
+        body_cap = webhook_max_body_bytes or DEFAULT_WEBHOOK_MAX_BODY_BYTES
+        if not 1024 <= body_cap <= MAX_WEBHOOK_BODY_BYTES:
+            raise ConfigError(
+                f"webhook body limit {body_cap} bytes: give 1024 to {MAX_WEBHOOK_BODY_BYTES} (25 MiB)"
+            )
         return cls(
             home=home_path,
             database_url=url,
@@ -76,4 +101,20 @@ class ServerSettings:
             poll=True if poll is None else poll,
             environments=True if environments is None else environments,
             secret_key=env.get("AICD_SECRET_KEY", "").strip() or None,
+            allowed_repo_roots=roots,
+            webhook_max_body_bytes=body_cap,
         )
+
+
+def _repo_root(text: str) -> Path:
+    """An allowed root of local repositories: an existing folder, absolute, symlinks resolved."""
+    path = Path(text.strip()).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(f"allowed repository root {text!r}: give an absolute path")
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"allowed repository root {text!r}: {exc}") from None
+    if not resolved.is_dir():
+        raise ConfigError(f"allowed repository root {text!r}: not a folder")
+    return resolved

@@ -27,6 +27,9 @@ FETCH_TIMEOUT_S = 300.0
 LOCAL_TIMEOUT_S = 60.0
 _REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^@/\s]*@")
+# A URL's query (?private_token=..., &access_token=...): any parameter's value may be a credential.
+_URL_QUERY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s?#'\"]*\?)([^\s#'\"]*)")
+_PARAM_VALUE = re.compile(r"(^|[&;])([^=&;]*=)?[^&;]+")
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
 _locks: dict[Path, threading.Lock] = {}
@@ -58,8 +61,20 @@ def git_env() -> dict[str, str]:
 
 
 def redact(text: str) -> str:
-    """`text` with user:password@ removed from URLs."""
-    return _CREDENTIALS.sub(r"\1", text)
+    """`text` with credentials removed from URLs: user:password@, and the values of query
+    parameters (`?private_token=...` becomes `?private_token=***`)."""
+    text = _CREDENTIALS.sub(r"\1", text)
+    if "?" not in text:
+        return text
+    return _URL_QUERY.sub(_hide_query, text)
+
+
+def _hide_query(match: re.Match[str]) -> str:
+    return match.group(1) + _PARAM_VALUE.sub(_hide_value, match.group(2))
+
+
+def _hide_value(match: re.Match[str]) -> str:
+    return match.group(1) + (match.group(2) or "") + "***"
 
 
 def git_message(stderr: bytes | str) -> str:
@@ -180,6 +195,34 @@ def resolve_ref(mirror: Path, ref: str, *, project: str | None = None) -> str:
         return out.decode().strip()
     where = f"project {project!r}" if project is not None else "the repository"
     raise GitError(f"{ref!r} is not a branch, tag or commit of {where}")
+
+
+def is_reachable(mirror: Path, sha: str, ref: str) -> bool:
+    """Whether commit `sha` is `ref` ("refs/heads/x", "refs/tags/v1") or one of its ancestors."""
+    if not _SHA.fullmatch(sha) or not ref.startswith("refs/"):
+        return False
+    try:
+        run_git(["merge-base", "--is-ancestor", sha, f"{ref}^{{commit}}"], cwd=mirror)
+    except GitError:  # exit 1: not an ancestor; 128: no such ref or commit
+        return False
+    return True
+
+
+def resolve_branch_or_tag(mirror: Path, ref: str, *, project: str) -> tuple[str, str]:
+    """(full ref name, commit sha) of a branch or tag ("main", "refs/heads/main", "v1",
+    "refs/tags/v1"); a branch wins over a tag of the same name, as in git. GitError otherwise
+    (a commit sha is not a ref: GitLab runs pipelines for branches and tags)."""
+    if ref.startswith(("refs/heads/", "refs/tags/")):
+        candidates = [ref]
+    else:
+        candidates = [f"refs/heads/{ref}", f"refs/tags/{ref}"]
+    for candidate in candidates:
+        try:
+            out = run_git(["rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"], cwd=mirror)
+        except GitError:
+            continue
+        return candidate, out.decode().strip()
+    raise GitError(f"{ref!r} is not a branch or tag of project {project!r}")
 
 
 def has_commit(mirror: Path, sha: str) -> bool:

@@ -1,0 +1,147 @@
+"""One gate for text no database can hold: a NUL character (or a lone surrogate) anywhere in a
+request's path, query, headers or JSON body is refused with 422 before any route sees it.
+
+PostgreSQL refuses NUL in text (and SQLite ends C strings there), so without this gate such
+input reached the store and came back as a 503 naming the database. Webhook bodies are not
+read here: their route caps and signs them first, and checks what it takes from them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# A cheap look for what may decode to NUL or a surrogate; the exact check parses the JSON.
+_SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_HOOKS = re.compile(r"^/api/v1/projects/[^/]+/hooks/[^/]+/?$")
+
+
+def _bad_text(value: object) -> bool:
+    """Whether a decoded JSON value holds a NUL or a lone surrogate in a key or a string."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or _has_surrogate(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return False
+
+
+class RejectBadText:
+    """ASGI middleware: 422 {"error": ...} for a NUL (or lone surrogate) in the request's text."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        where = self._where_in_head(scope)
+        if where is not None:
+            await _refuse(send, where)
+            return
+        path = str(scope.get("path", ""))
+        if scope.get("method") in _BODY_METHODS and _is_json(scope) and not _HOOKS.match(path):
+            body, more = await _read_all(receive)
+            if _SUSPECT.search(body) and _json_has_bad_text(body):
+                await _refuse(send, "the JSON body")
+                return
+            receive = _replay(body, more, receive)
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _where_in_head(scope: Scope) -> str | None:
+        path = str(scope.get("path", ""))
+        if "\x00" in path or _has_surrogate(path):
+            return "the URL's path"
+        query = scope.get("query_string", b"")
+        if b"\x00" in unquote_to_bytes(query):
+            return "the URL's query"
+        for _name, value in scope.get("headers", ()):
+            if b"\x00" in value:
+                return "a header"
+        return None
+
+
+def _json_has_bad_text(body: bytes) -> bool:
+    try:
+        return _bad_text(json.loads(body))
+    except (ValueError, RecursionError):
+        return False  # not JSON: the route's own validation answers
+
+
+async def _read_all(receive: Receive) -> tuple[bytes, bool]:
+    """The whole body; `more` False if the client went away."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), False
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def _replay(body: bytes, connected: bool, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if connected:
+                return {"type": "http.request", "body": body, "more_body": False}
+        if not connected:
+            return {"type": "http.disconnect"}
+        return await receive()
+
+    return replay
+
+
+async def _refuse(send: Send, where: str) -> None:
+    message = (
+        f"{where} contains a NUL character or an unpaired surrogate, which no text field accepts: remove it"
+    )
+    payload = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 422,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
