@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from aicd.errors import ConfigError, ConflictError, GitError, NotFoundError, PermissionDeniedError
 from aicd.store.projects_repo import ProjectRecord, ProjectStore, VariableRecord
@@ -140,9 +140,13 @@ def local_repo_path(url: str) -> Path | None:
     """The folder a local repository URL (a path, or file://) names; None for a remote URL."""
     if url.lower().startswith("file://"):
         parsed = urlsplit(url)
-        if parsed.netloc not in ("", "localhost"):
-            raise ConfigError(f"repository URL {mirror.redact(url)!r}: file:// URLs name a local path only")
-        return Path(unquote(parsed.path) or "/")
+        # What git reads is the text after file://: no decoding, query or fragment to second-guess.
+        if parsed.netloc not in ("", "localhost") or any(c in url for c in "%?#"):
+            raise ConfigError(
+                f"repository URL {mirror.redact(url)!r}: a file:// URL names a local folder "
+                "(file:///path/to/repo), without host, '%', '?' or '#'"
+            )
+        return Path(parsed.path or "/")
     if url.startswith("/"):
         return Path(url)
     return None
