@@ -307,7 +307,7 @@ def test_a_symlinked_pipeline_file_is_refused_without_showing_its_target(
     server_sqlite: ServerProc, tmp_path: Path
 ) -> None:
     outside = tmp_path / "server-secret.txt"
-    outside.write_text("TOPSECRET-41f2: not: yaml: [\n")
+    outside.write_text("TOPSECRET-41f2 root:x:0:0:root:/root:/bin/bash\n")  # as /etc/passwd
     repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
     (repo / ".gitlab-ci.yml").symlink_to(outside)
     commit(repo, {}, "a pipeline file that is a link")
