@@ -145,7 +145,7 @@ def test_numbers_and_text_no_database_can_hold(server: ServerProc, tmp_path: Pat
         sha = {"ref": "main", "sha": "abc\x00def"}
         _error(admin.post("/projects/demo/pipelines", json=sha), 422, "NUL character")
         nul = {"ref": "main", "variables": [{"key": "A", "value": "a\x00b"}]}
-        _error(admin.post("/projects/demo/pipelines", json=nul), 422, "variable A", "NUL")
+        _error(admin.post("/projects/demo/pipelines", json=nul), 422, "body.variables.0.value", "NUL")
         # A Last-Event-ID that is not a number starts the stream from the beginning.
         job_id = json_of(admin.get(f"/projects/demo/pipelines/{job.json()['id']}/jobs"))[0]["id"]
         stream = admin.get(

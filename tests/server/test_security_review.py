@@ -159,6 +159,9 @@ def test_nul_is_refused_everywhere_and_the_database_never_named(server: ServerPr
             assert "NUL" in response.json()["error"], response.text
             for mark in DATABASE_MARKS:
                 assert mark not in response.text.lower(), (mark, response.text)
+        # The message says where: which query parameter, which field of the body.
+        assert attempts[0].json()["error"].startswith("query parameter 'ref': a NUL character")
+        assert attempts[5].json()["error"].startswith("body.name: a NUL character")
         # A JSON text that merely shows a backslash and "u0000" is no NUL: accepted.
         fine = admin.post(f"/users/{me}/tokens", json={"name": "\\u0000 is fine"})
         assert fine.status_code == 201, fine.text

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,20 +26,27 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _HOOKS = re.compile(r"^/api/v1/projects/[^/]+/hooks/[^/]+/?$")
 
 
-def _bad_text(value: object) -> bool:
-    """Whether a decoded JSON value holds a NUL or a lone surrogate in a key or a string."""
-    stack = [value]
+def _bad_text(value: object) -> str | None:
+    """Where a decoded JSON value holds a NUL or a lone surrogate in a key or a string
+    ("body.variables.0.value"), or None."""
+    stack: list[tuple[object, str]] = [(value, "body")]
     while stack:
-        item = stack.pop()
+        item, where = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item or _has_surrogate(item):
-                return True
+            if _bad(item):
+                return where
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            for key, inner in item.items():
+                if _bad(key):
+                    return f"{where} (a key)"
+                stack.append((inner, f"{where}.{key}"))
         elif isinstance(item, list):
-            stack.extend(item)
-    return False
+            stack.extend((inner, f"{where}.{index}") for index, inner in enumerate(item))
+    return None
+
+
+def _bad(text: str) -> bool:
+    return "\x00" in text or _has_surrogate(text)
 
 
 def _has_surrogate(text: str) -> bool:
@@ -74,8 +81,9 @@ class RejectBadText:
         path = str(scope.get("path", ""))
         if scope.get("method") in _BODY_METHODS and _is_json(scope) and not _HOOKS.match(path):
             body, more = await _read_all(receive)
-            if _SUSPECT.search(body) and _json_has_bad_text(body):
-                await _refuse(send, "the JSON body")
+            where = _json_bad_text(body) if _SUSPECT.search(body) else None
+            if where is not None:
+                await _refuse(send, where)
                 return
             receive = _replay(body, more, receive)
         await self.app(scope, receive, send)
@@ -87,6 +95,9 @@ class RejectBadText:
             return "the URL's path"
         query = scope.get("query_string", b"")
         if b"\x00" in unquote_to_bytes(query):
+            for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                if "\x00" in name + value:
+                    return f"query parameter {name.replace(chr(0), '')[:50]!r}"
             return "the URL's query"
         for _name, value in scope.get("headers", ()):
             if b"\x00" in value:
@@ -94,11 +105,11 @@ class RejectBadText:
         return None
 
 
-def _json_has_bad_text(body: bytes) -> bool:
+def _json_bad_text(body: bytes) -> str | None:
     try:
         return _bad_text(json.loads(body))
     except (ValueError, RecursionError):
-        return False  # not JSON: the route's own validation answers
+        return None  # not JSON: the route's own validation answers
 
 
 async def _read_all(receive: Receive) -> tuple[bytes, bool]:
@@ -130,9 +141,7 @@ def _replay(body: bytes, connected: bool, receive: Receive) -> Receive:
 
 
 async def _refuse(send: Send, where: str) -> None:
-    message = (
-        f"{where} contains a NUL character or an unpaired surrogate, which no text field accepts: remove it"
-    )
+    message = f"{where}: a NUL character or an unpaired surrogate, which no text field accepts: remove it"
     payload = json.dumps({"error": message}).encode()
     await send(
         {
