@@ -157,3 +157,13 @@ def test_redact() -> None:
         mirror.redact("https://user:tok@host/x.git and ssh://git@h/y") == "https://host/x.git and ssh://h/y"
     )
     assert mirror.redact("git@github.com:o/r.git") == "git@github.com:o/r.git"  # scp-like: no secret
+
+
+def test_redact_hides_query_values() -> None:
+    """Issue 11: `?private_token=` in a repository URL was shown in errors, the audit log and the API."""
+    assert (
+        mirror.redact("fatal: unable to access 'https://h/r.git?private_token=S3CRET&x=1/': 403")
+        == "fatal: unable to access 'https://h/r.git?private_token=***&x=***': 403"
+    )
+    assert mirror.redact("https://u:pw@h/x?tok") == "https://h/x?***"
+    assert mirror.redact("no URL? a=b") == "no URL? a=b"
