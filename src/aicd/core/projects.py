@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from aicd.errors import ConfigError, ConflictError, GitError, NotFoundError, PermissionDeniedError
 from aicd.store.projects_repo import ProjectRecord, ProjectStore, VariableRecord
@@ -136,27 +135,14 @@ def normalize_repo_url(url: str, *, base: Path | None = None) -> str:
         raise ConfigError(f"repository path {mirror.redact(url)!r}: {exc}") from None
 
 
-def local_repo_path(url: str) -> Path | None:
-    """The folder a local repository URL (a path, or file://) names; None for a remote URL."""
-    if url.lower().startswith("file://"):
-        parsed = urlsplit(url)
-        # What git reads is the text after file://: no decoding, query or fragment to second-guess.
-        if parsed.netloc not in ("", "localhost") or any(c in url for c in "%?#"):
-            raise ConfigError(
-                f"repository URL {mirror.redact(url)!r}: a file:// URL names a local folder "
-                "(file:///path/to/repo), without host, '%', '?' or '#'"
-            )
-        return Path(parsed.path or "/")
-    if url.startswith("/"):
-        return Path(url)
-    return None
-
-
 def check_repo_location(url: str, *, is_admin: bool, allowed_roots: Sequence[Path], home: Path) -> None:
     """A local repository (path or file://) is for admins only, under an allowed root, never in the
     server's home (other projects' mirrors, keys, database), symlinks and `..` resolved.
     PermissionDeniedError (not an admin) or ConfigError."""
-    path = local_repo_path(url)
+    try:
+        path = mirror.local_repo_path(url)
+    except GitError as exc:
+        raise ConfigError(str(exc)) from None
     if path is None:
         return
     if not is_admin:
@@ -171,8 +157,7 @@ def check_repo_location(url: str, *, is_admin: bool, allowed_roots: Sequence[Pat
         raise ConfigError(
             f"cannot read the repository {shown}: the folder does not exist on the server"
         ) from None
-    server_home = home.resolve()
-    if real == server_home or real.is_relative_to(server_home):
+    if mirror.in_home(home, url):
         raise ConfigError(f"repository {shown} is inside the server's home, whose files no project may read")
     if not any(real == root or real.is_relative_to(root) for root in allowed_roots):
         allowed = ", ".join(str(root) for root in allowed_roots)

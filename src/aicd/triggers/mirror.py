@@ -17,6 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aicd.errors import GitError
 
@@ -118,10 +119,45 @@ def _lock(path: Path) -> threading.Lock:
         return _locks.setdefault(path, threading.Lock())
 
 
+def local_repo_path(url: str) -> Path | None:
+    """The folder a local repository URL (an absolute path, or file://) names; None for a remote
+    URL. GitError for a file:// URL git would read differently than this (a host, %, ?, #)."""
+    if url.lower().startswith("file://"):
+        parsed = urlsplit(url)
+        # What git reads is the text after file://: no decoding, query or fragment to second-guess.
+        if parsed.netloc not in ("", "localhost") or any(c in url for c in "%?#"):
+            raise GitError(
+                f"repository URL {redact(url)!r}: a file:// URL names a local folder "
+                "(file:///path/to/repo), without host, '%', '?' or '#'"
+            )
+        return Path(parsed.path or "/")
+    if url.startswith("/"):
+        return Path(url)
+    return None
+
+
+def in_home(home: Path, url: str) -> bool:
+    """Whether a local repository URL leads into the server's home (symlinks and `..` resolved)."""
+    path = local_repo_path(url)
+    if path is None:
+        return False
+    try:
+        real, server_home = path.resolve(), Path(home).resolve()
+    except (OSError, RuntimeError):
+        return False
+    return real == server_home or real.is_relative_to(server_home)
+
+
 def sync_mirror(home: Path, project: ProjectRecord) -> Path:
-    """Clone (first time) or fetch the project's repository into its mirror. GitError."""
+    """Clone (first time) or fetch the project's repository into its mirror. GitError; a local
+    URL into the server's home (another project's mirror, the keys) is never fetched."""
     path = mirror_path(home, project)
     where = redact(project.repo_url)
+    if in_home(home, project.repo_url):
+        raise GitError(
+            f"cannot fetch {where} for project {project.name!r}: the repository is inside the "
+            "server's home, whose files no project may read; an admin must change its URL"
+        )
     with _lock(path):
         try:
             if (path / "HEAD").is_file():
