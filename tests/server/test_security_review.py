@@ -325,6 +325,43 @@ def test_a_symlinked_pipeline_file_is_refused_without_showing_its_target(
         assert "TOPSECRET" not in everything and "server-secret" not in everything
 
 
+# -- masked values in reports ---------------------------------------------------------------------
+
+REPORTING_CI = r"""
+test:
+  script:
+    - T=$TOKEN
+    - echo "<testsuite name=\"s\"><testcase name=\"test_$T\" classname=\"c\">" > report.xml
+    - echo "<failure message=\"got $T\">$T</failure><system-out>$T</system-out>" >> report.xml
+    - echo "</testcase></testsuite>" >> report.xml
+    - echo "acc{token=\"$T\"} 0.5" > metrics.txt
+  artifacts:
+    reports:
+      junit: report.xml
+      metrics: metrics.txt
+"""
+
+
+def test_masked_values_stay_masked_in_test_reports_and_metrics(
+    server_sqlite: ServerProc, tmp_path: Path
+) -> None:
+    secret = "masked-S3CRET-value-0123"
+    repo = make_repo(tmp_path / "repo", {".gitlab-ci.yml": REPORTING_CI})
+    with server_sqlite.client() as admin:
+        _add(admin, "demo", repo)
+        put = admin.put("/projects/demo/variables/TOKEN", json={"value": secret, "masked": True})
+        assert put.status_code in (200, 201), put.text
+        created = admin.post("/projects/demo/pipelines", json={"ref": "main"}).json()
+        wait_pipeline(admin, "demo", created["id"])
+        report = admin.get(f"/projects/demo/pipelines/{created['id']}/test_report")
+        jobs = admin.get(f"/projects/demo/pipelines/{created['id']}/jobs")
+    assert report.status_code == 200 and jobs.status_code == 200
+    case = report.json()["test_suites"][0]["test_cases"][0]
+    assert case["name"] == "test_[MASKED]" and "[MASKED]" in str(case["system_output"])
+    assert jobs.json()[0]["metrics"] == {'acc{token="[MASKED]"}': 0.5}
+    assert secret not in report.text + jobs.text
+
+
 # -- credentials in repository URLs ---------------------------------------------------------------
 
 

@@ -142,7 +142,7 @@ def _replay(body: bytes, connected: bool, receive: Receive) -> Receive:
 
 async def _refuse(send: Send, where: str) -> None:
     message = f"{where}: a NUL character or an unpaired surrogate, which no text field accepts: remove it"
-    payload = json.dumps({"error": message}).encode()
+    payload = json.dumps({"error": message}, separators=(",", ":")).encode()  # as FastAPI writes it
     await send(
         {
             "type": "http.response.start",
