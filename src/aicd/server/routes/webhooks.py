@@ -130,7 +130,7 @@ def _verify(
         if found is not None:
             return
         why = "unknown project or no webhook secret"
-    log.info("webhook for project %s refused: %s", ascii(project[:100]), why)
+    log.warning("webhook for project %s refused: %s", ascii(project[:100]), why)
     raise AuthError(REFUSED)
 
 
