@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from aicd.cli.remote import Client, remote_options, segment
+from aicd.cli.tables import printable
 from aicd.cli.tables import table as _table
 from aicd.errors import ConfigError
 
@@ -63,7 +64,7 @@ def _describe(project: dict[str, Any]) -> None:
         lines.append(("last poll error", project["last_poll_error"]))
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
-        click.echo(f"{label.ljust(width)}  {value}")
+        click.echo(f"{label.ljust(width)}  {printable(str(value))}")
 
 
 @click.group("project")
