@@ -87,7 +87,9 @@ class ServerSettings:
                 if not raw.isascii() or not raw.isdigit():
                     raise ConfigError(f"AICD_WEBHOOK_MAX_BODY_BYTES={raw!r}: expected a number of bytes")
                 webhook_max_body_bytes = int(raw)
-        body_cap = webhook_max_body_bytes or DEFAULT_WEBHOOK_MAX_BODY_BYTES
+        body_cap = webhook_max_body_bytes
+        if body_cap is None:
+            body_cap = DEFAULT_WEBHOOK_MAX_BODY_BYTES
         if not 1024 <= body_cap <= MAX_WEBHOOK_BODY_BYTES:
             raise ConfigError(
                 f"webhook body limit {body_cap} bytes: give 1024 to {MAX_WEBHOOK_BODY_BYTES} (25 MiB)"
