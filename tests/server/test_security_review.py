@@ -246,6 +246,38 @@ def test_webhook_bodies_are_capped_before_being_read(server_sqlite: ServerProc, 
     assert httpx.get(f"{server_sqlite.url}/api/v1/health", timeout=10).status_code == 200
 
 
+def test_bodies_read_before_authentication_are_bounded(server_sqlite: ServerProc) -> None:
+    """A sibling: FastAPI reads a JSON body whole before the route checks the token."""
+    import socket
+
+    from aicd.server.inputs import MAX_JSON_BODY_BYTES
+
+    host, port = server_sqlite.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        head = (
+            f"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {MAX_JSON_BODY_BYTES + 1}\r\n\r\n"
+        )
+        sock.sendall(head.encode())  # and no body at all: the size alone is refused
+        answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 413"), answer
+    assert "request body larger than" in answer
+
+    def endless() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(MAX_JSON_BODY_BYTES // (1024 * 1024) + 2):
+            yield b"a" * (1024 * 1024)
+
+    streamed = httpx.post(
+        f"{server_sqlite.url}/api/v1/users",
+        content=endless(),
+        headers={"Content-Type": "text/plain"},
+        timeout=60,
+    )
+    assert streamed.status_code == 413, streamed.text
+    assert httpx.get(f"{server_sqlite.url}/api/v1/health", timeout=10).status_code == 200
+
+
 # -- local repositories: admins only, under allowed roots, never the home ---------------------------
 
 

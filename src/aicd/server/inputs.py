@@ -1,5 +1,6 @@
 """One gate for text no database can hold: a NUL character (or a lone surrogate) anywhere in a
-request's path, query, headers or JSON body is refused with 422 before any route sees it.
+request's path, query, headers or JSON body is refused with 422 before any route sees it; and a
+body read whole (not an upload) is refused with 413 beyond MAX_JSON_BODY_BYTES.
 
 PostgreSQL refuses NUL in text (and SQLite ends C strings there), so without this gate such
 input reached the store and came back as a 503 naming the database. Webhook bodies are not
@@ -24,6 +25,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _HOOKS = re.compile(r"^/api/v1/projects/[^/]+/hooks/[^/]+/?$")
+# The largest request body read whole (the largest legitimate one, 200 pipeline variables of
+# 100,000 characters, is 20 MB): FastAPI reads it before any route checks the caller, so it is
+# bounded here. Uploads (application/octet-stream, multipart) are streamed by their routes.
+MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 
 
 def _bad_text(value: object) -> str | None:
@@ -57,11 +62,16 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-def _is_json(scope: Scope) -> bool:
+def _content_type(scope: Scope) -> bytes:
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
-            return b"json" in value.lower()
-    return False
+            return bytes(value).split(b";")[0].strip().lower()
+    return b""  # FastAPI reads a body without a type as JSON
+
+
+def _streamed(content_type: bytes) -> bool:
+    """Bodies that routes stream themselves, after checking the caller (uploads of artifacts)."""
+    return content_type == b"application/octet-stream" or content_type.startswith(b"multipart/")
 
 
 class RejectBadText:
@@ -79,9 +89,19 @@ class RejectBadText:
             await _refuse(send, where)
             return
         path = str(scope.get("path", ""))
-        if scope.get("method") in _BODY_METHODS and _is_json(scope) and not _HOOKS.match(path):
-            body, more = await _read_all(receive)
-            where = _json_bad_text(body) if _SUSPECT.search(body) else None
+        content_type = _content_type(scope)
+        if scope.get("method") in _BODY_METHODS and not _streamed(content_type) and not _HOOKS.match(path):
+            # FastAPI reads such a body whole before a route's dependencies check the caller.
+            if _declared_size(scope) > MAX_JSON_BODY_BYTES:
+                await _too_large(send)
+                return
+            try:
+                body, more = await _read_all(receive)
+            except _TooLarge:
+                await _too_large(send)
+                return
+            is_json = content_type in (b"", b"application/json") or content_type.endswith(b"+json")
+            where = _json_bad_text(body) if is_json and _SUSPECT.search(body) else None
             if where is not None:
                 await _refuse(send, where)
                 return
@@ -112,14 +132,29 @@ def _json_bad_text(body: bytes) -> str | None:
         return None  # not JSON: the route's own validation answers
 
 
+class _TooLarge(Exception):
+    pass
+
+
+def _declared_size(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
 async def _read_all(receive: Receive) -> tuple[bytes, bool]:
-    """The whole body; `more` False if the client went away."""
+    """The whole body (at most MAX_JSON_BODY_BYTES: _TooLarge); `more` False if the client went away."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return b"".join(chunks), False
         chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_JSON_BODY_BYTES:
+            raise _TooLarge
         if not message.get("more_body", False):
             return b"".join(chunks), True
 
@@ -140,13 +175,21 @@ def _replay(body: bytes, connected: bool, receive: Receive) -> Receive:
     return replay
 
 
+async def _too_large(send: Send) -> None:
+    await _answer(send, 413, f"request body larger than {MAX_JSON_BODY_BYTES} bytes")
+
+
 async def _refuse(send: Send, where: str) -> None:
     message = f"{where}: a NUL character or an unpaired surrogate, which no text field accepts: remove it"
+    await _answer(send, 422, message)
+
+
+async def _answer(send: Send, status: int, message: str) -> None:
     payload = json.dumps({"error": message}, separators=(",", ":")).encode()  # as FastAPI writes it
     await send(
         {
             "type": "http.response.start",
-            "status": 422,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
