@@ -116,7 +116,7 @@ class Server:
         env["AICD_DATABASE_URL"] = self.database_url
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         command = [sys.executable, "-m", "aicd.cli.main", "server", "--host", "127.0.0.1", "--port", "0"]
-        command += ["--home", str(self.home), "--no-poll"]
+        command += ["--home", str(self.home), "--no-poll", "--allowed-repo-root", str(self.home.parent)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60

@@ -316,6 +316,48 @@ class ExecutorContract:
         assert "token=[MASKED]" in ran.out
         assert "after [MASKED]" in ran.out
 
+    def test_a_masked_value_split_by_the_line_cut_stays_masked(self, runner: Runner) -> None:
+        """Issue 11: a line longer than the 256 KiB cut is logged in pieces; a secret across the
+        cut was masked in neither piece (each half is shorter than the secret)."""
+        from aicd.executors.script import MAX_LINE_BYTES
+
+        secret = "s3cr3t-" + secrets.token_hex(8)
+        for before in (MAX_LINE_BYTES - 5, MAX_LINE_BYTES - len(secret) + 1, 2 * MAX_LINE_BYTES - 9):
+            job = make_job(f"head -c {before} /dev/zero | tr '\\0' x; echo \"$TOKEN tail\"", "echo done")
+            ran = runner.one(job, variables=[Variable("TOKEN", secret, masked=True)])
+            assert ran.outcome.status == "success"
+            text = "".join(ran.out)
+            assert secret[:6] not in text and secret[-6:] not in text, before
+            assert text.count("x") == before and text.endswith("[MASKED] taildone"), text[-100:]
+            assert secret[:6] not in ran.log and secret[-6:] not in ran.log
+
+    def test_masked_values_never_reach_reports(self, runner: Runner) -> None:
+        """Issue 11: JUnit test names and output, and metrics' names, are shown by the API."""
+        secret = "s3cr3t-" + secrets.token_hex(8)
+        junit = (
+            '<testsuite name="s"><testcase name="test_$TOKEN" classname="c_$TOKEN">'
+            '<failure message="got $TOKEN">trace $TOKEN</failure><system-out>$TOKEN</system-out>'
+            "</testcase></testsuite>"
+        )
+        job = make_job(
+            f'echo "{junit.replace(chr(34), chr(92) + chr(34))}" > report.xml',
+            'printf \'acc{t="%s"} 0.5\\nloss 0.25\\n\' "$TOKEN" > metrics.txt',
+            artifacts=Artifacts(reports=Reports(junit=("report.xml",), metrics=("metrics.txt",))),
+        )
+
+        async def body(session: Session) -> tuple[Ran, JobRequest]:
+            return await session.run_req(job, variables=[Variable("TOKEN", secret, masked=True)])
+
+        ran, req = runner.session(body)
+        assert ran.outcome.status == "success" and ran.outcome.tests is not None
+        assert ran.outcome.tests.failed == 1
+        assert ran.outcome.metrics == {'acc{t="[MASKED]"}': 0.5, "loss": 0.25}
+        kept = list((runner.run_dir / "reports" / str(req.job_id)).rglob("*.xml"))
+        assert kept, "the JUnit file is kept for the test report"
+        for path in kept:
+            text = path.read_text()
+            assert secret not in text and "test_[MASKED]" in text and "trace [MASKED]" in text
+
     # -- after_script -------------------------------------------------------------------------
 
     def test_after_script_sees_status_and_workspace(self, runner: Runner) -> None:

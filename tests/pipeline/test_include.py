@@ -626,3 +626,22 @@ def test_inputs_in_reference_paths(tmp_path: Path) -> None:
     )
     ref = doc.root["job"]["script"]
     assert ref.path == (".b", "script")
+
+
+def test_a_symlinked_pipeline_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """Issue 11: a `.gitlab-ci.yml` linking outside the repository showed the target's first
+    characters in the error; linked inside, or through a linked folder, it is refused too."""
+    outside = tmp_path / "passwd"
+    outside.write_text("root:x:0:0:TOPSECRET\n")
+    project = tmp_path / "project"
+    (project / "real").mkdir(parents=True)
+    (project / "real" / "ci.yml").write_text("job:\n  script: [echo]\n")
+    (project / ".gitlab-ci.yml").symlink_to(outside)
+    (project / "inside.yml").symlink_to(project / "real" / "ci.yml")
+    (project / "linked").symlink_to(project / "real")
+    for file in (".gitlab-ci.yml", "inside.yml", "linked/ci.yml"):
+        with pytest.raises(PipelineError) as caught:
+            assemble(project, file, RuleContext(variables={}))
+        message = str(caught.value)
+        assert "symbolic link" in message and "TOPSECRET" not in message and "passwd" not in message
+    assert assemble(project, "real/ci.yml", RuleContext(variables={})).root["job"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,8 @@ class ServerProc:
     def start(self) -> ServerProc:
         env = clean_env()
         env["AICD_DATABASE_URL"] = self.database_url
+        # The tests' repositories live in temporary folders (the home, inside one, stays refused).
+        env["AICD_ALLOWED_REPO_ROOTS"] = tempfile.gettempdir()
         env.update(self.extra_env)
         command = [*AICD, "server", "--host", "127.0.0.1", "--port", str(self.port), "--home", str(self.home)]
         if not self.poll:

@@ -170,7 +170,9 @@ def expected(level: str, caller: str, path: str) -> int | None:
         return 401
     if level == USER:
         return None
-    on_project = "{project}" in path
+    # A token that is not the caller's is answered as one that does not exist (issue 11: ids
+    # could be enumerated by 404 vs 403).
+    on_project = "{project}" in path or path == "/tokens/{token_id}"
     if caller == ADMIN:
         return None
     if level in (MODEL_VIEWER, MODEL_DEVELOPER):
@@ -180,7 +182,7 @@ def expected(level: str, caller: str, path: str) -> int | None:
     if caller == "outsider":
         return 404 if on_project else 403
     if level == ADMIN:
-        return 403
+        return 404 if path == "/tokens/{token_id}" else 403
     if level == CONTRIBUTOR:
         return 403 if caller == VIEWER else None
     return 403 if _PROJECT_ROLES.index(caller) < _PROJECT_ROLES.index(level) else None

@@ -103,9 +103,15 @@ def test_refused_deliveries_create_nothing(server: ServerProc, repo: Path) -> No
         assert len(pipelines(server, "demo")) == 1
 
         headers, body = delivery("github", SECRET, "refs/heads/main", ZERO, head)
+        # No secret, no such project, a wrong signature: one answer, which tells projects apart
+        # for nobody (issue 11: 404 "no project" vs 401 naming the project did).
         refused = _post(anon, "nosecret", "github", headers, body)
-        assert refused.status_code == 401 and "has no webhook secret" in refused.json()["error"]
-        assert _post(anon, "missing", "github", headers, body).status_code == 404
+        assert refused.status_code == 401 and "webhook refused" in refused.json()["error"]
+        missing = _post(anon, "missing", "github", headers, body)
+        wrong = _post(anon, "demo", "github", {**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64}, body)
+        assert missing.status_code == wrong.status_code == 401
+        assert missing.json() == refused.json() == wrong.json()
+        assert "nosecret" not in refused.text and "missing" not in missing.text
         assert _post(anon, "demo", "bitbucket", headers, body).status_code == 422
 
         # Malformed but correctly signed bodies: 422 with the reason.

@@ -157,3 +157,33 @@ def test_redact() -> None:
         mirror.redact("https://user:tok@host/x.git and ssh://git@h/y") == "https://host/x.git and ssh://h/y"
     )
     assert mirror.redact("git@github.com:o/r.git") == "git@github.com:o/r.git"  # scp-like: no secret
+
+
+def test_redact_hides_query_values() -> None:
+    """Issue 11: `?private_token=` in a repository URL was shown in errors, the audit log and the API."""
+    assert (
+        mirror.redact("fatal: unable to access 'https://h/r.git?private_token=S3CRET&x=1/': 403")
+        == "fatal: unable to access 'https://h/r.git?private_token=***&x=***': 403"
+    )
+    assert mirror.redact("https://u:pw@h/x?tok") == "https://h/x?***"
+    assert mirror.redact("no URL? a=b") == "no URL? a=b"
+
+
+def test_a_local_url_into_the_home_is_never_fetched(repo: Path, tmp_path: Path) -> None:
+    """Issue 11: a project whose URL (set before the check, or by hand) leads into the server's
+    home would copy another project's mirror, or the keys, into its own."""
+    home = tmp_path / "home"
+    victim = mirror.sync_mirror(home, _project(str(repo), project_id=1))
+    link = tmp_path / "innocent-looking"
+    link.symlink_to(home)
+    for url in (
+        str(victim),
+        f"file://{victim}",
+        str(link / "mirrors" / "1.git"),
+        f"{repo}/../home/mirrors/1.git",
+    ):
+        with pytest.raises(GitError, match="inside the server's home"):
+            mirror.sync_mirror(home, _project(url, project_id=2))
+    assert not (home / "mirrors" / "2.git").exists()
+    with pytest.raises(GitError, match="file:// URL names a local folder"):
+        mirror.sync_mirror(home, _project(f"file://{victim}%00", project_id=2))

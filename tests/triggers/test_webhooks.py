@@ -156,3 +156,23 @@ def test_deeply_nested_json_is_a_config_error() -> None:
     headers, _ = delivery("github", SECRET, "refs/heads/main", A, B)
     with pytest.raises(ConfigError, match="nested too deeply"):
         webhooks.parse("github", headers, b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_refs_and_pushers_are_checked_after_the_signature() -> None:
+    """Issue 11: refs with control characters, `..` or 10,000 characters created pipelines; a
+    pusher's name with NUL reached the database."""
+    for ref in ("refs/heads/ma\nin", "refs/heads/ma\x00in", "refs/heads/../x", "refs/heads/" + "a" * 10_000):
+        payload = json.loads(delivery("github", "s3cret-secret", "refs/heads/main", ZERO, "a" * 40)[1])
+        payload["ref"] = ref
+        headers, body = delivery(
+            "github", "s3cret-secret", "refs/heads/main", ZERO, "a" * 40, body=json.dumps(payload).encode()
+        )
+        with pytest.raises(ConfigError, match="not a valid git ref name"):
+            webhooks.parse("github", headers, body)
+    payload = json.loads(delivery("gitea", "s3cret-secret", "refs/heads/main", ZERO, "a" * 40)[1])
+    payload["pusher"] = {"login": "ev\x00il\x1b[2J", "full_name": "Na\x00me\ud800"}
+    headers, body = delivery(
+        "gitea", "s3cret-secret", "refs/heads/main", ZERO, "a" * 40, body=json.dumps(payload).encode()
+    )
+    push = webhooks.parse("gitea", headers, body).push
+    assert push is not None and (push.user, push.user_name) == ("evil[2J", "Name")

@@ -203,7 +203,7 @@ class RemoteBackend:
                 )
         except httpx.HTTPError as exc:
             raise AicdError(
-                f"cannot upload the model to {self.client.server}: {exc or type(exc).__name__}"
+                f"cannot upload the model to {self.client.shown}: {exc or type(exc).__name__}"
             ) from None
         check(response)
 
@@ -263,7 +263,7 @@ class RemoteBackend:
                             fh.write(chunk)
             except httpx.HTTPError as exc:
                 raise AicdError(
-                    f"cannot download from {self.client.server}: {exc or type(exc).__name__}"
+                    f"cannot download from {self.client.shown}: {exc or type(exc).__name__}"
                 ) from None
             actual = f"sha256:{h.hexdigest()}"
             if actual != artifact["digest"]:

@@ -15,10 +15,11 @@ from typing import Any
 import click
 import httpx
 
-from aicd.cli.remote import API_PREFIX, Client, check, remote_options, segment
+from aicd.cli.remote import API_PREFIX, Client, check, check_token, remote_options, segment
 from aicd.cli.tables import table as _table
 from aicd.cli.terminal import clean_lines
 from aicd.errors import AicdError, ConfigError, NotFoundError
+from aicd.triggers.mirror import redact
 
 FINAL = frozenset({"success", "failed", "canceled", "skipped", "manual"})
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -285,7 +286,7 @@ def logs(project: str, job_id: int, follow: bool, server: str | None, token: str
 
 def sse_events(server: str, token: str | None, path: str) -> Iterator[tuple[str, str]]:
     """(event, data) of a Server-Sent Events stream of the API, until its `end` event."""
-    headers = {"Authorization": f"Bearer {token.strip()}"} if token and token.strip() else {}
+    headers = {"Authorization": f"Bearer {check_token(token)}"} if token and token.strip() else {}
     try:
         with httpx.stream(
             "GET", server + API_PREFIX + path, headers=headers, timeout=httpx.Timeout(30, read=None)
@@ -308,7 +309,9 @@ def sse_events(server: str, token: str | None, path: str) -> Iterator[tuple[str,
                 elif line.startswith("data:"):
                     data.append(line[6:] if line.startswith("data: ") else line[5:])
     except httpx.HTTPError as exc:
-        raise AicdError(f"cannot reach the aicd server at {server}: {exc or type(exc).__name__}") from None
+        raise AicdError(
+            f"cannot reach the aicd server at {redact(server)}: {redact(str(exc)) or type(exc).__name__}"
+        ) from None
 
 
 # -- remote mode of `aicd runs`, `aicd show`, `aicd logs` ----------------------------------------

@@ -78,14 +78,22 @@ class Client:
     def __init__(self, server: str | None, token: str | None, *, timeout: float = TIMEOUT_S) -> None:
         if not server:
             raise ConfigError("no aicd server given: pass --server URL or set AICD_SERVER")
-        server = server.rstrip("/")
+        server = server.strip().rstrip("/")
         if not server.startswith(("http://", "https://")):
             server = "http://" + server
         self.server = server
+        self.shown = _shown_url(server)  # what messages name: no user:password@, no query values
+        if not server.isascii() or not server.isprintable():
+            raise ConfigError(
+                f"server URL {self.shown!a}: control or non-ASCII characters; give e.g. http://127.0.0.1:8080"
+            )
         if not (token and token.strip()):
             token = job_token_from_env()
-        headers = {"Authorization": f"Bearer {token.strip()}"} if token and token.strip() else {}
-        self._http = httpx.Client(base_url=server + API_PREFIX, headers=headers, timeout=timeout)
+        headers = {"Authorization": f"Bearer {check_token(token)}"} if token and token.strip() else {}
+        try:
+            self._http = httpx.Client(base_url=server + API_PREFIX, headers=headers, timeout=timeout)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise ConfigError(f"server URL {self.shown}: {_shown_url(str(exc))}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -129,12 +137,13 @@ class Client:
         try:
             response = self._http.request(method, path, json=json, params=clean)
         except httpx.HTTPError as exc:
-            raise AicdError(
-                f"cannot reach the aicd server at {self.server}: {exc or type(exc).__name__}; "
-                "is `aicd server` running?"
-            ) from None
+            raise self._unreachable(exc) from None
         check(response)
         return response
+
+    def _unreachable(self, exc: Exception) -> AicdError:
+        why = _shown_url(str(exc)) or type(exc).__name__
+        return AicdError(f"cannot reach the aicd server at {self.shown}: {why}; is `aicd server` running?")
 
     def download(self, path: str, target: IO[bytes]) -> int:
         """Stream the body of GET `path` into `target` (after the error check); the bytes written."""
@@ -148,11 +157,27 @@ class Client:
                     target.write(chunk)
                     written += len(chunk)
         except httpx.HTTPError as exc:
-            raise AicdError(
-                f"cannot reach the aicd server at {self.server}: {exc or type(exc).__name__}; "
-                "is `aicd server` running?"
-            ) from None
+            raise self._unreachable(exc) from None
         return written
+
+
+def check_token(token: str) -> str:
+    """The token for the Authorization header: printable ASCII without spaces, as every aicd
+    token is. ConfigError otherwise, which never shows the token (it may be a real one, mistyped)."""
+    token = token.strip()
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError(
+            "the API token (--token or AICD_TOKEN) contains a space, a control character (such as a "
+            "newline) or a non-ASCII character, which no aicd token has: check how it was copied"
+        )
+    return token
+
+
+def _shown_url(text: str, *, newlines: bool = False) -> str:
+    from aicd.cli.terminal import clean, clean_lines
+    from aicd.triggers.mirror import redact
+
+    return (clean_lines if newlines else clean)(redact(text))
 
 
 def segment(value: str | int) -> str:
@@ -175,4 +200,4 @@ def check(response: httpx.Response) -> None:
         message = response.text.strip()[:500]
     message = message or response.reason_phrase or f"HTTP {response.status_code}"
     cls = _ERRORS.get(response.status_code, AicdError)
-    raise cls(f"server: {message}")
+    raise cls(f"server: {_shown_url(message, newlines=True)}")

@@ -50,6 +50,14 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
     help="Run jobs without the sandbox, as the server's user, able to read its keys and database "
     "(env AICD_UNSAFE_NO_SANDBOX=1). Only for a server whose every pusher is trusted.",
 )
+@click.option(
+    "--allowed-repo-root",
+    "allowed_repo_roots",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A folder whose Git repositories admins may add as projects by path or file:// "
+    "(repeatable; env AICD_ALLOWED_REPO_ROOTS, ':'-separated). Default: none.",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="warning", show_default=True)
 def server(
     host: str | None,
@@ -60,6 +68,7 @@ def server(
     no_poll: bool,
     no_environments: bool,
     unsafe_no_sandbox: bool,
+    allowed_repo_roots: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Serve the REST API (/api/v1), run pipelines on pushes, keep the history."""
@@ -74,6 +83,7 @@ def server(
         poll=False if no_poll else None,
         environments=False if no_environments else None,
         unsafe_no_sandbox=True if unsafe_no_sandbox else None,
+        allowed_repo_roots=allowed_repo_roots or None,
     )
     # Unsandboxed jobs (and `aicd model` inside them) see the same home and database as the
     # server; the sandbox never passes these on.

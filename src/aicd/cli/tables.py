@@ -22,7 +22,12 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
 
 def when(ts: float | None) -> str:
     """A local date and time, or empty."""
-    return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    if ts is None:
+        return ""
+    try:
+        return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # a date no calendar holds (e.g. 1e308 s)
+        return "far future" if ts > 0 else "far past"
 
 
 def echo_json(value: Any) -> None:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import click
 
 from aicd.cli.remote import Client, remote_options, segment
 from aicd.cli.tables import table as _table
-from aicd.cli.terminal import clean_lines
+from aicd.cli.tables import when
+from aicd.cli.terminal import clean, clean_lines
 from aicd.errors import NotFoundError
 
 
 def _when(at: float | None) -> str:
-    return "" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+    return when(at)
 
 
 def _json(value: Any) -> None:
@@ -122,9 +122,10 @@ def token_create(
         _json(created)
     else:
         click.echo(
-            f"token {created['id']} ({created['name']}) for {user_name}; shown once, keep it:", err=True
+            clean(f"token {created['id']} ({created['name']}) for {user_name}; shown once, keep it:"),
+            err=True,
         )
-        click.echo(created["token"])
+        click.echo(clean(str(created["token"])))
 
 
 @token.command("list")

@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from aicd.errors import ConfigError, ConflictError, GitError, NotFoundError
+from aicd.errors import ConfigError, ConflictError, GitError, NotFoundError, PermissionDeniedError
 from aicd.store.projects_repo import ProjectRecord, ProjectStore, VariableRecord
 from aicd.triggers import mirror
 
@@ -58,6 +58,9 @@ class _Accounts(Protocol):
 class _Settings(Protocol):
     @property
     def home(self) -> Path: ...
+
+    @property
+    def allowed_repo_roots(self) -> tuple[Path, ...]: ...
 
 
 class Stores(Protocol):
@@ -129,7 +132,40 @@ def normalize_repo_url(url: str, *, base: Path | None = None) -> str:
             path = (base or Path.cwd()) / path
         return str(path.resolve())
     except (OSError, RuntimeError) as exc:  # e.g. a name too long, a symlink loop
-        raise ConfigError(f"repository path {url!r}: {exc}") from None
+        raise ConfigError(f"repository path {mirror.redact(url)!r}: {exc}") from None
+
+
+def check_repo_location(url: str, *, is_admin: bool, allowed_roots: Sequence[Path], home: Path) -> None:
+    """A local repository (path or file://) is for admins only, under an allowed root, never in the
+    server's home (other projects' mirrors, keys, database), symlinks and `..` resolved.
+    PermissionDeniedError (not an admin) or ConfigError."""
+    try:
+        path = mirror.local_repo_path(url)
+    except GitError as exc:
+        raise ConfigError(str(exc)) from None
+    if path is None:
+        return
+    if not is_admin:
+        raise PermissionDeniedError(
+            "only an admin may use a repository on the server's disk (a path or file://): "
+            "give an https://, ssh:// or git:// URL"
+        )
+    shown = mirror.redact(url)
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise ConfigError(
+            f"cannot read the repository {shown}: the folder does not exist on the server"
+        ) from None
+    if mirror.in_home(home, url):
+        raise ConfigError(f"repository {shown} is inside the server's home, whose files no project may read")
+    if not any(real == root or real.is_relative_to(root) for root in allowed_roots):
+        allowed = ", ".join(str(root) for root in allowed_roots)
+        hint = f"allowed: {allowed}" if allowed else "none is allowed now"
+        raise ConfigError(
+            f"repository {shown} is not under an allowed root for local repositories ({hint}); "
+            "start the server with --allowed-repo-root DIR (or AICD_ALLOWED_REPO_ROOTS) to allow one"
+        )
 
 
 def check_remote(url: str, branch: str, *, timeout: float = LS_REMOTE_TIMEOUT_S) -> dict[str, str]:
@@ -219,10 +255,11 @@ class NewProject:
     webhook_secret: str | None = None
 
 
-def add_project(stores: Stores, actor: str, spec: NewProject) -> ProjectRecord:
-    """Validate, check the remote, create. ConfigError / ConflictError."""
+def add_project(stores: Stores, actor: str, spec: NewProject, *, is_admin: bool = True) -> ProjectRecord:
+    """Validate, check the remote, create. ConfigError / ConflictError / PermissionDeniedError."""
     name = check_name(spec.name)
     url = normalize_repo_url(spec.repo_url)
+    _check_location(stores, url, is_admin)
     branch = check_branch_name(spec.default_branch)
     pipeline_file = check_pipeline_file(spec.pipeline_file)
     interval = check_poll_interval(spec.poll_interval_s)
@@ -246,6 +283,11 @@ def add_project(stores: Stores, actor: str, spec: NewProject) -> ProjectRecord:
         },
     )
     return record
+
+
+def _check_location(stores: Stores, url: str, is_admin: bool) -> None:
+    settings = stores.settings
+    check_repo_location(url, is_admin=is_admin, allowed_roots=settings.allowed_repo_roots, home=settings.home)
 
 
 def _require_free(stores: Stores, name: str) -> None:
@@ -275,12 +317,15 @@ def update_project(
     pipeline_file: str | None = None,
     poll_interval_s: float | Unset | None = UNSET,
     webhook_secret: str | Unset | None = UNSET,
+    is_admin: bool = False,
 ) -> ProjectRecord:
     """Change what is given (None: unchanged; poll_interval_s None: stop polling; webhook_secret
     None or "": remove it). A new URL or branch is checked against the remote."""
     fields: dict[str, object] = {}
     details: dict[str, object] = {}
     url = normalize_repo_url(repo_url) if repo_url is not None else project.repo_url
+    if url != project.repo_url:
+        _check_location(stores, url, is_admin)
     branch = check_branch_name(default_branch) if default_branch is not None else project.default_branch
     if url != project.repo_url or branch != project.default_branch:
         check_remote(url, branch)

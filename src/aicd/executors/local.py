@@ -60,7 +60,7 @@ from aicd.executors.script import (
 from aicd.executors.script import die_with_parent as die_with_parent_fn
 from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commit, snapshot_worktree
 from aicd.pipeline.ir import Variable
-from aicd.pipeline.variables import expand, masker, resolve
+from aicd.pipeline.variables import PieceMasker, expand, masker, resolve
 
 AFTER_SCRIPT_TIMEOUT_S = 300.0
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -264,6 +264,7 @@ class _LocalJob:
         self._log_full = False
         self._job_vars: Mapping[str, str] = {}
         self._mask: Callable[[str], str] = _identity
+        self._pieces: PieceMasker | None = None  # with masked variables: for lines cut in pieces
         self._token = new_token()
         job = request.job
         self._coverage = reports_mod.CoverageScanner(job.coverage) if job.coverage else None
@@ -293,8 +294,26 @@ class _LocalJob:
 
     # -- output -----------------------------------------------------------------------------
 
+    def _emit_piece(self, kind: OutputKind, text: str) -> None:
+        """A piece of an over-long line: masked across the cut, its unsafe end held back."""
+        if self._pieces is None:
+            self._emit(kind, text)
+            return
+        shown = self._pieces.piece(text)
+        if shown:
+            self._write(kind, shown)
+
     def _emit(self, kind: OutputKind, text: str) -> None:
-        text = self._mask(text)
+        pieces = self._pieces
+        if pieces is not None and pieces.holding:
+            if kind == "out":
+                self._write(kind, pieces.end(text))
+                return
+            self._write("out", pieces.end(""))
+        self._write(kind, self._mask(text))
+
+    def _write(self, kind: OutputKind, text: str) -> None:
+        """Masked text to the log and the listener, until the log reaches its size limit."""
         limit = self.ex.max_log_bytes
         if limit is not None and kind != "info":
             if self._log_full:
@@ -397,6 +416,7 @@ class _LocalJob:
         timeout: float | None,
     ) -> int:
         reader = _FlushingReader(self._emit, self._token, labels, self._flush_log)
+        reader.emit_piece = self._emit_piece
         spec = ShellSpec(self.req, script, cwd, env, self._job_vars, self._files_dir)
         launch = self.ex.launch(spec)
         try:
@@ -465,6 +485,7 @@ class _LocalJob:
                 secrets_.append(v.value)
                 secrets_.append(job_vars.get(v.key, ""))
         self._mask = masker(secrets_)
+        self._pieces = PieceMasker(secrets_) if any(secrets_) else None
         if file_keys:
             files_dir = run_dir / "files" / str(req.job_id)
             files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -571,6 +592,10 @@ class _LocalJob:
                     dotenv += found
                     out.info += warnings
             out.dotenv = tuple(dotenv)
+            if self._mask is not _identity:  # the kept JUnit files are what the test report shows
+                for _name, path in files.of("junit"):
+                    if not path.is_symlink():
+                        reports_mod.mask_junit_file(path, self._mask)
             junit = [(n, _read_report(p, n, out.info)) for n, p in files.of("junit")]
             readable = [(n, data) for n, data in junit if data is not None]
             if readable:
@@ -580,7 +605,7 @@ class _LocalJob:
                 data = _read_report(path, name, out.info)
                 if data is not None:
                     metrics, warnings = reports_mod.parse_metrics(_text(data), name)
-                    out.metrics.update(metrics)
+                    out.metrics.update({self._mask(key): value for key, value in metrics.items()})
                     out.info += warnings
         return out
 

@@ -15,11 +15,13 @@ limits the file to 5 KiB: a bigger file is still read, with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aicd.executors.base import TestSummary
 from aicd.pipeline.ir import Variable
@@ -63,6 +65,30 @@ class _Counts:
 def _local(tag: object) -> str:
     name = tag if isinstance(tag, str) else ""
     return name.rsplit("}", 1)[-1]
+
+
+def mask_junit_file(path: Path, mask: Callable[[str], str]) -> None:
+    """Rewrite a kept JUnit file with masked variables' values hidden in every text and attribute
+    (test names, messages, system-out): the test report shows what these files hold. A file that
+    is not XML is left as is (no report shows it)."""
+    try:
+        tree = ET.parse(path)
+    except (ET.ParseError, OSError):
+        return
+    changed = False
+    for element in tree.getroot().iter():
+        for attr, value in element.attrib.items():
+            if (masked := mask(value)) != value:
+                element.set(attr, masked)
+                changed = True
+        for part in ("text", "tail"):
+            value = getattr(element, part)
+            if value and (masked := mask(value)) != value:
+                setattr(element, part, masked)
+                changed = True
+    if changed:
+        with contextlib.suppress(OSError):
+            tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
 def parse_junit(texts: Iterable[tuple[str, bytes]]) -> tuple[TestSummary | None, list[str]]:

@@ -95,6 +95,9 @@ class LineReader:
         self._labels = labels
         self._buf = bytearray()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        # Called instead of `emit` for a piece of a line cut at MAX_LINE_BYTES (more follows), so
+        # that a masker can see across the cut; None: pieces are emitted as lines.
+        self.emit_piece: Emit | None = None
 
     def feed(self, data: bytes) -> None:
         buf = self._buf
@@ -130,7 +133,10 @@ class LineReader:
         token = self._token
         at = text.find(token)
         if at < 0:
-            self._emit("out", text)
+            if not final and self.emit_piece is not None:
+                self.emit_piece("out", text)
+            else:
+                self._emit("out", text)
             return
         if at > 0:  # the previous command's output had no final newline
             self._emit("out", text[:at])

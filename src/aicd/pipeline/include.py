@@ -121,6 +121,18 @@ class _Assembler:
     def run(self, file: str, inputs: Mapping[str, Any] | None) -> Document:
         display = _normal(file.replace(os.sep, "/")) if not os.path.isabs(file) else file
         path = Path(file) if os.path.isabs(file) else self.project_dir / display
+        if not os.path.isabs(file) and _through_symlink(self.project_dir, display):
+            # As for include:local, but stricter: whatever the link points to (another file, one
+            # outside the repository), nothing of it is read or shown.
+            raise PipelineError(
+                Diagnostic(
+                    "the pipeline file is a symbolic link (or inside a linked folder): aicd reads it "
+                    "only as a regular file committed in the repository; commit the file itself",
+                    display,
+                    1,
+                    1,
+                )
+            )
         if not path.is_file():
             where = f"looked for {path}"
             raise PipelineError(
@@ -422,6 +434,16 @@ def _wildcard(pattern: str) -> re.Pattern[str]:
 def _normal(path: str) -> str:
     norm = posixpath.normpath(path)
     return "" if norm == "." else norm
+
+
+def _through_symlink(root: Path, relative: str) -> bool:
+    """Whether `relative` (under `root`), or a folder on the way to it, is a symbolic link."""
+    current = root
+    for part in relative.split("/"):
+        current = current / part
+        if current.is_symlink():
+            return True
+    return False
 
 
 def _inside(path: Path, root: Path) -> bool:

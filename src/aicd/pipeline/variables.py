@@ -187,5 +187,44 @@ def masker(secrets: Iterable[str]) -> Callable[[str], str]:
     return mask
 
 
+class PieceMasker:
+    """Masks a line that arrives in pieces (a log line longer than the executor's cut): a secret
+    split by a cut would escape a masker that sees each piece alone, so the end of each piece
+    that may begin a secret is held back and shown with the next piece, masked whole."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if s}, key=lambda s: (-len(s), s))
+        self._mask = masker(self._secrets)
+        self._keep = max((len(s) for s in self._secrets), default=1) - 1
+        self._carry = ""
+
+    def piece(self, text: str) -> str:
+        """The masked text of this piece to show now (more of the same line follows)."""
+        text = self._carry + text
+        cut = len(text) - self._keep
+        moved = True
+        while moved and cut > 0:  # no secret may straddle the cut: move it before the secret
+            moved = False
+            for secret in self._secrets:
+                start = text.find(secret, max(0, cut - len(secret) + 1))
+                while 0 <= start < cut:
+                    if start + len(secret) > cut:
+                        cut, moved = start, True
+                        break
+                    start = text.find(secret, start + 1)
+        cut = max(cut, 0)
+        self._carry = text[cut:]
+        return self._mask(text[:cut])
+
+    def end(self, text: str) -> str:
+        """The masked last piece of the line (with what was held back)."""
+        text, self._carry = self._carry + text, ""
+        return self._mask(text)
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._carry)
+
+
 def _identity(text: str) -> str:
     return text

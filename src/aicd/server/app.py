@@ -25,6 +25,7 @@ from aicd import __version__
 from aicd.core.access import hash_token, new_token
 from aicd.errors import AicdError, ConfigError
 from aicd.server import errors
+from aicd.server.inputs import RejectBadText
 from aicd.server.routes import ROUTER_MODULES
 from aicd.server.settings import ServerSettings
 from aicd.server.state import ServerState
@@ -47,6 +48,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.settings = settings
     app.state.startup_error = None
     errors.install(app)
+    app.add_middleware(RejectBadText)
     for router in load_routers():
         app.include_router(router, prefix=API_PREFIX)
     _metrics_alias(app)

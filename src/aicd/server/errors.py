@@ -3,7 +3,8 @@
 AuthError 401, PermissionDeniedError 403, NotFoundError 404, ConflictError 409,
 ConfigError/PipelineError/GitError 422, StoreError 503, any other AicdError 400.
 Messages come from the errors, which never carry a secret; request validation
-errors drop the offending input (it may be one).
+errors drop the offending input (it may be one). A StoreError's message names the
+database (host, user, file): the caller gets a generic 503, the server's log the details.
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ from aicd.errors import (
     PipelineError,
     StoreError,
 )
+from aicd.triggers.mirror import redact
 
 log = logging.getLogger("aicd.server")
+STORE_UNAVAILABLE = (
+    "the server's database could not answer this request; try again (details in the server's log)"
+)
 
 _STATUS: tuple[tuple[type[AicdError], int], ...] = (
     (AuthError, 401),
@@ -53,11 +58,12 @@ def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def _aicd_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _aicd_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AicdError)
     status = status_for(exc)
-    if status == 503:
-        log.warning("%s", exc)
+    if isinstance(exc, StoreError):
+        log.warning("%s %s: %s", request.method, request.url.path, redact(str(exc)))
+        return error_response(status, STORE_UNAVAILABLE)
     return error_response(status, str(exc) or type(exc).__name__)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +11,9 @@ from aicd.errors import ConfigError
 from aicd.executors.sandbox import NETWORK_OFF, NETWORK_ON, NETWORK_VARIABLE, SandboxLimits
 
 _TRUE = ("1", "true", "yes", "on")
+
+DEFAULT_WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
+MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own limit on a payload
 
 
 def _default_concurrency() -> int:
@@ -33,6 +36,11 @@ class ServerSettings:
     job_network: bool = True  # AICD_JOB_NETWORK=none: jobs have no network unless they turn it on
     # AICD_JOB_HIDE=/etc/aicd.env:/opt/keys: files or folders of the system a job must not see
     job_hidden_paths: tuple[Path, ...] = ()
+    # Folders under which projects may use local repositories (paths, file://), admins only;
+    # AICD_ALLOWED_REPO_ROOTS (separated by ":") or --allowed-repo-root. None: no local repositories.
+    allowed_repo_roots: tuple[Path, ...] = ()
+    # The largest webhook body read (AICD_WEBHOOK_MAX_BODY_BYTES); bigger ones are refused with 413.
+    webhook_max_body_bytes: int = DEFAULT_WEBHOOK_MAX_BODY_BYTES
 
     @property
     def admin_token_path(self) -> Path:
@@ -51,6 +59,8 @@ class ServerSettings:
         poll: bool | None = None,
         environments: bool | None = None,
         unsafe_no_sandbox: bool | None = None,
+        allowed_repo_roots: Sequence[Path | str] | None = None,
+        webhook_max_body_bytes: int | None = None,
     ) -> ServerSettings:
         """Arguments (flags) win over the environment, which wins over defaults."""
         env = os.environ if environ is None else environ
@@ -82,6 +92,23 @@ class ServerSettings:
         network = env.get(NETWORK_VARIABLE, "").strip().lower()
         if network not in NETWORK_ON and network not in NETWORK_OFF:
             raise ConfigError(f"{NETWORK_VARIABLE}={network!r}: expected 'on' or 'none'")
+        if not allowed_repo_roots:
+            raw = env.get("AICD_ALLOWED_REPO_ROOTS", "")
+            allowed_repo_roots = [part for part in raw.split(os.pathsep) if part.strip()]
+        roots = tuple(_repo_root(str(root)) for root in allowed_repo_roots)
+        if webhook_max_body_bytes is None:
+            raw = env.get("AICD_WEBHOOK_MAX_BODY_BYTES", "").strip()
+            if raw:
+                if not raw.isascii() or not raw.isdigit():
+                    raise ConfigError(f"AICD_WEBHOOK_MAX_BODY_BYTES={raw!r}: expected a number of bytes")
+                webhook_max_body_bytes = int(raw)
+        body_cap = webhook_max_body_bytes
+        if body_cap is None:
+            body_cap = DEFAULT_WEBHOOK_MAX_BODY_BYTES
+        if not 1024 <= body_cap <= MAX_WEBHOOK_BODY_BYTES:
+            raise ConfigError(
+                f"webhook body limit {body_cap} bytes: give 1024 to {MAX_WEBHOOK_BODY_BYTES} (25 MiB)"
+            )
         return cls(
             home=home_path,
             database_url=url,
@@ -95,6 +122,8 @@ class ServerSettings:
             job_limits=SandboxLimits.from_env(env),
             job_network=network in NETWORK_ON,
             job_hidden_paths=_hidden_paths(env.get("AICD_JOB_HIDE", "")),
+            allowed_repo_roots=roots,
+            webhook_max_body_bytes=body_cap,
         )
 
 
@@ -104,3 +133,17 @@ def _hidden_paths(raw: str) -> tuple[Path, ...]:
         if not path.is_absolute():
             raise ConfigError(f"AICD_JOB_HIDE: {str(path)!r} is not an absolute path")
     return paths
+
+
+def _repo_root(text: str) -> Path:
+    """An allowed root of local repositories: an existing folder, absolute, symlinks resolved."""
+    path = Path(text.strip()).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(f"allowed repository root {text!r}: give an absolute path")
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"allowed repository root {text!r}: {exc}") from None
+    if not resolved.is_dir():
+        raise ConfigError(f"allowed repository root {text!r}: not a folder")
+    return resolved

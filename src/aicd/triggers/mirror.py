@@ -17,6 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aicd.errors import GitError
 
@@ -27,6 +28,9 @@ FETCH_TIMEOUT_S = 300.0
 LOCAL_TIMEOUT_S = 60.0
 _REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^@/\s]*@")
+# A URL's query (?private_token=..., &access_token=...): any parameter's value may be a credential.
+_URL_QUERY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s?#'\"]*\?)([^\s#'\"]*)")
+_PARAM_VALUE = re.compile(r"(^|[&;])([^=&;]*=)?[^&;]+")
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
 _locks: dict[Path, threading.Lock] = {}
@@ -58,8 +62,20 @@ def git_env() -> dict[str, str]:
 
 
 def redact(text: str) -> str:
-    """`text` with user:password@ removed from URLs."""
-    return _CREDENTIALS.sub(r"\1", text)
+    """`text` with credentials removed from URLs: user:password@, and the values of query
+    parameters (`?private_token=...` becomes `?private_token=***`)."""
+    text = _CREDENTIALS.sub(r"\1", text)
+    if "?" not in text:
+        return text
+    return _URL_QUERY.sub(_hide_query, text)
+
+
+def _hide_query(match: re.Match[str]) -> str:
+    return match.group(1) + _PARAM_VALUE.sub(_hide_value, match.group(2))
+
+
+def _hide_value(match: re.Match[str]) -> str:
+    return match.group(1) + (match.group(2) or "") + "***"
 
 
 def git_message(stderr: bytes | str) -> str:
@@ -103,10 +119,45 @@ def _lock(path: Path) -> threading.Lock:
         return _locks.setdefault(path, threading.Lock())
 
 
+def local_repo_path(url: str) -> Path | None:
+    """The folder a local repository URL (an absolute path, or file://) names; None for a remote
+    URL. GitError for a file:// URL git would read differently than this (a host, %, ?, #)."""
+    if url.lower().startswith("file://"):
+        parsed = urlsplit(url)
+        # What git reads is the text after file://: no decoding, query or fragment to second-guess.
+        if parsed.netloc not in ("", "localhost") or any(c in url for c in "%?#"):
+            raise GitError(
+                f"repository URL {redact(url)!r}: a file:// URL names a local folder "
+                "(file:///path/to/repo), without host, '%', '?' or '#'"
+            )
+        return Path(parsed.path or "/")
+    if url.startswith("/"):
+        return Path(url)
+    return None
+
+
+def in_home(home: Path, url: str) -> bool:
+    """Whether a local repository URL leads into the server's home (symlinks and `..` resolved)."""
+    path = local_repo_path(url)
+    if path is None:
+        return False
+    try:
+        real, server_home = path.resolve(), Path(home).resolve()
+    except (OSError, RuntimeError):
+        return False
+    return real == server_home or real.is_relative_to(server_home)
+
+
 def sync_mirror(home: Path, project: ProjectRecord) -> Path:
-    """Clone (first time) or fetch the project's repository into its mirror. GitError."""
+    """Clone (first time) or fetch the project's repository into its mirror. GitError; a local
+    URL into the server's home (another project's mirror, the keys) is never fetched."""
     path = mirror_path(home, project)
     where = redact(project.repo_url)
+    if in_home(home, project.repo_url):
+        raise GitError(
+            f"cannot fetch {where} for project {project.name!r}: the repository is inside the "
+            "server's home, whose files no project may read; an admin must change its URL"
+        )
     with _lock(path):
         try:
             if (path / "HEAD").is_file():
@@ -180,6 +231,34 @@ def resolve_ref(mirror: Path, ref: str, *, project: str | None = None) -> str:
         return out.decode().strip()
     where = f"project {project!r}" if project is not None else "the repository"
     raise GitError(f"{ref!r} is not a branch, tag or commit of {where}")
+
+
+def is_reachable(mirror: Path, sha: str, ref: str) -> bool:
+    """Whether commit `sha` is `ref` ("refs/heads/x", "refs/tags/v1") or one of its ancestors."""
+    if not _SHA.fullmatch(sha) or not ref.startswith("refs/"):
+        return False
+    try:
+        run_git(["merge-base", "--is-ancestor", sha, f"{ref}^{{commit}}"], cwd=mirror)
+    except GitError:  # exit 1: not an ancestor; 128: no such ref or commit
+        return False
+    return True
+
+
+def resolve_branch_or_tag(mirror: Path, ref: str, *, project: str) -> tuple[str, str]:
+    """(full ref name, commit sha) of a branch or tag ("main", "refs/heads/main", "v1",
+    "refs/tags/v1"); a branch wins over a tag of the same name, as in git. GitError otherwise
+    (a commit sha is not a ref: GitLab runs pipelines for branches and tags)."""
+    if ref.startswith(("refs/heads/", "refs/tags/")):
+        candidates = [ref]
+    else:
+        candidates = [f"refs/heads/{ref}", f"refs/tags/{ref}"]
+    for candidate in candidates:
+        try:
+            out = run_git(["rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"], cwd=mirror)
+        except GitError:
+            continue
+        return candidate, out.decode().strip()
+    raise GitError(f"{ref!r} is not a branch or tag of project {project!r}")
 
 
 def has_commit(mirror: Path, sha: str) -> bool:

@@ -28,11 +28,12 @@ from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from aicd.errors import AuthError, ConfigError
+from aicd.triggers.refs import check_ref_name
 
 Provider = Literal["github", "gitlab", "gitea"]
 PROVIDERS: tuple[Provider, ...] = ("github", "gitlab", "gitea")
 ZERO_SHA = "0" * 40
-MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own limit on a payload
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own limit on a payload (the server's cap is a setting)
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _EVENT_HEADER = {"github": "x-github-event", "gitlab": "x-gitlab-event", "gitea": "x-gitea-event"}
@@ -124,7 +125,7 @@ def parse(provider: Provider, headers: Mapping[str, str], body: bytes) -> Delive
     event = lowered.get(event_header, "").strip()
     if not event:
         raise ConfigError(f"{provider} webhook: missing {_title(event_header)} header")
-    delivery_id = lowered.get(_DELIVERY_HEADER[provider], "").strip()[:150] or None
+    delivery_id = _clean(lowered.get(_DELIVERY_HEADER[provider], "").strip()[:150]) or None
     if provider == "github" and event == "ping":
         return Delivery(provider, "ping", event, delivery_id, None)
     if event not in _PUSH_EVENTS[provider]:
@@ -133,6 +134,7 @@ def parse(provider: Provider, headers: Mapping[str, str], body: bytes) -> Delive
     ref = _field(provider, payload, "ref")
     if not ref.startswith(("refs/heads/", "refs/tags/")) or len(ref) <= len("refs/tags/"):
         return Delivery(provider, "ignored", event, delivery_id, None)
+    check_ref_name(ref, what=f"{provider} push event: ref")
     before = _sha(provider, payload, "before")
     after = _sha(provider, payload, "after")
     deleted = payload.get("deleted") is True or set(after) == {"0"}
@@ -199,8 +201,8 @@ def _user(provider: str, payload: Mapping[str, Any]) -> str:
         if isinstance(who, Mapping):
             candidates += [who.get("login"), who.get("username"), who.get("name")]
     for candidate in candidates:
-        if isinstance(candidate, str) and candidate:
-            return candidate[:200]
+        if isinstance(candidate, str) and _clean(candidate):
+            return _clean(candidate[:200])
     return ""
 
 
@@ -212,4 +214,13 @@ def _user_name(provider: str, payload: Mapping[str, Any]) -> str:
     elif provider == "gitea":
         who = payload.get("pusher")
         candidate = who.get("full_name") if isinstance(who, Mapping) else None
-    return candidate[:200] if isinstance(candidate, str) else ""
+    return _clean(candidate[:200]) if isinstance(candidate, str) else ""
+
+
+def _clean(text: str) -> str:
+    """Text of the payload for the database and a job's environment: control characters and lone
+    surrogates (which no database column or environment can hold) dropped."""
+    if text.isprintable() and text.isascii():
+        return text
+    kept = "".join(c for c in text if ord(c) >= 32 and c != "\x7f" and not 0xD800 <= ord(c) <= 0xDFFF)
+    return kept

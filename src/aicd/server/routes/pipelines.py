@@ -22,6 +22,7 @@ from aicd.server.state import ServerState
 from aicd.store.pipeline_queries import find_pipelines
 from aicd.store.projects_repo import ProjectRecord
 from aicd.store.records import PipelineRecord
+from aicd.triggers.refs import check_ref_name
 
 router = APIRouter(tags=["pipelines"])
 
@@ -102,13 +103,25 @@ def _commit_of(state: ServerState, project: ProjectRecord, ref: str, sha: str | 
     except GitError:
         if not (path / "HEAD").is_file():
             raise
-    ref = ref.removeprefix("refs/heads/")
-    head = mirror.resolve_ref(path, ref, project=project.name)
+    check_ref_name(ref, what="ref")
+    full, head = mirror.resolve_branch_or_tag(path, ref, project=project.name)
+    short = full.removeprefix("refs/heads/")  # a tag keeps "refs/tags/" only if it was given so
+    if ref.startswith("refs/tags/"):
+        short = ref
+    elif full.startswith("refs/tags/"):
+        short = full.removeprefix("refs/tags/")
     if sha is None:
-        return ref, head
+        return short, head
     if not mirror.has_commit(path, sha):
         raise GitError(f"commit {sha!r} is not in the repository of project {project.name!r}")
-    return ref, mirror.resolve_ref(path, sha, project=project.name)
+    commit = mirror.resolve_ref(path, sha, project=project.name)
+    if not mirror.is_reachable(path, commit, full):
+        # GitLab too: a commit runs only with a ref that holds it (protected variables go by the ref).
+        raise GitError(
+            f"commit {commit} is not on {full.removeprefix('refs/heads/')} of project {project.name!r}: "
+            "give the branch or tag that holds it"
+        )
+    return short, commit
 
 
 @router.post(

@@ -132,7 +132,7 @@ async def create_project(body: ProjectIn, state: State, admin: Admin) -> Project
         poll_interval_s=body.poll_interval_s,
         webhook_secret=body.webhook_secret,
     )
-    record = await asyncio.to_thread(core.add_project, state, admin.name, spec)
+    record = await asyncio.to_thread(core.add_project, state, admin.name, spec, is_admin=admin.is_admin)
     _wake_poller(state)
     return ProjectOut.of(record, state)
 
@@ -168,6 +168,7 @@ async def update_project(body: ProjectPatch, access: Maintainer, state: State) -
         pipeline_file=body.pipeline_file,
         poll_interval_s=body.poll_interval_s if "poll_interval_s" in given else core.UNSET,
         webhook_secret=body.webhook_secret if "webhook_secret" in given else core.UNSET,
+        is_admin=access.principal.is_admin,
     )
     _wake_poller(state)
     return ProjectOut.of(record, state)

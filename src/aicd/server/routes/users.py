@@ -32,6 +32,7 @@ Caller = Annotated[Principal, Depends(get_user_principal)]
 Admin = Annotated[Principal, Depends(require_admin)]
 Maintainer = Annotated[ProjectAccess, Depends(project_access(Role.MAINTAINER))]
 RoleName = Literal["viewer", "developer", "maintainer"]
+MAX_TOKEN_LIFETIME_S = 10 * 366 * 86400  # 10 years: beyond, a date is no longer a date anyone means
 
 
 class UserOut(BaseModel):
@@ -52,7 +53,12 @@ class UserIn(BaseModel):
 
 class TokenIn(BaseModel):
     name: str = Field(default="token", min_length=1, max_length=200)
-    expires_in_s: float | None = Field(default=None, gt=0, description="Lifetime in seconds; none: no expiry")
+    expires_in_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TOKEN_LIFETIME_S,
+        description="Lifetime in seconds (10 years at most); none: no expiry",
+    )
 
 
 class TokenCreated(BaseModel):
@@ -176,8 +182,13 @@ def list_tokens(user_id: IdPath, state: State, caller: Caller) -> list[TokenOut]
     tags=["tokens"],
 )
 def revoke_token(token_id: IdPath, state: State, caller: Caller) -> TokenOut:
-    token = state.accounts.get_token(token_id)
-    _self_or_admin(caller, token.user_id)
+    # Someone else's token and no token get the same 404: token ids cannot be enumerated.
+    try:
+        token = state.accounts.get_token(token_id)
+    except NotFoundError:
+        token = None
+    if token is None or not (caller.is_admin or caller.user_id == token.user_id):
+        raise NotFoundError(f"no token {token_id} that you may revoke")
     revoked = state.accounts.revoke_token(token_id)
     state.accounts.audit(
         caller.name, "token.revoke", target=str(token_id), details={"user_id": token.user_id}

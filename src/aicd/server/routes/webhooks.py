@@ -1,7 +1,10 @@
 """Webhooks: POST /projects/{project}/hooks/{github|gitlab|gitea}.
 
 No token: the project's webhook secret authenticates the delivery (a project
-without one refuses webhooks). Bad or missing signature: 401, nothing recorded.
+without one refuses webhooks). Bad or missing signature, unknown project, no
+secret: the same 401, nothing recorded. The body is refused (413) beyond the
+server's limit (`webhook_max_body_bytes`) from its Content-Length, or as soon as
+its stream grows past it.
 Malformed body: 422. A replay (same delivery id, or same signed body): 200
 {"status": "duplicate"}, nothing created. A push: fetch the mirror once (in a
 thread), submit the pipeline, answer with its id.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -40,15 +44,28 @@ class WebhookOut(BaseModel):
     "/projects/{project}/hooks/{provider}",
     response_model=WebhookOut,
     summary="Receive a push webhook from GitHub, GitLab or Gitea (authenticated by the project's secret)",
-    responses={401: {"description": "Missing or wrong signature/token, or no webhook secret set"}},
+    responses={
+        401: {"description": "Unknown project, no webhook secret set, or a missing or wrong signature/token"},
+        413: {"description": "Body larger than the server's webhook_max_body_bytes"},
+    },
 )
 async def receive(
     project: str, provider: Literal["github", "gitlab", "gitea"], request: Request, state: State
 ) -> WebhookOut:
-    record, secret = await asyncio.to_thread(_project_and_secret, state, project)
-    body = await _read_body(request)
+    found = await asyncio.to_thread(_project_and_secret, state, project)
+    limit = state.settings.webhook_max_body_bytes
+    _check_declared_size(request, limit)
     headers = dict(request.headers)
-    webhooks.verify(provider, headers, body, secret)
+    # An unknown project, one without a secret and a wrong signature get the same answer: a
+    # caller without the secret learns nothing, not even whether the project exists.
+    secret = found[1] if found is not None else _UNGUESSABLE
+    if provider == "gitlab":  # the token is a header: checked before the body is read
+        _verify(provider, headers, b"", secret, project, found)
+    body = await _read_body(request, limit)
+    if provider != "gitlab":
+        _verify(provider, headers, body, secret, project, found)
+    assert found is not None
+    record = found[0]
     delivery = webhooks.parse(provider, headers, body)
     if delivery.kind == "ping":
         return WebhookOut(status="ping", message="pong: the secret matches")
@@ -66,7 +83,7 @@ async def receive(
             if push.deleted:
                 await asyncio.to_thread(_branch_deleted, state, actor, record, push, delivery.delivery_id)
                 return WebhookOut(status="ignored", message=f"{push.ref} was deleted: no pipeline")
-            await asyncio.to_thread(_fetch, state.settings.home, record, push.after)
+            await asyncio.to_thread(_fetch, state.settings.home, record, push)
             pipeline = await state.dispatcher.submit(
                 record,
                 ref=push.short_ref,
@@ -88,43 +105,82 @@ async def receive(
     return WebhookOut(status="created", pipeline_id=pipeline_id)
 
 
-async def _read_body(request: Request) -> bytes:
-    """The raw body (what is signed), refused beyond MAX_BODY_BYTES before reading it all."""
-    limit = webhooks.MAX_BODY_BYTES
-    too_large = HTTPException(413, f"webhook body larger than {limit} bytes")
-    declared = request.headers.get("content-length", "")
+REFUSED = (
+    "webhook refused: no such project, the project has no webhook secret, or the signature "
+    "(X-Hub-Signature-256, X-Gitea-Signature) or token (X-Gitlab-Token) does not match its secret"
+)
+_UNGUESSABLE = secrets.token_hex(32)  # what an unknown project's signature is checked against
+
+
+def _verify(
+    provider: webhooks.Provider,
+    headers: dict[str, str],
+    body: bytes,
+    secret: str,
+    project: str,
+    found: tuple[ProjectRecord, str] | None,
+) -> None:
+    """AuthError(REFUSED) unless the project exists, has a secret, and the delivery carries it;
+    the precise reason goes to the server's log only."""
+    try:
+        webhooks.verify(provider, headers, body, secret)
+    except AuthError as exc:
+        why = str(exc)
+    else:
+        if found is not None:
+            return
+        why = "unknown project or no webhook secret"
+    log.warning("webhook for project %s refused: %s", ascii(project[:100]), why)
+    raise AuthError(REFUSED)
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"webhook body larger than {limit} bytes (the server's limit)")
+
+
+def _check_declared_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length", "").strip()
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body (what is signed), streamed and refused as soon as it grows beyond `limit`."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _project_and_secret(state: ServerState, name: str) -> tuple[ProjectRecord, str]:
+def _project_and_secret(state: ServerState, name: str) -> tuple[ProjectRecord, str] | None:
+    """The project and its webhook secret; None if there is no such project or it has no secret."""
     try:
         record = state.projects.get(project_ref(name))
     except NotFoundError:
-        raise NotFoundError(f"no project {name!r}") from None
+        return None
     encrypted = state.projects.webhook_secret_encrypted(record.id)
     if not encrypted:
-        raise AuthError(
-            f"project {record.name!r} has no webhook secret, so it accepts no webhooks: set one with "
-            f"`aicd project update {record.name} --webhook-secret-env VAR` (or PATCH webhook_secret)"
-        )
+        return None
     return record, state.secrets.decrypt(encrypted)
 
 
-def _fetch(home: Path, project: ProjectRecord, sha: str) -> None:
+def _fetch(home: Path, project: ProjectRecord, push: PushEvent) -> None:
+    """Fetch the mirror; the pushed commit must be on the pushed ref (as the repository has it now)."""
     path = mirror.sync_mirror(home, project)
+    sha = push.after
     if not mirror.has_commit(path, sha):
         raise GitError(
             f"commit {sha} of the push is not in {mirror.redact(project.repo_url)} after fetching "
             "(pushed over since?)"
+        )
+    if not mirror.is_reachable(path, sha, push.ref):
+        raise GitError(
+            f"commit {sha} of the push is not on {push.ref} in {mirror.redact(project.repo_url)} "
+            "after fetching (pushed over since?): no pipeline"
         )
 
 
