@@ -100,6 +100,9 @@ class _Barrier:
     unsettled: int = 0  # deps not settled yet
     members: list[_Node] = field(default_factory=list)  # the jobs that wait for it
     upstream: tuple[Upstream, str | None] | None = None  # once every dep is settled (then final)
+    # stage order without `dependencies`: the artifact sources that ran and their dotenv, the same
+    # for every member once every dep is settled
+    sources: tuple[tuple[ArtifactSource, ...], tuple[Variable, ...]] | None = None
 
 
 @dataclass(eq=False)
@@ -469,23 +472,42 @@ class _Run:
 
     def _request(self, node: _Node) -> JobRequest:
         r = node.result
-        sources = [self.by_name[name] for name in self.plan.artifact_sources(r.job)]
-        ran = [s for s in sources if s.has_run]
+        artifact_sources, dotenv = self._sources(node)
         return JobRequest(
             job=r.job,
             job_id=r.job_id,
             attempt=r.attempts,
             pipeline_id=self.pipeline_id,
             run_dir=self.run_dir,
-            variables=self._variables(node, ran),
-            artifact_sources=tuple(ArtifactSource(s.job_name, s.result.job_id) for s in ran),
+            variables=self._variables(node, dotenv),
+            artifact_sources=artifact_sources,
             log_path=job_log_path(self.run_dir, r.job_id),
         )
 
-    def _variables(self, node: _Node, sources: Iterable[_Node]) -> tuple[Variable, ...]:
+    def _sources(self, node: _Node) -> tuple[tuple[ArtifactSource, ...], tuple[Variable, ...]]:
+        """The artifact sources that ran (and their dotenv variables) of a job about to start."""
+        barrier = node.barrier
+        shared = (
+            barrier is not None
+            and not node.dag
+            and node.result.job.dependencies is None
+            and barrier.unsettled == 0
+        )
+        if shared and barrier is not None and barrier.sources is not None:
+            return barrier.sources
+        sources = [self.by_name[name] for name in self.plan.artifact_sources(node.result.job)]
+        ran = [s for s in sources if s.has_run]
+        found = (
+            tuple(ArtifactSource(s.job_name, s.result.job_id) for s in ran),
+            tuple(v for s in ran for v in s.dotenv),
+        )
+        if shared and barrier is not None:
+            barrier.sources = found
+        return found
+
+    def _variables(self, node: _Node, dotenv: Iterable[Variable]) -> tuple[Variable, ...]:
         """Lowest precedence first: predefined (pipeline, job), YAML, dotenv of sources, pipeline."""
         job = node.result.job
-        dotenv = [v for s in sources for v in s.dotenv]
         own = job_variables(
             job,
             job_id=node.result.job_id,
@@ -500,7 +522,8 @@ class _Run:
         if not raw or "$" not in raw:
             return raw or None
         sources = [self.by_name[name] for name in self.plan.artifact_sources(node.result.job)]
-        return expand(raw, resolve(self._variables(node, sources))) or None
+        dotenv = [v for s in sources for v in s.dotenv]
+        return expand(raw, resolve(self._variables(node, dotenv))) or None
 
     async def _attempt(self, node: _Node) -> JobOutcome:
         slots = self.options.slots
