@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
 def closest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate most like `name`, if one is close enough."""
+    import difflib  # only when a name is wrong: not on the path of a valid pipeline
+
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
