@@ -94,3 +94,16 @@ def test_flags_add_and_override_config() -> None:
 def test_bad_flags(kwargs: dict[str, list[str]], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         merge_thresholds([], **kwargs)
+
+
+def test_the_sandbox_section_is_known_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "aicd.yml"
+    for ok in ("sandbox:\n  network: none\n", "sandbox:\n  network: on\n", "sandbox:\n  network: off\n"):
+        path.write_text(ok)
+        assert load_config(path, "aicd.yml").gates == []
+    path.write_text("sandbox:\n  netwrok: none\n")
+    with pytest.raises(ConfigError, match=r"aicd.yml:2:3: sandbox: unknown key 'netwrok'.*network"):
+        load_config(path, "aicd.yml")
+    path.write_text("sandbox:\n  network: maybe\n")
+    with pytest.raises(ConfigError, match=r"sandbox.network must be 'none' or 'on', not 'maybe'"):
+        load_config(path, "aicd.yml")

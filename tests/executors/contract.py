@@ -188,6 +188,9 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
 class ExecutorContract:
     """Behaviour every executor must show. Subclasses provide ``make_executor``."""
 
+    # False for an executor whose jobs start from a clean environment (the sandbox)
+    inherits_runner_environment = True
+
     @pytest.fixture
     def make_executor(self) -> ExecutorFactory:
         raise NotImplementedError("give the executor factory in the subclass")
@@ -282,10 +285,12 @@ class ExecutorContract:
         ran = runner.one(make_job('echo "$A $B $RAW"'), variables=variables)
         assert ran.out == ["high b-high $A"]
 
-    def test_runner_environment_is_inherited(self, runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_runner_environment_is_inherited_or_not(
+        self, runner: Runner, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("AICD_CONTRACT_INHERITED", "yes")
-        ran = runner.one(make_job('echo "$AICD_CONTRACT_INHERITED"'))
-        assert ran.out == ["yes"]
+        ran = runner.one(make_job('echo "[$AICD_CONTRACT_INHERITED]"'))
+        assert ran.out == (["[yes]"] if self.inherits_runner_environment else ["[]"])
 
     def test_file_variable_holds_a_path_to_the_value(self, runner: Runner) -> None:
         ran = runner.one(
@@ -512,6 +517,22 @@ class ExecutorContract:
         assert ran.outcome.dotenv == ()
         assert any("broken.xml" in line for line in ran.info)
         assert any("build.env" in line for line in ran.info)
+
+    def test_report_files_that_are_links_are_not_read(self, runner: Runner, tmp_path: Path) -> None:
+        outside = tmp_path / "outside.env"
+        outside.write_text("LEAKED=from outside the workspace\n")
+        job = make_job(
+            f"ln -s {outside} build.env",
+            f"ln -s {outside} metrics.txt",
+            name="links",
+            artifacts=Artifacts(reports=Reports(dotenv=("build.env",), metrics=("metrics.txt",))),
+        )
+        ran = runner.one(job)
+        assert ran.outcome.status == "success", ran.lines
+        assert ran.outcome.dotenv == () and ran.outcome.metrics == {}
+        info = [text for kind, text in ran.lines if kind == "info"]
+        assert any("build.env: a symbolic link" in line for line in info), info
+        assert any("metrics.txt: a symbolic link" in line for line in info), info
 
     def test_dotenv_report_is_not_restored_as_a_file(self, runner: Runner) -> None:
         produce = make_job(

@@ -36,6 +36,17 @@ def test_carriage_returns() -> None:
     assert lines == [("out", "crlf line"), ("out", "progress 100%"), ("out", "")]
 
 
+def test_gitlab_section_markers_keep_their_carriage_return() -> None:
+    reader, lines = collect()
+    reader.feed(b"\x1b[0Ksection_start:1700000000:deps[collapsed=true]\r\x1b[0KInstalling\n")
+    reader.feed(b"section_end:1700000001:deps\r\x1b[0K\nnot_a_section:1:x\rshown\n")
+    assert lines == [
+        ("out", "\x1b[0Ksection_start:1700000000:deps[collapsed=true]\r\x1b[0KInstalling"),
+        ("out", "section_end:1700000001:deps\r\x1b[0K"),
+        ("out", "shown"),
+    ]
+
+
 def test_invalid_and_split_utf8() -> None:
     reader, lines = collect()
     data = "é€".encode()

@@ -150,9 +150,9 @@ CASES: list[tuple[str, str | bytes, str]] = [
     ),
     ("dependencies-unknown", "job:\n  script: echo\n  dependencies: [invalid]\n", "is not a job"),
     (
-        "dependencies-same-stage",
-        "a: {script: echo}\njob: {script: echo, dependencies: [a]}\n",
-        "earlier stage",
+        "dependencies-later-stage",
+        "a: {stage: deploy, script: echo}\njob: {script: echo, dependencies: [a]}\n",
+        "a later stage",
     ),
     (
         "dependencies-not-in-needs",

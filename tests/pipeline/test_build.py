@@ -9,7 +9,7 @@ import pytest
 
 from aicd.errors import AicdError, PipelineError, WorkflowFilteredOut
 from aicd.pipeline import PipelineContext, load_pipeline
-from aicd.pipeline.ir import Artifacts, Cache, Environment, Need, Pipeline, Reports, Retry, Variable
+from aicd.pipeline.ir import Artifacts, Cache, Environment, Need, Pipeline, Reports, Retry, Trigger, Variable
 
 BRANCH = PipelineContext(
     predefined=(
@@ -498,7 +498,12 @@ def test_variable_order_global_workflow_job_rule(tmp_path: Path) -> None:
         ("when: on_failure", "on_failure", False),
         ("rules: [{if: $CI_COMMIT_BRANCH == 'main', when: always}]", "always", False),
         ("rules: [{if: $NOPE}, {when: on_failure}]", "on_failure", False),
-        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH}]", "manual", False),
+        # GitLab issue 362225: the job-level when: manual decides (the rule has no when, or repeats it)
+        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH}]", "manual", True),
+        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH, when: manual}]", "manual", True),
+        ("when: manual\n  allow_failure: false\n  rules: [{if: $CI_COMMIT_BRANCH}]", "manual", False),
+        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH, allow_failure: false}]", "manual", False),
+        ("when: manual\n  rules: [{if: $CI_COMMIT_BRANCH, when: on_success}]", "on_success", False),
     ],
 )
 def test_when_and_allow_failure_defaults(tmp_path: Path, body: str, when: str, allow_failure: bool) -> None:
@@ -782,7 +787,10 @@ def test_dependencies(tmp_path: Path) -> None:
     [
         ("t: {script: echo, dependencies: [invalid]}", 'dependencies: "invalid" is not a job'),
         ("t: {script: echo, dependencies: [bulid]}", '(did you mean "build"?)'),
-        ("t: {stage: build, script: echo, dependencies: [same]}", 'dependencies: "same" is in stage "build"'),
+        (
+            "t: {stage: build, script: echo, dependencies: [later]}\nlater: {stage: deploy, script: echo}",
+            'dependencies: "later" is in stage "deploy", a later stage than "build"',
+        ),
         (
             "t: {script: echo, needs: [build], dependencies: [same]}",
             'dependencies: "same" must also be in needs',
@@ -826,10 +834,50 @@ def test_trigger_jobs_are_left_out_with_a_warning(tmp_path: Path) -> None:
     )
     assert [j.name for j in p.jobs] == ["build", "after"]
     assert p.job("after").needs == (Need("build"),)
-    assert ("child", "trigger jobs (downstream pipelines) are not supported yet") in p.excluded
-    assert any(
-        "trigger jobs (child and multi-project pipelines) are not supported yet" in w for w in p.warnings
+    assert ("child", "child pipelines are run by `aicd run` only") in p.excluded
+    assert any("child pipelines are run by `aicd run` only" in w for w in p.warnings)
+
+
+def test_trigger_jobs_of_local_child_pipelines_are_jobs_for_aicd_run(tmp_path: Path) -> None:
+    context = PipelineContext(predefined=BRANCH.predefined, child_pipelines=True)
+    p = load(
+        tmp_path,
+        """
+        build: {stage: build, script: echo}
+        child:
+          stage: deploy
+          trigger: {include: [{local: /ci/child.yml}], strategy: depend, forward: {pipeline_variables: true}}
+        other: {stage: deploy, trigger: group/other}
+        dynamic: {stage: deploy, trigger: {include: [{artifact: gen.yml, job: build}]}}
+        two: {stage: deploy, trigger: {include: [{artifact: a.yml, job: build}, {local: b.yml}]}}
+        after: {stage: deploy, script: echo, needs: [child]}
+        """,
+        context,
     )
+    assert [j.name for j in p.jobs] == ["build", "child", "dynamic", "after"]
+    assert p.job("child").trigger == Trigger("ci/child.yml", "depend", True, True)
+    assert p.job("dynamic").trigger == Trigger("gen.yml", None, True, False, artifact_job="build")
+    assert p.job("after").needs == (Need("child"),)
+    assert dict(p.excluded) == {
+        "other": "multi-project pipelines are out of scope",
+        "two": "dynamic child pipelines from several files are not supported",
+    }
+    assert any("multi-project pipelines (trigger: project) are out of scope" in w for w in p.warnings)
+    assert Pipeline.from_json(p.to_json()) == p
+
+
+@pytest.mark.parametrize(
+    ("trigger", "fragment"),
+    [
+        ("{include: a.yml, strategy: wait}", "strategy must be one of depend"),
+        ("{include: a.yml, forward: {yaml_vars: true}}", 'unknown keyword "yaml_vars" in forward'),
+        ("{strategy: depend}", "needs include (a child pipeline) or project"),
+        ("[a.yml]", "must be a project path or a mapping, got a list"),
+    ],
+)
+def test_bad_trigger(tmp_path: Path, trigger: str, fragment: str) -> None:
+    found = errors(tmp_path, f"a: {{script: echo}}\nchild: {{trigger: {trigger}}}\n")
+    assert any(fragment in e for e in found), found
 
 
 def test_ignored_keywords_are_named_once(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ MINIMUM says, for every route of the API, the least a caller needs:
               that role (or more) on the path's {project}; admins count as maintainers
   admin       an admin user
   contributor an admin, or a user with the developer role (or more) on at least one project
-              (writes to the model registry, which belongs to no project)
+              (uploading an artifact's bytes, which belong to no project yet)
+  model-viewer, model-developer
+              that role (or more) on the project the model belongs to (the matrix's model belongs
+              to the path's project); a caller who may not read it gets 404, as for projects
   webhook     no API token counts: the project's webhook secret authenticates
 
 Every route is called by seven callers: no token, a bad token, a user with no role on the
@@ -53,7 +56,19 @@ ANONYMOUS, USER, VIEWER, DEVELOPER, MAINTAINER, ADMIN, CONTRIBUTOR, WEBHOOK = (
     "contributor",
     "webhook",
 )
-LEVELS = {ANONYMOUS, USER, VIEWER, DEVELOPER, MAINTAINER, ADMIN, CONTRIBUTOR, WEBHOOK}
+MODEL_VIEWER, MODEL_DEVELOPER = "model-viewer", "model-developer"
+LEVELS = {
+    ANONYMOUS,
+    USER,
+    VIEWER,
+    DEVELOPER,
+    MAINTAINER,
+    ADMIN,
+    CONTRIBUTOR,
+    WEBHOOK,
+    MODEL_VIEWER,
+    MODEL_DEVELOPER,
+}
 _PROJECT_ROLES = (VIEWER, DEVELOPER, MAINTAINER)
 _P = "/projects/{project}"
 
@@ -110,18 +125,25 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("GET", f"{_P}/incidents"): VIEWER,
     ("POST", f"{_P}/incidents"): DEVELOPER,
     ("POST", f"{_P}/incidents/{{incident_id}}/resolve"): DEVELOPER,
-    # models, objects, lineage (H-REGISTRY): read by anyone with a token, written by contributors
+    # models, objects, lineage (H-REGISTRY): a model belongs to a project; its members read it,
+    # its developers write it (protected aliases: tests/server/test_registry_access.py)
     ("GET", "/models"): USER,
-    ("GET", "/models/{name}"): USER,
-    ("GET", "/models/{name}/versions"): USER,
-    ("POST", "/models/{name}/versions"): CONTRIBUTOR,
-    ("GET", "/models/{name}/versions/{version}"): USER,
-    ("GET", "/models/{name}/versions/{version}/artifact"): USER,
-    ("GET", "/models/{name}/aliases"): USER,
-    ("GET", "/models/{name}/aliases/{alias}"): USER,
-    ("PUT", "/models/{name}/aliases/{alias}"): CONTRIBUTOR,
-    ("DELETE", "/models/{name}/aliases/{alias}"): CONTRIBUTOR,
-    ("GET", "/models/{name}/history"): USER,
+    ("GET", "/models/{name}"): MODEL_VIEWER,
+    ("PATCH", "/models/{name}"): ADMIN,
+    ("GET", "/models/{name}/versions"): MODEL_VIEWER,
+    ("POST", "/models/{name}/versions"): MODEL_DEVELOPER,
+    ("GET", "/models/{name}/versions/{version}"): MODEL_VIEWER,
+    ("GET", "/models/{name}/versions/{version}/artifact"): MODEL_VIEWER,
+    ("GET", "/models/{name}/aliases"): MODEL_VIEWER,
+    ("GET", "/models/{name}/aliases/{alias}"): MODEL_VIEWER,
+    ("PUT", "/models/{name}/aliases/{alias}"): MODEL_DEVELOPER,
+    ("DELETE", "/models/{name}/aliases/{alias}"): MODEL_DEVELOPER,
+    ("GET", "/models/{name}/history"): MODEL_VIEWER,
+    ("GET", f"{_P}/model-readers"): VIEWER,
+    ("PUT", f"{_P}/model-readers/{{reader}}"): MAINTAINER,
+    ("DELETE", f"{_P}/model-readers/{{reader}}"): MAINTAINER,
+    ("GET", f"{_P}/protected-aliases"): VIEWER,
+    ("PUT", f"{_P}/protected-aliases"): MAINTAINER,
     ("GET", "/lineage/commits/{sha}"): USER,
     ("PUT", "/objects/{digest}"): CONTRIBUTOR,
 }
@@ -145,6 +167,10 @@ def expected(level: str, caller: str, path: str) -> int | None:
     on_project = "{project}" in path
     if caller == ADMIN:
         return None
+    if level in (MODEL_VIEWER, MODEL_DEVELOPER):
+        if caller == "outsider":
+            return 404  # the model is not revealed
+        return 403 if level == MODEL_DEVELOPER and caller == VIEWER else None
     if caller == "outsider":
         return 404 if on_project else 403
     if level == ADMIN:
@@ -170,7 +196,7 @@ def test_every_route_has_a_line_in_the_matrix() -> None:
     for (_method, path), level in MINIMUM.items():
         if level in _PROJECT_ROLES or level == WEBHOOK:
             assert "{project}" in path, f"{path}: a project role needs a {{project}} route"
-        if level == CONTRIBUTOR:
+        if level in (CONTRIBUTOR, MODEL_VIEWER, MODEL_DEVELOPER):
             assert "{project}" not in path, f"{path}: contributor is a role on any project, not this one"
     missing = sorted(openapi_routes() - set(MINIMUM))
     assert not missing, (
@@ -253,7 +279,12 @@ def _first_model(world: World) -> None:
     digest = _digest(data)
     world.ensure("PUT", "/objects", world.admin.put(f"/objects/{digest}", content=data))
     head = git(world.repo, "rev-parse", "HEAD")
-    body = {"artifact": {"digest": digest, "name": "m.bin"}, "alias": "staging", "lineage": {"commit": head}}
+    body = {
+        "artifact": {"digest": digest, "name": "m.bin"},
+        "alias": "staging",
+        "lineage": {"commit": head},
+        "project": world.params["project"],
+    }
     registered = world.admin.post("/models/matrix-model/versions", json=body)
     world.ensure("POST", "/models/matrix-model/versions", registered)
     assert registered.json()["version"] == 1, registered.text
@@ -285,6 +316,8 @@ def _body(
         },
         ("PUT", "/models/{name}/aliases/{alias}"): lambda: {"version": 1},
         ("PUT", "/objects/{digest}"): lambda: params["object"].encode(),
+        ("PUT", f"{_P}/protected-aliases"): lambda: {"aliases": ["production"]},
+        ("PATCH", "/models/{name}"): lambda: {"project": params["project"]},
     }
     if (method, path) in overrides:
         return overrides[(method, path)]()
@@ -394,6 +427,7 @@ def test_access_matrix(server: ServerProc, tmp_path: Path) -> None:
             "path": "out.txt",
         }
         world.params["project"] = world.new_project()
+        world.params["reader"] = world.new_project()
         world.params["token_id"] = world.new_token()
         _first_pipeline(world, document)
         _first_model(world)
@@ -437,11 +471,15 @@ def test_access_matrix(server: ServerProc, tmp_path: Path) -> None:
         (ADMIN, "outsider", _P, 404),
         (ADMIN, MAINTAINER, _P, 403),
         (CONTRIBUTOR, "no token", "/objects/{digest}", 401),
-        (CONTRIBUTOR, "outsider", "/models/{name}/versions", 403),
-        (CONTRIBUTOR, VIEWER, "/models/{name}/versions", 403),
-        (CONTRIBUTOR, DEVELOPER, "/models/{name}/versions", None),
+        (CONTRIBUTOR, "outsider", "/objects/{digest}", 403),
+        (CONTRIBUTOR, VIEWER, "/objects/{digest}", 403),
         (CONTRIBUTOR, MAINTAINER, "/objects/{digest}", None),
-        (CONTRIBUTOR, ADMIN, "/models/{name}/aliases/{alias}", None),
+        (MODEL_DEVELOPER, "outsider", "/models/{name}/versions", 404),
+        (MODEL_DEVELOPER, VIEWER, "/models/{name}/versions", 403),
+        (MODEL_DEVELOPER, DEVELOPER, "/models/{name}/versions", None),
+        (MODEL_DEVELOPER, ADMIN, "/models/{name}/aliases/{alias}", None),
+        (MODEL_VIEWER, "outsider", "/models/{name}", 404),
+        (MODEL_VIEWER, VIEWER, "/models/{name}", None),
         (WEBHOOK, ADMIN, f"{_P}/hooks/{{provider}}", 401),
     ],
 )

@@ -5,12 +5,18 @@ running keeps the lines it printed, ends failed with runner_system_failure
 (its log says why) and leaves no process behind; a job whose `retry:when`
 covers runner_system_failure runs again; the pipeline then goes on to a correct
 end, and the database is intact (a new pipeline gets the next number).
+
+Jobs run sandboxed: they share no file with the test. The sleeper's
+background process is found by a marker in its command line; the sturdy job
+learns it is the second attempt from a project variable the test changes
+before the crash (a resumed pipeline reads the project's variables again).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import secrets
 import time
 import zipfile
 from pathlib import Path
@@ -32,15 +38,14 @@ sleeper:
   script:
     - echo "printed before the crash 1"
     - echo "printed before the crash 2"
-    - sleep 300 & echo $! > "$MARKS/sleep.pid"; wait
+    - bash -c 'exec -a "$MARKER" sleep 300' & wait
 sturdy:
   stage: second
   retry:
     max: 1
     when: [runner_system_failure]
   script:
-    - 'if [ -f "$MARKS/sturdy-ran" ]; then echo "second attempt"; exit 0; fi'
-    - touch "$MARKS/sturdy-ran"
+    - 'if [ "$STURDY_PHASE" = second ]; then echo "second attempt"; exit 0; fi'
     - echo "first attempt"
     - sleep 300
 after:
@@ -59,22 +64,39 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] not in "ZX"
 
 
+def _pid_of(marker: str) -> int | None:
+    """The live process whose command line starts with `marker`."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(marker.encode() + b"\0") and _alive(int(entry)):
+            return int(entry)
+    return None
+
+
 def test_a_killed_server_resumes_its_pipeline(server: ServerProc, tmp_path: Path) -> None:
-    marks = tmp_path / "marks"
-    marks.mkdir()
+    marker = f"aicd-crash-sleeper-{secrets.token_hex(4)}"
     new_project(server, tmp_path, {".gitlab-ci.yml": CI})
     with server.client() as admin:
-        pid = trigger(admin, "demo", variables=[{"key": "MARKS", "value": str(marks)}])["id"]
+        phase = admin.put("/projects/demo/variables/STURDY_PHASE", json={"value": "first"})
+        assert phase.status_code in (200, 201), phase.text
+        pid = trigger(admin, "demo", variables=[{"key": "MARKER", "value": marker}])["id"]
         deadline = time.monotonic() + 30
         while len(jobs_of(admin, "demo", pid)) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         before = jobs_of(admin, "demo", pid)
         wait_log(admin, "demo", before["sleeper"]["id"], "printed before the crash 2")
         wait_log(admin, "demo", before["sturdy"]["id"], "first attempt")
-        while not (marks / "sleep.pid").exists() and time.monotonic() < deadline:
+        while _pid_of(marker) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        sleep_pid = int((marks / "sleep.pid").read_text())
-        assert _alive(sleep_pid)
+        sleep_pid = _pid_of(marker)
+        assert sleep_pid is not None and _alive(sleep_pid)
+        phase = admin.put("/projects/demo/variables/STURDY_PHASE", json={"value": "second"})
+        assert phase.status_code == 200, phase.text
         early = jobs_of(admin, "demo", pid)["done-early"]  # the second stage runs: it is done
         assert early["status"] == "success"
 
@@ -118,9 +140,9 @@ def test_a_killed_server_resumes_its_pipeline(server: ServerProc, tmp_path: Path
         assert "second attempt" in admin.get(f"/projects/demo/jobs/{sturdy['id']}/log").text
         assert "after the recovery" in admin.get(f"/projects/demo/jobs/{jobs['after']['id']}/log").text
         # the database is intact: the history is there and numbering goes on
-        os.remove(marks / "sturdy-ran")
+        admin.put("/projects/demo/variables/STURDY_PHASE", json={"value": "first"})
         assert [p["id"] for p in json_of(admin.get("/projects/demo/pipelines"))] == [pid]
-        nxt = trigger(admin, "demo", variables=[{"key": "MARKS", "value": str(marks)}])
+        nxt = trigger(admin, "demo", variables=[{"key": "MARKER", "value": marker + "-2"}])
         assert nxt["iid"] == 2 and nxt["id"] > pid
         admin.post(f"/projects/demo/pipelines/{nxt['id']}/cancel")
         assert wait_pipeline(admin, "demo", nxt["id"])["status"] == "canceled"

@@ -122,17 +122,30 @@ def test_reading_needs_a_token_and_writing_a_developer_role(
         assert (
             created.json()["lineage"]["created_by"] == "dev" and created.json()["lineage"]["pipeline_id"] == 5
         )
-    for token in (viewer, nobody):
-        with server.client(token) as api:
-            assert api.get("/models/iris/versions/1").status_code == 200
-            for response in (
-                _upload(api, b"other"),
-                api.post("/models/iris/versions", json=_version_body(data)),
-                api.put("/models/iris/aliases/production", json={"version": 1}),
-                api.delete("/models/iris/aliases/production"),
-            ):
-                assert response.status_code == 403, response.text
-                assert "developer role" in response.json()["error"]
+    # the model belongs to "shop" (the developer's only project): its viewer reads, writes nothing
+    with server.client(viewer) as api:
+        assert api.get("/models/iris/versions/1").status_code == 200
+        assert api.get("/models/iris").json()["project"] == "shop"
+        for response in (
+            _upload(api, b"other"),
+            api.post("/models/iris/versions", json=_version_body(data)),
+            api.put("/models/iris/aliases/production", json={"version": 1}),
+            api.delete("/models/iris/aliases/production"),
+        ):
+            assert response.status_code == 403, response.text
+            assert "developer role" in response.json()["error"]
+    # a user with no role on "shop" does not see its model at all
+    with server.client(nobody) as api:
+        assert api.get("/models").json() == []
+        assert _upload(api, b"other").status_code == 403
+        for response in (
+            api.get("/models/iris/versions/1"),
+            api.post("/models/iris/versions", json=_version_body(data)),
+            api.put("/models/iris/aliases/production", json={"version": 1}),
+            api.delete("/models/iris/aliases/production"),
+        ):
+            assert response.status_code == 404, response.text
+            assert response.json()["error"] == "no model named 'iris'"
     with server.client("") as api:
         assert api.get("/models").status_code == 401
         assert _upload(api, data).status_code == 401

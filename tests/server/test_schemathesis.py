@@ -48,7 +48,8 @@ _SCALE = float(os.environ.get("AICD_SCHEMATHESIS_SCALE", "1"))
 MAX_EXAMPLES = {GenerationMode.POSITIVE: int(10 * _SCALE), GenerationMode.NEGATIVE: int(6 * _SCALE)}
 CHECKS = [not_a_server_error, response_schema_conformance]
 REQUEST_TIMEOUT_S = 15
-SECURITY_HEADERS = {"Authorization", "PRIVATE-TOKEN"}  # we send Authorization; PRIVATE-TOKEN is generated
+# we send Authorization; PRIVATE-TOKEN and JOB-TOKEN are generated
+SECURITY_HEADERS = {"Authorization", "PRIVATE-TOKEN", "JOB-TOKEN"}
 CI = """\
 build:
   script:
@@ -122,6 +123,7 @@ def _world(server: ServerProc, tmp_path: Path) -> World:
         assert admin.put("/models/fuzz-model/aliases/doomed", json={"version": 1}).status_code == 200
     real = {
         "project": "demo",
+        "reader": "scratch",
         "pipeline_id": str(pipeline_id),
         "job_id": str(job_id),
         "incident_id": "1",

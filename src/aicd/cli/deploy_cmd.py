@@ -122,6 +122,14 @@ def deploy(
     from aicd.deploy.spec import service_spec
 
     name = _environment(env)
+    from aicd.cli.remote import job_token_from_env, server_from_env
+
+    if job_token_from_env() and server_from_env() is not None:
+        raise ConfigError(
+            "aicd deploy in a job of an aicd server is not supported yet: a job reaches the server only "
+            "through its API, which has no deploy route yet; deploy from the server's host with "
+            "`aicd deploy`, or give the job a database of its own (AICD_DATABASE_URL)"
+        )
     cwd = Path.cwd()
     release_dir = release.resolve()
     client.check_release(release_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from typing import Any
 from aicd.delivery.config import CONFIG_FILE, DeliveryConfig, load_config
 from aicd.delivery.gate import GateResult, Threshold, evaluate, fmt
 from aicd.delivery.metrics_file import read_metrics_file
-from aicd.delivery.model_uri import is_model_uri, parse_model_uri
-from aicd.errors import ConfigError
+from aicd.delivery.model_uri import ModelURI, is_model_uri, parse_model_uri
+from aicd.errors import ConfigError, NotFoundError
 
 NO_THRESHOLDS = (
     "no thresholds to check: add 'gates:' to aicd.yml (e.g. '- {metric: accuracy, min: 0.9}') "
@@ -203,9 +204,13 @@ def load_baseline(
         return None, None
     if not is_model_uri(reference):
         return read_metrics_file(cwd / reference, reference), BaselineSource(file=reference)
+    from aicd.cli.remote import server_from_env
     from aicd.delivery.registry import Registry
 
     uri = parse_model_uri(reference)
+    server = server_from_env()
+    if server is not None:
+        return _remote_baseline(server, uri)
     registry = Registry.open_local_if_exists(cwd)
     if registry is None:
         note = f"no baseline yet: {uri} does not exist (nothing is registered); checking values only"
@@ -221,6 +226,24 @@ def load_baseline(
     version = found.version
     metrics = found.metrics or {}
     return metrics, BaselineSource(uri=str(uri), model=version.model, version=version.version)
+
+
+def _remote_baseline(server: str, uri: ModelURI) -> tuple[dict[str, float] | None, BaselineSource]:
+    """The baseline from a server's registry (a job's token, or AICD_TOKEN)."""
+    from aicd.cli.remote import Client, segment
+
+    if uri.alias is not None:
+        path = f"/models/{segment(uri.name)}/aliases/{segment(uri.alias)}"
+    else:
+        path = f"/models/{segment(uri.name)}/versions/{uri.version if uri.version is not None else 'latest'}"
+    try:
+        with Client(server, os.environ.get("AICD_TOKEN")) as client:
+            found = client.get(path)
+    except NotFoundError as exc:
+        note = f"no baseline yet: {uri} does not exist ({exc}); checking values only"
+        return None, BaselineSource(uri=str(uri), model=uri.name, note=note)
+    metrics = {str(k): float(v) for k, v in (found.get("metrics") or {}).items()}
+    return metrics, BaselineSource(uri=str(uri), model=str(found["model"]), version=int(found["version"]))
 
 
 def _rows(result: GateResult) -> list[tuple[str, ...]]:

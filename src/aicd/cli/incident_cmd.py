@@ -188,8 +188,10 @@ def _remote(
     params: Json | None = None,
     body: Json | None = None,
 ) -> Any:
-    from aicd.cli.remote import Client, segment
+    from aicd.cli.remote import Client, job_token_from_env, segment
 
+    if not project and not token and job_token_from_env():
+        project = os.environ.get("CI_PROJECT_NAME")  # a job of a server: its own project
     if not project:
         raise ConfigError("with --server, name the project: --project NAME")
     with Client(server, token) as client:

@@ -121,6 +121,17 @@ def _project_dir(cwd: str | None) -> Path:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object on stdout; job output on stderr."
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Run nothing: list the jobs the pipeline would have (as `aicd lint --list`).",
+)
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Run every job in the sandbox (bubblewrap), as a server does: it sees its workspace, the system "
+    "and the project's .aicd store, not your home or other files.",
+)
 def run(
     jobs: tuple[str, ...],
     file: str,
@@ -133,6 +144,8 @@ def run(
     commit: str | None,
     concurrency: int | None,
     as_json: bool,
+    dry_run: bool,
+    isolate: bool,
 ) -> None:
     """Run the pipeline (or JOBS) of the project here, like GitLab CI would."""
     from aicd.cli.run_cmd import run_command
@@ -140,6 +153,15 @@ def run(
 
     project_dir = _project_dir(cwd)
     pipeline_vars = parse_pipeline_variables(variables, secrets, variables_files, project_dir)
+    if dry_run:
+        from aicd.cli.lint_cmd import lint_command
+        from aicd.errors import ConfigError
+
+        if jobs or manual or commit:
+            raise ConfigError(
+                "--dry-run lists the whole pipeline of the working tree: drop JOB, --manual, --commit"
+            )
+        sys.exit(lint_command(project_dir, file, as_json, list_jobs=True, variables=pipeline_vars))
     code = run_command(
         project_dir=project_dir,
         file=file,
@@ -150,6 +172,7 @@ def run(
         commit=commit,
         concurrency=concurrency,
         as_json=as_json,
+        isolate=isolate,
     )
     sys.exit(code)
 
@@ -158,11 +181,66 @@ def run(
 @click.option("--file", "-f", "file", default=".gitlab-ci.yml", show_default=True, help="Pipeline file.")
 @click.option("--cwd", "-C", default=None, help="Project directory (default: the current one).")
 @click.option("--json", "as_json", is_flag=True, help="Print diagnostics and the job list as JSON.")
-def lint(file: str, cwd: str | None, as_json: bool) -> None:
-    """Check the pipeline file and report every problem at once."""
+@click.option(
+    "--list",
+    "list_jobs",
+    is_flag=True,
+    help="List the jobs the pipeline would have (stage, when, allow_failure, needs, the rule).",
+)
+@click.option(
+    "--source",
+    default="push",
+    show_default=True,
+    metavar="SOURCE",
+    help="CI_PIPELINE_SOURCE: push, merge_request_event, schedule, tag, web, api, parent_pipeline...",
+)
+@click.option("--branch", default=None, help="A pipeline for this branch (default: the checkout's).")
+@click.option("--tag", default=None, help="A pipeline for this tag.")
+@click.option(
+    "--target-branch",
+    default=None,
+    help="With --source merge_request_event: the target branch (default: the default branch).",
+)
+@click.option(
+    "--variable", "-v", "variables", multiple=True, metavar="KEY=VALUE", help="Pipeline variable (repeat)."
+)
+@click.option(
+    "--variables-file",
+    "variables_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="YAML or .env file of pipeline variables (repeat).",
+)
+def lint(
+    file: str,
+    cwd: str | None,
+    as_json: bool,
+    list_jobs: bool,
+    source: str,
+    branch: str | None,
+    tag: str | None,
+    target_branch: str | None,
+    variables: tuple[str, ...],
+    variables_files: tuple[str, ...],
+) -> None:
+    """Check the pipeline file and report every problem at once; with --list, list its jobs."""
     from aicd.cli.lint_cmd import lint_command
+    from aicd.core.variables_input import parse_pipeline_variables
 
-    sys.exit(lint_command(_project_dir(cwd), file, as_json))
+    project_dir = _project_dir(cwd)
+    pipeline_vars = parse_pipeline_variables(variables, (), variables_files, project_dir)
+    code = lint_command(
+        project_dir,
+        file,
+        as_json,
+        list_jobs=list_jobs,
+        source=source,
+        branch=branch,
+        tag=tag,
+        target_branch=target_branch,
+        variables=pipeline_vars,
+    )
+    sys.exit(code)
 
 
 def _remote_history(func: _F) -> _F:

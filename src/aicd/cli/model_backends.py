@@ -30,6 +30,7 @@ class RegisterRequest:
     dataset_hash: str | None = None
     description: str | None = None
     alias: str | None = None
+    project: str | None = None  # a server project, for a new model
 
 
 class Backend(Protocol):
@@ -177,6 +178,8 @@ class RemoteBackend:
             "dataset_hash": dataset_hash,
             "description": request.description,
             "alias": request.alias,
+            "project": request.project,
+            # a job token's lineage is the server's own records; this is a user's claim
             "lineage": {
                 "commit": lineage.commit_sha,
                 "ref": lineage.ref,

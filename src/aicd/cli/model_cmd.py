@@ -51,6 +51,12 @@ def model() -> None:
 @click.option("--dataset-hash", "dataset_hash", default=None, help="Data set hash, e.g. sha256:<hex>.")
 @click.option("--description", default=None, help="Description of the model (kept on the model).")
 @click.option("--alias", default=None, help="Point this alias at the new version too (e.g. staging).")
+@click.option(
+    "--project",
+    default=None,
+    help="With --server: the project a new model belongs to (default: your only project as developer; "
+    "in a job: the job's).",
+)
 @_cwd_option
 @remote_options
 @_json_option
@@ -63,6 +69,7 @@ def register(
     dataset_hash: str | None,
     description: str | None,
     alias: str | None,
+    project: str | None,
     cwd: str | None,
     server: str | None,
     token: str | None,
@@ -70,6 +77,9 @@ def register(
 ) -> None:
     """Register PATH (a model file or folder) as the next version of model NAME."""
     from aicd.delivery.registry import parse_tags
+
+    if project is not None and not server:
+        raise click.UsageError("--project needs --server (a local registry has no projects)")
 
     base = _dir(cwd)
     request = RegisterRequest(
@@ -82,6 +92,7 @@ def register(
         dataset_hash=dataset_hash,
         description=description,
         alias=None if alias is None else check_alias(alias),
+        project=project,
     )
     with open_backend(base, server, token) as backend:
         version = backend.register(request)

@@ -319,8 +319,11 @@ def variable_remove(name: str, key: str, server: str | None, token: str | None) 
 
 def _add_members() -> None:
     from aicd.cli.member_cmd import member
+    from aicd.cli.model_access_cmd import model_readers, protected_aliases
 
     project.add_command(member)
+    project.add_command(model_readers)
+    project.add_command(protected_aliases)
 
 
 _add_members()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import IO, Any, TypeVar
 
@@ -50,6 +51,27 @@ def remote_options(func: F) -> F:
     return func
 
 
+def job_token_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """Inside a job of an aicd server: the job's own token (valid while the job runs). Another CI's
+    CI_JOB_TOKEN (GitLab's) is never sent to an aicd server."""
+    from aicd.core.access import JOB_TOKEN_PREFIX
+
+    token = (os.environ if environ is None else environ).get("CI_JOB_TOKEN", "").strip()
+    return token if token.startswith(JOB_TOKEN_PREFIX) else None
+
+
+def server_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The server a verb inside a server's job talks to: AICD_SERVER, when a token comes with it
+    (CI_JOB_TOKEN or AICD_TOKEN) and no local store is asked for (AICD_HOME, AICD_DATABASE_URL)."""
+    env = os.environ if environ is None else environ
+    server = env.get("AICD_SERVER", "").strip()
+    if not server or env.get("AICD_HOME") or env.get("AICD_DATABASE_URL"):
+        return None
+    if not (job_token_from_env(env) or env.get("AICD_TOKEN", "").strip()):
+        return None
+    return server
+
+
 class Client:
     """Calls the aicd server's API (paths relative to /api/v1); returns the decoded JSON."""
 
@@ -60,6 +82,8 @@ class Client:
         if not server.startswith(("http://", "https://")):
             server = "http://" + server
         self.server = server
+        if not (token and token.strip()):
+            token = job_token_from_env()
         headers = {"Authorization": f"Bearer {token.strip()}"} if token and token.strip() else {}
         self._http = httpx.Client(base_url=server + API_PREFIX, headers=headers, timeout=timeout)
 

@@ -18,6 +18,7 @@ from aicd.cli.terminal import clean, clean_lines, markup, text
 from aicd.engine.status import failure_allowed
 from aicd.errors import Diagnostic
 from aicd.executors.base import JobOutcome
+from aicd.executors.script import terminal_view
 from aicd.pipeline.ir import Job, Pipeline
 from aicd.store.records import PipelineRecord
 
@@ -121,6 +122,8 @@ class ConsoleObserver:
         sep = {"cmd": "$", "out": ">"}.get(kind, "|")
         if kind != "out":  # a command or aicd's note (the job's own output is shown as it is)
             text = clean(text)
+        else:
+            text = terminal_view(text)
         if self._console is None:
             self.stream.write(f"{clean(job.name)} {sep} {text}\n")
         else:

@@ -82,6 +82,7 @@ def run_command(
     commit: str | None,
     concurrency: int | None,
     as_json: bool,
+    isolate: bool = False,
 ) -> int:
     observer = ConsoleObserver(plain=as_json or not sys.stderr.isatty(), to_stderr=as_json)
     req = RunRequest(
@@ -93,6 +94,7 @@ def run_command(
         variables=variables,
         commit=commit,
         concurrency=concurrency,
+        isolate=isolate,
     )
     try:
         result, signal_code = aio.run(_run(req, observer))

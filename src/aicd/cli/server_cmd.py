@@ -44,6 +44,12 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
     is_flag=True,
     help="Do not monitor the environments nor start their agents again at start (deployments still work).",
 )
+@click.option(
+    "--unsafe-no-sandbox",
+    is_flag=True,
+    help="Run jobs without the sandbox, as the server's user, able to read its keys and database "
+    "(env AICD_UNSAFE_NO_SANDBOX=1). Only for a server whose every pusher is trusted.",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="warning", show_default=True)
 def server(
     host: str | None,
@@ -53,6 +59,7 @@ def server(
     concurrency: int | None,
     no_poll: bool,
     no_environments: bool,
+    unsafe_no_sandbox: bool,
     log_level: str,
 ) -> None:
     """Serve the REST API (/api/v1), run pipelines on pushes, keep the history."""
@@ -66,8 +73,10 @@ def server(
         concurrency=concurrency,
         poll=False if no_poll else None,
         environments=False if no_environments else None,
+        unsafe_no_sandbox=True if unsafe_no_sandbox else None,
     )
-    # Jobs (and `aicd model` inside them) see the same home and database as the server.
+    # Unsandboxed jobs (and `aicd model` inside them) see the same home and database as the
+    # server; the sandbox never passes these on.
     os.environ["AICD_HOME"] = str(settings.home)
     os.environ["AICD_DATABASE_URL"] = settings.database_url
     serve(settings, log_level=log_level)

@@ -6,10 +6,15 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from aicd.errors import ConfigError
 
+if TYPE_CHECKING:
+    from aicd.store.job_tokens import JobTokenScope
+
 TOKEN_PREFIX = "aicd_"
+JOB_TOKEN_PREFIX = "aicdjob_"  # CI_JOB_TOKEN: told apart from API tokens before any lookup
 
 
 class Role(IntEnum):
@@ -33,14 +38,22 @@ class Role(IntEnum):
 
 @dataclass(frozen=True)
 class Principal:
+    """Who calls: a user (API token), or a running job (CI_JOB_TOKEN: `job` set, `user_id` 0)."""
+
     user_id: int
     name: str
     is_admin: bool
+    job: JobTokenScope | None = None
 
 
 def new_token() -> str:
     """A new API token: "aicd_" and 40 URL-safe characters (240 random bits)."""
     return TOKEN_PREFIX + secrets.token_urlsafe(30)
+
+
+def new_job_token() -> str:
+    """A new CI_JOB_TOKEN: "aicdjob_" and 40 URL-safe characters (240 random bits)."""
+    return JOB_TOKEN_PREFIX + secrets.token_urlsafe(30)
 
 
 def hash_token(token: str) -> str:

@@ -2,7 +2,10 @@
 
 `submit` records the pipeline and returns; a task then reads the pipeline file
 from the commit (aicd.core.server_pipeline), saves the IR for later runs and
-runs it through the engine on a LocalExecutor. One semaphore of
+runs it through the engine on a SandboxExecutor (bubblewrap; a LocalExecutor
+only when the server was started with --unsafe-no-sandbox). At start the
+dispatcher checks that the sandbox works here; if it does not, pipelines end
+failed with the reason instead of running unsandboxed. One semaphore of
 `settings.concurrency` slots bounds the jobs running at once across all
 pipelines of all projects (the engine's `RunOptions.slots`).
 
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aicd.core import server_pipeline as prep
+from aicd.core.job_tokens import JobTokenExecutor
 from aicd.core.orphans import kill_job_processes
 from aicd.core.resume import FINISHED, ResumePlan, latest_rows, plan_resume
 from aicd.core.server_recorder import ServerRecorder
@@ -52,9 +56,11 @@ from aicd.engine.decision import retry_wanted
 from aicd.errors import AicdError, ConflictError, NotFoundError, WorkflowFilteredOut
 from aicd.executors.base import JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
+from aicd.executors.sandbox import Probe, SandboxExecutor, probe
 from aicd.executors.workspace import remove_tree
 from aicd.pipeline.ir import Pipeline, Variable
 from aicd.pipeline.variables import masker
+from aicd.store.job_tokens import JobTokenStore
 from aicd.store.pipeline_queries import find_pipelines
 from aicd.store.projects_repo import SERVER_PREFIX
 from aicd.store.records import JobRecord, NewJob, PipelineRecord
@@ -85,6 +91,7 @@ class _Active:
     control: RunControl = field(default_factory=RunControl)
     interruptible: dict[str, bool] | None = None  # job -> interruptible, once the IR is known
     secrets: list[str] = field(default_factory=list)  # masked values, kept out of error messages
+    protected_ref: bool = False  # default branch or tag: its jobs' tokens may move protected aliases
     task: asyncio.Task[None] | None = None
 
 
@@ -99,6 +106,16 @@ class Dispatcher:
         self._accepting = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self.sandbox: Probe | None = None  # None: not checked yet, or --unsafe-no-sandbox
+
+    @property
+    def sandbox_status(self) -> str:
+        """How jobs run: 'on', 'off' (--unsafe-no-sandbox) or 'unavailable: <why>'."""
+        if self.state.settings.unsafe_no_sandbox:
+            return "off"
+        if self.sandbox is None:
+            return "unknown"
+        return "on" if self.sandbox.ok else f"unavailable: {self.sandbox.reason}"
 
     @property
     def home(self) -> Path:
@@ -111,6 +128,19 @@ class Dispatcher:
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         return f"http://{host}:{settings.port}"
 
+    @property
+    def job_api_url(self) -> str:
+        """The URL jobs on this host reach the server at (AICD_SERVER): loopback when it listens there
+        or on every address."""
+        host = self.state.settings.host.strip("[]")
+        if host in ("", "0.0.0.0", "127.0.0.1", "localhost"):
+            host = "127.0.0.1"
+        elif host in ("::", "::1"):
+            host = "[::1]"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.state.settings.port}"
+
     def cache_dir(self, project_id: int) -> Path:
         """The project's own `cache:` folder."""
         return self.home / "cache" / str(project_id)
@@ -120,8 +150,63 @@ class Dispatcher:
     async def start(self) -> None:
         """Recover the pipelines a crash left unfinished, then accept work."""
         self._slots = asyncio.Semaphore(max(1, self.state.settings.concurrency))
+        await self.check_sandbox()
+        # no attempt of an earlier server process still runs: its job tokens end now
+        await asyncio.to_thread(JobTokenStore(self.state.database).revoke_all)
         await self._recover()
         self._accepting = True
+
+    async def check_sandbox(self) -> None:
+        """Whether jobs can run sandboxed here; says so in the log (and on /api/v1/health)."""
+        if self.state.settings.unsafe_no_sandbox:
+            log.warning(
+                "UNSAFE: --unsafe-no-sandbox: jobs run unsandboxed as the server's user; any pipeline can "
+                "read the server's secret key, admin token and database and become its admin"
+            )
+            return
+        self.sandbox = await asyncio.to_thread(probe)
+        if self.sandbox.ok:
+            limits = "a pids cgroup per job" if self.sandbox.pids_cgroup else "RLIMIT_NPROC only"
+            log.info("jobs run sandboxed: %s; process limit: %s", self.sandbox.reason, limits)
+        else:
+            log.error(
+                "jobs cannot be sandboxed here, so none will run: %s. Fix that, or start the server "
+                "with --unsafe-no-sandbox if every pusher is trusted",
+                self.sandbox.reason,
+            )
+
+    def _executor(self, mirror: Path, record: PipelineRecord, project: ProjectRecord) -> LocalExecutor | None:
+        """The executor of one pipeline run; None when jobs may not run (no sandbox here)."""
+        settings = self.state.settings
+        cache_dir = self.cache_dir(project.id)
+        # a job reaches the server only through its API, with its CI_JOB_TOKEN: never the server's
+        # home or database (no AICD_HOME, AICD_DATABASE_URL, ... from this process's environment);
+        # AICD_ENV_SCOPE: this project's environments
+        job_env = {"AICD_SERVER": self.job_api_url, "AICD_ENV_SCOPE": project.name}
+        if settings.unsafe_no_sandbox:
+            return LocalExecutor(
+                mirror,
+                self.home,
+                commit=record.sha,
+                die_with_parent=True,
+                cache_dir=cache_dir,
+                inherit_aicd_env=False,
+                job_env=job_env,
+            )
+        if self.sandbox is None or not self.sandbox.ok:
+            return None
+        return SandboxExecutor(
+            mirror,
+            self.home,
+            commit=record.sha,
+            die_with_parent=True,
+            cache_dir=cache_dir,
+            job_env=job_env,
+            limits=settings.job_limits,
+            network=settings.job_network,
+            bwrap=self.sandbox.bwrap,
+            hidden_paths=settings.job_hidden_paths,
+        )
 
     async def stop(self) -> None:
         """Cancel what runs and wait for it (a clean shutdown leaves nothing to recover)."""
@@ -251,6 +336,7 @@ class Dispatcher:
             )
         kind = prep.ref_kind(record.ref, list_refs(mirror))
         protected = kind.tag is not None or kind.branch == project.default_branch
+        active.protected_ref = protected
         project_vars = prep.project_variables(
             self.state.projects, self.state.secrets, project, protected_ref=protected
         )
@@ -336,14 +422,21 @@ class Dispatcher:
             resource_groups=self._groups.setdefault(project.key, ResourceGroups()),
             job_url_base=prep.project_url(self.server_url, project.name) + "/jobs/",
         )
-        executor = LocalExecutor(
-            mirror,
-            self.home,
-            commit=record.sha,
-            die_with_parent=True,
-            cache_dir=self.cache_dir(project.id),
-            # `aicd model` / `aicd deploy` in a job: the server's database, this project's environments
-            job_env={"AICD_DATABASE_URL": self.state.settings.database_url, "AICD_ENV_SCOPE": project.name},
+        local = self._executor(mirror, record, project)
+        if local is None:
+            reason = self.sandbox.reason if self.sandbox is not None else "it was not checked"
+            self._fail_quietly(
+                active,
+                f"no job ran: the server cannot sandbox jobs ({reason}); an admin may start it with "
+                "--unsafe-no-sandbox if every pusher is trusted",
+                "failed",
+            )
+            return
+        executor = JobTokenExecutor(
+            local,
+            JobTokenStore(self.state.database),
+            project_id=project.id,
+            protected_ref=active.protected_ref,
         )
         try:
             result = await run_pipeline(
@@ -375,6 +468,7 @@ class Dispatcher:
         refs = await asyncio.to_thread(list_refs, mirror)
         kind = prep.ref_kind(record.ref, refs)
         protected = kind.tag is not None or kind.branch == project.default_branch
+        active.protected_ref = protected
         project_vars = await asyncio.to_thread(
             prep.project_variables, self.state.projects, self.state.secrets, project, protected_ref=protected
         )

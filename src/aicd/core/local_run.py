@@ -13,10 +13,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from aicd.config import Settings, load_settings
+from aicd.core.child_pipelines import ChildRuns, TriggerExecutor
 from aicd.core.job_fields import job_fields
+from aicd.core.run_observer import RunObserver
 from aicd.core.run_owner import RunOwner, reap_stale_runs
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
 from aicd.engine.plan import select_jobs
@@ -47,6 +48,7 @@ class RunRequest:
     commit: str | None = None  # run this commit's tree instead of the working tree
     concurrency: int | None = None
     source: str = "push"  # CI_PIPELINE_SOURCE
+    isolate: bool = False  # run every job in the sandbox (bubblewrap), as a server does
 
 
 @dataclass
@@ -67,21 +69,6 @@ class JobRun:
     # allow_failure as it applied: False for a failure whose exit code is
     # not in allow_failure:exit_codes.
     allow_failure: bool = False
-
-
-class RunObserver(Protocol):
-    """What the CLI (or a test) is told while the pipeline runs."""
-
-    def pipeline_created(
-        self, record: PipelineRecord, pipeline: Pipeline, only: frozenset[str] | None = None
-    ) -> None:
-        """``only``: the names of the jobs that will run, when some were selected."""
-
-    def job_status(
-        self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
-    ) -> None: ...
-
-    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None: ...
 
 
 class _Recorder(EngineListener):
@@ -178,6 +165,25 @@ def _expand_selection(pipeline: Pipeline, names: Sequence[str]) -> frozenset[str
     return frozenset(out)
 
 
+def _executor(project_dir: Path, home: Path, commit: str | None, bwrap: str | None) -> LocalExecutor:
+    """Jobs on this machine; with --isolate (a bwrap given) in the sandbox, the project's home shared."""
+    if bwrap is None:
+        return LocalExecutor(project_dir, home, commit=commit)
+    from aicd.executors.sandbox import SandboxExecutor
+
+    return SandboxExecutor(project_dir, home, commit=commit, bwrap=bwrap, share_home=True)
+
+
+def _sandbox_or_error() -> str:
+    """The bwrap to run jobs with (--isolate), or a ConfigError saying why there is none."""
+    from aicd.executors.sandbox import probe
+
+    found = probe()
+    if not found.ok or found.bwrap is None:
+        raise ConfigError(f"--isolate: jobs cannot be sandboxed here: {found.reason}")
+    return found.bwrap
+
+
 async def run_local(
     req: RunRequest,
     observer: RunObserver,
@@ -192,6 +198,7 @@ async def run_local(
     """
     settings = settings or load_settings()
     project_dir = req.project_dir.resolve()
+    bwrap = await asyncio.to_thread(_sandbox_or_error) if req.isolate else None
     store, home = open_store(project_dir, settings)
     owner: RunOwner | None = None
     try:
@@ -222,6 +229,7 @@ async def run_local(
             variables=req.variables,
             changed_files=changed_files(project_dir, req.commit),
             changes_since=functools.partial(_changes_since, project_dir, req.commit),
+            child_pipelines=True,
         )
         try:
             source_dir = _commit_tree(project_dir, home, info.sha) if req.commit else project_dir
@@ -248,7 +256,20 @@ async def run_local(
         store.update_pipeline(record.id, status="running", started_at=time.time())
         # old workspaces are removed while the jobs run, off the critical path
         pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
-        executor = LocalExecutor(project_dir, home, commit=req.commit)
+        children = ChildRuns(
+            store=store,
+            listener_for=functools.partial(_Recorder, store),
+            home=home,
+            project_dir=project_dir,
+            source_dir=source_dir,
+            info=info,
+            context=context,
+            observer=observer,
+            concurrency=options.concurrency,
+        )
+        children.pipeline_variables[record.id] = tuple(req.variables)
+        executor = TriggerExecutor(_executor(project_dir, home, req.commit, bwrap), children.run)
+        children.executor = executor
         failure: Exception | None = None
         try:
             result = await run_pipeline(

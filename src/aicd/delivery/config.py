@@ -31,7 +31,8 @@ from aicd.errors import ConfigError
 from aicd.suggest import did_you_mean
 
 CONFIG_FILE = "aicd.yml"
-TOP_KEYS = ("service", "model", "gates", "environments", "analysis")  # analysis: aicd.delivery.judge_config
+# analysis: aicd.delivery.judge_config; sandbox: aicd.executors.sandbox (the jobs' network)
+TOP_KEYS = ("service", "model", "gates", "environments", "analysis", "sandbox")
 GATE_KEYS = ("metric", "min", "max", "direction", "max_regression", "max_regression_pct", "against")
 
 
@@ -82,6 +83,7 @@ def load_config(path: Path, display: str | None = None) -> DeliveryConfig:
             errors.append(f"{_at(doc, key)}: '{key}' must be a mapping")
             sections[key] = {}
     gates = _gates(doc.get("gates"), _at(doc, "gates"), errors)
+    _check_sandbox(doc.get("sandbox"), _at(doc, "sandbox"), errors)
     if errors:
         raise ConfigError("\n".join(errors))
     return DeliveryConfig(
@@ -91,6 +93,22 @@ def load_config(path: Path, display: str | None = None) -> DeliveryConfig:
         environments=sections["environments"],
         file=name,
     )
+
+
+def _check_sandbox(raw: Any, where: str, errors: list[str]) -> None:
+    """``sandbox: {network: none|on}``: read by the sandbox executor; checked here for typos."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: 'sandbox' must be a mapping, e.g. {{network: none}}")
+        return
+    for key in raw:
+        if key != "network":
+            errors.append(f"{_at(raw, key)}: sandbox: unknown key '{key}'{did_you_mean(key, ('network',))}")
+    value = raw.get("network")
+    # YAML 1.1 reads on/off as true/false: both are fine
+    if value is not None and not isinstance(value, bool) and str(value).strip().lower() not in ("none", "on"):
+        errors.append(f"{_at(raw, 'network')}: sandbox.network must be 'none' or 'on', not {value!r}")
 
 
 def _at(node: Any, key: str | int) -> str:

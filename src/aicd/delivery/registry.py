@@ -247,8 +247,11 @@ class Registry:
         alias: str | None = None,
         lineage: Lineage,
         actor: str,
+        project_id: int | None = None,
+        check_owner: bool = False,
     ) -> ModelVersionRecord:
-        """Record an object already in the store (the server, after an upload) as the next version."""
+        """Record an object already in the store (the server, after an upload) as the next version
+        (of a model of `project_id`: with `check_owner`, one that exists must be that project's)."""
         check_name(name)
         check_artifact_name(artifact_name)
         if alias is not None:
@@ -268,6 +271,8 @@ class Registry:
             description=description,
             alias=alias,
             actor=actor,
+            project_id=project_id,
+            check_owner=check_owner,
         )
 
     @staticmethod

@@ -107,6 +107,11 @@ def save_reports(
         follow, left_out = globbing.resolve_links(workspace, sel)
         info += left_out
         files = [rel for rel, is_dir in sel.entries.items() if not is_dir]
+        # aicd reads reports (and serves JUnit ones): a link could name any file of the host
+        links = [rel for rel in files if (workspace / rel).is_symlink()]
+        for rel in links:
+            info.append(f"WARNING: {rel}: a symbolic link; a {kind} report must be a file; not kept")
+        files = [rel for rel in files if rel not in links]
         if not files:
             continue
         only = globbing.Selection({rel: False for rel in files})

@@ -49,7 +49,14 @@ from aicd.executors.base import (
     TestSummary,
     job_log_path,
 )
-from aicd.executors.script import LineReader, ShellProcess, display_command, new_token, render_script
+from aicd.executors.script import (
+    LineReader,
+    ShellProcess,
+    bash_command,
+    display_command,
+    new_token,
+    render_script,
+)
 from aicd.executors.script import die_with_parent as die_with_parent_fn
 from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commit, snapshot_worktree
 from aicd.pipeline.ir import Variable
@@ -76,6 +83,28 @@ _AICD_CREDENTIALS = ("AICD_SECRET_KEY", "AICD_TOKEN")
 _NOT_INHERITED = frozenset((*_GIT_REPO_ENV, *_AICD_CREDENTIALS))
 
 
+@dataclass(frozen=True)
+class ShellSpec:
+    """One shell of a job (its script or its after_script), before it is spawned."""
+
+    request: JobRequest
+    script: Path
+    workspace: Path
+    env: Mapping[str, str]
+    job_vars: Mapping[str, str]
+    files_dir: Path | None  # file variables' files, when the job has some
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a shell is spawned: the command line, what the child does before exec, what to undo after."""
+
+    argv: list[str]
+    env: Mapping[str, str]
+    preexec: Callable[[], None] | None = None
+    cleanup: Callable[[], None] | None = None  # called once the process is gone
+
+
 class LocalExecutor:
     """Runs jobs as bash processes on this machine (GitLab's shell executor, isolated)."""
 
@@ -90,14 +119,20 @@ class LocalExecutor:
         die_with_parent: bool = False,
         cache_dir: Path | None = None,
         job_env: Mapping[str, str] | None = None,
+        max_log_bytes: int | None = None,
+        inherit_aicd_env: bool = True,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
+        # False (the server): no AICD_* of this process reaches a job, and no AICD_HOME is set
+        self.inherit_aicd_env = inherit_aicd_env
         # set in every job's environment unless the job sets it (the server: AICD_ENV_SCOPE, ...)
         self.job_env = dict(job_env or {})
         self.home = Path(home).resolve()
         # `cache:` folders, one per key (the server gives each project its own)
         self.cache_dir = Path(cache_dir).resolve() if cache_dir is not None else self.home / "cache"
         self.commit = commit
+        # a job's log stops growing past this size (None: no limit); the job itself goes on
+        self.max_log_bytes = max_log_bytes
         self._snapshot: Snapshot | None = None
         self._snapshot_dir: Path | None = None
         self._lock = asyncio.Lock()
@@ -128,6 +163,35 @@ class LocalExecutor:
         if self._snapshot_dir is not None and self._snapshot_dir.exists():
             await asyncio.to_thread(remove_tree, self._snapshot_dir)
         self._snapshot = None
+
+    # -- what a subclass (the sandbox) changes: the environment and how the shell is spawned --
+
+    def base_env(self) -> dict[str, str]:
+        """The environment a job starts from, before its variables: the runner's own.
+
+        Without ``inherit_aicd_env`` (the server) no ``AICD_*`` of this process is in it, so
+        ``$AICD_SECRET_KEY`` in a job's variable expands to nothing either.
+        """
+        return {
+            k: v
+            for k, v in os.environ.items()
+            if k not in _NOT_INHERITED and (self.inherit_aicd_env or not k.startswith("AICD_"))
+        }
+
+    def extra_env(self) -> dict[str, str]:
+        """Set in the job's environment unless the job defines them."""
+        if not self.inherit_aicd_env:
+            return dict(self.job_env)
+        # `aicd model`/`aicd gate` in a job: this registry
+        return {"AICD_HOME": str(self.home), **self.job_env}
+
+    def notes(self, request: JobRequest, job_vars: Mapping[str, str]) -> list[str]:
+        """Lines shown at the start of the job's log (how it is run); once per attempt, before it runs."""
+        return []
+
+    def launch(self, spec: ShellSpec) -> Launch:
+        """The process of one shell: bash on this machine, in its own session."""
+        return Launch(bash_command(self._bash, spec.script), spec.env, self._preexec)
 
     def workspace_for(self, request: JobRequest) -> Path:
         return self.home / "builds" / str(request.pipeline_id) / slug(request.job.name)
@@ -196,6 +260,9 @@ class _LocalJob:
         self._task: asyncio.Task[JobOutcome] | None = None
         self._files_dir: Path | None = None  # file variables' files, removed when the job ends
         self._log: IO[str] | None = None
+        self._log_bytes = 0
+        self._log_full = False
+        self._job_vars: Mapping[str, str] = {}
         self._mask: Callable[[str], str] = _identity
         self._token = new_token()
         job = request.job
@@ -228,6 +295,20 @@ class _LocalJob:
 
     def _emit(self, kind: OutputKind, text: str) -> None:
         text = self._mask(text)
+        limit = self.ex.max_log_bytes
+        if limit is not None and kind != "info":
+            if self._log_full:
+                return
+            self._log_bytes += len(text.encode("utf-8", "replace")) + 1
+            if self._log_bytes > limit:
+                self._log_full = True
+                kind, text = (
+                    "info",
+                    (
+                        f"WARNING: the job's log exceeded the limit of {limit} bytes; "
+                        "the job goes on, but its further output is not kept"
+                    ),
+                )
         log = self._log
         if log is not None:
             log.write(f"$ {text}\n" if kind == "cmd" else f"{text}\n")
@@ -316,7 +397,14 @@ class _LocalJob:
         timeout: float | None,
     ) -> int:
         reader = _FlushingReader(self._emit, self._token, labels, self._flush_log)
-        proc = await ShellProcess.start(self.ex._bash, script, cwd, env, reader, self.ex._preexec)
+        spec = ShellSpec(self.req, script, cwd, env, self._job_vars, self._files_dir)
+        launch = self.ex.launch(spec)
+        try:
+            proc = await ShellProcess.start(launch.argv, cwd, launch.env, reader, launch.preexec)
+        except BaseException:
+            if launch.cleanup is not None:
+                launch.cleanup()
+            raise
         self._proc = proc
         try:
             # canceled while it was starting (after_script runs after a timeout)
@@ -329,6 +417,8 @@ class _LocalJob:
             raise
         finally:
             self._proc = None
+            if launch.cleanup is not None:
+                launch.cleanup()
 
     async def _after_script(self, prep: _Prepared, status: OutcomeStatus) -> None:
         assert prep.after_script is not None
@@ -365,7 +455,7 @@ class _LocalJob:
         ]
         defined = [v for v in req.variables if v.key not in _EXECUTOR_KEYS]
         variables = [*own, *defined]
-        fallback = os.environ
+        fallback = self.ex.base_env()
         job_vars = resolve(variables, fallback=fallback)
         last: dict[str, Variable] = {v.key: v for v in variables}
         file_keys = [k for k, v in last.items() if v.file]
@@ -392,15 +482,15 @@ class _LocalJob:
             ]
             job_vars = resolve(variables, fallback=fallback)
 
-        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        env = dict(fallback)
         env.update(job_vars)
         ceiling = str(workspace.parent)
         inherited = env.get("GIT_CEILING_DIRECTORIES")
         env["GIT_CEILING_DIRECTORIES"] = f"{ceiling}:{inherited}" if inherited else ceiling
         env["CI_JOB_STATUS"] = "running"
-        env.setdefault("AICD_HOME", str(self.ex.home))  # `aicd model`/`aicd gate` in a job: this registry
-        for key, value in self.ex.job_env.items():
+        for key, value in self.ex.extra_env().items():
             env.setdefault(key, value)
+        self._job_vars = job_vars
 
         scripts_dir = run_dir / "scripts"
         scripts_dir.mkdir(parents=True, exist_ok=True)
@@ -417,7 +507,7 @@ class _LocalJob:
                 render_script(job.after_script, self._token, shown=after_labels), encoding="utf-8"
             )
 
-        info: list[str] = []
+        info: list[str] = self.ex.notes(req, job_vars)
 
         def expander(text: str) -> str:
             return expand(text, job_vars)
@@ -471,21 +561,27 @@ class _LocalJob:
                 rep, workspace, artifacts_mod.reports_dir(self.run_dir, req.job_id), expander
             )
             out.info += info
+            # A report is read by aicd, outside any sandbox: a symbolic link is not followed (it
+            # could name the server's secret key, and a dotenv report passes values on to jobs).
             dotenv: list[Variable] = []
             for name, path in files.of("dotenv"):
-                found, warnings = reports_mod.parse_dotenv(_read_text(path), name)
-                dotenv += found
-                out.info += warnings
+                data = _read_report(path, name, out.info)
+                if data is not None:
+                    found, warnings = reports_mod.parse_dotenv(_text(data), name)
+                    dotenv += found
+                    out.info += warnings
             out.dotenv = tuple(dotenv)
-            if files.of("junit"):
-                out.tests, warnings = reports_mod.parse_junit(
-                    (n, p.read_bytes()) for n, p in files.of("junit")
-                )
+            junit = [(n, _read_report(p, n, out.info)) for n, p in files.of("junit")]
+            readable = [(n, data) for n, data in junit if data is not None]
+            if readable:
+                out.tests, warnings = reports_mod.parse_junit(readable)
                 out.info += warnings
             for name, path in files.of("metrics"):
-                metrics, warnings = reports_mod.parse_metrics(_read_text(path), name)
-                out.metrics.update(metrics)
-                out.info += warnings
+                data = _read_report(path, name, out.info)
+                if data is not None:
+                    metrics, warnings = reports_mod.parse_metrics(_text(data), name)
+                    out.metrics.update(metrics)
+                    out.info += warnings
         return out
 
 
@@ -511,8 +607,22 @@ class _FlushingReader(LineReader):
         self._flush()
 
 
-def _read_text(path: Path) -> str:
-    return path.read_bytes().decode("utf-8", errors="replace")
+def _read_report(path: Path, name: str, info: list[str]) -> bytes | None:
+    """The bytes of a report file; None (and a warning) for a symbolic link, which is not followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if path.is_symlink():
+            info.append(f"WARNING: {name}: a symbolic link; a report must be a file; ignored")
+        else:
+            info.append(f"WARNING: {name}: cannot read the report ({exc.strerror}); ignored")
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def _identity(text: str) -> str:

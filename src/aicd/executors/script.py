@@ -10,7 +10,8 @@ is exactly the YAML's, never re-quoted by the shell. A multi-line command is
 shown as its first line followed by ``# collapsed multi-line command``, as
 GitLab shows it.
 
-:class:`ShellProcess` runs ``bash --noprofile --norc <script>`` in its own
+:class:`ShellProcess` runs ``bash --noprofile --norc <script>`` (possibly wrapped
+by a sandbox's command line) in its own
 session (its own process group) with stdout and stderr on one pipe, so the
 two stay in the order they were written, and can kill the whole group.
 """
@@ -21,6 +22,7 @@ import asyncio
 import codecs
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -33,6 +35,20 @@ from aicd.executors.base import OutputKind
 
 KILL_GRACE_S = 2.0
 MAX_LINE_BYTES = 256 * 1024  # longer lines are cut into pieces of this size
+# GitLab's collapsible section markers keep their `\r` (the web UI folds them; a terminal shows the header)
+_SECTION_MARK = re.compile(r"^(?:\x1b\[0K)?section_(?:start|end):\d+:[A-Za-z0-9_.-]+(?:\[[^\]\r]*\])?\r")
+
+
+def terminal_view(text: str) -> str:
+    """What a terminal shows of an output line: the part after its last carriage return.
+
+    The reader keeps GitLab's section markers whole (``section_start:...\\r`` then the header) for the
+    log and the web UI; a terminal shows only the header, as GitLab's own job log does.
+    """
+    if "\r" not in text:
+        return text
+    pieces = [p for p in text.split("\r") if p]
+    return pieces[-1] if pieces else ""
 
 
 def display_command(command: str) -> str | None:
@@ -109,9 +125,8 @@ class LineReader:
 
     def _line(self, data: bytes, final: bool = True) -> None:
         text = self._decoder.decode(data, final=final)
-        if "\r" in text:
-            pieces = [p for p in text.split("\r") if p]
-            text = pieces[-1] if pieces else ""
+        if "\r" in text and not _SECTION_MARK.match(text):
+            text = terminal_view(text)
         token = self._token
         at = text.find(token)
         if at < 0:
@@ -217,6 +232,11 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def bash_command(bash: str, script: Path) -> list[str]:
+    """How every job script is run: ``bash --noprofile --norc <script>``."""
+    return [bash, "--noprofile", "--norc", str(script)]
+
+
 class ShellProcess:
     """One ``bash`` run of a script file, streamed line by line."""
 
@@ -232,20 +252,17 @@ class ShellProcess:
     @classmethod
     async def start(
         cls,
-        bash: str,
-        script: Path,
+        argv: Sequence[str],
         cwd: Path,
         env: Mapping[str, str],
         reader: LineReader,
         preexec: Callable[[], None] | None = None,
     ) -> ShellProcess:
+        """Start ``argv`` (:func:`bash_command`, or a sandbox's command line wrapping it)."""
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
             lambda: _Protocol(reader.feed, loop),
-            bash,
-            "--noprofile",
-            "--norc",
-            str(script),
+            *argv,
             cwd=str(cwd),
             env=dict(env),
             stdin=subprocess.DEVNULL,

@@ -37,6 +37,9 @@ class PipelineContext:
     changed_files: Sequence[str] | None = None  # None: unknown, `changes` is always true
     # For `rules:changes:compare_to`: the files changed since a ref (None: unknown).
     changes_since: Callable[[str], Sequence[str] | None] | None = None
+    # Trigger jobs with `trigger: include` of a local file become jobs that run a child
+    # pipeline (the caller runs them); otherwise they are left out with a warning.
+    child_pipelines: bool = False
 
 
 def load_pipeline(

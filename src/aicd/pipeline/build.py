@@ -13,8 +13,10 @@ then `needs` and `dependencies` across jobs, then cycles.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from aicd.pipeline.ir import (
     Need,
     Pipeline,
     Retry,
+    Trigger,
     Variable,
 )
 from aicd.pipeline.nodes import LocList, LocMap, Mark, Reference
@@ -43,12 +46,14 @@ from aicd.pipeline.schema import (
     JOB_KEYWORDS,
     JOB_WHEN,
     TOP_LEVEL_KEYWORDS,
+    TRIGGER_KEYS,
     WORKFLOW_KEYWORDS,
     At,
     CacheSpec,
     Problems,
     RetrySpec,
     check_keys,
+    flat_items,
     kind,
     read_allow_failure,
     read_artifacts,
@@ -84,6 +89,7 @@ class BuildContext:
     project_dir: Path | None = None
     file: str = ".gitlab-ci.yml"
     changes_since: Callable[[str], Sequence[str] | None] | None = None
+    child_pipelines: bool = False  # build trigger jobs of local child pipelines (see PipelineContext)
 
 
 @dataclass
@@ -91,10 +97,24 @@ class BuildResult:
     diagnostics: list[Diagnostic]
     pipeline: Pipeline | None = None
     filtered_out: bool = False  # workflow:rules made no pipeline
+    listing: Listing | None = None  # what was built, even with errors (None: the file could not be read)
 
     @property
     def errors(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "error"]
+
+
+@dataclass
+class Listing:
+    """The jobs as far as they could be built, with why each is in (for `aicd lint --list`)."""
+
+    stages: tuple[str, ...]
+    jobs: list[Job]  # after rules, needs resolved; may hold jobs with errors
+    # trigger jobs left out of the run: (job, the needs it names, what it triggers)
+    triggers: list[tuple[Job, tuple[str, ...] | None, str]]
+    included: dict[str, str]  # job name -> the rule (or only/except) that put it in
+    excluded: list[tuple[str, str]]  # job name -> why it is left out
+    workflow_rule: str | None  # the workflow rule that made the pipeline (None: no workflow:rules)
 
 
 @dataclass
@@ -147,6 +167,8 @@ class Draft:
     has_rules: bool = False
     rules_ok: bool = True
     trigger: bool = False
+    child: Trigger | None = None  # a local child pipeline aicd can run
+    trigger_kind: str = ""  # why another trigger is left out: "project", "dynamic", "include"
 
 
 @dataclass
@@ -165,26 +187,123 @@ def build_pipeline(root: Any, ctx: BuildContext, loader_warnings: Sequence[Diagn
     problems = Problems(list(loader_warnings))
     builder = _Builder(root, ctx, problems)
     pipeline = builder.run()
-    items = _dedupe(problems.items)
+    items = _dedupe(problems.items, builder.root)
+    listing = Listing(
+        stages=builder.stages,
+        jobs=builder.jobs,
+        triggers=builder.triggers,
+        included=builder.included,
+        excluded=builder.excluded,
+        workflow_rule=builder.workflow_rule,
+    )
     if any(d.severity == "error" for d in items):
-        return BuildResult(items, None, False)
-    return BuildResult(items, pipeline, builder.filtered_out)
+        return BuildResult(items, None, False, listing)
+    return BuildResult(items, pipeline, builder.filtered_out, listing)
 
 
-def _dedupe(items: list[Diagnostic]) -> list[Diagnostic]:
-    """One diagnostic per place and problem (a `default:` error shows in every job otherwise)."""
-    seen: set[tuple[str, int, int, str, str]] = set()
-    out: list[Diagnostic] = []
+def _dedupe(items: list[Diagnostic], root: Any = None) -> list[Diagnostic]:
+    """One diagnostic per place and problem.
+
+    A problem inside a template (a hidden key, `default:`, an anchor, or a job
+    that others `extends` or `!reference`) shows once, named after that
+    template and the jobs that use it, not once per job.
+    """
+    owners = _TopLevelKeys(root)
+    groups: dict[tuple[str, int, int, str, str], list[str]] = {}
+    out: list[tuple[tuple[str, int, int, str, str], Diagnostic]] = []
     for d in items:
-        text = (
-            d.message.split(": ", 1)[1] if d.message.startswith('job "') and ": " in d.message else d.message
-        )
+        job, text = _job_and_text(d.message)
         key = (d.file, d.line, d.column, text, d.severity)
-        if d.line and key in seen:
+        if d.line and key in groups:
+            if job is not None and job not in groups[key]:
+                groups[key].append(job)
             continue
-        seen.add(key)
-        out.append(d)
-    return out
+        groups[key] = [] if job is None else [job]
+        out.append((key, d))
+    result: list[Diagnostic] = []
+    for key, d in out:
+        jobs = groups[key]
+        owner = owners.at(d.file, d.line, d.column) if jobs and d.line else None
+        if owner is None or (owner in jobs and len(jobs) == 1):
+            result.append(d)
+            continue
+        text = key[3]
+        if owner == "default":
+            head = f"default (inherited by {_jobs_phrase(jobs)})"
+        elif owner.startswith("."):
+            head = f'template "{owner}" (used by {_jobs_phrase(jobs)})'
+        else:
+            others = [j for j in jobs if j != owner]
+            if not others:
+                result.append(d)
+                continue
+            head = f'job "{owner}" (also used by {_jobs_phrase(others)})'
+        result.append(dataclasses.replace(d, message=f"{head}: {text}"))
+    return result
+
+
+def _job_and_text(message: str) -> tuple[str | None, str]:
+    """('name', rest) for a message 'job "name": rest', else (None, message)."""
+    if message.startswith('job "') and '": ' in message:
+        name, _, rest = message[5:].partition('": ')
+        return name, rest
+    return None, message
+
+
+def _jobs_phrase(jobs: list[str]) -> str:
+    quoted = [f'"{j}"' for j in jobs]
+    return f"job {quoted[0]}" if len(quoted) == 1 else f"jobs {_names(quoted)}"
+
+
+class _TopLevelKeys:
+    """Which top-level key (job, template, `default`) a file:line is written in."""
+
+    def __init__(self, root: Any) -> None:
+        self.starts: dict[str, list[tuple[int, str]]] = {}
+        self.root: LocMap = root if isinstance(root, LocMap) else LocMap()
+        if isinstance(root, LocMap):
+            for key in root:
+                mark = root.mark_of(key)
+                if isinstance(key, str) and mark.line:
+                    self.starts.setdefault(mark.file, []).append((mark.line, key))
+        for found in self.starts.values():
+            found.sort()
+
+    def at(self, file: str, line: int, column: int) -> str | None:
+        """The key whose text holds this place: the nearest key above it, if its value has a value there."""
+        found = self.starts.get(file)
+        if not found:
+            return None
+        i = bisect.bisect_right(found, (line, "\U0010ffff")) - 1
+        if i < 0:
+            return None
+        key = found[i][1]
+        return key if _holds_mark(self.root[key], file, line, column) else None
+
+
+def _holds_mark(value: Any, file: str, line: int, column: int, depth: int = 0) -> bool:
+    """Whether a key, item or value inside `value` is written at file:line:column."""
+    if depth > 40:
+        return False
+    if isinstance(value, (LocMap, LocList, Reference)):
+        mark = value.mark
+        if (mark.file, mark.line, mark.column) == (file, line, column):
+            return True
+    if isinstance(value, LocMap):
+        for key, item in value.items():
+            mark = value.mark_of(key)
+            if (mark.file, mark.line, mark.column) == (file, line, column):
+                return True
+            if _holds_mark(item, file, line, column, depth + 1):
+                return True
+    elif isinstance(value, LocList):
+        for index, item in enumerate(value):
+            mark = value.mark_of(index)
+            if (mark.file, mark.line, mark.column) == (file, line, column):
+                return True
+            if _holds_mark(item, file, line, column, depth + 1):
+                return True
+    return False
 
 
 class _Builder:
@@ -205,6 +324,10 @@ class _Builder:
         self.defined: dict[str, Draft] = {}
         self.excluded: list[tuple[str, str]] = []
         self.warn_jobs: dict[str, list[str]] = {}
+        self.jobs: list[Job] = []
+        self.triggers: list[tuple[Job, tuple[str, ...] | None, str]] = []
+        self.included: dict[str, str] = {}
+        self.workflow_rule: str | None = None
 
     # -- top level ---------------------------------------------------------------
 
@@ -249,6 +372,7 @@ class _Builder:
             )
         built = self._instances()
         jobs = self._resolve_needs(built)
+        self.jobs = jobs
         self._check_cycles(jobs)
         self._summary_warnings(jobs)
         if self.filtered_out or self.problems.errors:
@@ -292,8 +416,19 @@ class _Builder:
             return
         at = self.file_at.of(root, "default")
         mapping = read_map(root["default"], at, self.problems)
-        if mapping is not None:
-            check_keys(mapping, DEFAULT_KEYWORDS, at, self.problems, "default")
+        if mapping is None:
+            return
+        job_only = [k for k in mapping if k not in DEFAULT_KEYWORDS and k in JOB_KEYWORDS]
+        if job_only:
+            # a job named `default`: say so once instead of "did you mean ..." for each job keyword
+            self.problems.error(
+                at,
+                '"default" is a reserved name: `default:` sets keywords every job inherits, so it cannot '
+                f"be a job ({', '.join(map(str, job_only))} "
+                f"{'are job keywords' if len(job_only) > 1 else 'is a job keyword'}); rename the job",
+                raw=True,
+            )
+        check_keys(mapping, DEFAULT_KEYWORDS | set(job_only), at, self.problems, "default")
 
     def _workflow(self, root: LocMap) -> None:
         if "workflow" not in root or root["workflow"] is None:
@@ -312,6 +447,8 @@ class _Builder:
                 lookup = resolve([*self.ctx.predefined, *self.global_vars, *self.ctx.variables])
                 outcome = self._evaluate(rules, lookup, "always", "workflow.rules", at.of(mapping, "rules"))
                 if outcome is not None:
+                    if outcome.rule_index is not None:
+                        self.workflow_rule = f"rules[{outcome.rule_index}] {outcome.rule_text}"
                     if outcome.when == "never":
                         self.filtered_out = True
                     elif outcome.when != "always":
@@ -508,9 +645,7 @@ class _Builder:
         if body.get("tags") is not None:
             d.tags = read_str_list(body["tags"], at.of(body, "tags"), p, single=False, numbers=True) or ()
         if d.trigger:
-            value = body["trigger"]
-            if not isinstance(value, (str, dict)):
-                p.error(at.of(body, "trigger"), f"must be a project path or a mapping, got {kind(value)}")
+            d.child, d.trigger_kind = read_trigger(body["trigger"], at.of(body, "trigger"), p)
 
     def _needs_and_deps(self, d: Draft) -> None:
         body, at, p = d.body, d.at, self.problems
@@ -581,9 +716,15 @@ class _Builder:
                     raw=True,
                 )
                 continue
-            if d.trigger:
-                self.excluded.append((d.name, "trigger jobs (downstream pipelines) are not supported yet"))
-                self.warn_jobs.setdefault("trigger", []).append(d.name)
+            if d.trigger and not self._runs_child(d):
+                self.warn_jobs.setdefault(f"trigger:{d.trigger_kind}", []).append(d.name)
+                for inst in parallel.instances(d.name, d.parallel):
+                    built = self._instance(d, inst)  # its rules decide whether it is listed
+                    if built is None:
+                        continue
+                    self.excluded.append((inst.name, _TRIGGER_LEFT_OUT[d.trigger_kind]))
+                    needs = None if built.needs is None else tuple(n.job for n in built.needs)
+                    self.triggers.append((built.job, needs, _trigger_text(d.body.get("trigger"))))
                 continue
             for inst in parallel.instances(d.name, d.parallel):
                 if len(inst.name) > MAX_JOB_NAME and len(d.name) <= MAX_JOB_NAME:
@@ -642,9 +783,15 @@ class _Builder:
                 self.excluded.append((inst.name, reason))
                 return None
             when = outcome.when
-            allow_failure = (
-                outcome.allow_failure if outcome.allow_failure is not None else (d.allow_failure or False)
-            )
+            self.included[inst.name] = f"rules[{outcome.rule_index}] {outcome.rule_text}"
+            if outcome.allow_failure is not None:
+                allow_failure = outcome.allow_failure
+            elif d.allow_failure is not None:
+                allow_failure = d.allow_failure
+            else:
+                # GitLab (issue 362225): a manual job whose `when: manual` is the job's own (the rule
+                # keeps it, or says it again) may fail; only a rule's own `when: manual` blocks
+                allow_failure = when == "manual" and d.when == "manual"
             if outcome.interruptible is not None:
                 interruptible = outcome.interruptible
             if outcome.start_in is not None:
@@ -676,6 +823,7 @@ class _Builder:
             if verdict is not None:
                 self.excluded.append((inst.name, verdict))
                 return None
+            self.included[inst.name] = _only_text(body.get("only"), body.get("except"))
             if allow_failure is None:
                 allow_failure = when == "manual"
         variables = (*yaml_vars, *rule_vars)
@@ -710,8 +858,13 @@ class _Builder:
             services=d.services,
             tags=d.tags,
             location=Location(d.at.mark.file, d.at.mark.line, d.at.mark.column),
+            trigger=d.child if self._runs_child(d) else None,
         )
         return Built(d, inst, job, needs, needs_at)
+
+    def _runs_child(self, d: Draft) -> bool:
+        """Whether this trigger job is built as a job that runs its (local) child pipeline."""
+        return self.ctx.child_pipelines and d.child is not None
 
     def _caches(self, d: Draft, variables: list[Variable]) -> list[Cache]:
         out: list[Cache] = []
@@ -804,7 +957,7 @@ class _Builder:
                     raw=True,
                 )
                 continue
-            if target.trigger:
+            if target.trigger and not self._runs_child(target):
                 p.warning(spec.at, f'needs "{spec.job}", a trigger job that aicd leaves out: need ignored')
                 continue
             candidates = by_base.get(base, [])
@@ -910,14 +1063,22 @@ class _Builder:
                         raw=True,
                     )
                     continue
-            elif stage_index.get(target.stage, 0) >= my_stage:
+            elif stage_index.get(target.stage, 0) > my_stage:
                 p.error(
                     at,
-                    f'dependencies: "{name}" is in stage "{target.stage}", not an earlier stage than '
-                    f'"{b.job.stage}"',
+                    f'dependencies: "{name}" is in stage "{target.stage}", a later stage than '
+                    f'"{b.job.stage}" (a job can take artifacts from its own or earlier stages)',
                     raw=True,
                 )
                 continue
+            elif stage_index.get(target.stage, 0) == my_stage:
+                # GitLab allows it; without needs both jobs run at once and the artifacts are not passed
+                p.warning(
+                    at,
+                    f'dependencies: "{name}" is in the same stage ("{b.job.stage}"): its artifacts reach '
+                    f"this job only if it also has needs: [{name}]",
+                    raw=True,
+                )
             names = [i.name for i in by_base.get(base, []) if name == base or i.name == name]
             if need_names is not None:
                 names = [n for n in names if n in need_names]
@@ -995,15 +1156,12 @@ class _Builder:
                 f"{what} {verb} ignored: aicd runs jobs in the local shell (jobs: {_names(images)})",
                 raw=True,
             )
-        for key in (*IGNORED_JOB_KEYWORDS, "trigger"):
+        for key in (*IGNORED_JOB_KEYWORDS, *_TRIGGER_WARNINGS):
             names = _unique(self.warn_jobs.get(key, []))
             if not names:
                 continue
-            if key == "trigger":
-                text = (
-                    "trigger jobs (child and multi-project pipelines) are not supported yet and are "
-                    f"left out (jobs: {_names(names)})"
-                )
+            if key in _TRIGGER_WARNINGS:
+                text = _TRIGGER_WARNINGS[key].format(jobs=_names(names))
             else:
                 text = f"{key} is not supported locally and is ignored (jobs: {_names(names)})"
             self.problems.warning(self.summary_at, text, raw=True)
@@ -1013,6 +1171,86 @@ class _Builder:
                 "no job is in this pipeline: rules or only/except left every job out",
                 raw=True,
             )
+
+
+_TRIGGER_LEFT_OUT = {
+    "local": "child pipelines are run by `aicd run` only",
+    "project": "multi-project pipelines are out of scope",
+    "dynamic": "dynamic child pipelines from several files are not supported",
+    "include": "this trigger:include is not supported",
+}
+_TRIGGER_WARNINGS = {
+    "trigger:local": (
+        "child pipelines are run by `aicd run` only: here the trigger jobs are left out (jobs: {jobs})"
+    ),
+    "trigger:project": (
+        "multi-project pipelines (trigger: project) are out of scope: the trigger jobs are left out "
+        "(jobs: {jobs})"
+    ),
+    "trigger:dynamic": (
+        "dynamic child pipelines from several files are not supported: the trigger jobs are left out "
+        "(jobs: {jobs})"
+    ),
+    "trigger:include": (
+        "child pipelines from other projects, templates or several files are not supported: the trigger "
+        "jobs are left out (jobs: {jobs})"
+    ),
+}
+
+
+def read_trigger(value: Any, at: At, problems: Problems) -> tuple[Trigger | None, str]:
+    """`trigger:` -> (the local child pipeline, "local") or (None, why aicd leaves the job out)."""
+    if isinstance(value, str):
+        return None, "project"
+    mapping = read_map(value, at, problems) if isinstance(value, dict) else None
+    if mapping is None:
+        if not isinstance(value, dict):
+            problems.error(at, f"must be a project path or a mapping, got {kind(value)}")
+        return None, "project"
+    check_keys(mapping, TRIGGER_KEYS, at, problems, "trigger")
+    strategy = None
+    if mapping.get("strategy") is not None:
+        strategy = read_enum(mapping["strategy"], ("depend",), at.of(mapping, "strategy"), problems)
+    yaml_vars, pipeline_vars = True, False
+    if mapping.get("forward") is not None:
+        where = at.of(mapping, "forward")
+        forward = read_map(mapping["forward"], where, problems)
+        if forward is not None:
+            check_keys(forward, ("yaml_variables", "pipeline_variables"), where, problems, "forward")
+            if forward.get("yaml_variables") is not None:
+                yaml_vars = bool(
+                    read_bool(forward["yaml_variables"], where.of(forward, "yaml_variables"), problems)
+                )
+            if forward.get("pipeline_variables") is not None:
+                found = read_bool(
+                    forward["pipeline_variables"], where.of(forward, "pipeline_variables"), problems
+                )
+                pipeline_vars = bool(found)
+    if mapping.get("project") is not None:
+        return None, "project"
+    if mapping.get("include") is None:
+        problems.error(at, "needs include (a child pipeline) or project (a multi-project pipeline)")
+        return None, "project"
+    include = mapping["include"]
+    where = at.of(mapping, "include")
+    items = [item for item, _ in flat_items(include, where)] if isinstance(include, list) else [include]
+    if len(items) != 1:
+        return None, "dynamic" if any(isinstance(i, dict) and "artifact" in i for i in items) else "include"
+    item = items[0]
+    if isinstance(item, dict) and "artifact" in item:
+        artifact, job = item.get("artifact"), item.get("job")
+        if not isinstance(artifact, str) or not artifact.strip() or not isinstance(job, str) or not job:
+            problems.error(
+                where, "include: artifact needs the artifact's path and the job that makes it (job:)"
+            )
+            return None, "dynamic"
+        return Trigger(artifact.lstrip("/"), strategy, yaml_vars, pipeline_vars, artifact_job=job), "local"
+    path = item if isinstance(item, str) else (item.get("local") if isinstance(item, dict) else None)
+    if not isinstance(path, str) or not path.strip():
+        return None, "include"
+    if path.startswith(("http://", "https://")):
+        return None, "include"
+    return Trigger(path.lstrip("/"), strategy, yaml_vars, pipeline_vars), "local"
 
 
 # -- needs parsing (jobs and rules:needs) ----------------------------------------------------
@@ -1077,18 +1315,6 @@ def read_needs(value: Any, at: At, problems: Problems) -> list[NeedSpec] | None:
     return out
 
 
-def flat_items(value: list[Any], at: At, depth: int = 1) -> list[tuple[Any, At]]:
-    """A list's items, nested lists (from `!reference`) flattened as GitLab does, with their places."""
-    out: list[tuple[Any, At]] = []
-    for i, item in enumerate(value):
-        where = at.of(value, i)
-        if isinstance(item, list) and depth < 10:
-            out.extend(flat_items(item, where, depth + 1))
-        else:
-            out.append((item, where))
-    return out
-
-
 def _located(items: Sequence[Diagnostic], at: At) -> list[Diagnostic]:
     """`items`, those without a line placed at `at` (the key they are about)."""
     mark = at.mark
@@ -1118,6 +1344,36 @@ def _names(names: list[str], limit: int = 10) -> str:
     if len(names) <= limit:
         return ", ".join(names)
     return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+
+
+def _trigger_text(value: Any) -> str:
+    """What a trigger job starts: `child: include ci/child.yml`, `project: group/other`."""
+    if isinstance(value, str):
+        return f"project: {value}"
+    if isinstance(value, dict):
+        if value.get("include") is not None:
+            include = value["include"]
+            items = include if isinstance(include, list) else [include]
+            names = [
+                str(i.get("local") or i.get("artifact") or i.get("project") or i.get("template") or "?")
+                if isinstance(i, dict)
+                else str(i)
+                for i in items
+            ]
+            return "child pipeline: " + ", ".join(names)
+        if value.get("project") is not None:
+            return f"project: {value['project']}"
+    return "trigger"
+
+
+def _only_text(only: Any, except_: Any, limit: int = 80) -> str:
+    parts = [
+        f"{key}: {json.dumps(value, default=str)}"
+        for key, value in (("only", only), ("except", except_))
+        if value is not None
+    ]
+    text = ", ".join(parts) or "(no rules)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _warning_text(d: Diagnostic) -> str:
@@ -1183,9 +1439,13 @@ def check_only_except(value: Any, at: At, problems: Problems) -> None:
                     evaluate(text, {})
                 except ExpressionError as exc:
                     problems.error(item_at, f'"{text}" is not a valid expression: {exc}')
-            elif key == "refs" and text.startswith("/") and text.count("/") >= 2:
+            elif key == "refs":
+                # GitLab splits `pattern@group/project` at the first `@` (the job runs only in that project)
+                pattern = text.partition("@")[0]
+                if not (pattern.startswith("/") and pattern.count("/") >= 2):
+                    continue
                 try:
-                    regex_from_value(text)
+                    regex_from_value(pattern)
                 except ExpressionError as exc:
                     problems.error(item_at, f"is not a valid regular expression: {exc}")
     if parts.get("kubernetes") is not None:

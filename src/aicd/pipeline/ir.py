@@ -105,6 +105,17 @@ class Environment:
 
 
 @dataclass(frozen=True, slots=True)
+class Trigger:
+    """A trigger job's child pipeline (`trigger: include: local`)."""
+
+    include: str  # the child pipeline's file: relative to the project, or to artifact_job's artifacts
+    strategy: str | None = None  # "depend": the trigger job takes the child pipeline's status
+    forward_yaml_variables: bool = True  # the trigger job's variables become the child's pipeline variables
+    forward_pipeline_variables: bool = False  # so do this pipeline's own pipeline variables
+    artifact_job: str | None = None  # a dynamic child pipeline: `include` is an artifact of this job
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     name: str  # full name, e.g. 'test 1/3' or 'test: [linux, amd64]'
     base_name: str  # name in the YAML before parallel expansion
@@ -137,6 +148,7 @@ class Job:
     tags: tuple[str, ...] = ()
     description: str = ""
     location: Location = field(default_factory=Location)
+    trigger: Trigger | None = None  # a trigger job: runs a child pipeline instead of a script
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,7 @@ def _analyse(project_dir: Path, file: str, context: PipelineContext) -> BuildRes
             project_dir=project_dir,
             file=file,
             changes_since=context.changes_since,
+            child_pipelines=context.child_pipelines,
         )
         return build_pipeline(root, build_ctx, document.warnings)
     except PipelineError as exc:

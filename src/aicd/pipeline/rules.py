@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -86,6 +87,9 @@ class RuleOutcome:
     start_in: str | None = None
     interruptible: bool | None = None
     rule_index: int | None = None
+    rule_text: str = field(
+        default="", compare=False
+    )  # the matching rule's conditions, for listings ("if: $CI_COMMIT_TAG")
 
 
 # --- evaluation ------------------------------------------------------------------
@@ -113,8 +117,21 @@ def evaluate_rules(
                 start_in=None if start_in is None else str(start_in),
                 interruptible=rule.get("interruptible"),
                 rule_index=index,
+                rule_text=describe_rule(rule),
             )
     return RuleOutcome(when="never")
+
+
+def describe_rule(rule: Mapping[str, Any], limit: int = 80) -> str:
+    """A rule's conditions in one line: `if: $X == "y", changes: [a/*]`; `(no condition)` when it has none."""
+    parts: list[str] = []
+    for key in ("if", "changes", "exists"):
+        if key in rule and rule[key] is not None:
+            value = rule[key]
+            text = str(value) if isinstance(value, str) else json.dumps(value, default=str)
+            parts.append(f"{key}: {text}")
+    out = ", ".join(parts) or "(no condition)"
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 def _matches(rule: Mapping[str, Any], ctx: RuleContext, path: str) -> bool:

@@ -115,6 +115,7 @@ DEFAULT_KEYWORDS = frozenset(
 )
 
 WORKFLOW_KEYWORDS = frozenset({"rules", "name", "auto_cancel"})
+TRIGGER_KEYS = ("include", "project", "branch", "strategy", "forward", "inputs")
 
 JOB_WHEN = ("on_success", "on_failure", "always", "manual", "delayed", "never")
 ARTIFACTS_WHEN = ("on_success", "on_failure", "always")
@@ -275,6 +276,18 @@ def check_keys(value: LocMap, allowed: Collection[str], at: At, problems: Proble
             if not hint:
                 hint = f"; {what} takes: {', '.join(sorted(allowed))}"
             problems.error(at.of(value, key), f'unknown keyword "{key}" in {what}{hint}', raw=True)
+
+
+def flat_items(value: list[Any], at: At, depth: int = 1) -> list[tuple[Any, At]]:
+    """A list's items, nested lists (from `!reference`) flattened as GitLab does, with their places."""
+    out: list[tuple[Any, At]] = []
+    for i, item in enumerate(value):
+        where = at.of(value, i)
+        if isinstance(item, list) and depth < 10:
+            out.extend(flat_items(item, where, depth + 1))
+        else:
+            out.append((item, where))
+    return out
 
 
 def read_map(value: Any, at: At, problems: Problems) -> LocMap | None:
@@ -741,11 +754,12 @@ def read_cache(value: Any, at: At, problems: Problems) -> list[CacheSpec]:
     if value is None:
         return []
     if isinstance(value, list):
-        if len(value) > 4:
-            problems.error(at, f"has {len(value)} entries; GitLab allows at most 4 caches per job")
+        items = flat_items(value, at)  # `- !reference [.x, cache]` items may be lists: GitLab flattens them
+        if len(items) > 4:
+            problems.error(at, f"has {len(items)} entries; GitLab allows at most 4 caches per job")
         out: list[CacheSpec] = []
-        for i, item in enumerate(value):
-            spec = _read_one_cache(item, at.of(value, i), problems)
+        for item, where in items:
+            spec = _read_one_cache(item, where, problems)
             if spec is not None:
                 out.append(spec)
         return out

@@ -50,6 +50,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     for router in load_routers():
         app.include_router(router, prefix=API_PREFIX)
     _metrics_alias(app)
+    from aicd.web import mount_ui  # the web UI at / (aicd.web)
+
+    mount_ui(app)
     return app
 
 

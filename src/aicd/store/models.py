@@ -32,6 +32,7 @@ class Project(Base):
     pipeline_file: Mapped[str | None]
     poll_interval_s: Mapped[float | None]
     webhook_secret: Mapped[str | None]
+    protected_aliases: Mapped[list[str] | None]
 
     pipelines: Mapped[list[Pipeline]] = relationship(back_populates="project", passive_deletes=True)
 

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
-from aicd.errors import NotFoundError
+from aicd.errors import NotFoundError, PermissionDeniedError
 from aicd.store.owned import DatabaseStore, open_current
 from aicd.store.schema import audit_log, jobs, model_aliases, model_versions, models, pipelines
 from aicd.suggest import did_you_mean
@@ -41,6 +41,7 @@ class ModelRecord:
     last_version: int  # the highest version number given (0: none yet)
     created_at: float
     aliases: dict[str, int] = field(default_factory=dict)  # alias -> version
+    project_id: int | None = None  # the server project it belongs to (None: local, or unowned)
 
 
 @dataclass(frozen=True)
@@ -189,18 +190,26 @@ class RegistryStore(DatabaseStore):
         description: str | None = None,
         alias: str | None = None,
         actor: str = "local",
+        project_id: int | None = None,
+        check_owner: bool = False,
     ) -> ModelVersionRecord:
-        """The next version of `name` (the model is created on its first version); with `alias`,
-        the alias points at it in the same transaction."""
+        """The next version of `name` (the model is created on its first version, belonging to
+        `project_id`); with `alias`, the alias points at it in the same transaction.
+
+        With `check_owner` (the server), a model that exists already must belong to `project_id`,
+        else PermissionDeniedError and nothing is written (decided in the same transaction, so two
+        projects registering a new name at once cannot both add to it)."""
         now = time.time()
         with self._write(f"register a version of model {name!r}") as conn:
-            conn.execute(self._insert_model_if_absent(name, description, now))
-            model_id, number = conn.execute(
+            conn.execute(self._insert_model_if_absent(name, description, now, project_id))
+            model_id, number, owner = conn.execute(
                 update(models)
                 .where(models.c.name == name)
                 .values(last_version=models.c.last_version + 1)
-                .returning(models.c.id, models.c.last_version)
+                .returning(models.c.id, models.c.last_version, models.c.project_id)
             ).one()
+            if check_owner and owner != project_id:
+                raise PermissionDeniedError(f"model {name!r} belongs to another project")
             if description is not None:
                 conn.execute(update(models).where(models.c.id == model_id).values(description=description))
             version_id = conn.execute(
@@ -232,6 +241,7 @@ class RegistryStore(DatabaseStore):
                 f"models:/{name}/{number}",
                 {"digest": new.artifact_digest, "commit": new.commit_sha, "pipeline": new.pipeline_id},
                 now,
+                owner,
             )
             if alias is not None:
                 self._move_alias(conn, model_id, name, alias, int(version_id), number, actor, now)
@@ -239,8 +249,16 @@ class RegistryStore(DatabaseStore):
             names = self._aliases_of_versions(conn, [int(version_id)]).get(int(version_id), [])
         return _version(row, names)
 
-    def _insert_model_if_absent(self, name: str, description: str | None, now: float) -> Any:
-        values = {"name": name, "description": description, "last_version": 0, "created_at": now}
+    def _insert_model_if_absent(
+        self, name: str, description: str | None, now: float, project_id: int | None
+    ) -> Any:
+        values = {
+            "name": name,
+            "description": description,
+            "last_version": 0,
+            "created_at": now,
+            "project_id": project_id,
+        }
         if self._db.dialect == "postgresql":
             from sqlalchemy.dialects import postgresql
 
@@ -248,6 +266,17 @@ class RegistryStore(DatabaseStore):
         from sqlalchemy.dialects import sqlite
 
         return sqlite.insert(models).values(values).on_conflict_do_nothing(index_elements=["name"])
+
+    def set_project(self, name: str, project_id: int | None, *, actor: str) -> None:
+        """Give model `name` to another project (None: to none); audited in both projects' logs."""
+        now = time.time()
+        with self._write(f"change the project of model {name!r}") as conn:
+            model_id = self._model_id(conn, name)
+            before = self._owner(conn, model_id)
+            conn.execute(update(models).where(models.c.id == model_id).values(project_id=project_id))
+            details = {"from_project_id": before, "to_project_id": project_id}
+            for owner in {before, project_id}:
+                self._audit(conn, actor, "model.project", f"models:/{name}", details, now, owner)
 
     def set_alias(
         self, name: str, alias: str, version: int, *, actor: str = "local"
@@ -296,7 +325,8 @@ class RegistryStore(DatabaseStore):
                 .values(version_id=version_id, updated_at=now)
             )
         details = {"alias": alias, "version": version, "previous": previous}
-        self._audit(conn, actor, ACTION_ALIAS_SET, f"models:/{name}@{alias}", details, now)
+        owner = self._owner(conn, model_id)
+        self._audit(conn, actor, ACTION_ALIAS_SET, f"models:/{name}@{alias}", details, now, owner)
         return previous
 
     def delete_alias(self, name: str, alias: str, *, actor: str = "local") -> AliasRecord:
@@ -313,7 +343,8 @@ class RegistryStore(DatabaseStore):
                 raise self._no_alias(conn, model_id, name, alias)
             conn.execute(delete(model_aliases).where(model_aliases.c.id == current.id))
             details = {"alias": alias, "version": None, "previous": int(current.version)}
-            self._audit(conn, actor, ACTION_ALIAS_DELETE, f"models:/{name}@{alias}", details, now)
+            owner = self._owner(conn, model_id)
+            self._audit(conn, actor, ACTION_ALIAS_DELETE, f"models:/{name}@{alias}", details, now, owner)
         return AliasRecord(
             model=name, alias=alias, version=int(current.version), updated_at=current.updated_at
         )
@@ -487,6 +518,7 @@ class RegistryStore(DatabaseStore):
             last_version=int(row.last_version),
             created_at=float(row.created_at),
             aliases=aliases,
+            project_id=None if row.project_id is None else int(row.project_id),
         )
 
     @staticmethod
@@ -541,12 +573,28 @@ class RegistryStore(DatabaseStore):
         )
 
     @staticmethod
+    def _owner(conn: Connection, model_id: int) -> int | None:
+        found = conn.execute(select(models.c.project_id).where(models.c.id == model_id)).scalar_one_or_none()
+        return None if found is None else int(found)
+
+    @staticmethod
     def _audit(
-        conn: Connection, actor: str, action: str, target: str, details: Mapping[str, Any], now: float
+        conn: Connection,
+        actor: str,
+        action: str,
+        target: str,
+        details: Mapping[str, Any],
+        now: float,
+        project_id: int | None = None,
     ) -> None:
         conn.execute(
             insert(audit_log).values(
-                at=now, actor=actor, action=action, project_id=None, target=target, details=dict(details)
+                at=now,
+                actor=actor,
+                action=action,
+                project_id=project_id,
+                target=target,
+                details=dict(details),
             )
         )
 

@@ -170,6 +170,28 @@ api_tokens = Table(
     sqlite_autoincrement=True,
 )
 
+# -- job tokens (revision 0004) ---------------------------------------------------------------------
+# CI_JOB_TOKEN of one job attempt: its SHA-256 only, bound to the attempt (job row) and its project,
+# valid until it expires (the job's timeout and a margin) or is revoked (the attempt ended).
+job_tokens = Table(
+    "job_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("project_id", Id, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("pipeline_id", Id, nullable=False),
+    Column("job_id", Id, nullable=False),  # the attempt's row in `jobs` (CI_JOB_ID)
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("revoked_at", Double, nullable=True),
+    Column("user_login", Text, nullable=True),  # who started the pipeline (GITLAB_USER_LOGIN)
+    # the pipeline's ref is protected (default branch, tag): its jobs may move protected aliases
+    Column("protected_ref", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("token_hash"),
+    Index(None, "job_id"),
+    sqlite_autoincrement=True,
+)
+
 memberships = Table(
     "memberships",
     metadata,
@@ -247,6 +269,24 @@ models = Table(
     Column("last_version", Integer, nullable=False, server_default=text("0")),  # gapless numbering
     Column("created_at", Double, nullable=False),
     UniqueConstraint("name"),
+    sqlite_autoincrement=True,
+)
+# The server project a model belongs to (revision 0004); None: the local registry, or an admin's.
+# No foreign key (adding one would rebuild the table on SQLite): a removed project's id dangles.
+models.append_column(Column("project_id", Id, nullable=True))
+models.append_constraint(Index(None, "project_id"))
+# Aliases only maintainers move or delete (None: the default, ["production"]) (revision 0004).
+projects.append_column(Column("protected_aliases", Json(), nullable=True))
+
+# Project `reader_project_id` may read the models of project `project_id` (revision 0004).
+model_readers = Table(
+    "model_readers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("project_id", Id, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("reader_project_id", Id, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("project_id", "reader_project_id"),
     sqlite_autoincrement=True,
 )
 

@@ -43,6 +43,7 @@ PROJECT_COLUMNS = (
     "pipeline_file",
     "poll_interval_s",
     "webhook_secret",
+    "protected_aliases",
 )
 PIPELINE_COLUMNS = (
     "id",
@@ -86,7 +87,7 @@ JOB_COLUMNS = (
     "coverage",
     "metrics",
 )
-JSON_COLUMNS = frozenset({"variables", "metrics"})  # schema.Json
+JSON_COLUMNS = frozenset({"variables", "metrics", "protected_aliases"})  # schema.Json
 BOOLEAN_COLUMNS = frozenset({"allow_failure", "retried"})  # sqlalchemy.Boolean
 
 _URL_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")

@@ -10,6 +10,7 @@ ROUTER_MODULES = (
     "pipelines",
     "jobs",
     "models",
+    "model_access",
     "environments",
     "metrics",
     "incidents",

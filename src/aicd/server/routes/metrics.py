@@ -17,7 +17,7 @@ from aicd.core.access import Principal
 from aicd.errors import NotFoundError
 from aicd.reliability.figures import DEFAULT_SLO
 from aicd.reliability.report import DEFAULT_SINCE, MetricsReport, build_report, parse_since, parse_time
-from aicd.server.deps import get_principal, get_state
+from aicd.server.deps import get_principal, get_state, roles_by_project
 from aicd.server.state import ServerState
 from aicd.suggest import did_you_mean
 
@@ -50,8 +50,8 @@ class _Visible:
 
 def _visible(state: ServerState, principal: Principal, project: str | None) -> _Visible:
     projects = state.projects.list()
-    if not principal.is_admin:
-        roles = state.accounts.roles_of(principal.user_id)
+    roles = roles_by_project(state, principal)
+    if roles is not None:
         projects = [p for p in projects if p.id in roles]
     if project is not None:
         chosen = [p for p in projects if p.name == project or str(p.id) == project]

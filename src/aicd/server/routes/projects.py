@@ -13,7 +13,14 @@ from pydantic import BaseModel, Field
 from aicd.core import projects as core
 from aicd.core.access import Principal, Role
 from aicd.errors import AicdError, PermissionDeniedError
-from aicd.server.deps import ProjectAccess, get_principal, get_state, project_access, require_admin
+from aicd.server.deps import (
+    ProjectAccess,
+    get_principal,
+    get_state,
+    project_access,
+    require_admin,
+    roles_by_project,
+)
 from aicd.server.state import ServerState
 from aicd.store.projects_repo import ProjectRecord
 from aicd.store.records import PipelineRecord
@@ -133,8 +140,8 @@ async def create_project(body: ProjectIn, state: State, admin: Admin) -> Project
 @router.get("/projects", response_model=list[ProjectOut], summary="List the projects you have a role on")
 def list_projects(state: State, caller: Caller) -> list[ProjectOut]:
     records = state.projects.list()
-    if not caller.is_admin:
-        mine = state.accounts.roles_of(caller.user_id)
+    mine = roles_by_project(state, caller)
+    if mine is not None:
         records = [record for record in records if record.id in mine]
     return [ProjectOut.of(record, state) for record in records]
 

@@ -20,6 +20,9 @@ class ModelOut(BaseModel):
     latest_version: int | None = Field(description="The newest version number; null before the first")
     aliases: dict[str, int] = Field(description="alias -> version")
     created_at: float
+    project: str | None = Field(
+        default=None, description="The project the model belongs to (null: none; only admins change it)"
+    )
 
 
 class ArtifactOut(BaseModel):
@@ -133,4 +136,33 @@ class VersionIn(BaseModel):
     dataset_hash: str | None = None
     description: str | None = Field(default=None, max_length=10000)
     alias: str | None = Field(default=None, description="Point this alias at the new version too")
-    lineage: LineageIn = Field(default_factory=LineageIn)
+    lineage: LineageIn = Field(
+        default_factory=LineageIn,
+        description="Where the version came from (ignored for a job token: the server writes it)",
+    )
+    project: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A new model's project (name or id); by default the caller's only project "
+        "with the developer role (a job token: its job's project)",
+    )
+
+
+class ModelPatch(BaseModel):
+    project: str | None = Field(
+        max_length=200, description="The project the model now belongs to (name or id); null: none"
+    )
+
+
+class ProtectedAliasesIn(BaseModel):
+    aliases: list[str] = Field(max_length=100, description="Aliases only maintainers move or remove")
+
+
+class ProtectedAliasesOut(BaseModel):
+    project: str
+    aliases: list[str]
+
+
+class ModelReadersOut(BaseModel):
+    project: str
+    readers: list[str] = Field(description="Projects that may read this project's models")

@@ -17,8 +17,8 @@ from aicd.errors import NotFoundError, PermissionDeniedError
 from aicd.server.deps import (
     IdPath,
     ProjectAccess,
-    get_principal,
     get_state,
+    get_user_principal,
     project_access,
     require_admin,
 )
@@ -28,7 +28,7 @@ from aicd.store.accounts import TokenRecord, UserRecord
 router = APIRouter()
 
 State = Annotated[ServerState, Depends(get_state)]
-Caller = Annotated[Principal, Depends(get_principal)]
+Caller = Annotated[Principal, Depends(get_user_principal)]
 Admin = Annotated[Principal, Depends(require_admin)]
 Maintainer = Annotated[ProjectAccess, Depends(project_access(Role.MAINTAINER))]
 RoleName = Literal["viewer", "developer", "maintainer"]

@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEAD = "0003"
+HEAD = "0004"
 VERSION_TABLE = "alembic_version"
 SCRIPT_LOCATION = Path(__file__).resolve().parent

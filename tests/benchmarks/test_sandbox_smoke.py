@@ -1,0 +1,35 @@
+"""benchmarks/sandbox.py end to end at a tiny size: real jobs through both executors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aicd.executors.sandbox import probe
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sandbox.py"
+PROBE = probe()
+
+
+@pytest.mark.skipif(not PROBE.ok, reason=PROBE.reason)
+def test_the_benchmark_prints_a_table_of_measured_numbers(tmp_path: Path) -> None:
+    report = tmp_path / "sandbox.md"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--jobs", "3", "--output", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["trivial", "python", "spawn only (no aicd)"]
+    for row in rows[1:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(re.fullmatch(r"-?\d+\.\d", c) for c in cells[2:]), row
+    assert "Load average" in proc.stdout and "Target: under 10 ms per job" in proc.stdout
+    assert report.read_text() == proc.stdout.rstrip("\n") + "\n"

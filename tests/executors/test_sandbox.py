@@ -1,0 +1,224 @@
+"""What the sandbox executor adds to the local one: a clean environment, Python and aicd inside,
+the network switch (job variable, aicd.yml), file variables under /aicd, the log size cap, the probe."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aicd.executors.sandbox import SandboxExecutor, SandboxLimits, bwrap_args, probe, python_paths
+from aicd.pipeline.ir import Variable
+
+from .contract import Ran, Runner, make_job, make_project
+
+PROBE = probe()
+pytestmark = pytest.mark.skipif(not PROBE.ok, reason=PROBE.reason)
+
+
+def _runner(tmp_path: Path, files: dict[str, str] | None = None, **kw: object) -> Runner:
+    project = make_project(tmp_path / "project", files)
+
+    def factory(project: Path, home: Path) -> SandboxExecutor:
+        return SandboxExecutor(project, home, **kw)  # type: ignore[arg-type]
+
+    return Runner(factory, project, tmp_path / "home", tmp_path / "run")
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts connections (the host's network)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+CONNECT = (
+    "python -c \"import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 5); "
+    "print('connected')\" \"$PORT\" || echo 'no network'"
+)
+
+
+def test_the_environment_holds_only_the_jobs_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("AICD_SECRET_KEY", "AICD_TOKEN", "AICD_DATABASE_URL", "AICD_HOME", "SOME_SERVER_VAR"):
+        monkeypatch.setenv(key, "from-the-server")
+    runner = _runner(tmp_path, job_env={"AICD_DATABASE_URL": "sqlite:///x", "AICD_ENV_SCOPE": "demo"})
+    ran = runner.one(
+        make_job("env | sort | grep -c from-the-server || true", 'echo "$AICD_ENV_SCOPE $HOME $X"'),
+        variables=[Variable("X", "x-$AICD_SECRET_KEY")],  # expansion does not reach the server's environment
+    )
+    assert ran.outcome.status == "success", ran.lines
+    assert ran.out == ["0", "demo /tmp/home x-"]
+
+
+def test_python_and_aicd_run_inside(tmp_path: Path) -> None:
+    ran = _runner(tmp_path).one(make_job("python -c 'import aicd, yaml; print(\"ok\")'", "aicd --version"))
+    assert ran.outcome.status == "success", ran.lines
+    assert ran.out[0] == "ok" and "aicd" in ran.out[1]
+
+
+def test_the_network_is_on_by_default_and_off_by_variable(tmp_path: Path, listener: int) -> None:
+    runner = _runner(tmp_path)
+    port = Variable("PORT", str(listener))
+    on = runner.one(make_job(CONNECT), variables=[port])
+    off = runner.one(make_job(CONNECT), variables=[port, Variable("AICD_JOB_NETWORK", "none")])
+    assert on.out == ["connected"]
+    assert off.out[-1] == "no network"
+    assert any("network is off" in text for kind, text in off.lines if kind == "info")
+
+
+def test_aicd_yml_turns_the_network_off(tmp_path: Path, listener: int) -> None:
+    files = {"aicd.yml": "sandbox:\n  network: none\n", "README.md": "x\n"}
+    ran = _runner(tmp_path, files).one(make_job(CONNECT), variables=[Variable("PORT", str(listener))])
+    assert ran.out[-1] == "no network"
+
+
+@pytest.mark.parametrize(("value", "reached"), [("on", True), ("off", False), ("maybe", False)])
+def test_aicd_yml_network_values(tmp_path: Path, listener: int, value: str, reached: bool) -> None:
+    files = {"aicd.yml": f"sandbox:\n  network: {value}\n", "README.md": "x\n"}
+    ran = _runner(tmp_path, files).one(make_job(CONNECT), variables=[Variable("PORT", str(listener))])
+    assert ran.out[-1] == ("connected" if reached else "no network")
+
+
+def test_an_unknown_network_value_turns_it_off_with_a_warning(tmp_path: Path, listener: int) -> None:
+    variables = [Variable("PORT", str(listener)), Variable("AICD_JOB_NETWORK", "maybe")]
+    ran = _runner(tmp_path).one(make_job(CONNECT), variables=variables)
+    assert ran.out[-1] == "no network"
+    assert any("'maybe' is neither 'none' nor 'on'" in text for _, text in ran.lines)
+
+
+def test_file_variables_are_under_aicd_files(tmp_path: Path) -> None:
+    ran = _runner(tmp_path).one(
+        make_job('echo "$CONF"', 'cat "$CONF"', 'echo "$REF"'),
+        variables=[Variable("CONF", "the value", file=True), Variable("REF", "--config=$CONF")],
+    )
+    assert ran.outcome.status == "success", ran.lines
+    assert ran.out == ["/aicd/files/CONF", "the value", "--config=/aicd/files/CONF"]
+
+
+def test_the_log_stops_at_its_size_limit_and_the_job_goes_on(tmp_path: Path) -> None:
+    runner = _runner(tmp_path, limits=SandboxLimits(log_bytes=10_000))
+    ran: Ran = runner.one(make_job("for i in $(seq 1 5000); do echo line $i; done", "echo done > end.txt"))
+    assert ran.outcome.status == "success"
+    log = ran.outcome.log_path.read_text()
+    assert len(log) < 12_000 and "line 5000" not in log
+    assert "exceeded the limit of 10000 bytes" in log
+
+
+def test_open_files_and_cpu_limits_apply(tmp_path: Path) -> None:
+    runner = _runner(tmp_path, limits=SandboxLimits(open_files=64, cpu_seconds=7))
+    ran = runner.one(make_job("ulimit -n", "ulimit -t"))
+    assert ran.out == ["64", "7"]
+
+
+def test_python_paths_never_hold_a_hidden_folder(tmp_path: Path) -> None:
+    chosen = python_paths(hidden=(Path.home(),))
+    assert chosen and all(p != Path("/") for p in chosen)
+    assert all(not (p == Path.home() or p in Path.home().parents) for p in chosen)
+    # a folder of sys.path that holds the home would show it: left out
+    assert all(not (tmp_path == p or p in tmp_path.parents) for p in python_paths(hidden=(tmp_path,)))
+
+
+def test_probe_says_why_when_bwrap_does_not_work(tmp_path: Path) -> None:
+    broken = tmp_path / "bwrap"
+    broken.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    found = probe(str(broken))
+    assert not found.ok
+    assert "No permissions to create new namespace" in found.reason and "user namespaces" in found.reason
+    assert PROBE.ok and subprocess.run([str(PROBE.bwrap), "--version"], capture_output=True).returncode == 0
+
+
+def test_limits_apply_without_prlimit_too(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+
+    def factory(project: Path, home: Path) -> SandboxExecutor:
+        executor = SandboxExecutor(project, home, limits=SandboxLimits(open_files=48, cpu_seconds=9))
+        executor._prlimit = None  # a system without util-linux's prlimit: the preexec_fn path
+        return executor
+
+    ran = Runner(factory, project, tmp_path / "home", tmp_path / "run").one(
+        make_job("ulimit -n", "ulimit -t")
+    )
+    assert ran.out == ["48", "9"]
+
+
+def test_a_server_without_network_lets_a_job_turn_it_on(tmp_path: Path, listener: int) -> None:
+    runner = _runner(tmp_path, network=False)
+    port = Variable("PORT", str(listener))
+    assert runner.one(make_job(CONNECT), variables=[port]).out[-1] == "no network"
+    on = runner.one(make_job(CONNECT), variables=[port, Variable("AICD_JOB_NETWORK", "on")])
+    assert on.out == ["connected"]
+
+
+def test_server_settings_of_the_sandbox(tmp_path: Path) -> None:
+    from aicd.errors import ConfigError
+    from aicd.server.settings import ServerSettings
+
+    home = {"AICD_HOME": str(tmp_path)}
+    default = ServerSettings.load(home)
+    assert not default.unsafe_no_sandbox and default.job_network
+    assert default.job_limits == SandboxLimits()
+    custom = ServerSettings.load(
+        {
+            **home,
+            "AICD_UNSAFE_NO_SANDBOX": "1",
+            "AICD_JOB_NETWORK": "none",
+            "AICD_JOB_MAX_PROCESSES": "0",
+            "AICD_JOB_MAX_MEMORY_MB": "512",
+            "AICD_JOB_MAX_LOG_MB": "1",
+        }
+    )
+    assert custom.unsafe_no_sandbox and not custom.job_network
+    assert custom.job_limits.processes is None and custom.job_limits.memory_bytes == 512 * 1024**2
+    assert custom.job_limits.log_bytes == 1024**2
+    with pytest.raises(ConfigError, match=r"AICD_JOB_MAX_MEMORY_MB='lots': expected a whole number"):
+        ServerSettings.load({**home, "AICD_JOB_MAX_MEMORY_MB": "lots"})
+    assert not ServerSettings.load({**home, "AICD_JOB_NETWORK": "off"}).job_network
+    with pytest.raises(ConfigError, match=r"AICD_JOB_NETWORK='maybe'.*'on' or 'none'"):
+        ServerSettings.load({**home, "AICD_JOB_NETWORK": "maybe"})
+
+
+def test_hidden_paths_are_empty_inside(tmp_path: Path) -> None:
+    shown = tmp_path / "shown"
+    (shown / "keys").mkdir(parents=True)
+    (shown / "keys" / "id").write_text("key material\n")
+    (shown / "secret.env").write_text("TOKEN=abc\n")
+    (shown / "ok.txt").write_text("fine\n")
+    args = bwrap_args(
+        network=False,
+        python=[shown],  # bound read-only like the Python installation
+        binds=[],
+        chdir=Path("/"),
+        hide=[shown / "keys", shown / "secret.env"],
+    )
+    script = f'cat {shown}/ok.txt; cat {shown}/secret.env; ls -A {shown}/keys; echo "[end]"'
+    assert PROBE.bwrap is not None
+    done = subprocess.run([PROBE.bwrap, *args, "--", "/bin/sh", "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "fine\n[end]\n"
+
+
+def test_a_home_inside_a_system_folder_is_hidden(tmp_path: Path) -> None:
+    from aicd.server.settings import ServerSettings
+
+    in_etc = SandboxExecutor(tmp_path / "p", Path("/etc/aicd-home-that-does-not-exist"))
+    elsewhere = SandboxExecutor(tmp_path / "p", tmp_path / "home")
+    try:
+        assert in_etc._hide == [Path("/etc/aicd-home-that-does-not-exist")]
+        assert elsewhere._hide == []
+    finally:
+        asyncio.run(in_etc.close())
+        asyncio.run(elsewhere.close())
+    settings = ServerSettings.load({"AICD_HOME": str(tmp_path), "AICD_JOB_HIDE": "/etc/aicd.env:/opt/keys"})
+    assert settings.job_hidden_paths == (Path("/etc/aicd.env"), Path("/opt/keys"))
