@@ -304,13 +304,14 @@ def _split_z(data: bytes) -> list[str]:
     return [os.fsdecode(p) for p in data.split(b"\0") if p]
 
 
-def tracked_files(project_dir: Path) -> list[str]:
-    """The project's files: those git tracks and still in the work tree, plus
-    untracked files that are not ignored. Sorted relative POSIX paths, `.aicd/`
-    left out. Outside git: every file except `.git` and `.aicd`.
+def tracked_files(project_dir: Path, *, untracked: bool = True) -> list[str]:
+    """The project's files: those git tracks and still in the work tree, plus (with
+    `untracked`) untracked files that are not ignored. Sorted relative POSIX paths,
+    `.aicd/` left out. Outside git: every file except `.git` and `.aicd`.
     """
+    others = ("--others", "--exclude-standard") if untracked else ()
     try:
-        listed = _git(project_dir, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        listed = _git(project_dir, "ls-files", "-z", "--cached", *others)
         if listed.returncode != 0:
             raise GitError(f"git ls-files failed in {project_dir}: {_first_line(listed.stderr)}")
         deleted = _git(project_dir, "ls-files", "-z", "--deleted")

@@ -49,7 +49,7 @@ def test_a_full_disk_fails_the_run_clearly_and_later_runs_work(small_disk: Path)
         {".gitlab-ci.yml": "build:\n  script:\n    - echo built > out.txt\n    - cat out.txt\n"},
     )
     (project / "data.bin").write_bytes(os.urandom(700_000))  # the workspace copies do not fit
-    proc = aicd(project, "run")
+    proc = aicd(project, "run", "--untracked")  # untracked: data.bin goes into the workspace
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "No space left on device" in proc.stdout + proc.stderr or "disk is full" in proc.stderr

@@ -54,20 +54,53 @@ def test_workspace_location_and_builds_dir(runner: Runner) -> None:
     assert slug("test 1/2") != slug("test-1/2")
 
 
-def test_snapshot_has_worktree_files_not_ignored_ones_nor_git(project: Path, runner: Runner) -> None:
+def _worktree_state(project: Path) -> None:
     (project / "README.md").write_text("edited, not committed\n")
     (project / "untracked.txt").write_text("new\n")
     (project / "ignored.txt").write_text("ignored\n")
     (project / "build").mkdir()
     (project / "build" / "out.bin").write_text("x")
     (project / "run.sh").chmod(0o755)
+    # another tool's state: an untracked folder holding nested git repositories
+    nested = project / ".gitlab-ci-local" / "builds" / "job"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q")
+    (nested / "big.bin").write_bytes(b"x" * 1000)
+
+
+def test_snapshot_has_tracked_worktree_files_not_untracked_nor_ignored_nor_git(
+    project: Path, runner: Runner
+) -> None:
+    """As GitLab and gitlab-ci-local: the tracked files, as they are in the working tree."""
+    _worktree_state(project)
     ran = runner.one(
         make_job(
-            "cat README.md untracked.txt",
+            "cat README.md",
+            "test ! -e untracked.txt",
+            "test ! -e .gitlab-ci-local",
             "test ! -e ignored.txt",
             "test ! -e build",
             "test ! -e .git",
             "test ! -e .aicd",
+            "./run.sh",
+        )
+    )
+    assert ran.outcome.status == "success", ran.lines
+    assert ran.out == ["edited, not committed", "run"]
+
+
+def test_untracked_files_only_when_asked(project: Path, tmp_path: Path) -> None:
+    _worktree_state(project)
+    runner = Runner(
+        lambda p, h: LocalExecutor(p, h, untracked=True), project, project / ".aicd", tmp_path / "r"
+    )
+    ran = runner.one(
+        make_job(
+            "cat README.md untracked.txt",
+            "test -f .gitlab-ci-local/builds/job/big.bin",
+            "test ! -e .gitlab-ci-local/builds/job/.git",
+            "test ! -e ignored.txt",
+            "test ! -e build",
             "./run.sh",
         )
     )
@@ -142,6 +175,7 @@ def test_big_projects_are_copied_with_cp(
     monkeypatch.setattr(workspace_mod, "_CP_THRESHOLD", 0)
     (project / "run.sh").chmod(0o755)
     (project / "link").symlink_to("README.md")
+    git(project, "add", "link")  # tracked: jobs get the tracked files
     ran = runner.one(make_job("./run.sh", "cat link", "echo edit >> README.md"))
     assert ran.outcome.status == "success", ran.lines
     assert ran.out == ["run", "committed"]

@@ -132,6 +132,12 @@ def _project_dir(cwd: str | None) -> Path:
     help="Run every job in the sandbox (bubblewrap), as a server does: it sees its workspace, the system "
     "and the project's .aicd store, not your home or other files.",
 )
+@click.option(
+    "--untracked",
+    is_flag=True,
+    help="Jobs also get the untracked files of the working tree that git does not ignore "
+    "(by default a job gets the tracked files, as in GitLab).",
+)
 def run(
     jobs: tuple[str, ...],
     file: str,
@@ -146,6 +152,7 @@ def run(
     as_json: bool,
     dry_run: bool,
     isolate: bool,
+    untracked: bool,
 ) -> None:
     """Run the pipeline (or JOBS) of the project here, like GitLab CI would."""
     from aicd.cli.run_cmd import run_command
@@ -173,6 +180,7 @@ def run(
         concurrency=concurrency,
         as_json=as_json,
         isolate=isolate,
+        untracked=untracked,
     )
     sys.exit(code)
 

@@ -83,6 +83,7 @@ def run_command(
     concurrency: int | None,
     as_json: bool,
     isolate: bool = False,
+    untracked: bool = False,
 ) -> int:
     observer = ConsoleObserver(plain=as_json or not sys.stderr.isatty(), to_stderr=as_json)
     req = RunRequest(
@@ -95,6 +96,7 @@ def run_command(
         commit=commit,
         concurrency=concurrency,
         isolate=isolate,
+        untracked=untracked,
     )
     try:
         result, signal_code = aio.run(_run(req, observer))

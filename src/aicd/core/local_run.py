@@ -49,6 +49,7 @@ class RunRequest:
     concurrency: int | None = None
     source: str = "push"  # CI_PIPELINE_SOURCE
     isolate: bool = False  # run every job in the sandbox (bubblewrap), as a server does
+    untracked: bool = False  # jobs also get the working tree's untracked (not ignored) files
 
 
 @dataclass
@@ -165,13 +166,17 @@ def _expand_selection(pipeline: Pipeline, names: Sequence[str]) -> frozenset[str
     return frozenset(out)
 
 
-def _executor(project_dir: Path, home: Path, commit: str | None, bwrap: str | None) -> LocalExecutor:
+def _executor(
+    project_dir: Path, home: Path, commit: str | None, bwrap: str | None, untracked: bool = False
+) -> LocalExecutor:
     """Jobs on this machine; with --isolate (a bwrap given) in the sandbox, the project's home shared."""
     if bwrap is None:
-        return LocalExecutor(project_dir, home, commit=commit)
+        return LocalExecutor(project_dir, home, commit=commit, untracked=untracked)
     from aicd.executors.sandbox import SandboxExecutor
 
-    return SandboxExecutor(project_dir, home, commit=commit, bwrap=bwrap, share_home=True)
+    return SandboxExecutor(
+        project_dir, home, commit=commit, bwrap=bwrap, share_home=True, untracked=untracked
+    )
 
 
 def _sandbox_or_error() -> str:
@@ -268,7 +273,9 @@ async def run_local(
             concurrency=options.concurrency,
         )
         children.pipeline_variables[record.id] = tuple(req.variables)
-        executor = TriggerExecutor(_executor(project_dir, home, req.commit, bwrap), children.run)
+        executor = TriggerExecutor(
+            _executor(project_dir, home, req.commit, bwrap, req.untracked), children.run
+        )
         children.executor = executor
         failure: Exception | None = None
         try:

@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,7 @@ class RunOwner:
     def claim(cls, home: Path) -> RunOwner:
         """A locked owner file, not yet tied to a pipeline (see :meth:`bind`)."""
         folder = home / RUNNING_DIR
-        path = folder / f"new-{os.getpid()}-{secrets.token_hex(4)}"
+        path = folder / f"new-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 (held open: it holds the lock)

@@ -61,6 +61,9 @@ def make_plan(pipeline: Pipeline, options: RunOptions) -> Plan:
     rank = {j.name: (stage_of[j.stage], i) for i, j in enumerate(jobs)}
     waits_for: dict[str, tuple[str, ...]] = {}
     dag: dict[str, bool] = {}
+    # Jobs in stage order wait for every job of the earlier stages: one tuple per stage, shared by
+    # the jobs of that stage (the engine recognises it: one barrier per stage, not one per job).
+    earlier: dict[int, tuple[str, ...]] = {}
     for job in jobs:
         dag[job.name] = job.needs is not None
         if job.needs is not None:
@@ -69,15 +72,23 @@ def make_plan(pipeline: Pipeline, options: RunOptions) -> Plan:
             waits_for[job.name] = tuple(names)
         else:
             mine = rank[job.name][0]
-            waits_for[job.name] = tuple(j.name for j in jobs if rank[j.name][0] < mine)
+            if mine not in earlier:
+                earlier[mine] = tuple(j.name for j in jobs if rank[j.name][0] < mine)
+            waits_for[job.name] = earlier[mine]
     _check_acyclic([j.name for j in jobs], waits_for)
     return Plan(tuple(jobs), waits_for, dag, rank)
 
 
 def _check_acyclic(names: Sequence[str], waits_for: Mapping[str, tuple[str, ...]]) -> None:
     state: dict[str, int] = {}  # 1: on the current path, 2: done
+    # tuples (shared by the jobs of a stage) whose every job is done: a job waiting for one of them
+    # cannot be on a cycle through them, so its wait list is not walked again (linear, not n^2)
+    walked: set[int] = set()
     for root in names:
         if root in state:
+            continue
+        if id(waits_for[root]) in walked:
+            state[root] = 2
             continue
         path = [root]
         stack = [iter(waits_for[root])]
@@ -85,8 +96,12 @@ def _check_acyclic(names: Sequence[str], waits_for: Mapping[str, tuple[str, ...]
         while stack:
             dep = next(stack[-1], None)
             if dep is None:
-                state[path.pop()] = 2
+                done = path.pop()
+                state[done] = 2
+                walked.add(id(waits_for[done]))
                 stack.pop()
+            elif dep not in state and id(waits_for[dep]) in walked:
+                state[dep] = 2
             elif state.get(dep) == 1:
                 cycle = [*path[path.index(dep) :], dep]
                 raise AicdError(

@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field, replace
@@ -55,7 +56,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aicd.engine.control import RunControl
-from aicd.engine.decision import decide, retry_wanted, upstream_status
+from aicd.engine.decision import Upstream, decide, retry_wanted, upstream_status
 from aicd.engine.events import EngineListener
 from aicd.engine.model import JobResult, PipelineResult, RunOptions, SettledJob
 from aicd.engine.plan import Plan, make_plan
@@ -91,10 +92,26 @@ class _Phase(Enum):
 
 
 @dataclass(eq=False)
+class _Barrier:
+    """What some jobs wait for: one per job with `needs`, one per stage for jobs in stage order
+    (they all wait for the same jobs, so a stage of N jobs after M others costs N + M, not N * M)."""
+
+    deps: list[_Node]
+    unsettled: int = 0  # deps not settled yet
+    members: list[_Node] = field(default_factory=list)  # the jobs that wait for it
+    upstream: tuple[Upstream, str | None] | None = None  # once every dep is settled (then final)
+    # stage order without `dependencies`: the artifact sources that ran and their dotenv, the same
+    # for every member once every dep is settled
+    sources: tuple[tuple[ArtifactSource, ...], tuple[Variable, ...]] | None = None
+
+
+@dataclass(eq=False)
 class _Node:
     result: JobResult
     dag: bool
-    deps: list[_Node] = field(default_factory=list)
+    index: int = 0  # definition order in the plan
+    barrier: _Barrier | None = None  # what it waits for
+    waited_by: list[_Barrier] = field(default_factory=list)  # barriers it is a dep of
     phase: _Phase = _Phase.WAITING
     group: str | None = None  # resource group, expanded
     holding: str | None = None  # the resource group it holds while it runs
@@ -148,6 +165,14 @@ class _Run:
         self.plan: Plan = make_plan(pipeline, options)
         self.nodes: list[_Node] = []
         self.by_name: dict[str, _Node] = {}
+        # Bookkeeping that keeps every scheduling round proportional to what changed, not to the
+        # number of jobs: jobs per phase, WAITING jobs whose deps are all settled (by definition
+        # index), READY jobs (by definition index; entries of jobs no longer READY are skipped).
+        self.counts: dict[_Phase, int] = dict.fromkeys(_Phase, 0)
+        self.decidable: list[int] = []  # heap, for the next pass
+        self.this_pass: list[int] = []  # heap, the pass being made
+        self.position: int | None = None  # index of the job decided last in this pass (None: no pass)
+        self.ready: list[int] = []  # heap
         self.wake = asyncio.Event()  # something changed: the coordinator looks again
         self.stop = asyncio.Event()  # stop everything (user cancel or a fatal error)
         self.user_canceled = False
@@ -181,10 +206,47 @@ class _Run:
                     allowed_failure=done.allowed_failure,
                 )
                 node = _Node(result, dag=dag, phase=_Phase.SETTLED, settled=done)
+            node.index = len(self.nodes)
             self.nodes.append(node)
             self.by_name[job.name] = node
+            self.counts[node.phase] += 1
+        shared: dict[int, _Barrier] = {}  # id of a stage's wait tuple (aicd.engine.plan) -> its barrier
         for node in self.nodes:
-            node.deps = [self.by_name[n] for n in self.plan.waits_for[node.job_name]]
+            names = self.plan.waits_for[node.job_name]
+            barrier = None if node.dag else shared.get(id(names))
+            if barrier is None:
+                barrier = _Barrier([self.by_name[n] for n in names])
+                for dep in barrier.deps:
+                    dep.waited_by.append(barrier)
+                    if dep.phase is not _Phase.SETTLED:
+                        barrier.unsettled += 1
+                if not node.dag:
+                    shared[id(names)] = barrier
+            barrier.members.append(node)
+            node.barrier = barrier
+            if node.phase is _Phase.WAITING and barrier.unsettled == 0:
+                heapq.heappush(self.decidable, node.index)
+
+    def _move(self, node: _Node, phase: _Phase) -> None:
+        """Every phase change goes through here (it keeps the bookkeeping above)."""
+        old = node.phase
+        if old is phase:
+            return
+        node.phase = phase
+        self.counts[old] -= 1
+        self.counts[phase] += 1
+        if phase is _Phase.READY:
+            heapq.heappush(self.ready, node.index)
+        elif phase is _Phase.SETTLED:
+            for barrier in node.waited_by:
+                barrier.unsettled -= 1
+                if barrier.unsettled == 0:
+                    for member in barrier.members:
+                        if member.phase is _Phase.WAITING:
+                            # decided in this pass if it comes later in definition order, as a
+                            # loop over every job in order would; else in the next pass
+                            later = self.position is not None and member.index > self.position
+                            heapq.heappush(self.this_pass if later else self.decidable, member.index)
 
     # -- telling the listener ------------------------------------------------------------------
 
@@ -215,7 +277,7 @@ class _Run:
             else:
                 self._advance()
             # a READY job with nothing running here waits for a group another run holds
-            if not any(n.phase in (_Phase.RUNNING, _Phase.DELAYED, _Phase.READY) for n in self.nodes):
+            if not (self.counts[_Phase.RUNNING] or self.counts[_Phase.DELAYED] or self.counts[_Phase.READY]):
                 break
             self.wake.clear()
             await self.wake.wait()
@@ -224,66 +286,85 @@ class _Run:
             raise RuntimeError(f"engine stopped with jobs not settled: {', '.join(stuck)}")
 
     def _advance(self) -> None:
-        progress = True
-        while progress:
-            progress = False
-            for node in self.nodes:
-                if node.phase is _Phase.WAITING and all(d.phase is _Phase.SETTLED for d in node.deps):
+        """Decide every WAITING job whose deps are all settled, in passes in definition order (a job
+        settled by a decision lets later jobs be decided in the same pass), then start READY jobs."""
+        while self.decidable:
+            self.this_pass, self.decidable = self.decidable, []
+            self.position = -1
+            try:
+                while self.this_pass:
+                    node = self.nodes[heapq.heappop(self.this_pass)]
+                    if node.phase is not _Phase.WAITING:
+                        continue  # decided already (an index can be queued twice)
+                    self.position = node.index
                     self._decide(node)
-                    progress = True
+            finally:
+                self.position = None
         self._start_ready()
+
+    def _upstream(self, node: _Node) -> tuple[Upstream, str | None]:
+        barrier = node.barrier
+        assert barrier is not None and barrier.unsettled == 0
+        if barrier.upstream is None:  # settled jobs keep their result: one fold per barrier
+            barrier.upstream = upstream_status((d.result for d in barrier.deps), dag=node.dag)
+        return barrier.upstream
 
     def _decide(self, node: _Node) -> None:
         job = node.result.job
-        upstream, blocker = upstream_status((d.result for d in node.deps), dag=node.dag)
+        upstream, blocker = self._upstream(node)
         action = decide(job.when, upstream, dag=node.dag)
         if action == "block":
-            node.phase = _Phase.SETTLED
+            self._move(node, _Phase.SETTLED)
             node.result.blocked_by = blocker
             if job.when == "manual":
                 self._set(node, JobStatus.CREATED)
             self._info(node, f'waits for manual job "{blocker}": play it with --manual "{blocker}"')
         elif action == "skip":
-            node.phase = _Phase.SETTLED
+            self._move(node, _Phase.SETTLED)
             self._set(node, JobStatus.SKIPPED)
         elif job.when == "manual" and job.name not in self.options.play_manual:
-            node.phase = _Phase.SETTLED
+            self._move(node, _Phase.SETTLED)
             self._set(node, JobStatus.MANUAL)
         else:
             node.group = self._group_name(node)
             delay = job.start_in_s or 0.0
             self._set(node, JobStatus.PENDING)
             if job.when == "delayed" and self.options.honour_delays and delay > 0:
-                node.phase = _Phase.DELAYED
+                self._move(node, _Phase.DELAYED)
                 self._info(node, f"delayed: starts in {_human(delay)}")
                 node.task = asyncio.create_task(self._delay(node, delay), name=f"delay {job.name}")
             else:
-                node.phase = _Phase.READY
+                self._move(node, _Phase.READY)
 
     async def _delay(self, node: _Node, seconds: float) -> None:
         try:
             await asyncio.sleep(seconds)
             if node.phase is _Phase.DELAYED:
-                node.phase = _Phase.READY
+                self._move(node, _Phase.READY)
         finally:
             self.wake.set()
 
     def _start_ready(self) -> None:
-        free = self.limit - sum(1 for n in self.nodes if n.phase is _Phase.RUNNING)
-        for node in self.nodes:
-            if free <= 0:
-                return
+        """Start READY jobs in definition order while there are free slots."""
+        free = self.limit - self.counts[_Phase.RUNNING]
+        held: list[int] = []  # READY, but their resource group is taken
+        while free > 0 and self.ready:
+            index = heapq.heappop(self.ready)
+            node = self.nodes[index]
             if node.phase is not _Phase.READY:
-                continue
+                continue  # canceled meanwhile (or a duplicate entry)
             if node.group is not None:
                 if not self.groups.try_acquire(node.group, self.wake):
-                    continue  # held (here or by another run): woken when it is released
+                    held.append(index)  # held (here or by another run): woken when it is released
+                    continue
                 node.holding = node.group
-            node.phase = _Phase.RUNNING
+            self._move(node, _Phase.RUNNING)
             free -= 1
             node.task = asyncio.create_task(self._run_job(node), name=f"job {node.job_name}")
             # also when the task is cancelled before it ever runs
             node.task.add_done_callback(functools.partial(self._group_task_done, node))
+        for index in held:
+            heapq.heappush(self.ready, index)
 
     def _group_task_done(self, node: _Node, _task: asyncio.Task[None]) -> None:
         self._release_group(node)
@@ -298,7 +379,7 @@ class _Run:
             if node.phase in (_Phase.WAITING, _Phase.DELAYED, _Phase.READY):
                 if node.phase is _Phase.DELAYED and node.task is not None:
                     node.task.cancel()
-                node.phase = _Phase.SETTLED
+                self._move(node, _Phase.SETTLED)
                 self._set(node, JobStatus.CANCELED)
             elif node.phase is _Phase.SETTLED and node.result.status == JobStatus.CREATED:
                 self._set(node, JobStatus.CANCELED)  # blocked: GitLab cancels created jobs too
@@ -315,7 +396,7 @@ class _Run:
         else:
             if node.phase is _Phase.DELAYED and node.task is not None:
                 node.task.cancel()
-            node.phase = _Phase.SETTLED
+            self._move(node, _Phase.SETTLED)
             self._set(node, JobStatus.CANCELED)
         self.wake.set()
         return True
@@ -356,7 +437,7 @@ class _Run:
                 self.fatal = exc
             self.request_stop(user=False)
         finally:
-            node.phase = _Phase.SETTLED
+            self._move(node, _Phase.SETTLED)
             self._release_group(node)
             self.wake.set()
 
@@ -391,23 +472,42 @@ class _Run:
 
     def _request(self, node: _Node) -> JobRequest:
         r = node.result
-        sources = [self.by_name[name] for name in self.plan.artifact_sources(r.job)]
-        ran = [s for s in sources if s.has_run]
+        artifact_sources, dotenv = self._sources(node)
         return JobRequest(
             job=r.job,
             job_id=r.job_id,
             attempt=r.attempts,
             pipeline_id=self.pipeline_id,
             run_dir=self.run_dir,
-            variables=self._variables(node, ran),
-            artifact_sources=tuple(ArtifactSource(s.job_name, s.result.job_id) for s in ran),
+            variables=self._variables(node, dotenv),
+            artifact_sources=artifact_sources,
             log_path=job_log_path(self.run_dir, r.job_id),
         )
 
-    def _variables(self, node: _Node, sources: Iterable[_Node]) -> tuple[Variable, ...]:
+    def _sources(self, node: _Node) -> tuple[tuple[ArtifactSource, ...], tuple[Variable, ...]]:
+        """The artifact sources that ran (and their dotenv variables) of a job about to start."""
+        barrier = node.barrier
+        shared = (
+            barrier is not None
+            and not node.dag
+            and node.result.job.dependencies is None
+            and barrier.unsettled == 0
+        )
+        if shared and barrier is not None and barrier.sources is not None:
+            return barrier.sources
+        sources = [self.by_name[name] for name in self.plan.artifact_sources(node.result.job)]
+        ran = [s for s in sources if s.has_run]
+        found = (
+            tuple(ArtifactSource(s.job_name, s.result.job_id) for s in ran),
+            tuple(v for s in ran for v in s.dotenv),
+        )
+        if shared and barrier is not None:
+            barrier.sources = found
+        return found
+
+    def _variables(self, node: _Node, dotenv: Iterable[Variable]) -> tuple[Variable, ...]:
         """Lowest precedence first: predefined (pipeline, job), YAML, dotenv of sources, pipeline."""
         job = node.result.job
-        dotenv = [v for s in sources for v in s.dotenv]
         own = job_variables(
             job,
             job_id=node.result.job_id,
@@ -422,7 +522,8 @@ class _Run:
         if not raw or "$" not in raw:
             return raw or None
         sources = [self.by_name[name] for name in self.plan.artifact_sources(node.result.job)]
-        return expand(raw, resolve(self._variables(node, sources))) or None
+        dotenv = [v for s in sources for v in s.dotenv]
+        return expand(raw, resolve(self._variables(node, dotenv))) or None
 
     async def _attempt(self, node: _Node) -> JobOutcome:
         slots = self.options.slots

@@ -121,6 +121,7 @@ class LocalExecutor:
         job_env: Mapping[str, str] | None = None,
         max_log_bytes: int | None = None,
         inherit_aicd_env: bool = True,
+        untracked: bool = False,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         # False (the server): no AICD_* of this process reaches a job, and no AICD_HOME is set
@@ -131,6 +132,8 @@ class LocalExecutor:
         # `cache:` folders, one per key (the server gives each project its own)
         self.cache_dir = Path(cache_dir).resolve() if cache_dir is not None else self.home / "cache"
         self.commit = commit
+        # the working tree's untracked (not ignored) files too, not only its tracked ones
+        self.untracked = untracked
         # a job's log stops growing past this size (None: no limit); the job itself goes on
         self.max_log_bytes = max_log_bytes
         self._snapshot: Snapshot | None = None
@@ -214,7 +217,7 @@ class LocalExecutor:
             remove_tree(dest)
         if self.commit:
             return snapshot_commit(self.project_dir, self.commit, dest)
-        return snapshot_worktree(self.project_dir, dest, skip=(self.home,))
+        return snapshot_worktree(self.project_dir, dest, skip=(self.home,), untracked=self.untracked)
 
     def _forget(self, job: _LocalJob) -> None:
         self._jobs.discard(job)

@@ -187,6 +187,7 @@ class SandboxExecutor(LocalExecutor):
         bwrap: str | None = None,
         share_home: bool = False,
         hidden_paths: Sequence[Path] = (),
+        untracked: bool = False,
     ) -> None:
         limits = limits or SandboxLimits()
         kept = {k: v for k, v in (job_env or {}).items() if k not in STRIPPED_ENV}
@@ -197,6 +198,7 @@ class SandboxExecutor(LocalExecutor):
             die_with_parent=die_with_parent,
             cache_dir=cache_dir,
             job_env=kept,
+            untracked=untracked,
             max_log_bytes=limits.log_bytes,
             inherit_aicd_env=share_home,
         )

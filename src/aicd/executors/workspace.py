@@ -1,8 +1,10 @@
 """Job workspaces: one source snapshot per executor, one fresh copy of it per job.
 
-The snapshot holds the project's files the way ``gitlab-ci-local
---shell-isolation`` gives them to a job: tracked plus untracked-but-not-ignored
-files of the working tree, or the tree of one commit (``git archive``). It has
+The snapshot holds the project's files the way GitLab and ``gitlab-ci-local
+--shell-isolation`` give them to a job: the tracked files of the working tree as
+they are now (untracked-but-not-ignored ones too only when asked: ``aicd run
+--untracked``), or the tree of one commit (``git archive``). Untracked content
+(data sets, another tool's state) is never copied into every job unasked. It has
 no ``.git``: a job works on files, never on the user's repository.
 
 Every job then gets ``home/builds/<pipeline_id>/<job-slug>/``, a real copy
@@ -138,15 +140,18 @@ class Snapshot:
                 os.chmod(target, e.mode)
 
 
-def snapshot_worktree(project_dir: Path, dest: Path, skip: tuple[Path, ...] = ()) -> Snapshot:
-    """Copy tracked and untracked-not-ignored files of the working tree to ``dest``.
+def snapshot_worktree(
+    project_dir: Path, dest: Path, skip: tuple[Path, ...] = (), *, untracked: bool = False
+) -> Snapshot:
+    """Copy the tracked files of the working tree (as they are now) to ``dest``, as GitLab and
+    gitlab-ci-local give a job; with ``untracked``, also untracked files that are not ignored.
 
     ``skip``: folders left out (aicd's own home when it is inside the project).
     Files that are tracked but deleted from the working tree are left out.
     """
     from aicd.vcs import tracked_files
 
-    names = tracked_files(project_dir)
+    names = tracked_files(project_dir, untracked=untracked)
     prefixes = []
     for s in skip:
         try:

@@ -73,7 +73,7 @@ from aicd.pipeline.schema import (
     read_variables,
 )
 from aicd.pipeline.variables import expand, resolve
-from aicd.suggest import did_you_mean
+from aicd.suggest import HintBudget, did_you_mean
 
 MAX_NEEDS = 50
 MAX_JOB_NAME = 255
@@ -311,6 +311,8 @@ class _Builder:
         self.root = root
         self.ctx = ctx
         self.problems = problems
+        self.hint = HintBudget()  # did-you-mean over the job names: bounded work in a huge file
+        self._names: list[str] | None = None
         self.filtered_out = False
         self.file_at = At(Mark(ctx.file, 1, 1))
         self.summary_at = At(Mark(ctx.file, 0, 0))  # pipeline-wide notes: no line
@@ -899,6 +901,12 @@ class _Builder:
             jobs.append(dataclasses.replace(b.job, needs=needs, dependencies=deps))
         return jobs
 
+    def _draft_names(self) -> list[str]:
+        """The names of the YAML jobs, for hints (listed once, not once per misspelt name)."""
+        if self._names is None or len(self._names) != len(self.drafts):
+            self._names = [d.name for d in self.drafts]
+        return self._names
+
     def _defined_stage(self, name: str) -> tuple[Draft | None, str]:
         """The YAML job a need names (a base name, or a parallel instance's full name)."""
         d = self.defined.get(name)
@@ -932,7 +940,7 @@ class _Builder:
                 continue
             target, base = self._defined_stage(spec.job)
             if target is None:
-                hint = did_you_mean(spec.job, [d.name for d in self.drafts])
+                hint = self.hint(spec.job, self._draft_names())
                 if spec.optional:
                     p.warning(spec.at, f'needs "{spec.job}" (optional), which is not a job: ignored{hint}')
                 else:
@@ -1043,7 +1051,7 @@ class _Builder:
         for name, at in deps:
             target, base = self._defined_stage(name)
             if target is None:
-                hint = did_you_mean(name, [d.name for d in self.drafts])
+                hint = self.hint(name, self._draft_names())
                 p.error(at, f'dependencies: "{name}" is not a job{hint}', raw=True)
                 continue
             if need_bases is not None:
@@ -1084,7 +1092,7 @@ class _Builder:
         if env is None or env.on_stop is None or b.draft.on_stop_at is None:
             return
         if env.on_stop not in self.defined:
-            hint = did_you_mean(env.on_stop, self.defined)
+            hint = self.hint(env.on_stop, list(self.defined))
             self.problems.error(b.draft.on_stop_at, f'names "{env.on_stop}", which is not a job{hint}')
 
     def _check_cycles(self, jobs: list[Job]) -> None:

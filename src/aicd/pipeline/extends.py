@@ -34,7 +34,7 @@ from aicd.pipeline.loader import MAX_NODES
 from aicd.pipeline.nodes import LocList, LocMap, Mark, Reference
 from aicd.pipeline.rules import RuleContext
 from aicd.pipeline.schema import TOP_LEVEL_KEYWORDS
-from aicd.suggest import did_you_mean
+from aicd.suggest import HintBudget, did_you_mean
 
 # Top-level keys that are not jobs: the keyword table of schema.py.
 NON_JOB_KEYS = TOP_LEVEL_KEYWORDS
@@ -93,6 +93,7 @@ def is_job_name(name: str) -> bool:
 class _Resolver:
     def __init__(self, root: LocMap) -> None:
         self.source = root
+        self.hint = HintBudget()  # bounded did-you-mean work in a file with thousands of jobs
         self.errors: list[Diagnostic] = []
         self.extended: dict[str, LocMap] = {}
         self.root: LocMap = root
@@ -171,7 +172,7 @@ class _Resolver:
         if parent not in self.source:
             candidates = [k for k, v in self.source.items() if isinstance(v, LocMap)]
             self._error(
-                f"{name}: extends `{parent}`, which is not defined{did_you_mean(parent, candidates)}",
+                f"{name}: extends `{parent}`, which is not defined{self.hint(parent, candidates)}",
                 mark,
             )
             return None
@@ -268,7 +269,7 @@ class _Resolver:
             if not isinstance(value, LocMap) or key not in value:
                 shown = _show(ref.path)
                 if i == 0:
-                    hint = did_you_mean(key, self.root)
+                    hint = self.hint(key, self.root)
                     self._error(f"!reference {shown} could not be found: no job `{key}`{hint}", ref.mark)
                 elif isinstance(value, LocMap):
                     where = ".".join(ref.path[:i])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-import tempfile
 from pathlib import Path
 
 from aicd.store.migrations import HEAD, VERSION_TABLE
@@ -60,6 +59,8 @@ def create_from_snapshot(connection: sqlite3.Connection) -> bool:
 
 def generate() -> str:
     """Run the migrations on a scratch SQLite file and dump its schema."""
+    import tempfile  # here: `aicd run` creates databases from the snapshot without it
+
     from aicd.store.migrate import upgrade
 
     with tempfile.TemporaryDirectory() as tmp:
