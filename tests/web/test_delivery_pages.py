@@ -6,121 +6,17 @@ and acted on through the app, as a person with a session."""
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from pathlib import Path
-from typing import Any
 
 from conftest import UI, csrf_of
-
-from aicd.delivery.drift import prediction_drift
-from aicd.delivery.judge import JudgeConfig, MetricConfig, judge
-from aicd.delivery.judge_json import drift_json, judge_json
-from aicd.server.state import ServerState
-from aicd.store.deployments import DeployStore
-from aicd.store.registry import NewVersion, RegistryStore
+from web_seed import EVIL, seed_environment, seed_models
 
 CI = "build:\n  script: [echo built]\n"
-EVIL = "<script>alert(1)</script>"
 
 
-def state_of(ui: UI) -> ServerState:
-    state = ui.client.app.state.aicd  # type: ignore[attr-defined]
-    assert isinstance(state, ServerState)
-    return state
-
-
-def project_id(ui: UI, name: str) -> int:
-    return int(ui.api("GET", f"/projects/{name}")["id"])
-
-
-def seed_models(ui: UI, project: str, pipeline_id: int, job_id: int, sha: str) -> None:
-    store = RegistryStore(state_of(ui).database)
-    owner = project_id(ui, project)
-    first = NewVersion(metrics={"accuracy": 0.9, "f1": 0.8}, commit_sha="a" * 40, ref="main", project=project)
-    store.register_version("iris", first, alias="production", actor="alice", project_id=owner)
-    second = NewVersion(
-        metrics={"accuracy": 0.95, EVIL: 1.0},
-        commit_sha=sha,
-        ref="main",
-        pipeline_id=pipeline_id,
-        job_id=job_id,
-        project=project,
-        created_by="bob",
-    )
-    store.register_version("iris", second, alias="staging", actor="bob", project_id=owner)
-    store.set_alias("iris", "staging", 1, actor="carol")
-    store.set_alias("iris", "staging", 2, actor="carol")
-
-
-def analysis(bad: bool) -> dict[str, Any]:
-    """A real judge's and drift check's report, as the deploy agent stores it."""
-    stable = {"latency_ms": [10.0 + (i % 7) for i in range(60)], "error_rate": [0.0] * 60}
-    canary = {
-        "latency_ms": [(30.0 if bad else 10.0) + (i % 7) for i in range(60)],
-        "error_rate": [0.0] * 60,
-    }
-    config = JudgeConfig(
-        metrics=(MetricConfig("latency_ms", direction="increase"), MetricConfig("error_rate", "increase"))
-    )
-    result = judge(config, stable, canary)
-    drift = prediction_drift({"setosa": 50, "versicolor": 50}, {"setosa": 48, EVIL: 52})
-    return {
-        "passed": not bad,
-        "reason": "latency_ms is High" if bad else "all metrics pass",
-        "stable_requests": 600,
-        "canary_requests": 150,
-        "thresholds": {"phase": "Successful", "reason": "", "metrics": []},
-        "judge": judge_json(result),
-        "drift": drift_json(drift),
-        "notes": [],
-    }
-
-
-def seed_environment(ui: UI, project: str, tmp_path: Path) -> int:
-    """production: r1 deployed, r2 rolled back after a bad canary, r3 a canary at its 2nd step."""
-    store = DeployStore(state_of(ui).database)
-    env = store.ensure_environment("production", scope=project, tier="production")
-    state_dir = tmp_path / "env-state"
-    state_dir.mkdir()
-    steps = [
-        {"kind": "set_weight", "weight": 20},
-        {"kind": "pause", "duration": None},
-        {"kind": "set_weight", "weight": 50},
-    ]
-    (state_dir / "plan.json").write_text(json.dumps({"strategy": "canary", "steps": steps}))
-    for _ in range(3):
-        store.new_revision(env.id, release_dir=str(tmp_path), spec={}, commit_sha="c" * 40, ref="main")
-    now = time.time()
-    one = store.begin_deployment(
-        env.id, revision="r1", strategy="recreate", actor="alice", commit_at=now - 600
-    )
-    store.set_deployment(one.id, status="succeeded", finished=True)
-    two = store.begin_deployment(
-        env.id, revision="r2", strategy="canary", actor="bob", previous_revision="r1"
-    )
-    store.set_deployment(
-        two.id, status="rolled_back", reason=f"canary failed: {EVIL}", analysis=analysis(True)
-    )
-    store.set_deployment(two.id, finished=True)
-    incident = store.open_incident(env.id, "change_failure", f"bad canary {EVIL}", opened_by="system")
-    store.resolve_incident(incident.id, resolved_by="system")
-    store.open_incident(env.id, "down", "router down", opened_by="system")
-    three = store.begin_deployment(
-        env.id, revision="r3", strategy="canary", actor="bob", previous_revision="r1"
-    )
-    for index, step in enumerate(steps[:2]):
-        store.add_event(env.id, "step", f"step {index + 1}/3", deployment_id=three.id, data=step)
-    store.update_environment(
-        env.id,
-        status="paused",
-        stable_revision="r1",
-        canary_revision="r3",
-        weights={"r1": 80, "r3": 20},
-        state_dir=str(state_dir),
-    )
-    return env.id
+def url_of(ui: UI) -> str:
+    return f"sqlite:///{ui.home / 'aicd.db'}"
 
 
 def test_models_pages_compare_with_production_show_lineage_and_history(ui: UI, tmp_path: Path) -> None:
@@ -130,7 +26,7 @@ def test_models_pages_compare_with_production_show_lineage_and_history(ui: UI, t
     ui.wait("demo", pid)
     job = ui.jobs("demo", pid)["build"]
     sha = ui.api("GET", f"/projects/demo/pipelines/{pid}")["sha"]
-    seed_models(ui, "demo", pid, job["id"], sha)
+    seed_models(url_of(ui), "demo", int(ui.api("GET", "/projects/demo")["id"]), pid, job["id"], sha)
     person = ui.browser(ui.user("dev", "demo", "developer"))
 
     listing = person.get("/models")
@@ -166,7 +62,7 @@ def test_models_pages_compare_with_production_show_lineage_and_history(ui: UI, t
 
 def test_environment_page_shows_rollout_analysis_and_history_and_acts_by_role(ui: UI, tmp_path: Path) -> None:
     ui.project(tmp_path, "demo", CI)
-    seed_environment(ui, "demo", tmp_path)
+    seed_environment(url_of(ui), "demo", tmp_path)
     viewer = ui.browser(ui.user("watcher", "demo", "viewer"))
     project = viewer.get("/projects/demo").text
     assert 'href="/projects/demo/environments/production"' in project
@@ -216,7 +112,7 @@ def test_environment_page_shows_rollout_analysis_and_history_and_acts_by_role(ui
 def test_reliability_page_shows_figures_dora_and_incidents(ui: UI, tmp_path: Path) -> None:
     ui.project(tmp_path, "demo", CI)
     ui.project(tmp_path, "other", CI)
-    seed_environment(ui, "demo", tmp_path)
+    seed_environment(url_of(ui), "demo", tmp_path)
     person = ui.browser(ui.user("dev", "demo", "viewer"))
     page = person.get("/reliability")
     assert page.status_code == 200

@@ -14,6 +14,7 @@ BAR_H = 14
 GAP = 4  # between the two bars of a pair
 PAIR_GAP = 14  # between pairs
 TOP = 8
+LABEL_CHARS = 20  # a longer label is cut (with "…") in its column
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ class Bar:
 
 @dataclass(frozen=True)
 class Pair:
-    label: str
+    label: str  # the whole label (the bars' titles)
+    short: str  # what fits in the labels' column
     label_y: float
     bars: tuple[Bar, Bar]
 
@@ -69,7 +71,8 @@ def pairs(rows: Sequence[tuple[str, object, object]]) -> PairChart | None:
     for label, stable, canary in values:
         first = Bar("stable", y, abs(stable or 0.0) * scale, fmt(stable))
         second = Bar("canary", y + BAR_H + GAP, abs(canary or 0.0) * scale, fmt(canary))
-        out.append(Pair(label, y + BAR_H + GAP / 2 + 4, (first, second)))
+        short = label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
+        out.append(Pair(label, short, y + BAR_H + GAP / 2 + 4, (first, second)))
         y += 2 * BAR_H + GAP + PAIR_GAP
     height = int(y - PAIR_GAP + TOP)
     return PairChart(LABEL_W + BAR_W + VALUE_W, height, LABEL_W, LABEL_W + BAR_W + 6, BAR_H, tuple(out))

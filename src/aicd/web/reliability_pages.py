@@ -33,24 +33,23 @@ Text = Annotated[str, Query(max_length=100)]
 
 
 def _incidents(state: ServerState, data: dict[str, Any]) -> charts.Timeline | None:
-    """One lane per environment of the report: its incidents in the window."""
+    """One lane per environment of the report: its incidents over the observed window (from the
+    window's start, or the first deployment when that came later)."""
     store = DeployStore(state.database)
     until = float(data["until"])
     lanes = []
-    earliest = data["since"]
+    starts = []
     for entry in data["environments"]:
         found = store.list_incidents(
             environment=entry["environment"], scope=entry["scope"], since=data["since"], until=until
         )
-        label = (
-            entry["environment"] if not entry.get("project") else f"{entry['project']}/{entry['environment']}"
-        )
-        spans = [(i.opened_at, i.resolved_at, i.kind, f"{i.kind}: {i.title}") for i in found]
-        if earliest is None and spans:
-            earliest = min(s[0] for s in spans)
-        lanes.append((label, spans))
-    start = float(earliest) if earliest is not None else until - 86400.0
-    return charts.timeline(start, until, lanes)
+        project = entry.get("project")
+        label = f"{project}/{entry['environment']}" if project else entry["environment"]
+        lanes.append((label, [(i.opened_at, i.resolved_at, i.kind, f"{i.kind}: {i.title}") for i in found]))
+        start = entry["reliability"]["window"].get("start")
+        starts += [start] if start is not None else [i.opened_at for i in found]
+    begin = min(starts) if starts else until - 86400.0
+    return charts.timeline(min(begin, until - 60.0), until, lanes)
 
 
 def _reliability(
