@@ -12,6 +12,8 @@ from pathlib import Path
 from conftest import UI, csrf_of
 from web_seed import EVIL, seed_environment, seed_models
 
+from aicd.store.deployments import open_deploy_store
+
 CI = "build:\n  script: [echo built]\n"
 
 
@@ -106,6 +108,11 @@ def test_environment_page_shows_rollout_analysis_and_history_and_acts_by_role(ui
     # an older deployment's analysis, and environments that are not there
     assert "Deployment #2" in developer.get("/projects/demo/environments/production?deployment=2").text
     assert developer.get("/projects/demo/environments/staging").status_code == 404
+    with open_deploy_store(url_of(ui)) as store:  # GitLab's names may hold slashes
+        store.ensure_environment("review/feature-1", scope="demo")
+    assert 'href="/projects/demo/environments/review/feature-1"' in developer.get("/projects/demo").text
+    review = developer.get("/projects/demo/environments/review/feature-1")
+    assert review.status_code == 200 and "<h1>review/feature-1" in review.text
     assert developer.get("/projects/demo/environments/production?deployment=99").status_code == 404
 
 
