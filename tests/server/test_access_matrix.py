@@ -117,6 +117,7 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("POST", f"{_P}/jobs/{{job_id}}/play"): DEVELOPER,
     ("GET", f"{_P}/environments"): VIEWER,
     ("GET", f"{_P}/deployments"): VIEWER,
+    ("POST", f"{_P}/environments/{{env}}/{{action}}"): DEVELOPER,
     # reliability figures (any token; each caller sees the projects it has a role on)
     ("GET", "/reliability"): USER,
     ("GET", "/metrics"): USER,

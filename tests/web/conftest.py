@@ -126,6 +126,7 @@ def ui(tmp_path: Path) -> Iterator[UI]:
         poll=False,
         environments=False,
         concurrency=4,
+        allowed_repo_roots=[tmp_path],  # the test's repositories are local folders
     )
     app = create_app(settings)
     with TestClient(app) as client:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from web_seed import seed_environment, seed_models
 
 from aicd_testing import git, make_repo
 from server.serverproc import ServerProc, make_user
@@ -229,3 +230,38 @@ def test_a_viewer_sees_no_buttons_and_cannot_forge_a_post(
         assert admin.get(f"/projects/demo/jobs/{jobs['ship']['id']}").json()["status"] == "manual"
     watched.close()
     assert httpx.get(f"{server.url}/static/vendor/htmx.min.js").status_code == 200
+
+
+def test_models_environment_reliability_and_admin_pages(
+    browser: Any, server: ServerProc, tmp_path: Path
+) -> None:
+    """The delivery pages (filled through the stores, as the deploy agent and the registry fill
+    them) at both widths: what they show, no console error, axe, no sideways scrolling."""
+    new_project(server, tmp_path)
+    with server.client() as admin:
+        project = admin.get("/projects/demo").json()
+        pipeline = admin.post("/projects/demo/pipelines", json={"ref": "main"}).json()
+    seed_models(server.database_url, "demo", project["id"], pipeline["id"], 0, pipeline["sha"])
+    seed_environment(server.database_url, "demo", tmp_path)
+    watched = Watched(browser, DESKTOP, tmp_path / "screenshots")
+    page = watched.page
+    sign_in(watched, server, server.admin_token)
+    pages = (
+        ("models", "/models", "h1:has-text('Models')"),
+        ("model", "/models/iris", "#compare"),
+        ("environment", "/projects/demo/environments/production", "#judge"),
+        ("reliability", "/reliability", "svg.timeline"),
+        ("admin", "/admin", "#audit-log"),
+    )
+    for viewport, suffix in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        page.set_viewport_size(viewport)
+        for name, path, selector in pages:
+            page.goto(f"{server.url}{path}")
+            page.wait_for_selector(selector)
+            if viewport is PHONE:
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= PHONE["width"] + 1, f"{name} page is {width} px wide at 360 px"
+            watched.shot(f"{name}-{suffix}")
+    page.goto(f"{server.url}/projects/demo/environments/production")
+    assert page.locator("#promote").count() == 1 and page.locator("svg.pairs rect.bar").count() == 10
+    watched.close()

@@ -146,7 +146,7 @@ templates.env.globals["mark"] = graph.mark
 templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
 
 
-def _page(request: Request, name: str, user: WebUser | None, status: int = 200, **context: Any) -> Response:
+def page(request: Request, name: str, user: WebUser | None, status: int = 200, **context: Any) -> Response:
     return templates.TemplateResponse(request, name, {"user": user, **context}, status_code=status)
 
 
@@ -160,7 +160,7 @@ async def signin_form(request: Request, next: str | None = None) -> Response:
 
 def _signin_page(request: Request, target: str, error: str | None, status: int) -> Response:
     token = secrets.token_urlsafe(32)
-    response = _page(request, "signin.html", None, status, next=target, error=error, signin_csrf=token)
+    response = page(request, "signin.html", None, status, next=target, error=error, signin_csrf=token)
     response.set_cookie(
         SIGNIN_COOKIE, token, httponly=True, samesite="strict", secure=_https(request), path="/signin"
     )
@@ -223,7 +223,7 @@ def _projects(state: ServerState, user: WebUser) -> list[dict[str, Any]]:
 @router.get("/")
 async def projects_page(request: Request, user: User) -> Response:
     rows = await run_in_threadpool(_projects, get_state(request), user)
-    return _page(request, "projects.html", user, rows=rows)
+    return page(request, "projects.html", user, rows=rows)
 
 
 def _project_context(state: ServerState, project: ProjectRecord) -> dict[str, Any]:
@@ -235,7 +235,7 @@ def _project_context(state: ServerState, project: ProjectRecord) -> dict[str, An
         last = find_pipelines(state.database, project_dir=project.key, ref=name, limit=1)
         branches.append({"ref": name, "sha": sha, "last": last[0] if last else None})
     environments = DeployStore(state.database).list_environments(scope=project.name)
-    models = RegistryStore(state.database).list_models()
+    models = [m for m in RegistryStore(state.database).list_models() if m.project_id == project.id]
     return {"pipelines": pipelines, "branches": branches, "environments": environments, "models": models}
 
 
@@ -243,7 +243,7 @@ def _project_context(state: ServerState, project: ProjectRecord) -> dict[str, An
 async def project_page(request: Request, project: ProjectName, user: User) -> Response:
     access = await access_to(request, project, user, Role.VIEWER)
     context = await run_in_threadpool(_project_context, get_state(request), access.project)
-    return _page(
+    return page(
         request, "project.html", user, access=access, can_act=access.role >= Role.DEVELOPER, **context
     )
 
@@ -313,7 +313,7 @@ async def _pipeline(request: Request, project: str, pipeline_id: int, user: WebU
 @router.get("/projects/{project}/pipelines/{pipeline_id}")
 async def pipeline_page(request: Request, project: ProjectName, pipeline_id: IdPath, user: User) -> Response:
     context = await _pipeline(request, project, pipeline_id, user)
-    return _page(request, "pipeline.html", user, **context)
+    return page(request, "pipeline.html", user, **context)
 
 
 @router.get("/projects/{project}/pipelines/{pipeline_id}/live")
@@ -321,7 +321,7 @@ async def pipeline_fragment(
     request: Request, project: ProjectName, pipeline_id: IdPath, user: User
 ) -> Response:
     context = await _pipeline(request, project, pipeline_id, user)
-    return _page(request, "_pipeline_live.html", user, **context)
+    return page(request, "_pipeline_live.html", user, **context)
 
 
 @router.post("/projects/{project}/pipelines/{pipeline_id}/{action}")
@@ -386,13 +386,13 @@ async def _job(request: Request, project: str, job_id: int, user: WebUser) -> di
 @router.get("/projects/{project}/jobs/{job_id}")
 async def job_page(request: Request, project: ProjectName, job_id: IdPath, user: User) -> Response:
     context = await _job(request, project, job_id, user)
-    return _page(request, "job.html", user, **context)
+    return page(request, "job.html", user, **context)
 
 
 @router.get("/projects/{project}/jobs/{job_id}/live")
 async def job_fragment(request: Request, project: ProjectName, job_id: IdPath, user: User) -> Response:
     context = await _job(request, project, job_id, user)
-    return _page(request, "_job_live.html", user, **context)
+    return page(request, "_job_live.html", user, **context)
 
 
 @router.get("/projects/{project}/jobs/{job_id}/log/events")

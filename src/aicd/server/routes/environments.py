@@ -1,4 +1,5 @@
-"""Environments, deployments and deployment events of a project (viewer).
+"""Environments, deployments and deployment events of a project (viewer); promote, abort and
+roll back (developer), sent to the environment's agent as `aicd promote|abort|rollback` sends them.
 
 A project's deploy jobs run with AICD_ENV_SCOPE set to the project's name, so its environments
 are the rows of that scope in the deployment store (:mod:`aicd.store.deployments`).
@@ -6,9 +7,10 @@ are the rows of that scope in the deployment store (:mod:`aicd.store.deployments
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from aicd.core.access import Role
@@ -19,6 +21,7 @@ from aicd.store.deployments import DeployStore
 router = APIRouter(tags=["environments"])
 
 Viewer = Annotated[ProjectAccess, Depends(project_access(Role.VIEWER))]
+Developer = Annotated[ProjectAccess, Depends(project_access(Role.DEVELOPER))]
 State = Annotated[ServerState, Depends(get_state)]
 
 
@@ -112,3 +115,61 @@ def list_events(
 ) -> list[EventOut]:
     records = _store(state).list_events(environment=environment, scope=access.project.name, limit=limit)
     return [EventOut.model_validate(e.to_json()) for e in records]
+
+
+class ActionIn(BaseModel):
+    full: bool = Field(default=False, description="promote: skip the remaining canary steps")
+    to: str | None = Field(default=None, max_length=20, description="rollback: the revision to go back to")
+
+
+ACTIONS = ("promote", "abort", "rollback")
+Action = Literal["promote", "abort", "rollback"]
+
+
+def environment_action(
+    state: ServerState, access: ProjectAccess, env: str, action: str, body: ActionIn
+) -> Any:
+    """What `aicd promote|abort|rollback ENV` does, for the project's environment, by the caller.
+
+    The environment's agent must be running (the server does not start one for a button):
+    ConflictError otherwise. Answers the agent's answer (the deployment) as it is when it settles.
+    """
+    from aicd.deploy import client, control
+    from aicd.errors import ConflictError
+
+    client.check_env_name(env)
+    scope = access.project.name
+    record = _store(state).get_environment(env, scope=scope)  # NotFoundError with suggestions
+    location = client.Location(state.settings.home, state.settings.database_url, scope)
+    socket = client.agent_socket(location, record.name)
+    if not control.reachable(socket):
+        raise ConflictError(f"environment {env}: its agent is not running (deploy to it again to start it)")
+    request: dict[str, Any] = {"op": action, "actor": access.principal.name}
+    if action == "promote":
+        request["full"] = body.full
+    elif action == "rollback":
+        request["to"] = body.to
+    answer = control.request(socket, request)
+    details = {k: v for k, v in request.items() if k in ("full", "to") and v}
+    state.accounts.audit(
+        access.principal.name,
+        f"environment.{action}",
+        project_id=access.project.id,
+        target=env,
+        details=details,
+    )
+    return answer
+
+
+@router.post(
+    "/projects/{project}/environments/{env:path}/{action}",
+    summary="Promote (`full`: now), abort, or roll back (`to`: a revision) an environment (developer)",
+)
+async def act_on_environment(
+    access: Developer,
+    state: State,
+    env: Annotated[str, Path(max_length=100)],
+    action: Action,
+    body: ActionIn | None = None,
+) -> Any:
+    return await run_in_threadpool(environment_action, state, access, env, action, body or ActionIn())
