@@ -152,6 +152,15 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("PUT", "/integrations/flagger/canaries/{namespace}/{name}"): USER,
     ("GET", "/integrations/flagger/canaries/{namespace}/{name}"): USER,
     ("DELETE", "/integrations/flagger/canaries/{namespace}/{name}"): USER,
+    # runners (issue 15): admins manage them; a worker checks in with its runner token (RUNNER-TOKEN
+    # header, no API token: tests/server/test_runners.py)
+    ("POST", "/runners"): ADMIN,
+    ("GET", "/runners"): ADMIN,
+    ("GET", "/runners/{runner_id}"): ADMIN,
+    ("POST", "/runners/{runner_id}/pause"): ADMIN,
+    ("POST", "/runners/{runner_id}/resume"): ADMIN,
+    ("DELETE", "/runners/{runner_id}"): ADMIN,
+    ("POST", "/runners/verify"): ANONYMOUS,
 }
 # Routes whose allowed calls must succeed: they get real targets and real bodies.
 MUST_SUCCEED = {route for route in MINIMUM if route[1].startswith(("/models", "/objects", "/lineage"))}
@@ -248,6 +257,11 @@ class World:
         assert created.status_code == 201, created.text
         return str(created.json()["id"])
 
+    def new_runner(self) -> str:
+        created = self.admin.post("/runners", json={"tags": ["matrix"]})
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
     def ensure(self, method: str, path: str, response: httpx.Response) -> None:
         assert response.status_code < 300, f"setup {method} {path}: {response.status_code} {response.text}"
 
@@ -271,6 +285,8 @@ def _prepare(world: World, method: str, path: str) -> dict[str, str]:
         params["alias"] = "doomed"
         target = f"/models/{params['name']}/aliases/doomed"
         world.ensure("PUT", target, world.admin.put(target, json={"version": 1}))
+    elif (method, path) == ("DELETE", "/runners/{runner_id}"):
+        params["runner_id"] = world.new_runner()
     elif (method, path) == ("PUT", "/objects/{digest}"):
         params["object"] = world.fresh("object-bytes")  # new bytes: an allowed call stores them (201)
         params["digest"] = _digest(params["object"].encode())
@@ -310,6 +326,7 @@ def _body(
     """The JSON body of the call (None: none), or bytes to send as they are."""
     overrides: dict[tuple[str, str], Callable[[], Any]] = {
         ("POST", "/users"): lambda: {"name": world.fresh("new")},
+        ("POST", "/runners"): lambda: {"tags": ["matrix"]},
         ("POST", "/projects"): lambda: {
             "name": world.fresh("created"),
             "repo_url": str(world.repo),
@@ -439,6 +456,7 @@ def test_access_matrix(server: ServerProc, tmp_path: Path) -> None:
         world.params["project"] = world.new_project()
         world.params["reader"] = world.new_project()
         world.params["token_id"] = world.new_token()
+        world.params["runner_id"] = world.new_runner()
         _first_pipeline(world, document)
         _first_model(world)
 

@@ -15,4 +15,5 @@ ROUTER_MODULES = (
     "metrics",
     "incidents",
     "integrations",
+    "runners",
 )
