@@ -12,6 +12,7 @@ MINIMUM says, for every route of the API, the least a caller needs:
               that role (or more) on the project the model belongs to (the matrix's model belongs
               to the path's project); a caller who may not read it gets 404, as for projects
   webhook     no API token counts: the project's webhook secret authenticates
+  job-token   only a running job's CI_JOB_TOKEN: every API token gets 403 (tests/server/test_job_source.py)
 
 Every route is called by seven callers: no token, a bad token, a user with no role on the
 project, a viewer, a developer, a maintainer and the admin. A denied call must get exactly:
@@ -57,7 +58,9 @@ ANONYMOUS, USER, VIEWER, DEVELOPER, MAINTAINER, ADMIN, CONTRIBUTOR, WEBHOOK = (
     "webhook",
 )
 MODEL_VIEWER, MODEL_DEVELOPER = "model-viewer", "model-developer"
+JOB_TOKEN = "job-token"
 LEVELS = {
+    JOB_TOKEN,
     ANONYMOUS,
     USER,
     VIEWER,
@@ -161,6 +164,7 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("POST", "/runners/{runner_id}/resume"): ADMIN,
     ("DELETE", "/runners/{runner_id}"): ADMIN,
     ("POST", "/runners/verify"): ANONYMOUS,
+    ("GET", "/job/source"): JOB_TOKEN,
 }
 # Routes whose allowed calls must succeed: they get real targets and real bodies.
 MUST_SUCCEED = {route for route in MINIMUM if route[1].startswith(("/models", "/objects", "/lineage"))}
@@ -177,6 +181,8 @@ def expected(level: str, caller: str, path: str) -> int | None:
         return None
     if level == WEBHOOK or caller in ("no token", "bad token"):
         return 401
+    if level == JOB_TOKEN:
+        return 403
     if level == USER:
         return None
     # A token that is not the caller's is answered as one that does not exist (issue 11: ids

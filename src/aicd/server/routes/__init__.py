@@ -16,4 +16,5 @@ ROUTER_MODULES = (
     "incidents",
     "integrations",
     "runners",
+    "job_source",
 )
