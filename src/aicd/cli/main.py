@@ -38,6 +38,7 @@ _LAZY_COMMANDS = {
     "monitor": "aicd.cli.monitor_cmd:monitor",
     "incident": "aicd.cli.incident_cmd:incident",
     "runner": "aicd.cli.runner_cmd:runner",
+    "worker": "aicd.cli.worker_cmd:worker",
 }
 
 
