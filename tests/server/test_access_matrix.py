@@ -12,6 +12,7 @@ MINIMUM says, for every route of the API, the least a caller needs:
               that role (or more) on the project the model belongs to (the matrix's model belongs
               to the path's project); a caller who may not read it gets 404, as for projects
   webhook     no API token counts: the project's webhook secret authenticates
+  job-token   only a running job's CI_JOB_TOKEN: every API token gets 403 (tests/server/test_job_source.py)
 
 Every route is called by seven callers: no token, a bad token, a user with no role on the
 project, a viewer, a developer, a maintainer and the admin. A denied call must get exactly:
@@ -57,7 +58,9 @@ ANONYMOUS, USER, VIEWER, DEVELOPER, MAINTAINER, ADMIN, CONTRIBUTOR, WEBHOOK = (
     "webhook",
 )
 MODEL_VIEWER, MODEL_DEVELOPER = "model-viewer", "model-developer"
+JOB_TOKEN = "job-token"
 LEVELS = {
+    JOB_TOKEN,
     ANONYMOUS,
     USER,
     VIEWER,
@@ -153,6 +156,16 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("PUT", "/integrations/flagger/canaries/{namespace}/{name}"): USER,
     ("GET", "/integrations/flagger/canaries/{namespace}/{name}"): USER,
     ("DELETE", "/integrations/flagger/canaries/{namespace}/{name}"): USER,
+    # runners (issue 15): admins manage them; a worker checks in with its runner token (RUNNER-TOKEN
+    # header, no API token: tests/server/test_runners.py)
+    ("POST", "/runners"): ADMIN,
+    ("GET", "/runners"): ADMIN,
+    ("GET", "/runners/{runner_id}"): ADMIN,
+    ("POST", "/runners/{runner_id}/pause"): ADMIN,
+    ("POST", "/runners/{runner_id}/resume"): ADMIN,
+    ("DELETE", "/runners/{runner_id}"): ADMIN,
+    ("POST", "/runners/verify"): ANONYMOUS,
+    ("GET", "/job/source"): JOB_TOKEN,
 }
 # Routes whose allowed calls must succeed: they get real targets and real bodies.
 MUST_SUCCEED = {route for route in MINIMUM if route[1].startswith(("/models", "/objects", "/lineage"))}
@@ -169,6 +182,8 @@ def expected(level: str, caller: str, path: str) -> int | None:
         return None
     if level == WEBHOOK or caller in ("no token", "bad token"):
         return 401
+    if level == JOB_TOKEN:
+        return 403
     if level == USER:
         return None
     # A token that is not the caller's is answered as one that does not exist (issue 11: ids
@@ -249,6 +264,11 @@ class World:
         assert created.status_code == 201, created.text
         return str(created.json()["id"])
 
+    def new_runner(self) -> str:
+        created = self.admin.post("/runners", json={"tags": ["matrix"]})
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
     def ensure(self, method: str, path: str, response: httpx.Response) -> None:
         assert response.status_code < 300, f"setup {method} {path}: {response.status_code} {response.text}"
 
@@ -272,6 +292,8 @@ def _prepare(world: World, method: str, path: str) -> dict[str, str]:
         params["alias"] = "doomed"
         target = f"/models/{params['name']}/aliases/doomed"
         world.ensure("PUT", target, world.admin.put(target, json={"version": 1}))
+    elif (method, path) == ("DELETE", "/runners/{runner_id}"):
+        params["runner_id"] = world.new_runner()
     elif (method, path) == ("PUT", "/objects/{digest}"):
         params["object"] = world.fresh("object-bytes")  # new bytes: an allowed call stores them (201)
         params["digest"] = _digest(params["object"].encode())
@@ -311,6 +333,7 @@ def _body(
     """The JSON body of the call (None: none), or bytes to send as they are."""
     overrides: dict[tuple[str, str], Callable[[], Any]] = {
         ("POST", "/users"): lambda: {"name": world.fresh("new")},
+        ("POST", "/runners"): lambda: {"tags": ["matrix"]},
         ("POST", "/projects"): lambda: {
             "name": world.fresh("created"),
             "repo_url": str(world.repo),
@@ -440,6 +463,7 @@ def test_access_matrix(server: ServerProc, tmp_path: Path) -> None:
         world.params["project"] = world.new_project()
         world.params["reader"] = world.new_project()
         world.params["token_id"] = world.new_token()
+        world.params["runner_id"] = world.new_runner()
         _first_pipeline(world, document)
         _first_model(world)
 

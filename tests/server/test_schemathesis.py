@@ -70,6 +70,7 @@ FIXED_ONLY = {
     ("PATCH", "/projects/{project}"),
     ("PUT", "/projects/{project}/members/{user_id}"),
     ("DELETE", "/projects/{project}/members/{user_id}"),
+    ("DELETE", "/runners/{runner_id}"),
 }
 
 
@@ -121,6 +122,8 @@ def _world(server: ServerProc, tmp_path: Path) -> World:
         }
         assert admin.post("/models/fuzz-model/versions", json=body).status_code == 201
         assert admin.put("/models/fuzz-model/aliases/doomed", json={"version": 1}).status_code == 200
+        runners = [admin.post("/runners", json={"tags": ["fuzz"]}) for _ in range(2)]
+        assert all(r.status_code == 201 for r in runners), [r.text for r in runners]
     real = {
         "project": "demo",
         "reader": "scratch",
@@ -139,12 +142,14 @@ def _world(server: ServerProc, tmp_path: Path) -> World:
         "digest": digest,
         "hook": "rollout",  # integrations: a Flagger webhook type and a canary's namespace
         "namespace": "ml",
+        "runner_id": str(runners[0].json()["id"]),
     }
     real_for = {
         ("DELETE", "/users/{user_id}"): {"user_id": str(victim_id)},
         ("DELETE", "/projects/{project}"): {"project": "doomed"},
         ("PATCH", "/projects/{project}"): {"project": "scratch"},
         ("DELETE", "/models/{name}/aliases/{alias}"): {"alias": "doomed"},
+        ("DELETE", "/runners/{runner_id}"): {"runner_id": str(runners[1].json()["id"])},
     }
     return World(repo=repo, real=real, real_for=real_for)
 

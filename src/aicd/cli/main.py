@@ -37,6 +37,8 @@ _LAZY_COMMANDS = {
     "demo": "aicd.cli.demo_cmd:demo",
     "monitor": "aicd.cli.monitor_cmd:monitor",
     "incident": "aicd.cli.incident_cmd:incident",
+    "runner": "aicd.cli.runner_cmd:runner",
+    "worker": "aicd.cli.worker_cmd:worker",
 }
 
 

@@ -66,7 +66,7 @@ from aicd.store.projects_repo import SERVER_PREFIX
 from aicd.store.records import JobRecord, NewJob, PipelineRecord
 
 if TYPE_CHECKING:
-    from aicd.server.state import ServerState
+    from aicd.core.dispatch_deps import DispatchDeps
     from aicd.store.projects_repo import ProjectRecord
 
 log = logging.getLogger("aicd.dispatcher")
@@ -98,8 +98,8 @@ class _Active:
 class Dispatcher:
     """Runs server pipelines; one concurrency limit across all of them."""
 
-    def __init__(self, state: ServerState) -> None:
-        self.state = state
+    def __init__(self, state: DispatchDeps) -> None:
+        self.state = state  # the host's objects (the server's ServerState), through narrow interfaces
         self._active: dict[int, _Active] = {}
         self._slots: asyncio.Semaphore | None = None
         self._groups: dict[str, ResourceGroups] = {}  # project key -> its resource groups

@@ -192,6 +192,27 @@ job_tokens = Table(
     sqlite_autoincrement=True,
 )
 
+# -- runners (revision 0005) -----------------------------------------------------------------------
+# A runner is a registered `aicd worker`: its token by its SHA-256 only, the tags it serves, and what
+# it last told the server (when, its version and host): "online" means contacted in the last minute.
+runners = Table(
+    "runners",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("tags", Json(), nullable=False),  # sorted list of tag names
+    Column("run_untagged", Boolean, nullable=False, server_default=false()),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("created_at", Double, nullable=False),
+    Column("created_by", Text, nullable=True),  # the admin who registered it
+    Column("contacted_at", Double, nullable=True),
+    Column("version", Text, nullable=True),  # what the worker said it runs (aicd's version)
+    Column("host", Text, nullable=True),  # the worker's host name, as it said
+    UniqueConstraint("token_hash"),
+    sqlite_autoincrement=True,
+)
+
 memberships = Table(
     "memberships",
     metadata,

@@ -13,14 +13,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from aicd.errors import AicdError
 from aicd.triggers import mirror
 
 if TYPE_CHECKING:
-    from aicd.server.state import ServerState
-    from aicd.store.projects_repo import ProjectRecord
+    from aicd.store.accounts import AccountStore
+    from aicd.store.projects_repo import ProjectRecord, ProjectStore
     from aicd.store.records import PipelineRecord
 
 log = logging.getLogger("aicd.poller")
@@ -39,6 +40,42 @@ def short_ref(ref: str) -> str:
     return ref
 
 
+class PipelineSubmitter(Protocol):
+    """Who runs what a poll finds (the server's `core.dispatcher.Dispatcher`)."""
+
+    async def submit(
+        self,
+        project: ProjectRecord,
+        *,
+        ref: str,
+        sha: str,
+        source: str,
+        actor: str,
+        before_sha: str | None = None,
+    ) -> PipelineRecord: ...
+
+
+class _HomeSettings(Protocol):
+    @property
+    def home(self) -> Path: ...
+
+
+class PollerDeps(Protocol):
+    """What the poller uses from its host (the server's `ServerState` satisfies it): no server import."""
+
+    @property
+    def settings(self) -> _HomeSettings: ...
+
+    @property
+    def projects(self) -> ProjectStore: ...
+
+    @property
+    def accounts(self) -> AccountStore: ...
+
+    @property
+    def dispatcher(self) -> PipelineSubmitter: ...
+
+
 def changed_refs(seen: dict[str, str], now: dict[str, str]) -> list[tuple[str, str]]:
     """Branches and tags that are new or moved: (full ref, sha), branches first, by name."""
     moved = [(ref, sha) for ref, sha in now.items() if seen.get(ref) != sha]
@@ -46,7 +83,7 @@ def changed_refs(seen: dict[str, str], now: dict[str, str]) -> list[tuple[str, s
 
 
 class Poller:
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: PollerDeps) -> None:
         self.state = state
         self._task: asyncio.Task[None] | None = None
         self._polls: dict[int, asyncio.Task[object]] = {}

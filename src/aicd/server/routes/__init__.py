@@ -15,4 +15,6 @@ ROUTER_MODULES = (
     "metrics",
     "incidents",
     "integrations",
+    "runners",
+    "job_source",
 )
