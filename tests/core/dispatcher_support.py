@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,3 +96,13 @@ class Harness:
     def log(self, job: JobRecord) -> str:
         assert job.log_path, f"job {job.name} has no log"
         return Path(job.log_path).read_text()
+
+    def span(self, job: JobRecord) -> tuple[float, float]:
+        """When a job that ran :data:`SPAN_SCRIPT` started and ended its sleep, from its log (jobs
+        are sandboxed: they cannot leave marks in the test's folders)."""
+        stamps = dict(re.findall(r"^(start|end) (\d+\.\d+)$", self.log(job), re.M))
+        return float(stamps["start"]), float(stamps["end"])
+
+
+# a job whose span :meth:`Harness.span` reads from its log
+SPAN_SCRIPT = 'echo "start $(date +%s.%N)"; sleep 0.6; echo "end $(date +%s.%N)"'

@@ -11,7 +11,7 @@ from aicd.store.projects_repo import ProjectRecord
 from aicd.triggers.mirror import sync_mirror
 from aicd_testing import git, make_repo
 
-from .dispatcher_support import Harness
+from .dispatcher_support import SPAN_SCRIPT, Harness
 
 ZERO = "0" * 40
 
@@ -24,14 +24,11 @@ def _spans(folder: Path, prefix: str) -> list[tuple[float, float]]:
     return sorted(out)
 
 
-def _deploy_ci(stamps: Path) -> str:
-    return f"""
+DEPLOY_CI = f"""
 deploy:
   resource_group: production
   script:
-    - date +%s.%N > {stamps}/deploy-$CI_PIPELINE_ID.start
-    - sleep 0.6
-    - date +%s.%N > {stamps}/deploy-$CI_PIPELINE_ID.end
+    - '{SPAN_SCRIPT}'
 """
 
 
@@ -44,10 +41,8 @@ def _second_project(h: Harness, tmp_path: Path, files: dict[str, str]) -> Projec
 
 def test_a_resource_group_holds_across_the_pipelines_of_a_project(harness: Harness, tmp_path: Path) -> None:
     h = harness
-    stamps = tmp_path / "stamps"
-    stamps.mkdir()
-    sha = h.commit({".gitlab-ci.yml": _deploy_ci(stamps)})
-    other = _second_project(h, tmp_path, {".gitlab-ci.yml": _deploy_ci(stamps)})
+    sha = h.commit({".gitlab-ci.yml": DEPLOY_CI})
+    other = _second_project(h, tmp_path, {".gitlab-ci.yml": DEPLOY_CI})
     other_sha = git(Path(other.repo_url), "rev-parse", "HEAD")
 
     async def body() -> list[int]:
@@ -62,13 +57,7 @@ def test_a_resource_group_holds_across_the_pipelines_of_a_project(harness: Harne
         return [first.id, second.id, third.id]
 
     first, second, third = h.run(body)
-    spans = {
-        n: (
-            float((stamps / f"deploy-{n}.start").read_text()),
-            float((stamps / f"deploy-{n}.end").read_text()),
-        )
-        for n in (first, second, third)
-    }
+    spans = {n: h.span(h.jobs(n)["deploy"]) for n in (first, second, third)}
     ordered = sorted([spans[first], spans[second]])
     for (_, end), (start, _) in itertools.pairwise(ordered):
         assert start >= end, f"the deploys of one project overlapped: {ordered}"

@@ -505,7 +505,7 @@ def test_tokens_cannot_be_enumerated_nor_break_the_cli(server_sqlite: ServerProc
 
     listed = _cli(server, "token", "list", "bob")
     assert listed.returncode == 0, listed.stderr
-    assert "\x1b" not in listed.stdout and "evil\\x1b[2J\\nname" in listed.stdout
+    assert "\x1b" not in listed.stdout and "evil\\x1b[2J\\x0aname" in listed.stdout
     for bad_token in (bob + "\nX-Injected: 1", "t\u00e9st-token", "a b"):
         run = _cli(server, "user", "list", token=bad_token)
         assert run.returncode != 0
