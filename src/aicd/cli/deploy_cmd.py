@@ -151,6 +151,7 @@ def deploy(
         predictions=plan.predictions,
         router=plan.router,
         router_limits=plan.router_limits,
+        feedback=plan.feedback,
     )
     copied, copied_config = client.prepare_release(location, name, release_dir, config_path)
     body: Json = {

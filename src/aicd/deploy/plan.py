@@ -14,8 +14,10 @@
           - analysis: {}          # judge the canary now (thresholds, Kayenta judge, drift)
           - set_weight: 50
           - pause: 30s
+          - labels: 200           # wait until 200 labels arrived for each side (docs/feedback.md)
         analysis_interval: 5s     # override every threshold check's interval (short canaries)
         predictions: {path: /predict, field: predictions}   # for the prediction drift check
+        feedback: {labels: classes, window: 1h, margin: 0.02}  # live quality from delayed labels
 
 The CLI's `--strategy` and `--step` flags override what the file says. Every error names the
 file, line and column and the key.
@@ -49,35 +51,45 @@ ENVIRONMENT_KEYS = (
     "pre_promotion_analysis",
     "post_promotion_analysis",
     "predictions",
+    "feedback",
     "slo",
 )
+FEEDBACK_KEYS = ("labels", "window", "max_requests", "margin", "alpha", "min_labels")
+DEFAULT_LABELS_TIMEOUT = 600.0  # a `labels` step waits at most this long
 ROUTERS = ("aicd", "haproxy")
 TIERS = ("production", "staging", "testing", "development", "other")
-STEP_KINDS = ("set_weight", "pause", "analysis")
+STEP_KINDS = ("set_weight", "pause", "analysis", "labels")
 DEFAULT_ROLLBACK_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
 class Step:
-    """One canary step: set_weight (weight), pause (duration; None waits for promote), analysis."""
+    """One canary step: set_weight (weight), pause (duration; None waits for promote), analysis,
+    labels (count: wait until that many labels arrived for each side's answers, at most duration)."""
 
     kind: str
     weight: int | None = None
     duration: float | None = None
+    count: int | None = None
 
     def describe(self) -> str:
         if self.kind == "set_weight":
             return f"set weight {self.weight}%"
         if self.kind == "pause":
             return "pause until promoted" if self.duration is None else f"pause {self.duration:g}s"
+        if self.kind == "labels":
+            return f"wait for {self.count} labels per revision (at most {self.duration or 0:g}s)"
         return "analysis"
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "weight": self.weight, "duration": self.duration}
+        out = {"kind": self.kind, "weight": self.weight, "duration": self.duration}
+        if self.count is not None:
+            out["count"] = self.count
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Step:
-        return cls(str(data["kind"]), data.get("weight"), data.get("duration"))
+        return cls(str(data["kind"]), data.get("weight"), data.get("duration"), data.get("count"))
 
 
 DEFAULT_CANARY_STEPS = (
@@ -103,6 +115,7 @@ class RolloutPlan:
     pre_promotion_analysis: float = 0.0  # blue-green: seconds of checks on the preview address
     post_promotion_analysis: float = 0.0  # blue-green: seconds of checks after the switch
     predictions: str | None = None  # "PATH:FIELD": the router counts this JSON field's values
+    feedback: Mapping[str, Any] | None = None  # checked FEEDBACK_KEYS (window in seconds)
     slo: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +132,7 @@ class RolloutPlan:
             "pre_promotion_analysis": self.pre_promotion_analysis,
             "post_promotion_analysis": self.post_promotion_analysis,
             "predictions": self.predictions,
+            "feedback": dict(self.feedback) if self.feedback is not None else None,
             "slo": dict(self.slo) if self.slo is not None else None,
         }
 
@@ -137,6 +151,7 @@ class RolloutPlan:
             pre_promotion_analysis=float(data.get("pre_promotion_analysis") or 0.0),
             post_promotion_analysis=float(data.get("post_promotion_analysis") or 0.0),
             predictions=data.get("predictions"),
+            feedback=data.get("feedback"),
             slo=data.get("slo"),
         )
 
@@ -163,7 +178,7 @@ def _duration(value: Any) -> float:
 
 
 def parse_step_text(text: str) -> Step:
-    """A `--step` flag: `weight=20`, `pause=30s`, `pause` (until promoted), `analysis`."""
+    """A `--step` flag: `weight=20`, `pause=30s`, `pause` (until promoted), `analysis`, `labels=200`."""
     key, sep, value = text.partition("=")
     key = key.strip().replace("-", "_")
     if key in ("weight", "set_weight") and sep:
@@ -174,9 +189,59 @@ def parse_step_text(text: str) -> Step:
         return Step("pause", duration=parse_duration(value.strip(), f"--step {text}"))
     if key == "analysis" and not sep:
         return Step("analysis")
+    if key == "labels" and sep:
+        return _labels_step(value.strip(), f"--step {text}")
     raise ConfigError(
-        f"--step {text}: not a step; write weight=20, pause=30s, pause (wait for `aicd promote`) or analysis"
+        f"--step {text}: not a step; write weight=20, pause=30s, pause (wait for `aicd promote`), "
+        "analysis or labels=200"
     )
+
+
+def _labels_step(value: Any, where: str) -> Step:
+    """`labels: 200` or `labels: {count: 200, timeout: 10m}`."""
+    timeout: Any = DEFAULT_LABELS_TIMEOUT
+    if isinstance(value, Mapping):
+        unknown = sorted(set(map(str, value)) - {"count", "timeout"})
+        if unknown:
+            raise ConfigError(f"{where}: labels takes count and timeout (not {', '.join(unknown)})")
+        timeout = value.get("timeout", DEFAULT_LABELS_TIMEOUT)
+        value = value.get("count")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000_000:
+        raise ConfigError(f"{where}: labels must be a whole number of labels, 1 or more (is {value!r})")
+    return Step("labels", duration=parse_duration(timeout, f"{where}: timeout"), count=value)
+
+
+def parse_feedback(value: Any, where: str) -> tuple[dict[str, Any], list[str]]:
+    """`environments.<env>.feedback`: the router's join window and how live quality is judged."""
+    from aicd.delivery.live_quality import parse_quality
+
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        return {}, [f"{where} must be a mapping of {', '.join(FEEDBACK_KEYS)}"]
+    known = ", ".join(FEEDBACK_KEYS)
+    errors = [
+        f"{where}: unknown key '{key}'{did_you_mean(str(key), FEEDBACK_KEYS)}; known: {known}"
+        for key in value
+        if key not in FEEDBACK_KEYS
+    ]
+    quality, quality_errors = parse_quality(value, where)
+    errors += quality_errors
+    out: dict[str, Any] = quality.to_json()
+    try:
+        out["window"] = parse_duration(value.get("window", "1h"), f"{where}.window")
+    except ConfigError as exc:
+        errors.append(str(exc))
+    if out.get("window") is not None and not out.get("window", 0) > 0:
+        errors.append(f"{where}.window must be above 0")
+    most = value.get("max_requests", 100_000)
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 10_000_000:
+        errors.append(f"{where}.max_requests must be a whole number from 1 to 10000000 (is {most!r})")
+    else:
+        out["max_requests"] = most
+    return out, errors
 
 
 def _weight_step(value: Any, where: str) -> Step:
@@ -276,6 +341,10 @@ def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
                 f"{at(raw, 'predictions')}: {where}.predictions must be "
                 "{path: /predict, field: predictions} (the answers' JSON field holding the predicted classes)"
             )
+    if "feedback" in raw:
+        feedback, feedback_errors = parse_feedback(raw["feedback"], f"{where}.feedback")
+        errors.extend(f"{at(raw, 'feedback')}: {line}" for line in feedback_errors)
+        plan = replace(plan, feedback=feedback)
     if "slo" in raw:
         from aicd.reliability.slo import parse_slo
 
@@ -300,7 +369,7 @@ def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
 
 def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[list[Step], list[str]]:
     if not isinstance(raw, list):
-        return [], [f"{at(parent, 'steps')}: {where} must be a list of steps (set_weight, pause, analysis)"]
+        return [], [f"{at(parent, 'steps')}: {where} must be a list of steps ({', '.join(STEP_KINDS)})"]
     steps: list[Step] = []
     errors: list[str] = []
     for index, item in enumerate(raw):
@@ -308,7 +377,7 @@ def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[l
         if not isinstance(item, Mapping) or len(item) != 1:
             errors.append(
                 f"{at(raw, index)}: {here}: a step is one of `set_weight: 20`, `pause: 30s`, "
-                "`pause: {}` or `analysis: {}`"
+                "`pause: {}`, `analysis: {}` or `labels: 200`"
             )
             continue
         ((kind, value),) = item.items()
@@ -329,6 +398,8 @@ def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[l
                     steps.append(Step("pause"))
                 else:
                     steps.append(Step("pause", duration=_duration(value)))
+            elif kind == "labels":
+                steps.append(_labels_step(value, here))
             else:
                 steps.append(Step("analysis"))
         except ConfigError as exc:

@@ -224,6 +224,7 @@ class Rollout:
     # -- analysis and waiting ----------------------------------------------------------------------
 
     def analysis(self, *, stable: str) -> CanaryAnalysis:
+        from aicd.delivery.live_quality import QualityConfig
         from aicd.deploy.analysis import CanaryAnalysis, default_analysis
 
         return CanaryAnalysis(
@@ -233,7 +234,44 @@ class Rollout:
             baseline=self.snapshot(),
             started_at=time.time(),
             interval_override=self.plan.analysis_interval,
+            quality=QualityConfig.from_json(self.plan.feedback or {}),
         )
+
+    async def wait_labels(self, analysis: CanaryAnalysis, count: int, timeout: float) -> None:
+        """Wait until ``count`` labels arrived for each side's answers, checking all along; roll
+        back when they did not within ``timeout`` seconds (no verdict on live quality is possible)."""
+        deadline = time.monotonic() + timeout
+        announced = 0.0
+        while True:
+            await self.check(analysis)
+            stable_n, canary_n = analysis.labels(self.snapshot())
+            if min(stable_n, canary_n) >= count or self.promote_full:
+                await self.event(
+                    "analysis.labels",
+                    f"{stable_n} labels for {analysis.stable}, {canary_n} for {self.revision}: "
+                    f"at least {count} each",
+                    data={"stable": stable_n, "canary": canary_n, "count": count},
+                )
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                self.failure = (
+                    f"analysis failed: {stable_n} labels for {analysis.stable} and {canary_n} for "
+                    f"{self.revision} within {timeout:g}s, fewer than the {count} each the labels step "
+                    "waits for: live quality cannot be judged (POST labels to /_aicd/feedback)"
+                )
+                await self.check(None)
+            if now - announced >= 5.0:
+                announced = now
+                await self.event(
+                    "analysis.labels",
+                    f"waiting for labels: {stable_n} for {analysis.stable}, {canary_n} for "
+                    f"{self.revision}, {count} each wanted",
+                    data={"stable": stable_n, "canary": canary_n, "count": count},
+                )
+            self.resume.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.resume.wait(), TICK)
 
     async def judge(self, analysis: CanaryAnalysis) -> None:
         if self.promote_full and self.failure is None:

@@ -49,6 +49,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-head-bytes", type=int, default=64 * 1024, help="request head limit (431)")
     parser.add_argument("--max-headers", type=int, default=100, help="request header count limit (431)")
     parser.add_argument("--max-url-bytes", type=int, default=8 * 1024, help="request URL limit (414)")
+    parser.add_argument(
+        "--no-request-ids", action="store_true", help="do not give requests an X-Request-Id (benchmarks)"
+    )
     parser.add_argument("--json", action="store_true", help="print the whole metrics snapshot at exit")
     return parser.parse_args(argv)
 
@@ -85,6 +88,7 @@ def build(args: argparse.Namespace) -> tuple[Router, Backends, dict[str, int] | 
         max_head_bytes=args.max_head_bytes,
         max_headers=args.max_headers,
         max_url_bytes=args.max_url_bytes,
+        request_ids=not args.no_request_ids,
     )
     return router, backends, weights
 

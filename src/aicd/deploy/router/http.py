@@ -74,15 +74,21 @@ def reason_of(status: int) -> bytes:
         return b"Unknown"
 
 
-def local_answer(status: int, message: str, keep_alive: bool) -> bytes:
+def local_answer(status: int, message: str, keep_alive: bool, request_id: bytes = b"") -> bytes:
     """A complete JSON answer made by the router itself (502, 503, 504, 400...)."""
-    body = json.dumps({"error": message, "source": "aicd-router"}).encode()
+    return json_answer(status, {"error": message, "source": "aicd-router"}, keep_alive, request_id)
+
+
+def json_answer(status: int, doc: object, keep_alive: bool, request_id: bytes = b"") -> bytes:
+    """A complete answer of the router with ``doc`` as its JSON body."""
+    body = json.dumps(doc).encode()
     connection = b"keep-alive" if keep_alive else b"close"
     return b"".join(
         [
             b"HTTP/1.1 %d %s\r\n" % (status, reason_of(status)),
             b"Content-Type: application/json\r\n",
             b"Content-Length: %d\r\n" % len(body),
+            b"X-Request-Id: %s\r\n" % request_id if request_id else b"",
             b"Connection: %s\r\n\r\n" % connection,
             body,
         ]

@@ -56,6 +56,9 @@ class Router:
         max_head_bytes: int = MAX_HEAD_BYTES,
         max_headers: int = MAX_HEADERS,
         max_url_bytes: int = MAX_URL_BYTES,
+        request_ids: bool = True,
+        feedback_window: float | None = None,
+        feedback_max_requests: int | None = None,
     ) -> None:
         if not 0 <= listen_port < 65536:
             raise ConfigError(f"router: listen port {listen_port} is not in 0-65535")
@@ -76,8 +79,15 @@ class Router:
             max_head_bytes=max_head_bytes,
             max_headers=max_headers,
             max_url_bytes=max_url_bytes,
+            request_ids=request_ids,
         )
-        self._core = ProxyCore(settings, RouterMetrics(reservoir_size, field_count))
+        metrics = RouterMetrics(
+            reservoir_size,
+            field_count,
+            feedback_window=feedback_window,
+            feedback_max_requests=feedback_max_requests,
+        )
+        self._core = ProxyCore(settings, metrics)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._draining: set[Backend] = set()

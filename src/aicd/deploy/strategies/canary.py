@@ -1,6 +1,7 @@
 """canary: the new revision beside stable, then Argo Rollouts' steps.
 
-``set_weight``, ``pause`` (a duration, or until `aicd promote`), ``analysis`` (judge now). The
+``set_weight``, ``pause`` (a duration, or until `aicd promote`), ``analysis`` (judge now),
+``labels`` (wait until N labels arrived for each side's answers: docs/feedback.md). The
 analysis (threshold checks every interval; Kayenta's judge and the prediction drift check at each
 ``analysis`` step and before promotion) runs from the start. Stable runs for the whole canary.
 """
@@ -34,6 +35,8 @@ class Canary(Strategy):
                 await rollout.set_weights({stable: 100 - weight, revision: weight})
             elif step.kind == "pause":
                 await rollout.hold(step.duration, analysis)
+            elif step.kind == "labels":
+                await rollout.wait_labels(analysis, int(step.count or 1), step.duration or 0.0)
             else:
                 await rollout.judge(analysis)
             await rollout.check(analysis)
