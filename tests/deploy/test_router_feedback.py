@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from router_servers import BackendServer, read_response, serve_in_thread
 
 from aicd.deploy.router.feedback import FeedbackJoin
@@ -112,6 +113,20 @@ def test_labels_join_the_revision_that_answered_and_its_prediction() -> None:
         assert snap["feedback"]["requests"] == 13
         # labels are the router's: no backend saw them
         assert b1.requests + b2.requests == 40
+        # the same figures for Prometheus, on the environment's address
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            page = await client.get("/_aicd/metrics")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/plain")
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(page.text)
+            for s in family.samples
+        }
+        for rev in ("r1", "r2"):
+            quality = snap["revisions"][rev]["quality"]
+            assert samples[("aicd_live_labels_total", (("revision", rev),))] == 20
+            assert samples[("aicd_live_accuracy", (("revision", rev),))] == pytest.approx(quality["accuracy"])
+        assert samples[("aicd_feedback_labels_total", (("outcome", "joined"),))] == 40
 
     two_revisions(test)
 

@@ -148,6 +148,10 @@ class RevisionMetrics:
         }
 
 
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -229,6 +233,69 @@ class RouterMetrics:
         self.unrouted = 0
         self.refused = 0
         self.since = time.time()
+
+    def prometheus(self) -> bytes:
+        """Per-revision requests and live quality in Prometheus' text format (``GET /_aicd/metrics``)."""
+        lines: list[str] = []
+
+        def family(name: str, kind: str, text: str, samples: list[tuple[str, float | None]]) -> None:
+            lines.append(f"# HELP {name} {text}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(f"{name}{{{labels}}} {value:g}" for labels, value in samples if value is not None)
+
+        revisions = sorted(self.revisions.items())
+
+        def per_revision(get: Any) -> list[tuple[str, float | None]]:
+            return [(f'revision="{_label(name)}"', get(m)) for name, m in revisions]
+
+        family(
+            "aicd_router_requests_total", "counter", "Answered requests", per_revision(lambda m: m.requests)
+        )
+        family("aicd_router_errors_total", "counter", "5xx answers", per_revision(lambda m: m.errors))
+        family(
+            "aicd_live_labels_total",
+            "counter",
+            "Labels joined to this revision's answers",
+            per_revision(lambda m: m.labels),
+        )
+        family(
+            "aicd_live_correct_total",
+            "counter",
+            "Labelled answers that were right",
+            per_revision(lambda m: m.correct),
+        )
+        family(
+            "aicd_live_accuracy",
+            "gauge",
+            "Right / labelled answers",
+            per_revision(lambda m: m.correct / m.labels if m.labels else None),
+        )
+        family(
+            "aicd_live_mae",
+            "gauge",
+            "Mean absolute error of labelled numeric answers",
+            per_revision(lambda m: m.abs_error_sum / m.numeric_labels if m.numeric_labels else None),
+        )
+        family(
+            "aicd_live_rmse",
+            "gauge",
+            "Root mean squared error of labelled numeric answers",
+            per_revision(lambda m: (m.sq_error_sum / m.numeric_labels) ** 0.5 if m.numeric_labels else None),
+        )
+        counts = self.feedback.counts
+        family(
+            "aicd_feedback_labels_total",
+            "counter",
+            "Labels received, by outcome (joined, unknown, expired, duplicate, invalid)",
+            [(f'outcome="{outcome}"', float(n)) for outcome, n in counts.items()],
+        )
+        family(
+            "aicd_feedback_waiting",
+            "gauge",
+            "Answers waiting for their label",
+            [("", float(len(self.feedback.waiting)))],
+        )
+        return ("\n".join(lines) + "\n").encode()
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -65,11 +65,13 @@ from aicd.deploy.router.http import (
     MAX_HEADERS,
     MAX_URL_BYTES,
     NO_BODY,
+    PROMETHEUS_TYPE,
     UNTIL_CLOSE,
     chunk,
     connection_tokens,
     json_answer,
     local_answer,
+    text_answer,
     without_named,
 )
 from aicd.deploy.router.metrics import CLIENT_CLOSED, MAX_CAPTURE, RouterMetrics
@@ -107,6 +109,7 @@ _STATUS_LINES: dict[int, bytes] = {}
 _SANE_ID = re.compile(rb"[0-9A-Za-z._:@/+=-]{1,128}").fullmatch
 OWN_PREFIX = b"/_aicd/"  # the router's own routes
 FEEDBACK_PATH = b"/_aicd/feedback"
+METRICS_PATH = b"/_aicd/metrics"
 
 
 @dataclass
@@ -816,6 +819,15 @@ class ClientConnection(asyncio.Protocol):
         path = ex.url.split(b"?", 1)[0]
         metrics = self.core.metrics
         doc: dict[str, object]
+        if path == METRICS_PATH and ex.method == b"GET":
+            keep = ex.client_keep_alive and not self.core.stopping
+            ex.client_keep_alive = keep
+            if self.transport is not None and not self.closed:
+                self.transport.write(
+                    text_answer(200, metrics.prometheus(), PROMETHEUS_TYPE, keep, ex.request_id)
+                )
+            self.finish(ex, 200, proxy_error=False)
+            return
         if path != FEEDBACK_PATH:
             status, doc = 404, {"error": f"no such route of the router: {path.decode('latin-1')}"}
         elif ex.method != b"POST":
