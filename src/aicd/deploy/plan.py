@@ -37,7 +37,9 @@ from aicd.suggest import did_you_mean
 RECREATE = "recreate"
 BLUE_GREEN = "blue-green"
 CANARY = "canary"
-STRATEGIES = (RECREATE, BLUE_GREEN, CANARY)
+SHADOW = "shadow"
+STRATEGIES = (RECREATE, BLUE_GREEN, CANARY, SHADOW)
+STEPPED = (CANARY, SHADOW)  # strategies that run steps
 ENVIRONMENT_KEYS = (
     "strategy",
     "steps",
@@ -52,13 +54,16 @@ ENVIRONMENT_KEYS = (
     "post_promotion_analysis",
     "predictions",
     "feedback",
+    "shadow",
     "slo",
 )
+SHADOW_KEYS = ("percent", "methods", "agreement", "tolerance", "min_compared", "queue")
+DEFAULT_SHADOW_DURATION = 60.0
 FEEDBACK_KEYS = ("labels", "window", "max_requests", "margin", "alpha", "min_labels")
 DEFAULT_LABELS_TIMEOUT = 600.0  # a `labels` step waits at most this long
 ROUTERS = ("aicd", "haproxy")
 TIERS = ("production", "staging", "testing", "development", "other")
-STEP_KINDS = ("set_weight", "pause", "analysis", "labels")
+STEP_KINDS = ("set_weight", "pause", "analysis", "labels", "shadow")
 DEFAULT_ROLLBACK_WINDOW = 60.0
 
 
@@ -79,6 +84,8 @@ class Step:
             return "pause until promoted" if self.duration is None else f"pause {self.duration:g}s"
         if self.kind == "labels":
             return f"wait for {self.count} labels per revision (at most {self.duration or 0:g}s)"
+        if self.kind == "shadow":
+            return f"shadow traffic for {self.duration or 0:g}s (users get stable's answers)"
         return "analysis"
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +123,7 @@ class RolloutPlan:
     post_promotion_analysis: float = 0.0  # blue-green: seconds of checks after the switch
     predictions: str | None = None  # "PATH:FIELD": the router counts this JSON field's values
     feedback: Mapping[str, Any] | None = None  # checked FEEDBACK_KEYS (window in seconds)
+    shadow: Mapping[str, Any] | None = None  # checked SHADOW_KEYS
     slo: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -133,6 +141,7 @@ class RolloutPlan:
             "post_promotion_analysis": self.post_promotion_analysis,
             "predictions": self.predictions,
             "feedback": dict(self.feedback) if self.feedback is not None else None,
+            "shadow": dict(self.shadow) if self.shadow is not None else None,
             "slo": dict(self.slo) if self.slo is not None else None,
         }
 
@@ -152,6 +161,7 @@ class RolloutPlan:
             post_promotion_analysis=float(data.get("post_promotion_analysis") or 0.0),
             predictions=data.get("predictions"),
             feedback=data.get("feedback"),
+            shadow=data.get("shadow"),
             slo=data.get("slo"),
         )
 
@@ -166,10 +176,12 @@ class RolloutPlan:
             plan = replace(plan, strategy=strategy)
         if steps is not None:
             plan = replace(plan, steps=tuple(steps))
-        if plan.strategy == CANARY and not plan.steps:
-            plan = replace(plan, steps=DEFAULT_CANARY_STEPS)
-        if plan.strategy != CANARY and plan.steps and steps is not None:
-            raise ConfigError(f"--step is for the canary strategy; this deployment is {plan.strategy}")
+        if plan.strategy in STEPPED and not plan.steps:
+            plan = replace(plan, steps=default_steps(plan.strategy))
+        if plan.strategy not in STEPPED and plan.steps and steps is not None:
+            raise ConfigError(
+                f"--step is for the canary and shadow strategies; this deployment is {plan.strategy}"
+            )
         return plan
 
 
@@ -191,6 +203,9 @@ def parse_step_text(text: str) -> Step:
         return Step("analysis")
     if key == "labels" and sep:
         return _labels_step(value.strip(), f"--step {text}")
+    if key == "shadow":
+        seconds = value.strip() if sep and value.strip() else DEFAULT_SHADOW_DURATION
+        return Step("shadow", duration=parse_duration(seconds, f"--step {text}"))
     raise ConfigError(
         f"--step {text}: not a step; write weight=20, pause=30s, pause (wait for `aicd promote`), "
         "analysis or labels=200"
@@ -345,6 +360,10 @@ def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
         feedback, feedback_errors = parse_feedback(raw["feedback"], f"{where}.feedback")
         errors.extend(f"{at(raw, 'feedback')}: {line}" for line in feedback_errors)
         plan = replace(plan, feedback=feedback)
+    if "shadow" in raw:
+        shadow, shadow_errors = parse_shadow(raw["shadow"], f"{where}.shadow")
+        errors.extend(f"{at(raw, 'shadow')}: {line}" for line in shadow_errors)
+        plan = replace(plan, shadow=shadow)
     if "slo" in raw:
         from aicd.reliability.slo import parse_slo
 
@@ -355,16 +374,62 @@ def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
     if "steps" in raw:
         steps, step_errors = _steps(raw["steps"], f"{where}.steps", at, raw)
         errors.extend(step_errors)
-        if strategy != CANARY and steps:
+        if strategy not in STEPPED and steps:
             errors.append(
-                f"{at(raw, 'steps')}: {where}.steps: steps are for strategy: canary (is {strategy})"
+                f"{at(raw, 'steps')}: {where}.steps: steps are for strategy: canary or shadow (is {strategy})"
             )
         plan = replace(plan, steps=tuple(steps))
     if errors:
         raise ConfigError("\n".join(errors))
-    if plan.strategy == CANARY and not plan.steps:
-        plan = replace(plan, steps=DEFAULT_CANARY_STEPS)
+    if plan.strategy in STEPPED and not plan.steps:
+        plan = replace(plan, steps=default_steps(plan.strategy))
     return plan
+
+
+def default_steps(strategy: str) -> tuple[Step, ...]:
+    """Canary: 20%, pause, analysis, 50%, pause. Shadow: a minute of shadow traffic, then promotion."""
+    if strategy == SHADOW:
+        return (Step("shadow", duration=DEFAULT_SHADOW_DURATION),)
+    return DEFAULT_CANARY_STEPS
+
+
+def parse_shadow(value: Any, where: str) -> tuple[dict[str, Any], list[str]]:
+    """`environments.<env>.shadow`: what is mirrored to the candidate and how its answers are judged."""
+    if not isinstance(value, Mapping):
+        return {}, [f"{where} must be a mapping of {', '.join(SHADOW_KEYS)}"]
+    known = ", ".join(SHADOW_KEYS)
+    errors = [
+        f"{where}: unknown key '{key}'{did_you_mean(str(key), SHADOW_KEYS)}; known: {known}"
+        for key in value
+        if key not in SHADOW_KEYS
+    ]
+    out: dict[str, Any] = {}
+    for key, low, high, default in (
+        ("percent", 0.0, 100.0, 100.0),
+        ("agreement", 0.0, 1.0, 0.95),
+        ("tolerance", 0.0, float("inf"), 0.0),
+    ):
+        number = value.get(key, default)
+        if isinstance(number, bool) or not isinstance(number, int | float) or not low <= number <= high:
+            errors.append(f"{where}.{key} must be a number from {low:g} to {high:g} (is {number!r})")
+            number = default
+        out[key] = float(number)
+    for key, default, high in (("min_compared", 50, 10_000_000), ("queue", 1000, 1_000_000)):
+        whole = value.get(key, default)
+        if isinstance(whole, bool) or not isinstance(whole, int) or not 1 <= whole <= high:
+            errors.append(f"{where}.{key} must be a whole number from 1 to {high} (is {whole!r})")
+            whole = default
+        out[key] = whole
+    methods = value.get("methods", ["GET", "HEAD", "OPTIONS"])
+    if (
+        not isinstance(methods, list)
+        or not methods
+        or not all(isinstance(m, str) and m.isalpha() and m.isupper() for m in methods)
+    ):
+        errors.append(f"{where}.methods must be a list of HTTP methods, e.g. [GET, POST] (is {methods!r})")
+        methods = ["GET", "HEAD", "OPTIONS"]
+    out["methods"] = list(methods)
+    return out, errors
 
 
 def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[list[Step], list[str]]:
@@ -400,6 +465,11 @@ def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[l
                     steps.append(Step("pause", duration=_duration(value)))
             elif kind == "labels":
                 steps.append(_labels_step(value, here))
+            elif kind == "shadow":
+                seconds = value.get("duration") if isinstance(value, Mapping) else value
+                if seconds is None or seconds == "":
+                    seconds = DEFAULT_SHADOW_DURATION
+                steps.append(Step("shadow", duration=_duration(seconds)))
             else:
                 steps.append(Step("analysis"))
         except ConfigError as exc:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aicd.deploy.environment import DRAIN_TIMEOUT, Environment
-from aicd.deploy.plan import CANARY, RECREATE, RolloutPlan
+from aicd.deploy.plan import RECREATE, STEPPED, RolloutPlan
 from aicd.deploy.router.router import Router
 from aicd.deploy.spec import ServiceSpec
 from aicd.deploy.strategies import choose
@@ -144,7 +144,7 @@ class Rollout:
             "paused": self.paused and not self.finished,
             "finished": self.finished,
             "step": self.step,
-            "steps": [s.to_json() for s in self.plan.steps] if self.plan.strategy == CANARY else [],
+            "steps": [s.to_json() for s in self.plan.steps] if self.plan.strategy in STEPPED else [],
             "analysis": self.report.to_json() if self.report is not None else None,
         }
 
@@ -236,6 +236,12 @@ class Rollout:
             interval_override=self.plan.analysis_interval,
             quality=QualityConfig.from_json(self.plan.feedback or {}),
         )
+
+    async def fail(self, reason: str) -> None:
+        """Roll back now for ``reason`` (raises RolledBack)."""
+        if self.failure is None:
+            self.failure = reason
+        await self.check(None)
 
     async def wait_labels(self, analysis: CanaryAnalysis, count: int, timeout: float) -> None:
         """Wait until ``count`` labels arrived for each side's answers, checking all along; roll

@@ -209,17 +209,17 @@ class RouterMetrics:
     def _add_labels(self, revision: str, joined: list[tuple[Any, Any]]) -> None:
         self.of(revision).add_labels(joined)
 
-    def record_body(self, revision: str, body: bytes, request_id: bytes = b"") -> None:
+    def record_body(self, revision: str, body: bytes, request_id: bytes = b"") -> Any:
         """Count the configured field's values in a captured JSON answer (ignored if not JSON);
-        keep them by ``request_id`` for a label to come."""
+        keep them by ``request_id`` for a label to come. The field's value (None: none)."""
         if self.field_count is None:
-            return
+            return None
         try:
             doc = json.loads(body)
         except ValueError:
-            return
+            return None
         if not isinstance(doc, dict) or self.field_count.field not in doc:
-            return
+            return None
         value = doc[self.field_count.field]
         if request_id:
             self.feedback.remember(request_id, revision, value)
@@ -227,6 +227,7 @@ class RouterMetrics:
         for item in value if isinstance(value, list) else [value]:
             key = _field_key(item)
             counts[key] = counts.get(key, 0) + 1
+        return value
 
     def reset(self) -> None:
         self.revisions = {}

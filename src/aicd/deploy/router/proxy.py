@@ -75,6 +75,7 @@ from aicd.deploy.router.http import (
     without_named,
 )
 from aicd.deploy.router.metrics import CLIENT_CLOSED, MAX_CAPTURE, RouterMetrics
+from aicd.deploy.router.mirror import Mirror
 from aicd.deploy.router.table import Backend, RouteTable
 
 log = logging.getLogger("aicd.deploy.router")
@@ -146,6 +147,7 @@ class ProxyCore:
         self.stopping = False
         self.tick = 0
         self.tasks: set[asyncio.Task[None]] = set()  # connections being opened (held: no early GC)
+        self.mirror: Mirror | None = None  # shadow traffic to a candidate revision
         self.request_ids = settings.request_ids
         self.id_prefix = os.urandom(4).hex().encode() + b"-"
         self.id_next = 0
@@ -867,8 +869,12 @@ class ClientConnection(asyncio.Protocol):
         if ex.revision:
             metrics = self.core.metrics
             metrics.record(ex.revision, status, (_perf() - ex.started) * 1000.0, proxy_error)
+            value = None
             if ex.capture is not None:
-                metrics.record_body(ex.revision, b"".join(ex.capture), ex.request_id)
+                value = metrics.record_body(ex.revision, b"".join(ex.capture), ex.request_id)
+            mirror = self.core.mirror
+            if mirror is not None and not proxy_error and ex.method in mirror.methods:
+                self.mirror(mirror, ex, value)
         if self.active is ex:
             self.active = None
         if self.backend_blocked:
@@ -879,6 +885,16 @@ class ClientConnection(asyncio.Protocol):
             self.core.loop.call_soon(self.pump)
         elif self.reading_paused:
             self.update_reading()
+
+    def mirror(self, mirror: Mirror, ex: Exchange, value: object) -> None:
+        """A copy of the finished request for the shadow revision (queued; never waits)."""
+        if ex.revision == mirror.revision:
+            return
+        if ex.replay is not None:
+            body: bytes | None = b"".join(ex.replay)
+        else:
+            body = b"" if ex.replay_size == 0 else None  # None: too large to have been kept
+        mirror.offer(ex.method, ex.url, ex.headers, body, ex.request_id, value)
 
     def refuse(self, status: int, message: str) -> None:
         """A request the router cannot parse or serve: answer and close."""

@@ -1,7 +1,8 @@
 """canary: the new revision beside stable, then Argo Rollouts' steps.
 
 ``set_weight``, ``pause`` (a duration, or until `aicd promote`), ``analysis`` (judge now),
-``labels`` (wait until N labels arrived for each side's answers: docs/feedback.md). The
+``labels`` (wait until N labels arrived for each side's answers: docs/feedback.md), ``shadow``
+(a copy of traffic to the canary, users get stable's answers: :mod:`.shadow`). The
 analysis (threshold checks every interval; Kayenta's judge and the prediction drift check at each
 ``analysis`` step and before promotion) runs from the start. Stable runs for the whole canary.
 """
@@ -37,6 +38,10 @@ class Canary(Strategy):
                 await rollout.hold(step.duration, analysis)
             elif step.kind == "labels":
                 await rollout.wait_labels(analysis, int(step.count or 1), step.duration or 0.0)
+            elif step.kind == "shadow":
+                from aicd.deploy.strategies.shadow import shadow_phase
+
+                await shadow_phase(rollout, step, analysis)
             else:
                 await rollout.judge(analysis)
             await rollout.check(analysis)
