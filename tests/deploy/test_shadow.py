@@ -88,7 +88,12 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
     users.start()
     try:
         deploying = subprocess.run(
-            [*AICD, "deploy", ".", "--env", "prod"], cwd=v2, env=env, capture_output=True, text=True, timeout=300
+            [*AICD, "deploy", ".", "--env", "prod"],
+            cwd=v2,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     finally:
         users.halt.set()
@@ -97,7 +102,9 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
     last = cli_json(home, tmp_path, "env", "history", "prod")[0]
     events = cli_json(home, tmp_path, "env", "history", "prod", "--events")
     shadow = [e for e in (events if isinstance(events, list) else []) if e.get("kind") == "shadow.result"]
-    print(f"\n{candidate}: {len(users.answers)} user requests; {last['status']}: {last['reason']}\n{out[-600:]}")
+    print(
+        f"\n{candidate}: {len(users.answers)} user requests; {last['status']}: {last['reason']}\n{out[-600:]}"
+    )
     failed = [a for a in users.answers if a[1] != 200]
     assert failed == []
     assert len(users.answers) > 100

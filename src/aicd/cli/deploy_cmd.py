@@ -93,7 +93,8 @@ def _config_file(config: str | None, release: Path, cwd: Path) -> Path:
 )  # fmt: skip
 @click.option(
     "--step", "steps", multiple=True, metavar="STEP",
-    help="Canary step (repeat, in order): weight=20, pause=30s, pause (wait for promote), analysis, labels=400, shadow=30s.",
+    help="Canary step (repeat, in order): weight=20, pause=30s, pause (wait for promote), analysis, "
+         "labels=400, shadow=30s.",
 )  # fmt: skip
 @click.option(
     "--config", default=None, help="The aicd.yml to use (default: the release's, else the current folder's)."

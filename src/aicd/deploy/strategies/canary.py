@@ -48,7 +48,9 @@ class Canary(Strategy):
         rollout.step = len(steps)
         await rollout.judge(analysis)
         await rollout.set_weights({revision: 100, stable: 0})
-        await rollout.succeed(f"{revision} promoted: all traffic at {rollout.agent.env.url} (canary)")
+        await rollout.succeed(
+            f"{revision} promoted: all traffic at {rollout.agent.env.url} ({rollout.plan.strategy})"
+        )
 
 
 __all__ = ["Canary"]
