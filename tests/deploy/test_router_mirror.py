@@ -94,3 +94,46 @@ def test_agreement_of_classes_and_numbers() -> None:
     assert agree(1.0, 1.2, 0.05) == (0, 1)
     assert agree([0, 1], [0], 0.0) == (0, 2)
     assert agree("setosa", "setosa", 0.0) == (1, 1)
+
+
+def test_shadow_settings_and_a_shadow_phase_before_a_canary_are_checked() -> None:
+    import pytest
+
+    from aicd.deploy.plan import RolloutPlan, parse_environment, parse_step_text
+    from aicd.errors import ConfigError
+
+    plan = parse_environment(
+        "prod",
+        {
+            "strategy": "canary",
+            "steps": [{"shadow": "30s"}, {"set_weight": 20}, {"pause": "10s"}],
+            "shadow": {"percent": 50, "methods": ["GET", "POST"], "agreement": 0.9},
+        },
+        "aicd.yml",
+    )
+    assert [(s.kind, s.duration, s.weight) for s in plan.steps] == [
+        ("shadow", 30.0, None),
+        ("set_weight", None, 20),
+        ("pause", 10.0, None),
+    ]
+    assert (
+        plan.shadow is not None and plan.shadow["methods"] == ["GET", "POST"] and plan.shadow["percent"] == 50
+    )
+    assert RolloutPlan.from_json(plan.to_json()) == plan
+    alone = parse_environment("prod", {"strategy": "shadow"}, "aicd.yml")
+    assert [(s.kind, s.duration) for s in alone.steps] == [("shadow", 60.0)]
+    assert parse_step_text("shadow=5s").duration == 5.0
+    assert RolloutPlan().with_overrides("shadow", None).steps[0].kind == "shadow"
+    with pytest.raises(ConfigError) as bad:
+        parse_environment(
+            "prod",
+            {
+                "strategy": "blue-green",
+                "steps": [{"shadow": "1s"}],
+                "shadow": {"percnt": 5, "methods": "POST"},
+            },
+            "aicd.yml",
+        )
+    text = str(bad.value)
+    assert "steps are for strategy: canary or shadow" in text
+    assert "unknown key 'percnt'" in text and "methods must be a list of HTTP methods" in text
