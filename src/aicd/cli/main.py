@@ -37,6 +37,7 @@ _LAZY_COMMANDS = {
     "demo": "aicd.cli.demo_cmd:demo",
     "monitor": "aicd.cli.monitor_cmd:monitor",
     "incident": "aicd.cli.incident_cmd:incident",
+    "hooks": "aicd.cli.hooks_cmd:hooks",
 }
 
 

@@ -79,6 +79,7 @@ class Agent:
         feedback: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.home = state_dir.parent.parent  # <home>/environments/<env>: where hooks are configured
         self.store = store
         self.name = name
         self.scope = scope

@@ -118,6 +118,8 @@ class Rollout:
     async def set_deployment(self, **fields: Any) -> None:
         dep_id = self.deployment.id
         self.deployment = await self.agent.db(lambda: self.agent.store.set_deployment(dep_id, **fields))
+        if fields.get("finished"):
+            await finished_event(self.agent, self.deployment)
 
     async def revision_status(self, revision: str, status: str, **extra: Any) -> None:
         env_id = self.agent.env.id
@@ -402,6 +404,28 @@ class Rollout:
         raise RolledBack
 
 
+async def finished_event(agent: Environment, deployment: DeploymentRecord) -> None:
+    """The ``deployment.finished`` hook event (:mod:`aicd.delivery.hooks`); never fails the caller."""
+    from aicd.delivery.hooks import emit
+
+    data = {
+        "environment": agent.name,
+        "scope": agent.scope,
+        "deployment": deployment.number,
+        "revision": deployment.revision,
+        "previous_revision": deployment.previous_revision,
+        "strategy": deployment.strategy,
+        "status": deployment.status,
+        "reason": deployment.reason,
+        "commit": deployment.commit_sha,
+        "url": agent.env.url,
+    }
+    try:
+        await agent.db(lambda: emit(agent.home, "deployment.finished", data))
+    except Exception:
+        log.exception("the deployment.finished event could not be queued")
+
+
 async def retire(agent: Environment, revision: str, delay: float) -> None:
     """After the rollback window: take `revision` out of the table, let it drain, stop it."""
     try:
@@ -611,12 +635,14 @@ async def rollback(agent: Environment, request: Json) -> Json:
             actor=actor,
         )
         agent.retiring[current] = asyncio.ensure_future(retire(agent, current, 0.0))
+        await finished_event(agent, done)
         return {"deployment": done.to_json(), "url": env.url, "paused": False, "finished": True}
     except (AicdError, OSError) as exc:
         reason = str(exc)
-        await agent.db(
+        failed = await agent.db(
             lambda: store.set_deployment(deployment.id, status="failed", reason=reason, finished=True)
         )
+        await finished_event(agent, failed)
         await agent.event(
             "deployment.failed",
             f"rollback to {record.name} failed: {reason}; {current} keeps serving",
