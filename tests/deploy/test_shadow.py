@@ -9,10 +9,13 @@ against stable's prediction for that row: users saw only stable's answers, and n
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -36,6 +39,19 @@ ENVS = {
         "shadow": {"percent": 100, "methods": ["POST"], "agreement": 0.95, "min_compared": 50},
     }
 }
+
+
+class _Hook(BaseHTTPRequestHandler):
+    got: list[dict[str, object]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        type(self).got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +90,12 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
     tmp_path: Path, home: Path, model: Path, candidate: str
 ) -> None:
     rows = [row for row, _ in iris_rows()]
+    _Hook.got = []
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=receiver.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    hook = cli(home, tmp_path, "hooks", "add", f"http://127.0.0.1:{receiver.server_address[1]}/", "--event",
+               "deployment.finished")  # fmt: skip
+    assert hook.returncode == 0, hook.stderr
     done = cli(home, make_release(tmp_path, "v1", model, environments=ENVS), "deploy", ".", "--env", "prod")
     assert done.returncode == 0, done.stdout + done.stderr
     url = str(cli_json(home, tmp_path, "env", "status", "prod")["url"])
@@ -119,3 +141,11 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
         assert last["status"] == "succeeded", last
         assert "shadow:" in out and "agree on 100.0%" in out, out
     assert shadow or "shadow:" in out
+    # the deployments' ends went out as signed events (the receiver here only reads them)
+    deadline = time.monotonic() + 60
+    while len(_Hook.got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    receiver.shutdown()
+    receiver.server_close()
+    finished = sorted((d["data"]["deployment"], d["data"]["status"]) for d in _Hook.got)  # type: ignore[index]
+    assert finished == [(1, "succeeded"), (2, "failed" if candidate == "different" else "succeeded")]
