@@ -192,6 +192,12 @@ def test_the_join_window_is_bounded_and_late_labels_are_counted_expired() -> Non
     for i in range(10_000):
         join.remember(f"x-{i}".encode(), "r1", 0, now=300.0 + i / 1000)
     assert len(join.waiting) <= 3 and len(join.gone) <= 3
+    # and in bytes: large answers push older ones out before the count does
+    big = FeedbackJoin(lambda rev, pairs: None, window=10.0, max_requests=1000)
+    big.max_bytes = 10_000
+    for i in range(100):
+        big.remember(f"b-{i}".encode(), "r1", [0] * 100, now=1.0, size=1000)
+    assert big.bytes <= 10_000 and len(big.waiting) < 10 and big.dropped > 90
 
 
 def test_label_shapes_and_numeric_errors() -> None:

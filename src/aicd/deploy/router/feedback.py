@@ -13,8 +13,9 @@ and :meth:`FeedbackJoin.label` joins each to what it remembers: the revision's c
 errors) grow, and the id is forgotten (one label per request).
 
 Memory stays flat: at most ``max_requests`` predictions are kept, none older than ``window``
-seconds; ids that left the window (or were labelled already) are remembered, bounded the same
-way, only to count a late label as ``expired`` (or ``duplicate``) rather than ``unknown``. Unknown,
+seconds, and at most ``max_bytes`` of them (counted as the size of the answers they came from);
+ids that left the window (or were labelled already) are remembered, bounded the same way, only to
+count a late label as ``expired`` (or ``duplicate``) rather than ``unknown``. Unknown,
 expired, duplicate and malformed labels are counted, never errors.
 
 A prediction that is a list (a batch of rows) takes a list label of the same length, or a single
@@ -32,6 +33,7 @@ from typing import Any
 
 DEFAULT_WINDOW = 3600.0  # seconds a prediction waits for its label
 DEFAULT_MAX_REQUESTS = 100_000  # predictions kept at most
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # ... and at most this much of the answers they came from
 MAX_BODY = 256 * 1024  # bytes of one feedback request
 MAX_LABELS = 10_000  # labels in one feedback request
 
@@ -77,28 +79,37 @@ class FeedbackJoin:
         self.sink = sink
         self.window = window
         self.max_requests = max_requests
-        self.waiting: OrderedDict[bytes, tuple[float, str, Any]] = OrderedDict()
+        self.max_bytes = DEFAULT_MAX_BYTES
+        self.bytes = 0
+        self.waiting: OrderedDict[bytes, tuple[float, str, Any, int]] = OrderedDict()
         self.gone: OrderedDict[bytes, int] = OrderedDict()  # ids that expired or were labelled
         self.counts = dict.fromkeys(OUTCOMES, 0)
         self.dropped = 0  # predictions forgotten unlabelled (too old, or too many)
 
-    def remember(self, request_id: bytes, revision: str, prediction: Any, now: float | None = None) -> None:
-        """Keep ``prediction`` (what ``revision`` answered to ``request_id``) until its label comes."""
+    def remember(
+        self, request_id: bytes, revision: str, prediction: Any, now: float | None = None, size: int = 64
+    ) -> None:
+        """Keep ``prediction`` (what ``revision`` answered to ``request_id``, in an answer of ``size``
+        bytes) until its label comes."""
         now = time.monotonic() if now is None else now
         waiting = self.waiting
-        if request_id in waiting:  # a client reused its id: the latest answer is the one labelled
-            del waiting[request_id]
-        waiting[request_id] = (now, revision, prediction)
+        old = waiting.pop(request_id, None)
+        if old is not None:  # a client reused its id: the latest answer is the one labelled
+            self.bytes -= old[3]
+        size = len(request_id) + max(size, 16)
+        waiting[request_id] = (now, revision, prediction, size)
+        self.bytes += size
         self._expire(now)
 
     def _expire(self, now: float) -> None:
         waiting = self.waiting
         horizon = now - self.window
         while waiting:
-            rid, (at, _, _) = next(iter(waiting.items()))
-            if at >= horizon and len(waiting) <= self.max_requests:
+            rid, (at, _, _, size) = next(iter(waiting.items()))
+            if at >= horizon and len(waiting) <= self.max_requests and self.bytes <= self.max_bytes:
                 break
             del waiting[rid]
+            self.bytes -= size
             self.dropped += 1
             self._forget(rid, _GONE_EXPIRED)
 
@@ -120,9 +131,11 @@ class FeedbackJoin:
             outcome = UNKNOWN if why is None else (EXPIRED if why == _GONE_EXPIRED else DUPLICATE)
             self.counts[outcome] += 1
             return outcome
-        _, revision, prediction = entry
+        _, revision, prediction, size = entry
+        self.bytes -= size
         joined = pairs(prediction, label)
         if joined is None or not all(_scalar(t) for _, t in joined):
+            self.bytes += size
             self.waiting[rid] = entry  # a malformed label does not use up the request's one label
             self.waiting.move_to_end(rid, last=False)
             self.counts[INVALID] += 1
@@ -169,6 +182,7 @@ class FeedbackJoin:
         return {
             **self.counts,
             "waiting": len(self.waiting),
+            "waiting_bytes": self.bytes,
             "dropped": self.dropped,
             "window_s": self.window,
             "max_requests": self.max_requests,

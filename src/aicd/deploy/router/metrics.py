@@ -222,7 +222,7 @@ class RouterMetrics:
             return None
         value = doc[self.field_count.field]
         if request_id:
-            self.feedback.remember(request_id, revision, value)
+            self.feedback.remember(request_id, revision, value, size=len(body))
         counts = self.of(revision).field_values
         for item in value if isinstance(value, list) else [value]:
             key = _field_key(item)
