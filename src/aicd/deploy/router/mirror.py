@@ -5,7 +5,7 @@ a copy to the :class:`Mirror`: method, target, headers, body (when the router ke
 at most 64 KiB) and the counted field of stable's answer. The offer never waits: the copy goes
 into a bounded queue, or is dropped and counted when the queue is full (the candidate lags). A
 few worker tasks send the copies to the candidate's instances over keep-alive connections, each
-marked ``X-Aicd-Shadow: 1``, and read the answers:
+marked ``X-Aicd-Shadow: 1`` (protocol callbacks, no task per copy), and read the answers:
 
 - the candidate's requests, status codes, latencies and counted field values are recorded under
   its revision in the router's metrics, so the canary analysis (thresholds, judge, drift) reads
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,18 +37,60 @@ TIMEOUT = 30.0  # seconds for one mirrored exchange
 _SKIP = frozenset({b"content-length", b"transfer-encoding", b"host", b"x-request-id", b"expect"})
 
 
-class _Reply:
-    __slots__ = ("body", "done")
+Job = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, bytes, Any]
 
-    def __init__(self) -> None:
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection to the candidate, carrying one copy at a time (no task per copy)."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.job: Job | None = None
         self.body: list[bytes] = []
-        self.done = False
+        self.started = 0.0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.job is None:  # bytes nobody asked for
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.close()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
+    def on_headers_complete(self) -> None:
+        if self.job is not None and self.job[0] == b"HEAD":  # no body follows: done, and not reused
+            self._done(keep=False)
+
     def on_message_complete(self) -> None:
-        self.done = True
+        if self.job is not None:
+            self._done(keep=self.parser.should_keep_alive())
+
+    def _done(self, keep: bool) -> None:
+        job, self.job = self.job, None
+        body, self.body = b"".join(self.body), []
+        assert job is not None
+        self.mirror.on_answer(self, job, self.parser.get_status_code(), body, keep)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_open = not self.closed
+        self.closed = True
+        job, self.job = self.job, None
+        self.mirror.lost(self, job, was_open)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
 
 
 def agree(stable: Any, candidate: Any, tolerance: float) -> tuple[int, int]:
@@ -89,9 +132,14 @@ class Mirror:
         self.methods = methods
         self.tolerance = tolerance
         self.timeout = timeout
-        self.queue: asyncio.Queue[tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, bytes, Any]] = (
-            asyncio.Queue(queue_size)
-        )
+        self.queue_size = queue_size
+        self.workers = max(1, workers)
+        self.pending: deque[Job] = deque()  # copies waiting for a connection
+        self.idle: list[_Conn] = []
+        self.conns: set[_Conn] = set()
+        self.opening = 0
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[asyncio.Task[None]] = set()
         self._share = 0.0
         self._next = 0
         self.offered = 0  # requests of a mirrored method seen
@@ -103,7 +151,7 @@ class Mirror:
         self.compared = 0  # answers whose counted field was compared with stable's
         self.agreed = 0  # elements that agreed
         self.elements = 0  # elements compared
-        self._tasks = [asyncio.get_running_loop().create_task(self._work()) for _ in range(max(1, workers))]
+        self._watch = self.loop.create_task(self._timeouts())
 
     # -- the router's side (never waits) --------------------------------------------------------------
 
@@ -124,62 +172,46 @@ class Mirror:
         if body is None:
             self.skipped += 1
             return
-        try:
-            self.queue.put_nowait((method, url, headers, body, request_id, stable_value))
-        except asyncio.QueueFull:
+        job: Job = (method, url, headers, body, request_id, stable_value)
+        if self.idle:
+            self._send(self.idle.pop(), job)
+        elif len(self.conns) + self.opening < self.workers:
+            self._open(job)
+        elif len(self.pending) < self.queue_size:
+            self.pending.append(job)
+        else:
             self.dropped += 1
             return
         self.mirrored += 1
 
-    # -- the workers ----------------------------------------------------------------------------------
+    # -- connections (callbacks of the event loop; a task only to open one) ---------------------------
 
-    async def _work(self) -> None:
-        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        backend = self.backends[0]
-        while True:
-            method, url, headers, body, request_id, stable_value = await self.queue.get()
-            if conn is None:
-                backend = self.backends[self._next % len(self.backends)]
-                self._next += 1
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(self.timeout):
-                    if conn is None:
-                        conn = await asyncio.open_connection(*backend)
-                    status, answer, keep = await self._exchange(
-                        conn, backend, method, url, headers, body, request_id
-                    )
-            except (OSError, TimeoutError, httptools.HttpParserError, ConnectionError):
-                self.failed += 1
-                if conn is not None:
-                    conn[1].close()
-                    conn = None
-                continue
-            latency_ms = (time.perf_counter() - started) * 1000.0
-            if not keep:
-                conn[1].close()
-                conn = None
-            self.answered += 1
-            self.metrics.record(self.revision, status, latency_ms)
-            value = self.metrics.record_body(self.revision, answer) if 200 <= status < 300 else None
-            if value is not None and stable_value is not None:
-                same, total = agree(stable_value, value, self.tolerance)
-                self.compared += 1
-                self.agreed += same
-                self.elements += total
+    def _open(self, job: Job) -> None:
+        self.opening += 1
+        task = self.loop.create_task(self._connect(job))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
-    async def _exchange(
-        self,
-        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-        backend: tuple[str, int],
-        method: bytes,
-        url: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        request_id: bytes,
-    ) -> tuple[int, bytes, bool]:
-        reader, writer = conn
-        lines = [method, b" ", url, b" HTTP/1.1\r\nHost: %s:%d\r\n" % (backend[0].encode(), backend[1])]
+    async def _connect(self, job: Job) -> None:
+        host, port = self.backends[self._next % len(self.backends)]
+        self._next += 1
+        try:
+            async with asyncio.timeout(self.timeout):
+                _, conn = await self.loop.create_connection(lambda: _Conn(self), host, port)
+        except (OSError, TimeoutError):
+            self.opening -= 1
+            self.failed += 1
+            self._pump()
+            return
+        self.opening -= 1
+        self.conns.add(conn)
+        self._send(conn, job)
+
+    def _send(self, conn: _Conn, job: Job) -> None:
+        method, url, headers, body, request_id, _ = job
+        assert conn.transport is not None
+        peer = conn.transport.get_extra_info("peername") or ("", 0)
+        lines = [method, b" ", url, b" HTTP/1.1\r\nHost: %s:%d\r\n" % (str(peer[0]).encode(), peer[1])]
         for name, value in headers:
             if name.lower() not in _SKIP:
                 lines += (name, b": ", value, b"\r\n")
@@ -187,17 +219,47 @@ class Mirror:
             lines += (b"X-Request-Id: ", request_id, b"\r\n")
         lines.append(b"X-Aicd-Shadow: 1\r\nContent-Length: %d\r\n\r\n" % len(body))
         lines.append(body)
-        writer.write(b"".join(lines))
-        reply = _Reply()
-        parser = httptools.HttpResponseParser(reply)
-        while not reply.done:
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionError("the candidate closed the connection")
-            parser.feed_data(data)
-            if method == b"HEAD" and parser.get_status_code():
-                break
-        return parser.get_status_code(), b"".join(reply.body), parser.should_keep_alive()
+        conn.job = job
+        conn.started = time.perf_counter()
+        conn.transport.write(b"".join(lines))
+
+    def on_answer(self, conn: _Conn, job: Job, status: int, answer: bytes, keep: bool) -> None:
+        self.answered += 1
+        self.metrics.record(self.revision, status, (time.perf_counter() - conn.started) * 1000.0)
+        value = self.metrics.record_body(self.revision, answer) if 200 <= status < 300 else None
+        stable_value = job[5]
+        if value is not None and stable_value is not None:
+            same, total = agree(stable_value, value, self.tolerance)
+            self.compared += 1
+            self.agreed += same
+            self.elements += total
+        if keep and not conn.closed:
+            if self.pending:
+                self._send(conn, self.pending.popleft())
+            else:
+                self.idle.append(conn)
+        else:
+            conn.close()
+
+    def lost(self, conn: _Conn, job: Job | None, was_open: bool) -> None:
+        self.conns.discard(conn)
+        if conn in self.idle:
+            self.idle.remove(conn)
+        if job is not None:
+            self.failed += 1
+        self._pump()
+
+    def _pump(self) -> None:
+        while self.pending and len(self.conns) + self.opening < self.workers:
+            self._open(self.pending.popleft())
+
+    async def _timeouts(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.perf_counter()
+            for conn in list(self.conns):
+                if conn.job is not None and now - conn.started > self.timeout and conn.transport is not None:
+                    conn.transport.abort()
 
     # -- results --------------------------------------------------------------------------------------
 
@@ -221,15 +283,18 @@ class Mirror:
             "agreed": self.agreed,
             "elements": self.elements,
             "agreement": None if agreement is None else round(agreement, 6),
-            "queued": self.queue.qsize(),
+            "queued": len(self.pending),
         }
 
     async def close(self) -> None:
-        for task in self._tasks:
+        self._watch.cancel()
+        for task in list(self.tasks):
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for conn in list(self.conns):
+            conn.close()
+        self.pending.clear()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watch
 
 
 __all__ = ["IDEMPOTENT", "Mirror", "agree"]
