@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark: aicd's router vs HAProxy vs no proxy, on the same service with the same load tool.
 
-For each service, three paths are measured in one run, taking turns (`--rounds` times, medians
+For each service, four paths are measured in one run, taking turns (`--rounds` times, medians
 reported):
 
   direct    load tool -> service
+  aicd-noid the router with `--no-request-ids`: what request ids cost is `aicd` against it
   aicd      load tool -> `python -m aicd.deploy.router` (its own process, stock asyncio loop) -> service
+  aicd-mirror the router also copying every request to the service (`--mirror`, shadow traffic):
+            what mirroring costs users is its p50/p99 and throughput against `aicd`
   haproxy   load tool -> HAProxy (config generated into a temp dir; nbthread 1, keep-alive to the
             service with `http-reuse always`, `option forwardfor` like the router's X-Forwarded-For)
 
@@ -62,7 +65,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = ROOT / "examples" / "iris-service"
 IRIS_BODY = '{"features": [[5.1, 3.5, 1.4, 0.2]]}'
-PATHS = ("direct", "aicd", "haproxy")
+PATHS = ("direct", "aicd-noid", "aicd", "aicd-mirror", "haproxy")
 TARGET_ADDED_P50_MS = 1.0
 TARGET_RATIO = 0.5
 
@@ -198,10 +201,16 @@ def iris_service(tmp: Path) -> Iterator[Service]:
 
 
 @contextmanager
-def aicd_router(service: Service, tmp: Path) -> Iterator[tuple[int, int]]:
+def aicd_router(
+    service: Service, tmp: Path, request_ids: bool = True, mirror: bool = False
+) -> Iterator[tuple[int, int]]:
     port = free_port()
     args = [sys.executable, "-m", "aicd.deploy.router", "--listen", f"127.0.0.1:{port}"]
     args += ["--backend", f"r1=127.0.0.1:{service.port}"]
+    if not request_ids:
+        args.append("--no-request-ids")
+    if mirror:
+        args += ["--mirror", f"127.0.0.1:{service.port}", "--mirror-method", service.method]
     with process(args, port, service.path, tmp / "router.log") as proc:
         yield port, proc.pid
 
@@ -313,8 +322,10 @@ def path_port(path: str, service: Service, tmp: Path) -> Iterator[tuple[int, int
     """The port to load for ``path``, and the pid whose CPU time is the path's own cost."""
     if path == "direct":
         yield service.port, service.pid
-    elif path == "aicd":
-        with aicd_router(service, tmp) as found:
+    elif path in ("aicd", "aicd-noid", "aicd-mirror"):
+        with aicd_router(
+            service, tmp, request_ids=path != "aicd-noid", mirror=path == "aicd-mirror"
+        ) as found:
             yield found
     else:
         with haproxy(service, tmp) as found:
@@ -396,6 +407,22 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, notes: 
             f"({added_loaded:+.2f} ms at p50 with {args.connections}): "
             f"target < {TARGET_ADDED_P50_MS:g} ms {ok}."
         )
+        if "aicd-noid" in paths:
+            base, now = paths["aicd-noid"], paths["aicd"]
+            verdicts.append(
+                f"- {name}: request ids cost {now['cpu_us'] - base['cpu_us']:+.1f} µs of CPU per request, "
+                f"{now['c1_p50'] - base['c1_p50']:+.3f} ms at p50 with one connection, "
+                f"{(now['rps'] / base['rps'] - 1) * 100:+.1f}% throughput (aicd against aicd-noid)."
+            )
+        if "aicd-mirror" in paths:
+            base, now = paths["aicd"], paths["aicd-mirror"]
+            verdicts.append(
+                f"- {name}: mirroring every request costs users {now['p99'] - base['p99']:+.2f} ms at p99 "
+                f"and {now['c1_p50'] - base['c1_p50']:+.3f} ms at p50 with one connection, "
+                f"{(now['rps'] / base['rps'] - 1) * 100:+.1f}% throughput, "
+                f"{now['cpu_us'] - base['cpu_us']:+.1f} µs of the router's CPU per request "
+                "(aicd-mirror against aicd)."
+            )
         if "haproxy" in paths:
             ratio = paths["aicd"]["rps"] / paths["haproxy"]["rps"]
             ok = "met" if ratio >= TARGET_RATIO else "MISSED"

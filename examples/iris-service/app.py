@@ -7,12 +7,15 @@
 
 Environment: MODEL_PATH (default model/model.joblib), PORT (default 8000), HOST (default 127.0.0.1).
 Fault knobs, for showing canary analysis at work (aicd.yml's service env sets them in a bad
-release): IRIS_FAULT_RATE (0-1: that share of /predict requests fail with 500) and
-IRIS_EXTRA_LATENCY_MS (added to every /predict answer).
+release): IRIS_FAULT_RATE (0-1: that share of /predict requests fail with 500),
+IRIS_EXTRA_LATENCY_MS (added to every /predict answer) and IRIS_WRONG_SHARE (0-1: on that share
+of inputs, chosen by a hash of the row so the same input always gets the same answer, the
+prediction is the next class instead: a less accurate model, for live accuracy and shadow demos).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -75,10 +78,19 @@ def _knob(name: str) -> float:
     return value
 
 
+def wrong_for(row: list[float], share: float) -> bool:
+    """Whether IRIS_WRONG_SHARE picks this input (the same answer every time for the same row)."""
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(repr([round(v, 6) for v in row]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
 def create_app(model_path: str | Path | None = None) -> Flask:
     """The app serving the model at ``model_path`` (default: $MODEL_PATH or model/model.joblib)."""
     fault_rate = min(1.0, _knob("IRIS_FAULT_RATE"))
     extra_latency = _knob("IRIS_EXTRA_LATENCY_MS") / 1000.0
+    wrong_share = min(1.0, _knob("IRIS_WRONG_SHARE"))
     path = model_path_from_env(model_path)
     model, info = load_model(path)
     version = str(info.get("model_version", "unknown"))
@@ -115,6 +127,12 @@ def create_app(model_path: str | Path | None = None) -> Flask:
         if fault_rate and random.random() < fault_rate:
             return jsonify(error="injected fault (IRIS_FAULT_RATE)"), 500
         predictions = [int(p) for p in model.predict(rows)]
+        if wrong_share:
+            classes = max(len(target_names), 2)
+            predictions = [
+                (p + 1) % classes if wrong_for(row, wrong_share) else p
+                for p, row in zip(predictions, rows, strict=True)
+            ]
         telemetry.predicted(len(rows))
         labels = [target_names[p] if p < len(target_names) else str(p) for p in predictions]
         return jsonify(predictions=predictions, labels=labels, model_version=version), 200

@@ -88,12 +88,13 @@ def _config_file(config: str | None, release: Path, cwd: Path) -> Path:
     "--env", "-e", "env", default=None, help="Environment (default: the job's CI_ENVIRONMENT_NAME)."
 )
 @click.option(
-    "--strategy", "-s", type=click.Choice(["recreate", "blue-green", "canary"]), default=None,
+    "--strategy", "-s", type=click.Choice(["recreate", "blue-green", "canary", "shadow"]), default=None,
     help="Override environments.<env>.strategy of aicd.yml (default there: blue-green).",
 )  # fmt: skip
 @click.option(
     "--step", "steps", multiple=True, metavar="STEP",
-    help="Canary step (repeat, in order): weight=20, pause=30s, pause (wait for promote), analysis.",
+    help="Canary step (repeat, in order): weight=20, pause=30s, pause (wait for promote), analysis, "
+         "labels=400, shadow=30s.",
 )  # fmt: skip
 @click.option(
     "--config", default=None, help="The aicd.yml to use (default: the release's, else the current folder's)."
@@ -151,6 +152,7 @@ def deploy(
         predictions=plan.predictions,
         router=plan.router,
         router_limits=plan.router_limits,
+        feedback=plan.feedback,
     )
     copied, copied_config = client.prepare_release(location, name, release_dir, config_path)
     body: Json = {

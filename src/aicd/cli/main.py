@@ -39,6 +39,7 @@ _LAZY_COMMANDS = {
     "incident": "aicd.cli.incident_cmd:incident",
     "runner": "aicd.cli.runner_cmd:runner",
     "worker": "aicd.cli.worker_cmd:worker",
+    "hooks": "aicd.cli.hooks_cmd:hooks",
 }
 
 

@@ -3,6 +3,8 @@
 Locally it reads the environments `aicd deploy` recorded (the same home and database as
 `aicd run`); with --server it asks the server's /api/v1/reliability. Both give the same JSON
 (aicd.reliability.report.MetricsReport), which --json prints and the tables are drawn from.
+Locally, environments whose agent runs add their live model quality per revision (``live_quality``:
+labels joined through ``POST /_aicd/feedback``, accuracy, MAE, RMSE; docs/feedback.md).
 """
 
 from __future__ import annotations
@@ -86,7 +88,32 @@ def _local(*, env: str | None, since: str, until: str | None, slo: float) -> Jso
 
     with open_deploy_store(url) as store:
         environments = select_environments(store, environment=env, scope=location.scope)
-        return build_report(store, environments, since=start, until=end, slo_target=slo).to_json()
+        data = build_report(store, environments, since=start, until=end, slo_target=slo).to_json()
+    for report in data.get("environments") or []:
+        live = _live_quality(location, str(report.get("environment")))
+        if live is not None:
+            report["live_quality"] = live
+    return data
+
+
+def _live_quality(location: Any, name: str) -> Json | None:
+    """Per-revision live quality from the environment's agent (None when it does not run)."""
+    from aicd.deploy import client, control
+    from aicd.errors import AicdError
+
+    try:
+        path = client.agent_socket(location, name)
+        if not control.reachable(path):
+            return None
+        snap = control.request(path, {"op": "metrics"}, timeout=10)
+    except (AicdError, OSError, ValueError):
+        return None
+    out: Json = {}
+    for revision, counters in (snap.get("revisions") or {}).items():
+        quality = dict(counters.get("quality") or {})
+        quality.pop("abs_errors", None)
+        out[revision] = {"requests": counters.get("requests", 0), **quality}
+    return {"revisions": out, "feedback": snap.get("feedback") or {}}
 
 
 def _remote(
@@ -144,9 +171,33 @@ def _draw(data: Json) -> None:
         [[*name, *_dora_row(r["dora"])] for name, r in zip(names, reports, strict=True)],
         [*head, "ENVIRONMENT", "DEPLOYMENT FREQUENCY", "LEAD TIME", "CHANGE FAILURE RATE", "TIME TO RESTORE"],
     )
+    live = [
+        [
+            *name,
+            rev,
+            str(q["requests"]),
+            str(q["labels"]),
+            _share(q.get("accuracy")),
+            _num(q.get("mae")),
+            _num(q.get("rmse")),
+        ]
+        for name, r in zip(names, reports, strict=True)
+        for rev, q in ((r.get("live_quality") or {}).get("revisions") or {}).items()
+    ]
+    if live:
+        click.echo()
+        table(live, [*head, "ENVIRONMENT", "REVISION", "REQUESTS", "LABELS", "LIVE ACCURACY", "MAE", "RMSE"])
     if any(r["reliability"]["mttf_lower_bound"] for r in reports):
         click.echo("\n≥: no failure in the window, so MTTF and MTBF are at least the time observed.")
     click.echo(MEANINGS)
+
+
+def _share(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1%}"
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.4g}"
 
 
 def _utc(ts: float) -> str:

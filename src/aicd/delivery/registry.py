@@ -167,6 +167,30 @@ class Registry:
     def __init__(self, store: RegistryStore, objects: ObjectStore) -> None:
         self.store = store
         self.objects = objects
+        self.home = objects.root.parent.parent  # <home>/objects/sha256: where hooks are configured
+
+    def _event(self, event: str, data: Mapping[str, object]) -> None:
+        from aicd.delivery.hooks import emit
+
+        emit(self.home, event, data)
+
+    def _registered(self, record: ModelVersionRecord, alias: str | None) -> ModelVersionRecord:
+        data = {"model": record.model, "version": record.version}
+        self._event(
+            "model.registered",
+            {
+                **data,
+                "uri": record.uri,
+                "digest": record.artifact_digest,
+                "metrics": record.metrics,
+                "commit": record.commit_sha,
+                "project": record.project,
+                "by": record.created_by,
+            },
+        )
+        if alias is not None:
+            self._event("alias.moved", {**data, "alias": alias, "previous": None})
+        return record
 
     @classmethod
     def open_local(cls, cwd: Path, environ: Mapping[str, str] | None = None) -> Registry:
@@ -226,13 +250,14 @@ class Registry:
             raise ConfigError(f"{artifact}: no such model file or folder")
         lineage = lineage or Lineage.from_env(os.environ)
         obj, _kind = self.objects.put_path(artifact)
-        return self.store.register_version(
+        record = self.store.register_version(
             name,
             _new_version(obj, _artifact_name(artifact), values, clean_tags, dataset_hash, lineage),
             description=description,
             alias=alias,
             actor=actor or lineage.user or "local",
         )
+        return self._registered(record, alias)
 
     def register_object(
         self,
@@ -258,7 +283,7 @@ class Registry:
             check_alias(alias)
         if not self.objects.has(obj.digest):
             raise ConfigError(f"object {obj.digest} is not in the object store: upload it first")
-        return self.store.register_version(
+        record = self.store.register_version(
             name,
             _new_version(
                 obj,
@@ -274,6 +299,7 @@ class Registry:
             project_id=project_id,
             check_owner=check_owner,
         )
+        return self._registered(record, alias)
 
     @staticmethod
     def _metrics(metrics: Path | Mapping[str, object] | None, display: str | None) -> dict[str, float] | None:
@@ -292,12 +318,20 @@ class Registry:
         """Point (or move) `alias` at `version`; returns it and the version it pointed at before."""
         check_name(name)
         check_alias(alias)
-        return self.store.set_alias(name, alias, check_version(version), actor=actor or _user())
+        moved = self.store.set_alias(name, alias, check_version(version), actor=actor or _user())
+        self._event(
+            "alias.moved", {"model": name, "alias": alias, "version": moved[0].version, "previous": moved[1]}
+        )
+        return moved
 
     def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> AliasRecord:
         check_name(name)
         check_alias(alias)
-        return self.store.delete_alias(name, alias, actor=actor or _user())
+        removed = self.store.delete_alias(name, alias, actor=actor or _user())
+        self._event(
+            "alias.moved", {"model": name, "alias": alias, "version": None, "previous": removed.version}
+        )
+        return removed
 
     # -- reads ----------------------------------------------------------------------------------
 

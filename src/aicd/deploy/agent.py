@@ -76,8 +76,10 @@ class Agent:
         field_count: FieldCount | None = None,
         router: str = "aicd",
         router_limits: Mapping[str, int] | None = None,
+        feedback: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.home = state_dir.parent.parent  # <home>/environments/<env>: where hooks are configured
         self.store = store
         self.name = name
         self.scope = scope
@@ -91,7 +93,14 @@ class Agent:
             state_dir / "supervisor", on_event=self._on_instance, base_env=service_base_env(os.environ)
         )
         self.router = make_router(
-            router, host, 0, field_count, env=name, state_dir=state_dir / "router", limits=router_limits
+            router,
+            host,
+            0,
+            field_count,
+            env=name,
+            state_dir=state_dir / "router",
+            limits=router_limits,
+            feedback=feedback,
         )
         self.weights: dict[str, int] = {}  # revisions in the router's table; 0 = kept for a fast rollback
         self.stopped = asyncio.Event()
@@ -395,6 +404,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--predictions", default="", help="PATH:FIELD whose values the router counts")
     parser.add_argument("--router", default="", choices=("", *ROUTERS), help="aicd (default) or haproxy")
     parser.add_argument("--router-limits", default="", help="JSON: the router's request head limits")
+    parser.add_argument("--feedback", default="", help="JSON: environments.<env>.feedback (join window)")
     return parser.parse_args(argv)
 
 
@@ -414,6 +424,14 @@ async def _amain(args: argparse.Namespace) -> int:
             limits_text = json.dumps(
                 json.loads((args.state_dir / PLAN_FILE).read_text()).get("router_limits")
             )
+    feedback_text = args.feedback
+    if not feedback_text:  # started again: the last deployment's plan says
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            feedback_text = json.dumps(json.loads((args.state_dir / PLAN_FILE).read_text()).get("feedback"))
+    feedback = None
+    with contextlib.suppress(ValueError):
+        loaded_feedback = json.loads(feedback_text) if feedback_text else None
+        feedback = loaded_feedback if isinstance(loaded_feedback, dict) else None
     router_limits = None
     with contextlib.suppress(ValueError):
         loaded = json.loads(limits_text) if limits_text else None
@@ -435,6 +453,7 @@ async def _amain(args: argparse.Namespace) -> int:
             field_count=field_count,
             router=router or "aicd",
             router_limits=router_limits,
+            feedback=feedback,
         )
     except ConflictError as exc:  # another agent holds this environment: it answers instead
         log.info("%s", exc)

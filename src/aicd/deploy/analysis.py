@@ -22,7 +22,10 @@ end or before promotion, :meth:`CanaryAnalysis.final` judges the whole period si
   configured the judge does not run;
 - prediction drift (:mod:`aicd.delivery.drift`) of the counted response field (``field_values``),
   when either side has any: ``fail`` fails the analysis once both sides have at least
-  :data:`DRIFT_MIN_PREDICTIONS` predictions (fewer: a note), ``warn`` is a note.
+  :data:`DRIFT_MIN_PREDICTIONS` predictions (fewer: a note), ``warn`` is a note;
+- live quality (:mod:`aicd.delivery.live_quality`) when labels arrived for either side's answers
+  (``POST /_aicd/feedback``): accuracy by a two-proportion test, or errors by Mann-Whitney; a
+  ``fail`` fails the analysis, too few labels is a note.
 
 Times (``started_at``, ``now``) are seconds on any one clock (e.g. ``time.monotonic()``).
 :func:`default_analysis` is what a deployment uses when aicd.yml has no ``analysis:`` section.
@@ -54,6 +57,9 @@ from aicd.delivery.judge import (
 )
 from aicd.delivery.judge_config import AnalysisConfig, with_weights
 from aicd.delivery.judge_json import drift_json, judge_json, number, run_json
+from aicd.delivery.live_quality import FAIL as QUALITY_FAIL
+from aicd.delivery.live_quality import NODATA as QUALITY_NODATA
+from aicd.delivery.live_quality import QualityConfig, QualityResult, compare
 from aicd.delivery.thresholds import (
     ERROR,
     FAILED,
@@ -69,6 +75,7 @@ from aicd.delivery.thresholds import (
 from aicd.deploy.analysis_metrics import (
     ERRORS,
     JUDGE_METRICS,
+    LABEL_METRICS,
     LATENCY_MS,
     THRESHOLD_METRICS,
     Traffic,
@@ -123,7 +130,7 @@ def default_analysis() -> AnalysisConfig:
     return AnalysisConfig(judge=judge, thresholds=(success,), file="the default analysis")
 
 
-COUNTING = ("requests", "request_rate")  # metrics that are measured on an empty window too
+COUNTING = ("requests", "request_rate", "labels")  # metrics that are measured on an empty window too
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,7 @@ class AnalysisReport:
     stable_requests: int
     canary_requests: int
     notes: tuple[str, ...] = ()  # what did not fail but is worth a look (marginal, warnings)
+    quality: QualityResult | None = None  # live quality from delayed labels
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (no NaN): what deployments store."""
@@ -168,6 +176,7 @@ class AnalysisReport:
             "judge": None if self.judge is None else judge_json(self.judge),
             "drift": None if self.drift is None else drift_json(self.drift),
             "notes": list(self.notes),
+            "quality": None if self.quality is None else self.quality.to_json(),
         }
 
     def summary(self) -> str:
@@ -203,6 +212,7 @@ class CanaryAnalysis:
         baseline: Mapping[str, Any],
         started_at: float,
         interval_override: float | None = None,
+        quality: QualityConfig | None = None,
     ) -> None:
         where = config.file or "analysis"
         if stable == canary:
@@ -224,6 +234,7 @@ class CanaryAnalysis:
         self.stable = stable
         self.canary = canary
         self.started_at = started_at
+        self.quality = quality or QualityConfig()
         self._stable_base = Traffic.of(baseline, stable)
         self._canary_base = Traffic.of(baseline, canary)
         self._checks = [
@@ -254,6 +265,9 @@ class CanaryAnalysis:
             if now < check.due:
                 continue
             window = canary.since(check.opened or Traffic())
+            if spec.name in LABEL_METRICS and window.quality.labels <= 0:
+                check.due = now + spec.interval  # no label yet: no evidence either way
+                continue
             if window.requests <= 0 and spec.name not in COUNTING:
                 # No request, no evidence: the window is skipped, not an Error (Argo would count an
                 # Error; a quiet service would then be rolled back for being quiet).
@@ -328,6 +342,15 @@ class CanaryAnalysis:
                 notes.append(f"predictions: {drift.reason}")
             else:
                 passed_parts.append(f"predictions {drift.verdict}")
+        quality = None
+        if stable.quality.labels or canary.quality.labels:
+            quality = compare(stable.quality, canary.quality, self.quality)
+            if quality.verdict == QUALITY_FAIL:
+                failures.append(quality.reason)
+            elif quality.verdict == QUALITY_NODATA:
+                notes.append(quality.reason)
+            else:
+                passed_parts.append(quality.reason)
         reason = "; ".join(failures) if failures else "; ".join(passed_parts)
         return AnalysisReport(
             passed=not failures,
@@ -338,7 +361,14 @@ class CanaryAnalysis:
             stable_requests=stable.requests,
             canary_requests=canary.requests,
             notes=tuple(notes),
+            quality=quality,
         )
+
+    def labels(self, snapshot: Mapping[str, Any]) -> tuple[int, int]:
+        """Labels that arrived since the analysis began for (stable's, the canary's) answers."""
+        stable = Traffic.of(snapshot, self.stable).since(self._stable_base)
+        canary = Traffic.of(snapshot, self.canary).since(self._canary_base)
+        return stable.quality.labels, canary.quality.labels
 
     def _judge(self, stable: Traffic, canary: Traffic) -> JudgeResult:
         config = self.judge_config

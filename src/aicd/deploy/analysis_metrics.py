@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from aicd.delivery.live_quality import Side, side_of
+from aicd.delivery.live_quality import recent as last_of
 from aicd.delivery.thresholds import Measurement
 
 LATENCY_MS = "latency_ms"
@@ -35,6 +37,7 @@ class Traffic:
     latency_sum_ms: float = 0.0
     latencies_ms: tuple[float, ...] = ()  # the most recent latencies, oldest first
     field_values: Mapping[str, int] = field(default_factory=dict)
+    quality: Side = field(default_factory=Side)  # labelled answers (delayed labels)
 
     @staticmethod
     def of(snapshot: Mapping[str, Any], revision: str) -> Traffic:
@@ -49,6 +52,7 @@ class Traffic:
             latency_sum_ms=float(latency.get("sum", 0.0)),
             latencies_ms=tuple(float(v) for v in rev.get("reservoir_ms", ())),
             field_values={str(k): int(v) for k, v in (rev.get("field_values") or {}).items()},
+            quality=side_of(rev.get("quality") or {}),
         )
 
     def since(self, before: Traffic) -> Traffic:
@@ -62,12 +66,25 @@ class Traffic:
             for key, n in self.field_values.items()
             if n - before.field_values.get(key, 0) > 0
         }
+        now, then = self.quality, before.quality
+        if now.labels < then.labels:
+            then = Side()
+        numeric = now.numeric_labels - then.numeric_labels
+        quality = Side(
+            labels=now.labels - then.labels,
+            correct=now.correct - then.correct,
+            numeric_labels=numeric,
+            abs_error_sum=max(now.abs_error_sum - then.abs_error_sum, 0.0),
+            sq_error_sum=max(now.sq_error_sum - then.sq_error_sum, 0.0),
+            abs_errors=last_of(now.abs_errors, numeric),
+        )
         return Traffic(
             requests=requests,
             errors=self.errors - before.errors,
             latency_sum_ms=max(self.latency_sum_ms - before.latency_sum_ms, 0.0),
             latencies_ms=recent,
             field_values=values,
+            quality=quality,
         )
 
     def error_indicators(self) -> list[float]:
@@ -116,6 +133,31 @@ def _request_rate(window: Traffic, seconds: float) -> Measurement:
     return Measurement(window.requests / seconds)
 
 
+def _no_labels(name: str) -> Measurement:
+    return Measurement(None, f"no label arrived for the canary's answers in this interval: no {name}")
+
+
+def _accuracy(window: Traffic, seconds: float) -> Measurement:
+    accuracy = window.quality.accuracy
+    return _no_labels("accuracy") if accuracy is None else Measurement(accuracy)
+
+
+def _mae(window: Traffic, seconds: float) -> Measurement:
+    mae = window.quality.mae
+    return _no_labels("mae") if mae is None else Measurement(mae)
+
+
+def _rmse(window: Traffic, seconds: float) -> Measurement:
+    rmse = window.quality.rmse
+    return _no_labels("rmse") if rmse is None else Measurement(rmse)
+
+
+def _labels(window: Traffic, seconds: float) -> Measurement:
+    return Measurement(float(window.quality.labels))
+
+
+LABEL_METRICS = ("accuracy", "mae", "rmse")  # measured on labels: a window without labels is skipped
+
 THRESHOLD_METRICS: dict[str, Callable[[Traffic, float], Measurement]] = {
     "success_rate": _rate("success_rate", good=True),  # answers below 500 / requests
     "error_rate": _rate("error_rate", good=False),  # 5xx answers / requests
@@ -125,6 +167,10 @@ THRESHOLD_METRICS: dict[str, Callable[[Traffic, float], Measurement]] = {
     "mean_latency_ms": _mean_latency,
     "requests": _requests,
     "request_rate": _request_rate,  # requests per second
+    "accuracy": _accuracy,  # labelled answers that were right / labelled answers (delayed labels)
+    "mae": _mae,  # mean absolute error of labelled numeric answers
+    "rmse": _rmse,  # root mean squared error of labelled numeric answers
+    "labels": _labels,  # labels that arrived for the canary's answers
 }
 """Metric name -> measure(canary traffic of the window, the window's length in seconds)."""
 

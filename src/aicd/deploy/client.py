@@ -91,6 +91,7 @@ def ensure_agent(
     predictions: str | None = None,
     router: str | None = None,
     router_limits: Mapping[str, int] | None = None,
+    feedback: Mapping[str, Any] | None = None,
 ) -> Path:
     """The control socket of the environment's agent, starting the agent if none answers."""
     check_env_name(name)
@@ -114,6 +115,8 @@ def ensure_agent(
         argv += ["--router", router]
     if router_limits:
         argv += ["--router-limits", json.dumps(dict(router_limits))]
+    if feedback:
+        argv += ["--feedback", json.dumps(dict(feedback))]
     environ = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
     with contextlib.suppress(FileNotFoundError):
         (state_dir / ERROR_FILE).unlink()

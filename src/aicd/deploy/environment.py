@@ -29,6 +29,7 @@ class Environment(Protocol):
     name: str
     scope: str  # "" locally, the project's name on a server
     host: str
+    home: Path  # the aicd home the environment lives in (hooks are configured there)
     releases: Path
     store: DeployStore
     env: EnvironmentRecord

@@ -14,8 +14,10 @@
           - analysis: {}          # judge the canary now (thresholds, Kayenta judge, drift)
           - set_weight: 50
           - pause: 30s
+          - labels: 200           # wait until 200 labels arrived for each side (docs/feedback.md)
         analysis_interval: 5s     # override every threshold check's interval (short canaries)
         predictions: {path: /predict, field: predictions}   # for the prediction drift check
+        feedback: {labels: classes, window: 1h, margin: 0.02}  # live quality from delayed labels
 
 The CLI's `--strategy` and `--step` flags override what the file says. Every error names the
 file, line and column and the key.
@@ -35,7 +37,9 @@ from aicd.suggest import did_you_mean
 RECREATE = "recreate"
 BLUE_GREEN = "blue-green"
 CANARY = "canary"
-STRATEGIES = (RECREATE, BLUE_GREEN, CANARY)
+SHADOW = "shadow"
+STRATEGIES = (RECREATE, BLUE_GREEN, CANARY, SHADOW)
+STEPPED = (CANARY, SHADOW)  # strategies that run steps
 ENVIRONMENT_KEYS = (
     "strategy",
     "steps",
@@ -49,35 +53,50 @@ ENVIRONMENT_KEYS = (
     "pre_promotion_analysis",
     "post_promotion_analysis",
     "predictions",
+    "feedback",
+    "shadow",
     "slo",
 )
+SHADOW_KEYS = ("percent", "methods", "agreement", "tolerance", "min_compared", "queue")
+DEFAULT_SHADOW_DURATION = 60.0
+FEEDBACK_KEYS = ("labels", "window", "max_requests", "margin", "alpha", "min_labels")
+DEFAULT_LABELS_TIMEOUT = 600.0  # a `labels` step waits at most this long
 ROUTERS = ("aicd", "haproxy")
 TIERS = ("production", "staging", "testing", "development", "other")
-STEP_KINDS = ("set_weight", "pause", "analysis")
+STEP_KINDS = ("set_weight", "pause", "analysis", "labels", "shadow")
 DEFAULT_ROLLBACK_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
 class Step:
-    """One canary step: set_weight (weight), pause (duration; None waits for promote), analysis."""
+    """One canary step: set_weight (weight), pause (duration; None waits for promote), analysis,
+    labels (count: wait until that many labels arrived for each side's answers, at most duration)."""
 
     kind: str
     weight: int | None = None
     duration: float | None = None
+    count: int | None = None
 
     def describe(self) -> str:
         if self.kind == "set_weight":
             return f"set weight {self.weight}%"
         if self.kind == "pause":
             return "pause until promoted" if self.duration is None else f"pause {self.duration:g}s"
+        if self.kind == "labels":
+            return f"wait for {self.count} labels per revision (at most {self.duration or 0:g}s)"
+        if self.kind == "shadow":
+            return f"shadow traffic for {self.duration or 0:g}s (users get stable's answers)"
         return "analysis"
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "weight": self.weight, "duration": self.duration}
+        out = {"kind": self.kind, "weight": self.weight, "duration": self.duration}
+        if self.count is not None:
+            out["count"] = self.count
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Step:
-        return cls(str(data["kind"]), data.get("weight"), data.get("duration"))
+        return cls(str(data["kind"]), data.get("weight"), data.get("duration"), data.get("count"))
 
 
 DEFAULT_CANARY_STEPS = (
@@ -103,6 +122,8 @@ class RolloutPlan:
     pre_promotion_analysis: float = 0.0  # blue-green: seconds of checks on the preview address
     post_promotion_analysis: float = 0.0  # blue-green: seconds of checks after the switch
     predictions: str | None = None  # "PATH:FIELD": the router counts this JSON field's values
+    feedback: Mapping[str, Any] | None = None  # checked FEEDBACK_KEYS (window in seconds)
+    shadow: Mapping[str, Any] | None = None  # checked SHADOW_KEYS
     slo: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +140,8 @@ class RolloutPlan:
             "pre_promotion_analysis": self.pre_promotion_analysis,
             "post_promotion_analysis": self.post_promotion_analysis,
             "predictions": self.predictions,
+            "feedback": dict(self.feedback) if self.feedback is not None else None,
+            "shadow": dict(self.shadow) if self.shadow is not None else None,
             "slo": dict(self.slo) if self.slo is not None else None,
         }
 
@@ -137,6 +160,8 @@ class RolloutPlan:
             pre_promotion_analysis=float(data.get("pre_promotion_analysis") or 0.0),
             post_promotion_analysis=float(data.get("post_promotion_analysis") or 0.0),
             predictions=data.get("predictions"),
+            feedback=data.get("feedback"),
+            shadow=data.get("shadow"),
             slo=data.get("slo"),
         )
 
@@ -151,10 +176,12 @@ class RolloutPlan:
             plan = replace(plan, strategy=strategy)
         if steps is not None:
             plan = replace(plan, steps=tuple(steps))
-        if plan.strategy == CANARY and not plan.steps:
-            plan = replace(plan, steps=DEFAULT_CANARY_STEPS)
-        if plan.strategy != CANARY and plan.steps and steps is not None:
-            raise ConfigError(f"--step is for the canary strategy; this deployment is {plan.strategy}")
+        if plan.strategy in STEPPED and not plan.steps:
+            plan = replace(plan, steps=default_steps(plan.strategy))
+        if plan.strategy not in STEPPED and plan.steps and steps is not None:
+            raise ConfigError(
+                f"--step is for the canary and shadow strategies; this deployment is {plan.strategy}"
+            )
         return plan
 
 
@@ -163,7 +190,7 @@ def _duration(value: Any) -> float:
 
 
 def parse_step_text(text: str) -> Step:
-    """A `--step` flag: `weight=20`, `pause=30s`, `pause` (until promoted), `analysis`."""
+    """A `--step` flag: `weight=20`, `pause=30s`, `pause` (until promoted), `analysis`, `labels=200`."""
     key, sep, value = text.partition("=")
     key = key.strip().replace("-", "_")
     if key in ("weight", "set_weight") and sep:
@@ -174,9 +201,62 @@ def parse_step_text(text: str) -> Step:
         return Step("pause", duration=parse_duration(value.strip(), f"--step {text}"))
     if key == "analysis" and not sep:
         return Step("analysis")
+    if key == "labels" and sep:
+        return _labels_step(value.strip(), f"--step {text}")
+    if key == "shadow":
+        seconds = value.strip() if sep and value.strip() else DEFAULT_SHADOW_DURATION
+        return Step("shadow", duration=parse_duration(seconds, f"--step {text}"))
     raise ConfigError(
-        f"--step {text}: not a step; write weight=20, pause=30s, pause (wait for `aicd promote`) or analysis"
+        f"--step {text}: not a step; write weight=20, pause=30s, pause (wait for `aicd promote`), "
+        "analysis or labels=200"
     )
+
+
+def _labels_step(value: Any, where: str) -> Step:
+    """`labels: 200` or `labels: {count: 200, timeout: 10m}`."""
+    timeout: Any = DEFAULT_LABELS_TIMEOUT
+    if isinstance(value, Mapping):
+        unknown = sorted(set(map(str, value)) - {"count", "timeout"})
+        if unknown:
+            raise ConfigError(f"{where}: labels takes count and timeout (not {', '.join(unknown)})")
+        timeout = value.get("timeout", DEFAULT_LABELS_TIMEOUT)
+        value = value.get("count")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000_000:
+        raise ConfigError(f"{where}: labels must be a whole number of labels, 1 or more (is {value!r})")
+    return Step("labels", duration=parse_duration(timeout, f"{where}: timeout"), count=value)
+
+
+def parse_feedback(value: Any, where: str) -> tuple[dict[str, Any], list[str]]:
+    """`environments.<env>.feedback`: the router's join window and how live quality is judged."""
+    from aicd.delivery.live_quality import parse_quality
+
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        return {}, [f"{where} must be a mapping of {', '.join(FEEDBACK_KEYS)}"]
+    known = ", ".join(FEEDBACK_KEYS)
+    errors = [
+        f"{where}: unknown key '{key}'{did_you_mean(str(key), FEEDBACK_KEYS)}; known: {known}"
+        for key in value
+        if key not in FEEDBACK_KEYS
+    ]
+    quality, quality_errors = parse_quality(value, where)
+    errors += quality_errors
+    out: dict[str, Any] = quality.to_json()
+    try:
+        out["window"] = parse_duration(value.get("window", "1h"), f"{where}.window")
+    except ConfigError as exc:
+        errors.append(str(exc))
+    if out.get("window") is not None and not out.get("window", 0) > 0:
+        errors.append(f"{where}.window must be above 0")
+    most = value.get("max_requests", 100_000)
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 10_000_000:
+        errors.append(f"{where}.max_requests must be a whole number from 1 to 10000000 (is {most!r})")
+    else:
+        out["max_requests"] = most
+    return out, errors
 
 
 def _weight_step(value: Any, where: str) -> Step:
@@ -276,6 +356,14 @@ def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
                 f"{at(raw, 'predictions')}: {where}.predictions must be "
                 "{path: /predict, field: predictions} (the answers' JSON field holding the predicted classes)"
             )
+    if "feedback" in raw:
+        feedback, feedback_errors = parse_feedback(raw["feedback"], f"{where}.feedback")
+        errors.extend(f"{at(raw, 'feedback')}: {line}" for line in feedback_errors)
+        plan = replace(plan, feedback=feedback)
+    if "shadow" in raw:
+        shadow, shadow_errors = parse_shadow(raw["shadow"], f"{where}.shadow")
+        errors.extend(f"{at(raw, 'shadow')}: {line}" for line in shadow_errors)
+        plan = replace(plan, shadow=shadow)
     if "slo" in raw:
         from aicd.reliability.slo import parse_slo
 
@@ -286,21 +374,67 @@ def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
     if "steps" in raw:
         steps, step_errors = _steps(raw["steps"], f"{where}.steps", at, raw)
         errors.extend(step_errors)
-        if strategy != CANARY and steps:
+        if strategy not in STEPPED and steps:
             errors.append(
-                f"{at(raw, 'steps')}: {where}.steps: steps are for strategy: canary (is {strategy})"
+                f"{at(raw, 'steps')}: {where}.steps: steps are for strategy: canary or shadow (is {strategy})"
             )
         plan = replace(plan, steps=tuple(steps))
     if errors:
         raise ConfigError("\n".join(errors))
-    if plan.strategy == CANARY and not plan.steps:
-        plan = replace(plan, steps=DEFAULT_CANARY_STEPS)
+    if plan.strategy in STEPPED and not plan.steps:
+        plan = replace(plan, steps=default_steps(plan.strategy))
     return plan
+
+
+def default_steps(strategy: str) -> tuple[Step, ...]:
+    """Canary: 20%, pause, analysis, 50%, pause. Shadow: a minute of shadow traffic, then promotion."""
+    if strategy == SHADOW:
+        return (Step("shadow", duration=DEFAULT_SHADOW_DURATION),)
+    return DEFAULT_CANARY_STEPS
+
+
+def parse_shadow(value: Any, where: str) -> tuple[dict[str, Any], list[str]]:
+    """`environments.<env>.shadow`: what is mirrored to the candidate and how its answers are judged."""
+    if not isinstance(value, Mapping):
+        return {}, [f"{where} must be a mapping of {', '.join(SHADOW_KEYS)}"]
+    known = ", ".join(SHADOW_KEYS)
+    errors = [
+        f"{where}: unknown key '{key}'{did_you_mean(str(key), SHADOW_KEYS)}; known: {known}"
+        for key in value
+        if key not in SHADOW_KEYS
+    ]
+    out: dict[str, Any] = {}
+    for key, low, high, default in (
+        ("percent", 0.0, 100.0, 100.0),
+        ("agreement", 0.0, 1.0, 0.95),
+        ("tolerance", 0.0, float("inf"), 0.0),
+    ):
+        number = value.get(key, default)
+        if isinstance(number, bool) or not isinstance(number, int | float) or not low <= number <= high:
+            errors.append(f"{where}.{key} must be a number from {low:g} to {high:g} (is {number!r})")
+            number = default
+        out[key] = float(number)
+    for key, default, high in (("min_compared", 50, 10_000_000), ("queue", 1000, 1_000_000)):
+        whole = value.get(key, default)
+        if isinstance(whole, bool) or not isinstance(whole, int) or not 1 <= whole <= high:
+            errors.append(f"{where}.{key} must be a whole number from 1 to {high} (is {whole!r})")
+            whole = default
+        out[key] = whole
+    methods = value.get("methods", ["GET", "HEAD", "OPTIONS"])
+    if (
+        not isinstance(methods, list)
+        or not methods
+        or not all(isinstance(m, str) and m.isalpha() and m.isupper() for m in methods)
+    ):
+        errors.append(f"{where}.methods must be a list of HTTP methods, e.g. [GET, POST] (is {methods!r})")
+        methods = ["GET", "HEAD", "OPTIONS"]
+    out["methods"] = list(methods)
+    return out, errors
 
 
 def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[list[Step], list[str]]:
     if not isinstance(raw, list):
-        return [], [f"{at(parent, 'steps')}: {where} must be a list of steps (set_weight, pause, analysis)"]
+        return [], [f"{at(parent, 'steps')}: {where} must be a list of steps ({', '.join(STEP_KINDS)})"]
     steps: list[Step] = []
     errors: list[str] = []
     for index, item in enumerate(raw):
@@ -308,7 +442,7 @@ def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[l
         if not isinstance(item, Mapping) or len(item) != 1:
             errors.append(
                 f"{at(raw, index)}: {here}: a step is one of `set_weight: 20`, `pause: 30s`, "
-                "`pause: {}` or `analysis: {}`"
+                "`pause: {}`, `analysis: {}` or `labels: 200`"
             )
             continue
         ((kind, value),) = item.items()
@@ -329,6 +463,13 @@ def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[l
                     steps.append(Step("pause"))
                 else:
                     steps.append(Step("pause", duration=_duration(value)))
+            elif kind == "labels":
+                steps.append(_labels_step(value, here))
+            elif kind == "shadow":
+                seconds = value.get("duration") if isinstance(value, Mapping) else value
+                if seconds is None or seconds == "":
+                    seconds = DEFAULT_SHADOW_DURATION
+                steps.append(Step("shadow", duration=_duration(seconds)))
             else:
                 steps.append(Step("analysis"))
         except ConfigError as exc:

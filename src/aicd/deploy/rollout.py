@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aicd.deploy.environment import DRAIN_TIMEOUT, Environment
-from aicd.deploy.plan import CANARY, RECREATE, RolloutPlan
+from aicd.deploy.plan import RECREATE, STEPPED, RolloutPlan
 from aicd.deploy.router.router import Router
 from aicd.deploy.spec import ServiceSpec
 from aicd.deploy.strategies import choose
@@ -118,6 +118,8 @@ class Rollout:
     async def set_deployment(self, **fields: Any) -> None:
         dep_id = self.deployment.id
         self.deployment = await self.agent.db(lambda: self.agent.store.set_deployment(dep_id, **fields))
+        if fields.get("finished"):
+            await finished_event(self.agent, self.deployment)
 
     async def revision_status(self, revision: str, status: str, **extra: Any) -> None:
         env_id = self.agent.env.id
@@ -144,7 +146,7 @@ class Rollout:
             "paused": self.paused and not self.finished,
             "finished": self.finished,
             "step": self.step,
-            "steps": [s.to_json() for s in self.plan.steps] if self.plan.strategy == CANARY else [],
+            "steps": [s.to_json() for s in self.plan.steps] if self.plan.strategy in STEPPED else [],
             "analysis": self.report.to_json() if self.report is not None else None,
         }
 
@@ -224,6 +226,7 @@ class Rollout:
     # -- analysis and waiting ----------------------------------------------------------------------
 
     def analysis(self, *, stable: str) -> CanaryAnalysis:
+        from aicd.delivery.live_quality import QualityConfig
         from aicd.deploy.analysis import CanaryAnalysis, default_analysis
 
         return CanaryAnalysis(
@@ -233,7 +236,50 @@ class Rollout:
             baseline=self.snapshot(),
             started_at=time.time(),
             interval_override=self.plan.analysis_interval,
+            quality=QualityConfig.from_json(self.plan.feedback or {}),
         )
+
+    async def fail(self, reason: str) -> None:
+        """Roll back now for ``reason`` (raises RolledBack)."""
+        if self.failure is None:
+            self.failure = reason
+        await self.check(None)
+
+    async def wait_labels(self, analysis: CanaryAnalysis, count: int, timeout: float) -> None:
+        """Wait until ``count`` labels arrived for each side's answers, checking all along; roll
+        back when they did not within ``timeout`` seconds (no verdict on live quality is possible)."""
+        deadline = time.monotonic() + timeout
+        announced = 0.0
+        while True:
+            await self.check(analysis)
+            stable_n, canary_n = analysis.labels(self.snapshot())
+            if min(stable_n, canary_n) >= count or self.promote_full:
+                await self.event(
+                    "analysis.labels",
+                    f"{stable_n} labels for {analysis.stable}, {canary_n} for {self.revision}: "
+                    f"at least {count} each",
+                    data={"stable": stable_n, "canary": canary_n, "count": count},
+                )
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                self.failure = (
+                    f"analysis failed: {stable_n} labels for {analysis.stable} and {canary_n} for "
+                    f"{self.revision} within {timeout:g}s, fewer than the {count} each the labels step "
+                    "waits for: live quality cannot be judged (POST labels to /_aicd/feedback)"
+                )
+                await self.check(None)
+            if now - announced >= 5.0:
+                announced = now
+                await self.event(
+                    "analysis.labels",
+                    f"waiting for labels: {stable_n} for {analysis.stable}, {canary_n} for "
+                    f"{self.revision}, {count} each wanted",
+                    data={"stable": stable_n, "canary": canary_n, "count": count},
+                )
+            self.resume.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.resume.wait(), TICK)
 
     async def judge(self, analysis: CanaryAnalysis) -> None:
         if self.promote_full and self.failure is None:
@@ -356,6 +402,28 @@ class Rollout:
 
             await self.agent.db(incident)
         raise RolledBack
+
+
+async def finished_event(agent: Environment, deployment: DeploymentRecord) -> None:
+    """The ``deployment.finished`` hook event (:mod:`aicd.delivery.hooks`); never fails the caller."""
+    from aicd.delivery.hooks import emit
+
+    data = {
+        "environment": agent.name,
+        "scope": agent.scope,
+        "deployment": deployment.number,
+        "revision": deployment.revision,
+        "previous_revision": deployment.previous_revision,
+        "strategy": deployment.strategy,
+        "status": deployment.status,
+        "reason": deployment.reason,
+        "commit": deployment.commit_sha,
+        "url": agent.env.url,
+    }
+    try:
+        await agent.db(lambda: emit(agent.home, "deployment.finished", data))
+    except Exception:
+        log.exception("the deployment.finished event could not be queued")
 
 
 async def retire(agent: Environment, revision: str, delay: float) -> None:
@@ -567,12 +635,14 @@ async def rollback(agent: Environment, request: Json) -> Json:
             actor=actor,
         )
         agent.retiring[current] = asyncio.ensure_future(retire(agent, current, 0.0))
+        await finished_event(agent, done)
         return {"deployment": done.to_json(), "url": env.url, "paused": False, "finished": True}
     except (AicdError, OSError) as exc:
         reason = str(exc)
-        await agent.db(
+        failed = await agent.db(
             lambda: store.set_deployment(deployment.id, status="failed", reason=reason, finished=True)
         )
+        await finished_event(agent, failed)
         await agent.event(
             "deployment.failed",
             f"rollback to {record.name} failed: {reason}; {current} keeps serving",

@@ -31,6 +31,7 @@ log = logging.getLogger("aicd.deploy.router")
 _LENGTH = b"content-length"
 _TRANSFER = b"transfer-encoding"
 _CONNECTION = b"connection"
+_REQUEST_ID = b"x-request-id"
 
 
 class BackendConnection(asyncio.Protocol):
@@ -129,6 +130,8 @@ class BackendConnection(asyncio.Protocol):
             return
         if lname == _LENGTH:
             self.has_length = True
+        elif lname == _REQUEST_ID and self.exchange is not None and self.exchange.request_id:
+            return  # the router sends the request's id itself
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:

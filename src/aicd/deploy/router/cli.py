@@ -49,6 +49,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-head-bytes", type=int, default=64 * 1024, help="request head limit (431)")
     parser.add_argument("--max-headers", type=int, default=100, help="request header count limit (431)")
     parser.add_argument("--max-url-bytes", type=int, default=8 * 1024, help="request URL limit (414)")
+    parser.add_argument(
+        "--mirror", metavar="HOST:PORT", help="shadow: copy every finished request to this candidate too"
+    )
+    parser.add_argument(
+        "--mirror-method",
+        action="append",
+        default=[],
+        help="methods copied (repeat; default GET HEAD OPTIONS)",
+    )
+    parser.add_argument(
+        "--no-request-ids", action="store_true", help="do not give requests an X-Request-Id (benchmarks)"
+    )
     parser.add_argument("--json", action="store_true", help="print the whole metrics snapshot at exit")
     return parser.parse_args(argv)
 
@@ -85,15 +97,22 @@ def build(args: argparse.Namespace) -> tuple[Router, Backends, dict[str, int] | 
         max_head_bytes=args.max_head_bytes,
         max_headers=args.max_headers,
         max_url_bytes=args.max_url_bytes,
+        request_ids=not args.no_request_ids,
     )
     return router, backends, weights
 
 
 async def serve(
-    router: Router, backends: dict[str, list[tuple[str, int]]], weights: dict[str, int] | None
+    router: Router,
+    backends: dict[str, list[tuple[str, int]]],
+    weights: dict[str, int] | None,
+    mirror: tuple[str, int] | None = None,
+    mirror_methods: list[str] | None = None,
 ) -> None:
     router.set_backends(backends, weights)
     await router.start()
+    if mirror is not None:
+        router.start_mirror("shadow", [mirror], methods=mirror_methods or None)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         router, backends, weights = build(args)
-        asyncio.run(serve(router, backends, weights))
+        mirror = _address(args.mirror, "--mirror") if args.mirror else None
+        asyncio.run(serve(router, backends, weights, mirror, args.mirror_method))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from aicd.deploy.haproxy.config import INSTALL_HINT, find_haproxy
 from aicd.deploy.haproxy.router import HAProxyRouter
@@ -19,6 +20,13 @@ from aicd.deploy.router.router import FieldCount, Router
 from aicd.errors import ConfigError
 
 AnyRouter = Router | HAProxyRouter
+
+
+def _number(settings: Mapping[str, Any] | None, key: str) -> float | None:
+    value = (settings or {}).get(key)
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None
+    )
 
 
 def make_router(
@@ -31,12 +39,15 @@ def make_router(
     state_dir: Path | None = None,
     binary: str | None = None,
     limits: Mapping[str, int] | None = None,
+    feedback: Mapping[str, Any] | None = None,
 ) -> AnyRouter:
     """A router of ``kind`` ("aicd" or "haproxy") listening on ``host:port`` once started (0: free port).
 
     ``env`` names the environment in error messages; ``state_dir`` is where haproxy's
     configuration, sockets and map go (a temp dir when None); ``binary`` overrides ``haproxy`` on PATH;
-    ``limits``: aicd's router's request head limits (``environments.<env>.router_limits``).
+    ``limits``: aicd's router's request head limits (``environments.<env>.router_limits``);
+    ``feedback``: ``environments.<env>.feedback`` (its ``window`` and ``max_requests`` bound the join
+    of delayed labels; only aicd's router gives request ids and takes labels).
     ConfigError for an unknown kind, or for "haproxy" when it is not installed or too old.
     """
     key = f"environments.{env}.router" if env else "router"
@@ -50,6 +61,8 @@ def make_router(
             max_head_bytes=chosen["max_head_bytes"],
             max_headers=chosen["max_headers"],
             max_url_bytes=chosen["max_url_bytes"],
+            feedback_window=_number(feedback, "window"),
+            feedback_max_requests=int(_number(feedback, "max_requests") or 0) or None,
         )
     if kind == "haproxy":
         if find_haproxy(binary) is None:

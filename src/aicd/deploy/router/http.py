@@ -74,15 +74,28 @@ def reason_of(status: int) -> bytes:
         return b"Unknown"
 
 
-def local_answer(status: int, message: str, keep_alive: bool) -> bytes:
+def local_answer(status: int, message: str, keep_alive: bool, request_id: bytes = b"") -> bytes:
     """A complete JSON answer made by the router itself (502, 503, 504, 400...)."""
-    body = json.dumps({"error": message, "source": "aicd-router"}).encode()
+    return json_answer(status, {"error": message, "source": "aicd-router"}, keep_alive, request_id)
+
+
+PROMETHEUS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+def json_answer(status: int, doc: object, keep_alive: bool, request_id: bytes = b"") -> bytes:
+    """A complete answer of the router with ``doc`` as its JSON body."""
+    return text_answer(status, json.dumps(doc).encode(), b"application/json", keep_alive, request_id)
+
+
+def text_answer(status: int, body: bytes, ctype: bytes, keep_alive: bool, request_id: bytes = b"") -> bytes:
+    """A complete answer of the router with ``body`` of type ``ctype``."""
     connection = b"keep-alive" if keep_alive else b"close"
     return b"".join(
         [
             b"HTTP/1.1 %d %s\r\n" % (status, reason_of(status)),
-            b"Content-Type: application/json\r\n",
+            b"Content-Type: %s\r\n" % ctype,
             b"Content-Length: %d\r\n" % len(body),
+            b"X-Request-Id: %s\r\n" % request_id if request_id else b"",
             b"Connection: %s\r\n\r\n" % connection,
             body,
         ]

@@ -27,12 +27,22 @@ keep-alive timeout of common servers: gunicorn 2 s, uvicorn and Node 5 s), which
 
 A body larger than :data:`REPLAY_LIMIT` is not kept, so such a request is not retried once some of
 it was sent. After ``max_attempts`` tries the client gets 502 (504 if the last one timed out).
+
+Request ids. Every request gets one (unless ``request_ids`` is off): an incoming ``X-Request-Id``
+that is sane (1 to 128 characters of letters, digits and ``._:-@/+=``) is kept, anything else is
+replaced by the router's own (a random prefix per router, then a counter). The backend receives it
+and the client gets it back in the answer's ``X-Request-Id`` (the router's own answers too).
+
+``/_aicd/`` is the router's own: ``POST /_aicd/feedback`` takes labels for earlier requests
+(:mod:`aicd.deploy.router.feedback`); these requests never reach a revision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -42,6 +52,8 @@ from typing import Any
 import httptools
 
 from aicd.deploy.router.backend import BackendConnection, release, take_idle
+from aicd.deploy.router.feedback import MAX_BODY as FEEDBACK_BODY
+from aicd.deploy.router.feedback import FeedbackError
 from aicd.deploy.router.http import (
     CHUNKED,
     CONTINUE,
@@ -53,13 +65,17 @@ from aicd.deploy.router.http import (
     MAX_HEADERS,
     MAX_URL_BYTES,
     NO_BODY,
+    PROMETHEUS_TYPE,
     UNTIL_CLOSE,
     chunk,
     connection_tokens,
+    json_answer,
     local_answer,
+    text_answer,
     without_named,
 )
 from aicd.deploy.router.metrics import CLIENT_CLOSED, MAX_CAPTURE, RouterMetrics
+from aicd.deploy.router.mirror import Mirror
 from aicd.deploy.router.table import Backend, RouteTable
 
 log = logging.getLogger("aicd.deploy.router")
@@ -78,8 +94,9 @@ _perf = time.perf_counter
 _monotonic = time.monotonic
 
 # What a client request header means to the router (anything else passes through as is).
-_H_CONNECTION, _H_TRANSFER, _H_EXPECT, _H_XFF, _H_XFP, _H_HOST, _H_HOP = range(7)
+_H_CONNECTION, _H_TRANSFER, _H_EXPECT, _H_XFF, _H_XFP, _H_HOST, _H_HOP, _H_RID = range(8)
 _REQUEST_HEADERS = {
+    b"x-request-id": _H_RID,
     b"connection": _H_CONNECTION,
     b"transfer-encoding": _H_TRANSFER,
     b"expect": _H_EXPECT,
@@ -90,6 +107,10 @@ _REQUEST_HEADERS = {
 for _name in HOP_BY_HOP:
     _REQUEST_HEADERS.setdefault(_name, _H_HOP)
 _STATUS_LINES: dict[int, bytes] = {}
+_SANE_ID = re.compile(rb"[0-9A-Za-z._:@/+=-]{1,128}").fullmatch
+OWN_PREFIX = b"/_aicd/"  # the router's own routes
+FEEDBACK_PATH = b"/_aicd/feedback"
+METRICS_PATH = b"/_aicd/metrics"
 
 
 @dataclass
@@ -106,6 +127,7 @@ class Settings:
     max_head_bytes: int = MAX_HEAD_BYTES  # request line + headers; more: 431
     max_headers: int = MAX_HEADERS  # header lines of one request; more: 431
     max_url_bytes: int = MAX_URL_BYTES  # the request target; longer: 414
+    request_ids: bool = True  # give every request an X-Request-Id (kept when the client sent a sane one)
 
 
 class ProxyCore:
@@ -125,6 +147,14 @@ class ProxyCore:
         self.stopping = False
         self.tick = 0
         self.tasks: set[asyncio.Task[None]] = set()  # connections being opened (held: no early GC)
+        self.mirror: Mirror | None = None  # shadow traffic to a candidate revision
+        self.request_ids = settings.request_ids
+        self.id_prefix = os.urandom(4).hex().encode() + b"-"
+        self.id_next = 0
+
+    def new_request_id(self) -> bytes:
+        self.id_next += 1
+        return b"%s%x" % (self.id_prefix, self.id_next)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)
@@ -178,6 +208,8 @@ class Exchange:
     capture_size = 0
     header_count = 0
     refusal: tuple[int, str] | None = None  # over a limit: answered by the router, never forwarded
+    request_id = b""
+    own = False  # for the router itself (/_aicd/...): answered here once its body is in
 
     def __init__(self, client: ClientConnection) -> None:
         self.client = client
@@ -407,6 +439,9 @@ class ClientConnection(asyncio.Protocol):
         elif kind == _H_HOST:
             ex.has_host = True
             ex.headers.append((name, value))
+        elif kind == _H_RID:
+            if _SANE_ID(value) is not None:
+                ex.request_id = value
         elif kind == _H_XFF:
             ex.xff = value if ex.xff is None else ex.xff + b", " + value
         elif kind == _H_CONNECTION:
@@ -435,11 +470,22 @@ class ClientConnection(asyncio.Protocol):
             ex.headers = without_named(ex.headers, ex.tokens)
         if ex.chunked:
             ex.headers = [(n, v) for n, v in ex.headers if n.lower() != b"content-length"]
+        if not ex.request_id and self.core.request_ids:
+            ex.request_id = self.core.new_request_id()
+        if ex.url.startswith(OWN_PREFIX):
+            ex.own = True
         self.queue.append(ex)
 
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
         assert ex is not None
+        if ex.own:  # kept whole for the router's own answer; past the limit, dropped (413)
+            if ex.pending_size <= FEEDBACK_BODY:
+                ex.pending = [*(ex.pending or ()), body]
+            ex.pending_size += len(body)
+            if ex.pending_size > FEEDBACK_BODY:
+                ex.pending = None
+            return
         if ex.pending is None:
             ex.pending = [body]
         else:
@@ -472,6 +518,8 @@ class ClientConnection(asyncio.Protocol):
         ex = self.active
         if ex is not None and ex.conn is not None and (ex.pending or (ex.body_done and not ex.end_sent)):
             self.send_body(ex)
+        elif ex is not None and ex.own and ex.body_done:
+            self.answer_own(ex)
         if self.reading_paused or self.queue or self.parsing is not None:
             self.update_reading()
 
@@ -482,6 +530,10 @@ class ClientConnection(asyncio.Protocol):
             return
         if ex.expect_continue and not ex.body_done and ex.version11 and self.transport is not None:
             self.transport.write(CONTINUE)
+        if ex.own:
+            if ex.body_done:
+                self.answer_own(ex)
+            return
         backend = self.core.table.pick(ex.sticky)
         if backend is None:
             self.core.metrics.unrouted += 1
@@ -533,6 +585,8 @@ class ClientConnection(asyncio.Protocol):
             lines += (b"X-Forwarded-For: ", ex.xff, b", ", self.xff_peer, b"\r\nX-Forwarded-Proto: http\r\n")
         if not ex.has_host:
             lines += (b"Host: ", conn.backend.address.encode(), b"\r\n")
+        if ex.request_id:
+            lines += (b"X-Request-Id: ", ex.request_id, b"\r\n")
         if ex.chunked:
             lines.append(b"Transfer-Encoding: chunked\r\n")
         lines.append(b"\r\n")
@@ -574,7 +628,7 @@ class ClientConnection(asyncio.Protocol):
         pause = (
             self.backend_blocked
             or len(self.queue) >= PIPELINE_LIMIT
-            or (parsing is not None and parsing.pending_size > PENDING_LIMIT)
+            or (parsing is not None and parsing.pending_size > PENDING_LIMIT and not parsing.own)
         )
         if pause != self.reading_paused:
             self.reading_paused = pause
@@ -616,6 +670,8 @@ class ClientConnection(asyncio.Protocol):
         lines = [first, reason, b"\r\n"]
         for name, value in headers:
             lines += (name, b": ", value, b"\r\n")
+        if ex.request_id:
+            lines += (b"X-Request-Id: ", ex.request_id, b"\r\n")
         if framing == CHUNKED:
             lines.append(b"Transfer-Encoding: chunked\r\n")
         if not keep:
@@ -757,8 +813,48 @@ class ClientConnection(asyncio.Protocol):
         keep = ex.client_keep_alive and ex.body_done and not self.core.stopping
         ex.client_keep_alive = keep
         if self.transport is not None and not self.closed:
-            self.transport.write(local_answer(status, message, keep))
+            self.transport.write(local_answer(status, message, keep, ex.request_id))
         self.finish(ex, status, proxy_error)
+
+    def answer_own(self, ex: Exchange) -> None:
+        """A request for the router itself (``/_aicd/...``), its body read: answer it here."""
+        path = ex.url.split(b"?", 1)[0]
+        metrics = self.core.metrics
+        doc: dict[str, object]
+        if path == METRICS_PATH and ex.method == b"GET":
+            keep = ex.client_keep_alive and not self.core.stopping
+            ex.client_keep_alive = keep
+            if self.transport is not None and not self.closed:
+                self.transport.write(
+                    text_answer(200, metrics.prometheus(), PROMETHEUS_TYPE, keep, ex.request_id)
+                )
+            self.finish(ex, 200, proxy_error=False)
+            return
+        if path != FEEDBACK_PATH:
+            status, doc = 404, {"error": f"no such route of the router: {path.decode('latin-1')}"}
+        elif ex.method != b"POST":
+            status, doc = 405, {"error": "POST labels to /_aicd/feedback"}
+        elif ex.pending_size > FEEDBACK_BODY:
+            status, doc = (
+                413,
+                {"error": f"the body is larger than {FEEDBACK_BODY} bytes; send smaller batches"},
+            )
+        else:
+            try:
+                outcome = metrics.feedback.receive(b"".join(ex.pending or ()))
+            except FeedbackError as exc:
+                status, doc = 400, {"error": str(exc)}
+            else:
+                status, doc = 200, {**outcome}
+        ex.pending = None
+        if status != 200:
+            doc["source"] = "aicd-router"
+        metrics.feedback_requests += 1
+        keep = ex.client_keep_alive and not self.core.stopping
+        ex.client_keep_alive = keep
+        if self.transport is not None and not self.closed:
+            self.transport.write(json_answer(status, doc, keep, ex.request_id))
+        self.finish(ex, status, proxy_error=False)
 
     def abort_client(self, ex: Exchange, status: int) -> None:
         """The answer broke after its head was sent: the client must see the connection drop."""
@@ -773,8 +869,12 @@ class ClientConnection(asyncio.Protocol):
         if ex.revision:
             metrics = self.core.metrics
             metrics.record(ex.revision, status, (_perf() - ex.started) * 1000.0, proxy_error)
+            value = None
             if ex.capture is not None:
-                metrics.record_body(ex.revision, b"".join(ex.capture))
+                value = metrics.record_body(ex.revision, b"".join(ex.capture), ex.request_id)
+            mirror = self.core.mirror
+            if mirror is not None and not proxy_error and ex.method in mirror.methods:
+                self.mirror(mirror, ex, value)
         if self.active is ex:
             self.active = None
         if self.backend_blocked:
@@ -785,6 +885,16 @@ class ClientConnection(asyncio.Protocol):
             self.core.loop.call_soon(self.pump)
         elif self.reading_paused:
             self.update_reading()
+
+    def mirror(self, mirror: Mirror, ex: Exchange, value: object) -> None:
+        """A copy of the finished request for the shadow revision (queued; never waits)."""
+        if ex.revision == mirror.revision:
+            return
+        if ex.replay is not None:
+            body: bytes | None = b"".join(ex.replay)
+        else:
+            body = b"" if ex.replay_size == 0 else None  # None: too large to have been kept
+        mirror.offer(ex.method, ex.url, ex.headers, body, ex.request_id, value)
 
     def refuse(self, status: int, message: str) -> None:
         """A request the router cannot parse or serve: answer and close."""

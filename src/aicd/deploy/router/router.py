@@ -28,6 +28,7 @@ from typing import Any
 from aicd.deploy.router.backend import BackendConnection
 from aicd.deploy.router.http import MAX_HEAD_BYTES, MAX_HEADERS, MAX_URL_BYTES, check_limits
 from aicd.deploy.router.metrics import FieldCount, RouterMetrics
+from aicd.deploy.router.mirror import IDEMPOTENT, QUEUE_SIZE, Mirror
 from aicd.deploy.router.proxy import TICK, ClientConnection, ProxyCore, Settings
 from aicd.deploy.router.table import Backend, RouteTable, build_table, check_weights
 from aicd.errors import ConfigError
@@ -56,6 +57,9 @@ class Router:
         max_head_bytes: int = MAX_HEAD_BYTES,
         max_headers: int = MAX_HEADERS,
         max_url_bytes: int = MAX_URL_BYTES,
+        request_ids: bool = True,
+        feedback_window: float | None = None,
+        feedback_max_requests: int | None = None,
     ) -> None:
         if not 0 <= listen_port < 65536:
             raise ConfigError(f"router: listen port {listen_port} is not in 0-65535")
@@ -76,8 +80,15 @@ class Router:
             max_head_bytes=max_head_bytes,
             max_headers=max_headers,
             max_url_bytes=max_url_bytes,
+            request_ids=request_ids,
         )
-        self._core = ProxyCore(settings, RouterMetrics(reservoir_size, field_count))
+        metrics = RouterMetrics(
+            reservoir_size,
+            field_count,
+            feedback_window=feedback_window,
+            feedback_max_requests=feedback_max_requests,
+        )
+        self._core = ProxyCore(settings, metrics)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._draining: set[Backend] = set()
@@ -110,6 +121,7 @@ class Router:
             return
         core = self._core
         core.stopping = True
+        await self.stop_mirror()
         server.close()
         for client in list(core.clients):
             if client.active is None and not client.queue:
@@ -204,6 +216,46 @@ class Router:
             await asyncio.sleep(0.005)
         return True
 
+    # -- shadow traffic -------------------------------------------------------------------------
+
+    def start_mirror(
+        self,
+        revision: str,
+        backends: Sequence[tuple[str, int]],
+        *,
+        percent: float = 100.0,
+        methods: Sequence[str] | None = None,
+        tolerance: float = 0.0,
+        queue_size: int = QUEUE_SIZE,
+    ) -> Mirror:
+        """Copy ``percent`` % of finished requests (of ``methods``) to ``revision``; see :mod:`.mirror`."""
+        if self._core.mirror is not None:
+            raise ConfigError("router: a mirror runs already; stop it first")
+        chosen = IDEMPOTENT if methods is None else frozenset(m.upper().encode("latin-1") for m in methods)
+        mirror = Mirror(
+            revision,
+            backends,
+            self._core.metrics,
+            percent=percent,
+            methods=chosen,
+            tolerance=tolerance,
+            queue_size=queue_size,
+        )
+        self._core.mirror = mirror
+        return mirror
+
+    async def stop_mirror(self) -> dict[str, Any] | None:
+        """Stop copying; the mirror's final counts (None when none ran)."""
+        mirror, self._core.mirror = self._core.mirror, None
+        if mirror is None:
+            return None
+        await mirror.close()
+        return mirror.stats()
+
+    @property
+    def mirror(self) -> Mirror | None:
+        return self._core.mirror
+
     # -- metrics --------------------------------------------------------------------------------
 
     @property
@@ -220,6 +272,8 @@ class Router:
         }
         snap["in_flight"] = {rev: self.in_flight(rev) for rev in sorted(revisions)}
         snap["listen"] = f"{self.listen_host}:{self.listen_port}"
+        if self._core.mirror is not None:
+            snap["mirror"] = self._core.mirror.stats()
         return snap
 
     def reset(self) -> None:

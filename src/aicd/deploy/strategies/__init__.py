@@ -1,7 +1,7 @@
 """Rollout strategies, one module each, behind :class:`~aicd.deploy.strategies.base.Strategy`.
 
 - :mod:`.first`: the first deployment of an environment (nothing serves yet), any strategy
-- :mod:`.recreate`, :mod:`.blue_green`, :mod:`.canary`: replacing a serving revision
+- :mod:`.recreate`, :mod:`.blue_green`, :mod:`.canary`, :mod:`.shadow`: replacing a serving revision
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from aicd.deploy.strategies.blue_green import BlueGreen
 from aicd.deploy.strategies.canary import Canary
 from aicd.deploy.strategies.first import First
 from aicd.deploy.strategies.recreate import Recreate
+from aicd.deploy.strategies.shadow import Shadow
 from aicd.errors import ConfigError
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Recreate(), BlueGreen(), Canary())}
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Recreate(), BlueGreen(), Canary(), Shadow())}
 assert set(STRATEGIES) == set(NAMES), "every strategy the plan accepts has a module"
 
 

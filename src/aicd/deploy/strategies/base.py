@@ -64,6 +64,14 @@ class RolloutSteps(Protocol):
         """Wait ``duration`` seconds (None: until promoted), checking all along."""
         ...
 
+    async def fail(self, reason: str) -> None:
+        """Roll back now for ``reason`` (raises)."""
+        ...
+
+    async def wait_labels(self, analysis: CanaryAnalysis, count: int, timeout: float) -> None:
+        """Wait until ``count`` labels arrived for each side (rolls back after ``timeout`` s)."""
+        ...
+
 
 class Strategy(ABC):
     """A way to replace the serving revision with a new one."""
