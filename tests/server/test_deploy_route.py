@@ -13,6 +13,7 @@ against the server's home, as its operator would), and its address no longer ans
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import pytest
 from pipeline_helpers import commit, jobs_of, trigger, wait_pipeline
 from serverproc import ServerProc, make_project, make_user
 
+from aicd.deploy.archive import pack_release
 from aicd_testing import AICD, clean_env, git, make_repo
 
 LIMIT = 200_000  # the server's AICD_DEPLOY_MAX_RELEASE_BYTES here
@@ -94,7 +96,7 @@ def deploy_server(tmp_path: Path) -> Iterator[ServerProc]:
         yield server
     finally:
         try:
-            for env in ("staging", "production"):
+            for env in ("staging", "production", "review"):
                 _stop_environment(server, "shop", env)
         finally:
             server.stop(check=False)
@@ -259,3 +261,46 @@ def test_bad_archives_are_refused_and_nothing_is_written_outside(
     assert not list(outside.glob(f"{marker}*")) and not list(outside.parent.glob(f"{marker}*"))
     assert not list(outside.glob("aicd-deploy-*/release")), "a refused release was left behind"
     assert environments == []  # nothing was started
+
+
+def test_a_developer_deploys_without_waiting_but_not_to_production(
+    deploy_server: ServerProc, tmp_path: Path
+) -> None:
+    """A user's deploy (not a job's): who is the user, no pipeline; `wait=false` answers once the
+    rollout started; a production-tier environment needs a maintainer."""
+    server = deploy_server
+    make_project(server, "shop", str(make_repo(tmp_path / "shop", {"README": "x\n"})))
+    _, token = make_user(server, "dev", ("shop", "developer"))
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "app.py").write_text(APP)
+    (release / "aicd.yml").write_text(CONFIG)
+    archive = io.BytesIO()
+    pack_release(release, release / "aicd.yml", archive)
+    headers = {"Content-Type": "application/octet-stream"}
+    with server.client(token, timeout=120) as api:
+        denied = api.post("/projects/shop/environments/production/deployments", content=archive.getvalue(),
+                          headers=headers)  # fmt: skip
+        started = api.post(
+            "/projects/shop/environments/review/deployments",
+            content=archive.getvalue(),
+            headers=headers,
+            params={"wait": "false", "strategy": "recreate"},
+        )
+        lines = [json.loads(line) for line in started.text.splitlines() if line.strip()]
+        deadline = time.monotonic() + 120
+        while True:
+            [deployment] = api.get("/projects/shop/deployments").json()
+            if deployment["status"] != "running" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        [environment] = api.get("/projects/shop/environments").json()
+        answer = httpx.get(environment["url"], timeout=10).text
+
+    assert denied.status_code == 403 and "maintainer" in denied.json()["error"], denied.text
+    assert started.status_code == 200, started.text
+    assert started.headers["content-type"].startswith("application/x-ndjson")
+    assert lines[-1]["ok"] is True and lines[-1]["result"]["deployment"]["environment"] == "review"
+    assert deployment["status"] == "succeeded" and deployment["strategy"] == "recreate"
+    assert (deployment["actor"], deployment["pipeline_id"], deployment["job_id"]) == ("dev", None, None)
+    assert answer == "hello from shop"
