@@ -89,7 +89,12 @@ INTRUDER_CI = """intrude:
 def deploy_server(tmp_path: Path) -> Iterator[ServerProc]:
     home = tmp_path / "home"
     server = ServerProc(
-        home, f"sqlite:///{home / 'aicd.db'}", poll=False, env={"AICD_DEPLOY_MAX_RELEASE_BYTES": str(LIMIT)}
+        home,
+        f"sqlite:///{home / 'aicd.db'}",
+        poll=False,
+        # developers may deploy to non-production environments here (the default is protected refs only:
+        # test_by_default_only_protected_refs_and_maintainers_deploy)
+        env={"AICD_DEPLOY_MAX_RELEASE_BYTES": str(LIMIT), "AICD_DEPLOY_ANY_REF": "1"},
     )
     server.start()
     try:
@@ -304,3 +309,32 @@ def test_a_developer_deploys_without_waiting_but_not_to_production(
     assert deployment["status"] == "succeeded" and deployment["strategy"] == "recreate"
     assert (deployment["actor"], deployment["pipeline_id"], deployment["job_id"]) == ("dev", None, None)
     assert answer == "hello from shop"
+
+
+def test_by_default_only_protected_refs_and_maintainers_deploy(tmp_path: Path) -> None:
+    """A deployed service runs unsandboxed on the server's host: without AICD_DEPLOY_ANY_REF a developer
+    cannot deploy even to a review environment (nothing is started), and the answer says why."""
+    home = tmp_path / "home"
+    server = ServerProc(home, f"sqlite:///{home / 'aicd.db'}", poll=False).start()
+    try:
+        make_project(server, "shop", str(make_repo(tmp_path / "shop", {"README": "x\n"})))
+        _, token = make_user(server, "dev", ("shop", "developer"))
+        release = tmp_path / "release"
+        release.mkdir()
+        (release / "app.py").write_text(APP)
+        (release / "aicd.yml").write_text(CONFIG)
+        archive = io.BytesIO()
+        pack_release(release, release / "aicd.yml", archive)
+        with server.client(token, timeout=120) as api:
+            denied = api.post(
+                "/projects/shop/environments/review/deployments",
+                content=archive.getvalue(),
+                headers={"Content-Type": "application/octet-stream"},
+                params={"wait": "false", "strategy": "recreate"},
+            )
+            environments = api.get("/projects/shop/environments").json()
+        assert denied.status_code == 403, denied.text
+        assert "unsandboxed" in denied.json()["error"] and "AICD_DEPLOY_ANY_REF" in denied.json()["error"]
+        assert environments == []
+    finally:
+        server.stop(check=False)

@@ -44,6 +44,10 @@ class ServerSettings:
     webhook_max_body_bytes: int = DEFAULT_WEBHOOK_MAX_BODY_BYTES
     # The largest release archive a deploy job may send (AICD_DEPLOY_MAX_RELEASE_BYTES); bigger: 413.
     deploy_max_release_bytes: int = DEFAULT_DEPLOY_MAX_RELEASE_BYTES
+    # A deployed service runs unsandboxed on this host, as the server's user: by default every
+    # environment takes a deploy only from a protected ref's job or a maintainer. AICD_DEPLOY_ANY_REF=1
+    # lets every developer and every branch's job deploy to environments that are not production.
+    deploy_any_ref: bool = False
 
     @property
     def admin_token_path(self) -> Path:
@@ -128,6 +132,7 @@ class ServerSettings:
             allowed_repo_roots=roots,
             webhook_max_body_bytes=body_cap,
             deploy_max_release_bytes=_deploy_cap(env.get("AICD_DEPLOY_MAX_RELEASE_BYTES", "")),
+            deploy_any_ref=env.get("AICD_DEPLOY_ANY_REF", "").strip().lower() in _TRUE,
         )
 
 

@@ -5,9 +5,11 @@ aicd.yml to deploy with at `.aicd/aicd.yml` (else the release's own aicd.yml). I
 temporary file, refused beyond the server's `deploy_max_release_bytes` (413), and unpacked member by
 member: an absolute name, `..`, a link out of the release or a special file is a 422. The
 deployment's commit, ref, pipeline, job and user come from the caller's job token, never from the
-request. A protected environment (tier production: by aicd.yml, by the recorded environment, or by
-GitLab's guess from its name) takes a deploy only from a job of a protected ref (the default branch
-or a tag) or from a maintainer, as protected model aliases do.
+request. The deployed service runs on the server's host, unsandboxed, as the server's user: so by
+default every environment takes a deploy only from a job of a protected ref (the default branch or
+a tag) or from a maintainer. With `AICD_DEPLOY_ANY_REF=1` only protected environments (tier
+production: by aicd.yml, by the recorded environment, or by GitLab's guess from its name) keep that
+rule, as protected model aliases do.
 
 The answer streams the environment agent's own lines (JSON lines, as `aicd deploy` reads them from
 the agent locally): progress events, then the deployment once the rollout finished (or started:
@@ -161,22 +163,29 @@ def _check_protected(state: ServerState, access: ProjectAccess, env: str, tier: 
     from aicd.pipeline.predefined import guess_tier
     from aicd.store.deployments import DeployStore
 
-    tiers = {guess_tier(env), tier}
-    with contextlib.suppress(NotFoundError):
-        tiers.add(DeployStore(state.database).get_environment(env, scope=access.project.name).tier)
-    if "production" not in tiers or access.role >= Role.MAINTAINER:
+    if state.settings.deploy_any_ref:
+        tiers = {guess_tier(env), tier}
+        with contextlib.suppress(NotFoundError):
+            tiers.add(DeployStore(state.database).get_environment(env, scope=access.project.name).tier)
+        if "production" not in tiers:
+            return
+        why = f"environment {env!r} is protected (tier production)"
+    else:
+        why = (
+            f"environment {env!r} is protected: a deployed service runs unsandboxed on the server's host "
+            "(an admin may let developers deploy to non-production environments with AICD_DEPLOY_ANY_REF=1)"
+        )
+    if access.role >= Role.MAINTAINER:
         return
     job = access.principal.job
     if job is not None:
         if job.protected_ref:
             return
         raise PermissionDeniedError(
-            f"environment {env!r} is protected (tier production): a job may deploy to it only in a "
-            "pipeline of a protected ref (the default branch or a tag)"
+            f"{why}; a job may deploy to it only in a pipeline of a protected ref "
+            "(the default branch or a tag)"
         )
-    raise PermissionDeniedError(
-        f"environment {env!r} is protected (tier production): deploying to it needs the maintainer role"
-    )
+    raise PermissionDeniedError(f"{why}; deploying to it needs the maintainer role")
 
 
 def _meta(state: ServerState, access: ProjectAccess, model_version: str | None) -> dict[str, Any]:
