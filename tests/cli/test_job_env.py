@@ -30,10 +30,18 @@ def test_another_ci_s_job_token_is_never_sent() -> None:
     assert server_from_env(gitlab) is None
 
 
-def test_deploy_in_a_server_job_says_it_is_not_supported_yet(tmp_path: Path) -> None:
-    env = {**clean_env(), "AICD_SERVER": "http://127.0.0.1:9", "CI_JOB_TOKEN": JOB}
+def test_deploy_in_a_server_job_goes_to_the_server(tmp_path: Path) -> None:
+    """No local agent, no local store: the release goes to the server's API (here unreachable);
+    the full path is tests/server/test_deploy_route.py."""
+    (tmp_path / "aicd.yml").write_text("service:\n  command: [python, app.py]\n")
+    env = {**clean_env(), "AICD_SERVER": "http://127.0.0.1:9", "CI_JOB_TOKEN": JOB, "CI_PROJECT_NAME": "shop"}
     proc = aicd(tmp_path, "deploy", ".", "--env", "staging", env=env)
     assert proc.returncode != 0
-    assert "aicd deploy in a job of an aicd server is not supported yet" in proc.stderr
+    assert "cannot reach the aicd server at http://127.0.0.1:9" in proc.stderr
     assert "Traceback" not in proc.stderr and JOB not in proc.stderr
     assert not (tmp_path / ".aicd").exists()  # nothing deployed into the job's workspace
+    # a bad aicd.yml is refused in the job, before anything is sent
+    (tmp_path / "aicd.yml").write_text("service:\n  port_variable: PORT\n")
+    proc = aicd(tmp_path, "deploy", ".", "--env", "staging", env=env)
+    assert proc.returncode == 2 and "cannot reach" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

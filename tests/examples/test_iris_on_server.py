@@ -1,13 +1,14 @@
 """The example iris pipeline on a real `aicd server`: its registry steps (the gate's baseline,
-register, promote) reach the server through the API with each job's CI_JOB_TOKEN.
+register, promote) and its deploys (staging blue-green, production canary) reach the server through
+the API with each job's CI_JOB_TOKEN.
 
 The jobs get neither AICD_HOME nor AICD_DATABASE_URL; they reach the server at AICD_SERVER, so this
 passes whether or not the server sandboxes them. What the test changes in the example's
 pipeline, and why:
-- the deploy jobs are left out: `aicd deploy` has no server route yet (it says so in a job), and
-  promote then follows register;
 - jobs call `"$PYTHON" -m aicd.cli.main` instead of `aicd` and PYTHON is a project variable (this
-  interpreter, which has aicd and the example's dependencies): nothing depends on the server's PATH.
+  interpreter, which has aicd and the example's dependencies): nothing depends on the server's PATH;
+  aicd.yml's service command is this interpreter too.
+The environments the pipelines started are stopped at the end (`aicd env stop` on the server's home).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 import yaml
 from test_iris_service import require_example_deps
 
+from aicd.demo.load import TrafficLoad
 from aicd_testing import git
 from server.serverproc import ServerProc, make_project
 
@@ -34,10 +36,6 @@ FINAL = {"success", "failed", "canceled", "skipped", "manual"}
 
 def _server_ci(text: str) -> str:
     ci = yaml.safe_load(text)
-    for name in ("deploy-staging", "deploy-production"):
-        del ci[name]
-    ci["stages"] = [s for s in ci["stages"] if s not in ("staging", "production")]
-    ci["promote"]["needs"] = ["register"]
     for job in ci.values():
         if isinstance(job, dict) and "script" in job:
             job["script"] = [re.sub(r"^aicd ", '"$PYTHON" -m aicd.cli.main ', line) for line in job["script"]]
@@ -72,6 +70,9 @@ def test_iris_pipeline_on_a_server_uses_job_tokens(tmp_path: Path) -> None:
     )
     ci = repo / ".gitlab-ci.yml"
     ci.write_text(_server_ci(ci.read_text()))
+    config = yaml.safe_load((repo / "aicd.yml").read_text())
+    config["service"]["command"] = [sys.executable, "app.py"]
+    (repo / "aicd.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
     git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "iris service")
@@ -84,15 +85,31 @@ def test_iris_pipeline_on_a_server_uses_job_tokens(tmp_path: Path) -> None:
             put = api.put("/projects/iris/variables/PYTHON", json={"value": sys.executable})
             assert put.status_code == 200, put.text
             first, jobs1 = _run(api)
-            second, jobs2 = _run(api)
+            # the second production deploy is a canary judged on live traffic: give it some
+            [production] = [
+                e for e in api.get("/projects/iris/environments").json() if e["name"] == "production"
+            ]
+            load = TrafficLoad(production["url"], workers=2, pause=0.02).start()
+            try:
+                second, jobs2 = _run(api)
+            finally:
+                traffic = load.stop()
             gate1 = api.get(f"/projects/iris/jobs/{jobs1['gate']['id']}/artifacts/gate-report.json").json()
             gate2 = api.get(f"/projects/iris/jobs/{jobs2['gate']['id']}/artifacts/gate-report.json").json()
             model = api.get("/models/iris").json()
             v1 = api.get("/models/iris/versions/1").json()
             audit = api.get("/projects/iris/audit").json()
             register_log = api.get(f"/projects/iris/jobs/{jobs1['register']['id']}/log").text
+            deployments = api.get("/projects/iris/deployments").json()
+            environments = {e["name"]: e for e in api.get("/projects/iris/environments").json()}
+            prediction = httpx.post(
+                f"{environments['production']['url']}/predict", json={"features": [[5.1, 3.5, 1.4, 0.2]]}
+            )
     finally:
-        server.stop(check=False)
+        try:
+            _stop_environments(server)
+        finally:
+            server.stop(check=False)
 
     # the first gate had no baseline; the second compared with production (v1) fetched over the API
     assert gate1["passed"] is True and gate1["baseline"] is None
@@ -112,3 +129,30 @@ def test_iris_pipeline_on_a_server_uses_job_tokens(tmp_path: Path) -> None:
     assert ("model.alias.set", f"job:{jobs2['promote']['id']}") in actors
     assert "aicdjob_" not in register_log  # the token never shows in a log
     assert second["sha"] == head
+    # each pipeline deployed staging then production through the API, recorded from the jobs' tokens
+    done = sorted((d["environment"], d["pipeline_id"], d["job_id"], d["status"]) for d in deployments)
+    assert done == sorted(
+        (env, str(p["id"]), str(j[f"deploy-{env}"]["id"]), "succeeded")
+        for p, j in ((first, jobs1), (second, jobs2))
+        for env in ("staging", "production")
+    ), deployments
+    assert all(d["sha"] == head for d in deployments)
+    assert prediction.status_code == 200 and "predictions" in prediction.json()
+    assert traffic.requests > 0 and traffic.failures == 0, traffic.to_json()  # no request lost
+
+
+def _stop_environments(server: ServerProc) -> None:
+    import subprocess
+
+    from aicd_testing import AICD, clean_env
+
+    environ = {
+        **clean_env(),
+        "AICD_HOME": str(server.home),
+        "AICD_DATABASE_URL": server.database_url,
+        "AICD_ENV_SCOPE": "iris",
+    }
+    for env in ("staging", "production"):
+        subprocess.run(
+            [*AICD, "env", "stop", env], env=environ, capture_output=True, timeout=120, check=False
+        )

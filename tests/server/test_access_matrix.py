@@ -121,6 +121,7 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("GET", f"{_P}/environments"): VIEWER,
     ("GET", f"{_P}/deployments"): VIEWER,
     ("POST", f"{_P}/environments/{{env}}/{{action}}"): DEVELOPER,
+    ("POST", f"{_P}/environments/{{env}}/deployments"): DEVELOPER,  # production: see test_deploy_route
     # reliability figures (any token; each caller sees the projects it has a role on)
     ("GET", "/reliability"): USER,
     ("GET", "/metrics"): USER,

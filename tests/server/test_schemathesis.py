@@ -143,6 +143,8 @@ def _world(server: ServerProc, tmp_path: Path) -> World:
         "hook": "rollout",  # integrations: a Flagger webhook type and a canary's namespace
         "namespace": "ml",
         "runner_id": str(runners[0].json()["id"]),
+        "env": "staging",  # no agent: a deploy case stops at its body (422) or its rollout
+        "action": "promote",  # on an environment never deployed to: 404
     }
     real_for = {
         ("DELETE", "/users/{user_id}"): {"user_id": str(victim_id)},

@@ -36,3 +36,12 @@ def test_a_webhook_limit_out_of_range_is_refused(tmp_path: Path, raw: str) -> No
         ServerSettings.load({"AICD_WEBHOOK_MAX_BODY_BYTES": raw}, home=tmp_path / "home")
     good = ServerSettings.load({"AICD_WEBHOOK_MAX_BODY_BYTES": "4096"}, home=tmp_path / "home")
     assert good.webhook_max_body_bytes == 4096
+
+
+@pytest.mark.parametrize("raw", ["abc", "-1", "0", "1023", "1e9", "\u0661\u0660\u0660\u0660\u0660"])
+def test_a_deploy_release_limit_out_of_range_is_refused(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match="AICD_DEPLOY_MAX_RELEASE_BYTES"):
+        ServerSettings.load({"AICD_DEPLOY_MAX_RELEASE_BYTES": raw}, home=tmp_path / "home")
+    assert ServerSettings.load({}, home=tmp_path / "home").deploy_max_release_bytes == 512 * 1024 * 1024
+    good = ServerSettings.load({"AICD_DEPLOY_MAX_RELEASE_BYTES": "4096"}, home=tmp_path / "home")
+    assert good.deploy_max_release_bytes == 4096

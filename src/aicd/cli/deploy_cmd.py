@@ -6,7 +6,6 @@ failed, was rolled back or aborted (the reason is printed); 2 for bad input.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -116,55 +115,33 @@ def deploy(
     `service:`, the rollout from `environments.<env>:` (strategy, canary steps, rollback window)
     and the canary analysis from `analysis:`.
     """
-    from aicd.delivery.config import load_config
-    from aicd.delivery.judge_config import load_analysis
+    from aicd.cli.remote import job_token_from_env, server_from_env
+    from aicd.core.deploy_release import load_rollout, start_rollout
     from aicd.deploy import client, control
-    from aicd.deploy.plan import parse_environment, parse_step_text
-    from aicd.deploy.spec import service_spec
 
     name = _environment(env)
-    from aicd.cli.remote import job_token_from_env, server_from_env
-
-    if job_token_from_env() and server_from_env() is not None:
-        raise ConfigError(
-            "aicd deploy in a job of an aicd server is not supported yet: a job reaches the server only "
-            "through its API, which has no deploy route yet; deploy from the server's host with "
-            "`aicd deploy`, or give the job a database of its own (AICD_DATABASE_URL)"
-        )
     cwd = Path.cwd()
     release_dir = release.resolve()
     client.check_release(release_dir)
     config_path = _config_file(config, release_dir, cwd)
-    delivery = load_config(config_path, str(config_path))
-    spec = service_spec(delivery)
-    plan = parse_environment(name, delivery.environments.get(name), str(config_path))
-    plan = plan.with_overrides(strategy, [parse_step_text(s) for s in steps] if steps else None)
-    tier = os.environ.get("CI_ENVIRONMENT_TIER", "").strip()
-    if plan.tier is None and tier:  # GitLab's environment:deployment_tier (or its guess from the name)
-        plan = dataclasses.replace(plan, tier=tier)
-    load_analysis(config_path, str(config_path), required=False)  # errors now, not in the agent
+    tier = os.environ.get("CI_ENVIRONMENT_TIER", "").strip() or None
+    rollout = load_rollout(name, config_path, strategy=strategy, steps=steps, tier=tier)
+    if job_token_from_env() and server_from_env() is not None:
+        from aicd.cli.deploy_remote import deploy_through_server
+
+        result = deploy_through_server(
+            rollout,
+            release_dir,
+            strategy=strategy,
+            steps=steps,
+            no_wait=no_wait,
+            on_event=None if as_json else _print_event,
+        )
+        _finish(result, as_json, "deployed")
+        return
     location = client.locate(cwd)
     meta = client.ci_metadata(cwd)
-    socket = client.ensure_agent(
-        location,
-        name,
-        port=plan.port,
-        predictions=plan.predictions,
-        router=plan.router,
-        router_limits=plan.router_limits,
-        feedback=plan.feedback,
-    )
-    copied, copied_config = client.prepare_release(location, name, release_dir, config_path)
-    body: Json = {
-        "op": "deploy",
-        "release_dir": str(copied),
-        "spec": spec.to_json(),
-        "plan": plan.to_json(),
-        "analysis_file": str(copied_config) if copied_config else None,
-        "analysis_display": str(config_path),
-        "meta": meta,
-        "wait": not no_wait,
-    }
+    socket, body = start_rollout(location, rollout, release_dir, meta, wait=not no_wait)
     result = control.request(socket, body, on_event=None if as_json else _print_event)
     _finish(result, as_json, "deployed")
 

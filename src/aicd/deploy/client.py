@@ -214,6 +214,12 @@ def ci_metadata(cwd: Path, environ: Mapping[str, str] | None = None) -> dict[str
     return meta
 
 
+def commit_time(repo: Path, sha: str) -> float | None:
+    """When commit `sha` of the git repository `repo` was made (None: unknown)."""
+    out = _git(repo, "log", "-1", "--format=%ct", sha, "--") if Path(repo).is_dir() else ""
+    return float(out) if out.isdigit() else None
+
+
 def _timestamp(text: str) -> float | None:
     if not text.strip():
         return None

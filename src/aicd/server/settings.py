@@ -14,6 +14,7 @@ _TRUE = ("1", "true", "yes", "on")
 
 DEFAULT_WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own limit on a payload
+DEFAULT_DEPLOY_MAX_RELEASE_BYTES = 512 * 1024 * 1024
 
 
 def _default_concurrency() -> int:
@@ -41,6 +42,12 @@ class ServerSettings:
     allowed_repo_roots: tuple[Path, ...] = ()
     # The largest webhook body read (AICD_WEBHOOK_MAX_BODY_BYTES); bigger ones are refused with 413.
     webhook_max_body_bytes: int = DEFAULT_WEBHOOK_MAX_BODY_BYTES
+    # The largest release archive a deploy job may send (AICD_DEPLOY_MAX_RELEASE_BYTES); bigger: 413.
+    deploy_max_release_bytes: int = DEFAULT_DEPLOY_MAX_RELEASE_BYTES
+    # A deployed service runs unsandboxed on this host, as the server's user: by default every
+    # environment takes a deploy only from a protected ref's job or a maintainer. AICD_DEPLOY_ANY_REF=1
+    # lets every developer and every branch's job deploy to environments that are not production.
+    deploy_any_ref: bool = False
 
     @property
     def admin_token_path(self) -> Path:
@@ -124,7 +131,18 @@ class ServerSettings:
             job_hidden_paths=_hidden_paths(env.get("AICD_JOB_HIDE", "")),
             allowed_repo_roots=roots,
             webhook_max_body_bytes=body_cap,
+            deploy_max_release_bytes=_deploy_cap(env.get("AICD_DEPLOY_MAX_RELEASE_BYTES", "")),
+            deploy_any_ref=env.get("AICD_DEPLOY_ANY_REF", "").strip().lower() in _TRUE,
         )
+
+
+def _deploy_cap(raw: str) -> int:
+    raw = raw.strip()
+    if not raw:
+        return DEFAULT_DEPLOY_MAX_RELEASE_BYTES
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1024:
+        raise ConfigError(f"AICD_DEPLOY_MAX_RELEASE_BYTES={raw!r}: expected a number of bytes, 1024 or more")
+    return int(raw)
 
 
 def _hidden_paths(raw: str) -> tuple[Path, ...]:

@@ -11,6 +11,7 @@ ROUTER_MODULES = (
     "jobs",
     "models",
     "model_access",
+    "deployments",  # before environments: its POST .../{env}/deployments is not an action
     "environments",
     "metrics",
     "incidents",
