@@ -21,6 +21,7 @@ from aicd.errors import AicdError
 # name -> "module:attribute" (a click.Command).
 _LAZY_COMMANDS = {
     "server": "aicd.cli.server_cmd:server",
+    "ui": "aicd.cli.ui_cmd:ui",
     "project": "aicd.cli.project_cmd:project",
     "pipeline": "aicd.cli.pipeline_cmd:pipeline",
     "user": "aicd.cli.user_cmd:user",

@@ -93,6 +93,7 @@ def server(
 
 
 def serve(settings: Any, *, log_level: str = "warning") -> None:
+    """Listen, then run the app until stopped; settings.local_ui: `aicd ui` (the launch key's address)."""
     import uvicorn
 
     from aicd.server.app import create_app
@@ -101,7 +102,15 @@ def serve(settings: Any, *, log_level: str = "warning") -> None:
     sock = _bind(settings.host, settings.port)
     # the port it listens on (--port 0 picks one): CI_SERVER_URL and the URLs built on it say this one
     settings = dataclasses.replace(settings, port=int(sock.getsockname()[1]))
-    app = create_app(settings)
+    opening = ""
+    if settings.local_ui:
+        from aicd.web.local import OPEN_PATH, new_launch
+
+        launch, key = new_launch(settings.port)
+        app = create_app(settings, launch)
+        opening = f"{OPEN_PATH}?key={key}"
+    else:
+        app = create_app(settings)
     config = uvicorn.Config(
         app,
         log_level=log_level,
@@ -116,6 +125,12 @@ def serve(settings: Any, *, log_level: str = "warning") -> None:
     shown = f"[{host}]" if ":" in host else host
     # Printed by the lifespan once the server is ready (tests read the port from it with --port 0).
     app.state.ready_message = f"aicd server listening on http://{shown}:{port} (home {settings.home})"
+    if settings.local_ui:
+        app.state.ready_message = (
+            f"aicd ui: the local home {settings.home}\n"
+            f"open http://{shown}:{port}{opening}\n"
+            "(this address signs you in; it is valid until aicd ui stops: Ctrl+C)"
+        )
     try:
         uvicorn_server.run(sockets=[sock])
     except SystemExit:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.concurrency import run_in_threadpool
@@ -30,12 +30,16 @@ from aicd.server.routes import ROUTER_MODULES
 from aicd.server.settings import ServerSettings
 from aicd.server.state import ServerState
 
+if TYPE_CHECKING:
+    from aicd.web.local import LocalUI
+
 API_PREFIX = "/api/v1"
 ADMIN_NAME = "admin"
 log = logging.getLogger("aicd.server")
 
 
-def create_app(settings: ServerSettings) -> FastAPI:
+def create_app(settings: ServerSettings, local: LocalUI | None = None) -> FastAPI:
+    """The server's app; with `local` (and settings.local_ui), the UI of a local home (`aicd ui`)."""
     app = FastAPI(
         title="aicd",
         version=__version__,
@@ -54,7 +58,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     _metrics_alias(app)
     from aicd.web import mount_ui  # the web UI at / (aicd.web)
 
-    mount_ui(app)
+    mount_ui(app, local)
     return app
 
 
@@ -95,8 +99,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.aicd = state
     started: list[Any] = []
     try:
-        await state.dispatcher.start()
-        started.append(state.dispatcher)
+        if not settings.local_ui:  # `aicd ui` runs nothing: a local home's pipelines are `aicd run`'s
+            await state.dispatcher.start()
+            started.append(state.dispatcher)
         if settings.poll:
             await state.poller.start()
             started.append(state.poller)
@@ -162,7 +167,7 @@ def build_state(settings: ServerSettings) -> ServerState:
             database=database,
             runs=RunStore(database),
             accounts=accounts,
-            projects=ProjectStore(database),
+            projects=ProjectStore(database, local=settings.local_ui),
             secrets=secrets,
             dispatcher=cast(Dispatcher, None),
             poller=cast(Poller, None),
@@ -173,7 +178,8 @@ def build_state(settings: ServerSettings) -> ServerState:
             from aicd.reliability.monitor import server_monitor
 
             state.monitor = server_monitor(database, home=settings.home, database_url=settings.database_url)
-        bootstrap_admin(state)
+        if not settings.local_ui:
+            bootstrap_admin(state)
     except BaseException:
         database.dispose()
         raise

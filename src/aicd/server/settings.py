@@ -48,6 +48,8 @@ class ServerSettings:
     # environment takes a deploy only from a protected ref's job or a maintainer. AICD_DEPLOY_ANY_REF=1
     # lets every developer and every branch's job deploy to environments that are not production.
     deploy_any_ref: bool = False
+    # `aicd ui`: the UI of a local home (aicd.web.local): its projects too, no dispatcher, no admin made
+    local_ui: bool = False
 
     @property
     def admin_token_path(self) -> Path:

@@ -4,6 +4,10 @@ Server projects are rows of ``projects`` with a name; their ``path`` is
 ``server:<name>`` (what RunStore calls ``project_dir``), so pipelines count
 their iids on the same row. Secrets arrive here already encrypted; this module
 never sees a plain secret.
+
+Rows without a name are the projects `aicd run` made in a local home (their path is the
+project's folder). A store opened with ``local=True`` (the UI of a local home, `aicd ui`) lists
+and finds those too, read-only, named after their folder (``local_name``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from sqlalchemy import ColumnElement, Insert, delete, insert, select, update
@@ -38,6 +43,12 @@ class ProjectRecord:
     poll_interval_s: float | None  # None: not polled
     has_webhook_secret: bool
     created_at: float
+    local: bool = False  # a project of a local home (`aicd run`), not a server's
+
+    @property
+    def scope(self) -> str:
+        """The deployment store's scope of its environments: the name on a server, "" locally."""
+        return "" if self.local else self.name
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,40 @@ def _project(row: Any) -> ProjectRecord:
     )
 
 
+def local_name(path: str, taken: set[str]) -> str:
+    """A local project's name: its folder's name (``-2``, ``-3``... after it when that is taken)."""
+    base = PurePath(path).name or "project"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _local_projects(rows: Sequence[Any], taken: set[str]) -> builtins.list[ProjectRecord]:
+    """Rows without a name (made by `aicd run`), named after their folder (a name not in `taken`)."""
+    taken = set(taken)
+    records = []
+    for row in sorted(rows, key=lambda r: int(r[0])):
+        name = local_name(row[1], taken)
+        taken.add(name)
+        records.append(
+            ProjectRecord(
+                id=int(row[0]),
+                name=name,
+                key=row[1],
+                repo_url=row[1],
+                default_branch=row[2] or "main",
+                pipeline_file=".gitlab-ci.yml",
+                poll_interval_s=None,
+                has_webhook_secret=False,
+                created_at=row[3] or 0.0,
+                local=True,
+            )
+        )
+    return records
+
+
 def _variable(row: Any) -> VariableRecord:
     return VariableRecord(
         id=int(row[0]),
@@ -110,8 +155,9 @@ def _variable(row: Any) -> VariableRecord:
 
 
 class ProjectStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, local: bool = False) -> None:
         self._db = database
+        self._local = local  # also the local home's projects (read-only): `aicd ui`
 
     # -- projects -------------------------------------------------------------
 
@@ -149,6 +195,8 @@ class ProjectStore:
 
     def get(self, id_or_name: str | int) -> ProjectRecord:
         """By name, or by id (an int, or a string of digits that names no project). NotFoundError."""
+        if self._local:
+            return self._get_local(id_or_name)
         with self._read("read a project") as conn:
             row = None
             if isinstance(id_or_name, str):
@@ -163,10 +211,28 @@ class ProjectStore:
         return _project(row)
 
     def list(self) -> list[ProjectRecord]:
-        """Every server project, by name."""
+        """Every server project, by name (and, opened with local=True, the local ones)."""
         query = select(*_PROJECT_COLUMNS).where(projects.c.name.is_not(None)).order_by(projects.c.name)
+        columns = (projects.c.id, projects.c.path, projects.c.default_branch, projects.c.created_at)
+        unnamed = projects.c.name.is_(None) & projects.c.path.not_like(f"{SERVER_PREFIX}%")
+        local = select(*columns).where(unnamed)
         with self._read("list projects") as conn:
-            return [_project(row) for row in conn.execute(query)]
+            found = [_project(row) for row in conn.execute(query)]
+            rows = conn.execute(local).all() if self._local else []
+        if rows:
+            found = sorted(found + _local_projects(rows, {r.name for r in found}), key=lambda r: r.name)
+        return found
+
+    def _get_local(self, id_or_name: str | int) -> ProjectRecord:
+        every = self.list()
+        for record in every:
+            if record.name == id_or_name:
+                return record
+        number = id_or_name if isinstance(id_or_name, int) else parse_id(id_or_name)
+        for record in every:
+            if record.id == number:
+                return record
+        raise NotFoundError(f"project {id_or_name!r} does not exist")
 
     def update(self, project_id: int, **fields: object) -> ProjectRecord:
         """Set repo_url, default_branch, pipeline_file, poll_interval_s or webhook_secret (encrypted)."""

@@ -22,6 +22,7 @@ CSRF_HEADER = "x-csrf-token"
 class WebUser:
     principal: Principal
     session: WebSession
+    local: bool = False  # the local user of `aicd ui` (aicd.web.local): pipelines are read-only
 
     @property
     def csrf(self) -> str:
@@ -41,6 +42,9 @@ async def current_user(request: Request) -> WebUser:
     session = sessions.get(session_id)
     if session is None:
         raise AuthError("sign in to see this page")
+    local = getattr(request.app.state, "local_ui", None)
+    if local is not None:  # `aicd ui`: the session was opened with the launch key, no token behind it
+        return WebUser(local.principal, session, local=True)
     state = get_state(request)
     user = await run_in_threadpool(state.accounts.user_for_token_hash, session.token_hash)
     if user is None or user.id != session.user_id:  # the token was revoked or expired since
@@ -59,6 +63,11 @@ async def checked_user(request: Request, user: Annotated[WebUser, Depends(curren
     if not same_token(user.csrf, given):
         raise PermissionDeniedError("this form has expired or did not come from this site: reload the page")
     return user
+
+
+def may_run(access: ProjectAccess, user: WebUser) -> bool:
+    """Whether the pipeline buttons (run, cancel, retry, play) are for this person on this project."""
+    return access.role >= Role.DEVELOPER and not user.local and not access.project.local
 
 
 async def access_to(request: Request, project: str, user: WebUser, minimum: Role) -> ProjectAccess:

@@ -88,7 +88,7 @@ def analysis_view(analysis: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _env_context(state: ServerState, project: ProjectRecord, name: str, number: int | None) -> dict[str, Any]:
     store = DeployStore(state.database)
-    env = store.get_environment(name, scope=project.name)
+    env = store.get_environment(name, scope=project.scope)
     deployments = store.list_deployments(environment=env.name, scope=env.scope, limit=HISTORY)
     active = store.active_deployment(env.id)
     if number is not None:

@@ -40,7 +40,16 @@ from aicd.store.projects_repo import ProjectRecord
 from aicd.store.records import JobRecord, PipelineRecord
 from aicd.store.registry import RegistryStore
 from aicd.web import ansi, graph
-from aicd.web.auth import CSRF_FIELD, CheckedUser, ProjectName, User, WebUser, access_to, sessions_of
+from aicd.web.auth import (
+    CSRF_FIELD,
+    CheckedUser,
+    ProjectName,
+    User,
+    WebUser,
+    access_to,
+    may_run,
+    sessions_of,
+)
 from aicd.web.sessions import COOKIE, SIGNIN_COOKIE, same_token
 
 HERE = Path(__file__).parent
@@ -81,6 +90,8 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 def _to_signin(request: Request, message: str) -> Response:
     """To the sign-in form, which comes back here after (a live fragment: to the page it is part of)."""
+    if getattr(request.app.state, "local_ui", None) is not None:  # `aicd ui` has no sign-in form
+        return _error_page(request, 401, "open the address `aicd ui` printed: it signs you in")
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.headers.get("hx-request"):
         current = urlsplit(request.headers.get("hx-current-url", ""))
@@ -215,7 +226,8 @@ def _projects(state: ServerState, user: WebUser) -> list[dict[str, Any]]:
         records = [r for r in records if r.id in mine]
     rows = []
     for record in records:
-        last = find_pipelines(state.database, project_dir=record.key, ref=record.default_branch, limit=1)
+        ref = None if record.local else record.default_branch  # local: the last pipeline of any ref
+        last = find_pipelines(state.database, project_dir=record.key, ref=ref, limit=1)
         rows.append({"project": record, "last": last[0] if last else None})
     return rows
 
@@ -234,8 +246,9 @@ def _project_context(state: ServerState, project: ProjectRecord) -> dict[str, An
         name = ref.removeprefix("refs/heads/")
         last = find_pipelines(state.database, project_dir=project.key, ref=name, limit=1)
         branches.append({"ref": name, "sha": sha, "last": last[0] if last else None})
-    environments = DeployStore(state.database).list_environments(scope=project.name)
-    models = [m for m in RegistryStore(state.database).list_models() if m.project_id == project.id]
+    environments = DeployStore(state.database).list_environments(scope=project.scope)
+    owner = None if project.local else project.id  # a local home's models belong to no project
+    models = [m for m in RegistryStore(state.database).list_models() if m.project_id == owner]
     return {"pipelines": pipelines, "branches": branches, "environments": environments, "models": models}
 
 
@@ -243,9 +256,7 @@ def _project_context(state: ServerState, project: ProjectRecord) -> dict[str, An
 async def project_page(request: Request, project: ProjectName, user: User) -> Response:
     access = await access_to(request, project, user, Role.VIEWER)
     context = await run_in_threadpool(_project_context, get_state(request), access.project)
-    return page(
-        request, "project.html", user, access=access, can_act=access.role >= Role.DEVELOPER, **context
-    )
+    return page(request, "project.html", user, access=access, can_act=may_run(access, user), **context)
 
 
 @router.post("/projects/{project}/pipelines")
@@ -307,7 +318,7 @@ def _pipeline_context(state: ServerState, project: ProjectRecord, pipeline_id: i
 async def _pipeline(request: Request, project: str, pipeline_id: int, user: WebUser) -> dict[str, Any]:
     access = await access_to(request, project, user, Role.VIEWER)
     context = await run_in_threadpool(_pipeline_context, get_state(request), access.project, pipeline_id)
-    return {"access": access, "can_act": access.role >= Role.DEVELOPER, **context}
+    return {"access": access, "can_act": may_run(access, user), **context}
 
 
 @router.get("/projects/{project}/pipelines/{pipeline_id}")
@@ -380,7 +391,7 @@ def _job_context(state: ServerState, project: ProjectRecord, job_id: int) -> dic
 async def _job(request: Request, project: str, job_id: int, user: WebUser) -> dict[str, Any]:
     access = await access_to(request, project, user, Role.VIEWER)
     context = await run_in_threadpool(_job_context, get_state(request), access.project, job_id)
-    return {"access": access, "can_act": access.role >= Role.DEVELOPER, **context}
+    return {"access": access, "can_act": may_run(access, user), **context}
 
 
 @router.get("/projects/{project}/jobs/{job_id}")

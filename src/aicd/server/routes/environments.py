@@ -80,7 +80,7 @@ def _store(state: ServerState) -> DeployStore:
     summary="The project's environments (viewer)",
 )
 def list_environments(access: Viewer, state: State) -> list[EnvironmentOut]:
-    records = _store(state).list_environments(scope=access.project.name)
+    records = _store(state).list_environments(scope=access.project.scope)
     return [EnvironmentOut.model_validate({**e.to_json(), "weights": e.weights or {}}) for e in records]
 
 
@@ -95,7 +95,7 @@ def list_deployments(
     environment: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeploymentOut]:
-    records = _store(state).list_deployments(environment=environment, scope=access.project.name, limit=limit)
+    records = _store(state).list_deployments(environment=environment, scope=access.project.scope, limit=limit)
     return [
         DeploymentOut.model_validate({**d.to_json(), "sha": d.commit_sha, "created_at": d.started_at})
         for d in records
@@ -113,7 +113,7 @@ def list_events(
     environment: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 500,
 ) -> list[EventOut]:
-    records = _store(state).list_events(environment=environment, scope=access.project.name, limit=limit)
+    records = _store(state).list_events(environment=environment, scope=access.project.scope, limit=limit)
     return [EventOut.model_validate(e.to_json()) for e in records]
 
 
@@ -138,7 +138,7 @@ def environment_action(
     from aicd.errors import ConflictError
 
     client.check_env_name(env)
-    scope = access.project.name
+    scope = access.project.scope
     record = _store(state).get_environment(env, scope=scope)  # NotFoundError with suggestions
     location = client.Location(state.settings.home, state.settings.database_url, scope)
     socket = client.agent_socket(location, record.name)

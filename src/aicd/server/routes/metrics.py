@@ -58,8 +58,8 @@ def _visible(state: ServerState, principal: Principal, project: str | None) -> _
         if not chosen:
             raise NotFoundError(f"no project {project!r}{did_you_mean(project, [p.name for p in projects])}")
         projects = chosen
-    scopes = None if principal.is_admin and project is None else {p.name for p in projects}
-    return _Visible(scopes, {p.name: p.name for p in projects}, {p.id: p.name for p in projects})
+    scopes = None if principal.is_admin and project is None else {p.scope for p in projects}
+    return _Visible(scopes, {p.scope: p.name for p in projects}, {p.id: p.name for p in projects})
 
 
 def _report(
