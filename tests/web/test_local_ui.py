@@ -62,9 +62,8 @@ class Local:
 
 @pytest.fixture
 def local(local_home: Path) -> Iterator[Local]:
-    settings = ServerSettings.load(
-        {}, home=local_home, database_url=f"sqlite:///{local_home / 'aicd.db'}", poll=False, environments=False
-    )
+    url = f"sqlite:///{local_home / 'aicd.db'}"
+    settings = ServerSettings.load({}, home=local_home, database_url=url, poll=False, environments=False)
     settings = dataclasses.replace(settings, local_ui=True, port=PORT)
     launch, key = new_launch(PORT)
     with TestClient(create_app(settings, launch), base_url=f"http://127.0.0.1:{PORT}") as client:
@@ -124,7 +123,8 @@ def test_the_launch_key_and_the_host_are_checked(local: Local) -> None:
     local.open()
     assert client.get("/").status_code == 200
     # a DNS-rebinding page's requests name its own domain: refused even with the session cookie
-    for host in (f"evil.example:{PORT}", "127.0.0.1", f"127.0.0.1:{PORT + 1}", f"localhost.evil.example:{PORT}"):
+    rebinding = (f"evil.example:{PORT}", f"localhost.evil.example:{PORT}")
+    for host in (*rebinding, "127.0.0.1", f"127.0.0.1:{PORT + 1}"):
         rebound = client.get("/", headers={"host": host})
         assert rebound.status_code == 421, host
     for host in (f"localhost:{PORT}", f"127.0.0.1:{PORT}", f"[::1]:{PORT}"):
