@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -159,6 +160,7 @@ def run_demo(options: DemoOptions, stream: TextIO) -> Json:
         failed = error is not None and not isinstance(error, KeyboardInterrupt)
         if options.keep:
             summary["kept"] = True
+            summary["ui"] = ui_command(state.home)
             _print_keep(state, progress, failed=failed)
         else:
             cleaning = time.monotonic()
@@ -358,6 +360,11 @@ def _stop_traffic(state: DemoState) -> Json:
     return {**counts.to_json(), "per_pipeline": state.traffic}
 
 
+def ui_command(home: Path) -> str:
+    """The command that serves the demo's home in the browser (`aicd ui`, aicd.web.local)."""
+    return f"aicd ui --home {shlex.quote(str(home))}"
+
+
 def _print_keep(state: DemoState, progress: Progress, *, failed: bool) -> None:
     progress.echo()
     progress.echo("Left running (--keep)" + (" after the failure above" if failed else ""), bold=True)
@@ -366,6 +373,8 @@ def _print_keep(state: DemoState, progress: Progress, *, failed: bool) -> None:
         f"  cd {state.repo_path}",
         f"  export AICD_HOME={state.home}",
         "  aicd env list; aicd env status production; aicd runs; aicd metrics",
+        "To see its pipelines, rollouts, models and figures in the browser (it prints the address to open):",
+        f"  {ui_command(state.home)}",
         "To stop them and delete the demo:",
         f"  aicd env stop production; aicd env stop staging; cd; rm -rf {state.root}",
     ]

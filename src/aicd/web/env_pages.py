@@ -110,15 +110,22 @@ def _env_context(state: ServerState, project: ProjectRecord, name: str, number: 
 
 @router.get("/projects/{project}/environments/{env:path}")
 async def environment_page(
-    request: Request, project: ProjectName, env: str, user: User, deployment: Deployment = None
+    request: Request,
+    project: ProjectName,
+    env: str,
+    user: User,
+    deployment: Deployment = None,
+    live: Annotated[bool, Query()] = False,
 ) -> Response:
+    """The page; `?live=1`: its live part alone (status, traffic, the rollout's steps, the buttons),
+    which the page asks for every 2 s while a rollout is in progress."""
     access = await access_to(request, project, user, Role.VIEWER)
     context = await run_in_threadpool(_env_context, get_state(request), access.project, env, deployment)
     active = context["active"]
     can_act = access.role >= Role.DEVELOPER
     return page(
         request,
-        "environment.html",
+        "_environment_live.html" if live else "environment.html",
         user,
         access=access,
         can_act=can_act,
