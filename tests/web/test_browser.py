@@ -10,38 +10,19 @@ wide) go to the test's tmp folder: <pytest tmp>/.../screenshots.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from browser_testing import DESKTOP, PHONE, Watched, launch_browser, sign_in
 from web_seed import seed_environment, seed_models
 
 from aicd_testing import git, make_repo
 from server.serverproc import ServerProc, make_user
 
 pytestmark = pytest.mark.slow
-try:
-    from axe_playwright_python.sync_playwright import Axe
-    from playwright import sync_api as playwright_api
-except ImportError:  # a failure with what to do (in the fixture), not a skip
-    playwright_api = None  # type: ignore[assignment]
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WAIT_MS = 90_000  # generous: the machine may be busy
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 360, "height": 740}
 
 CI = """
 stages: [build, test, deploy]
@@ -64,27 +45,9 @@ wait:
 """
 
 
-def chromium_path() -> str:
-    found = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
-    if not found:
-        pytest.fail(
-            "chromium is not installed: the browser tests drive Debian's chromium. "
-            "Install it with `apt-get install -y chromium` (.ci/run does) and run the tests again."
-        )
-    return found
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    path = chromium_path()
-    if playwright_api is None:
-        pytest.fail("Playwright is not installed: pip install -e '.[dev]' (it brings pytest-playwright)")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=path, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    yield from launch_browser()
 
 
 @pytest.fixture
@@ -96,45 +59,6 @@ def server(tmp_path: Path) -> Iterator[ServerProc]:
         yield proc
     finally:
         proc.stop(check=False)
-
-
-class Watched:
-    """A page whose console errors and uncaught exceptions are collected (and must stay none)."""
-
-    def __init__(self, browser: Any, viewport: dict[str, int], shots: Path) -> None:
-        self.context = browser.new_context(viewport=viewport)
-        self.context.set_default_timeout(WAIT_MS)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.shots = shots
-        shots.mkdir(parents=True, exist_ok=True)
-
-    def shot(self, name: str) -> None:
-        """A screenshot, and axe-core's accessibility check of the page (no serious violation)."""
-        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
-        results = Axe().run(self.page)
-        serious = [
-            f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-            for v in results.response["violations"]
-            if v.get("impact") in ("serious", "critical")
-        ]
-        assert serious == [], f"{name}: accessibility violations: {serious}"
-
-    def close(self) -> None:
-        self.context.close()
-        assert self.errors == [], f"console errors: {self.errors}"
-
-
-def sign_in(watched: Watched, server: ServerProc, token: str) -> None:
-    page = watched.page
-    page.goto(f"{server.url}/")
-    page.wait_for_url(re.compile(r"/signin"))
-    watched.shot("signin")
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_selector("h1:has-text('Projects')")
 
 
 def new_project(server: ServerProc, tmp_path: Path) -> Path:

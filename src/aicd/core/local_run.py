@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from aicd.core.child_pipelines import ChildRuns, TriggerExecutor
 from aicd.core.job_fields import job_fields
 from aicd.core.run_observer import RunObserver
 from aicd.core.run_owner import RunOwner, reap_stale_runs
+from aicd.core.server_pipeline import IR_FILE
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
 from aicd.engine.plan import select_jobs
 from aicd.errors import AicdError, ConfigError, ExecutorError, GitError, PipelineError, WorkflowFilteredOut
@@ -261,6 +263,7 @@ async def run_local(
         store.update_pipeline(record.id, status="running", started_at=time.time())
         # old workspaces are removed while the jobs run, off the critical path
         pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
+        drawing = asyncio.ensure_future(asyncio.to_thread(save_graph, Path(record.run_dir), pipeline))
         children = ChildRuns(
             store=store,
             listener_for=functools.partial(_Recorder, store),
@@ -293,6 +296,7 @@ async def run_local(
         finally:
             await executor.close()
             await pruning
+            await drawing
         if failure is not None:
             error, recorded = _broken_run(store, home, record.id, failure)
             if recorded:
@@ -305,6 +309,18 @@ async def run_local(
         if owner is not None and owner.path.name.startswith("new-"):
             owner.release()  # no pipeline was recorded: nothing to mark
         store.close()
+
+
+def save_graph(run_dir: Path, pipeline: Pipeline) -> None:
+    """run_dir/pipeline.json, as the server saves it, without the pipeline's variables: what the UI
+    (`aicd ui`) draws the graph from (stages, jobs, needs). Not written (a full disk): no graph."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / f".{IR_FILE}.tmp"
+        tmp.write_text(dataclasses.replace(pipeline, variables=()).to_json(), encoding="utf-8")
+        tmp.replace(run_dir / IR_FILE)
+    except OSError:
+        pass
 
 
 def _broken_run(store: Store, home: Path, pipeline_id: int, exc: Exception) -> tuple[AicdError, bool]:
