@@ -8,6 +8,8 @@ RegistryAccess: a model the caller may not read is "not found" here as there.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -38,9 +40,12 @@ async def models_page(request: Request, user: User) -> Response:
     return page(request, "models.html", user, models=models)
 
 
-def project_of(version: dict[str, Any]) -> str | None:
-    """The server project a version came from (its pipeline's, else its lineage's)."""
+def project_of(version: dict[str, Any], local: Mapping[str, str] | None = None) -> str | None:
+    """The server project a version came from (its pipeline's, else its lineage's); in a local home
+    (`local`: its projects' names by folder), the local project of its pipeline, if any."""
     pipeline = version.get("pipeline")
+    if local is not None:
+        return local.get(str((pipeline or {}).get("project_dir", "")))
     if pipeline and str(pipeline.get("project_dir", "")).startswith("server:"):
         return str(pipeline["project_dir"]).removeprefix("server:")
     project = version["lineage"].get("project")
@@ -92,4 +97,9 @@ async def model_page(
 ) -> Response:
     access = await _access(request, user)
     context = await run_in_threadpool(_model_context, get_state(request), access, name, a, b)
-    return page(request, "model.html", user, project_of=project_of, **context)
+    state = get_state(request)
+    local = None
+    if user.local:  # `aicd ui`: versions link to the local projects their pipelines ran in
+        records = await run_in_threadpool(state.projects.list)
+        local = {r.key: r.name for r in records if r.local}
+    return page(request, "model.html", user, project_of=functools.partial(project_of, local=local), **context)

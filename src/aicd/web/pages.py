@@ -131,6 +131,15 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+def fmt_metric(value: object) -> str:
+    """A metric's value: 6 significant digits (0.977778, 45), as `aicd gate` prints them."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
 def fmt_time(epoch: float | None) -> str:
     if epoch is None:
         return "—"
@@ -151,6 +160,7 @@ def job_duration(j: JobRecord) -> float | None:
 
 templates.env.filters["duration"] = fmt_duration
 templates.env.filters["when"] = fmt_time
+templates.env.filters["metric"] = fmt_metric
 templates.env.globals["pipeline_duration"] = pipeline_duration
 templates.env.globals["job_duration"] = job_duration
 templates.env.globals["mark"] = graph.mark
