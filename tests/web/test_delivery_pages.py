@@ -88,6 +88,11 @@ def test_environment_page_shows_rollout_analysis_and_history_and_acts_by_role(ui
     assert "rolled_back" in text and "canary failed: &lt;script&gt;" in text
     assert EVIL not in page.text
     assert "<button" not in page.text.split("</header>", 1)[1]  # a viewer: no action
+    # while the rollout runs, the page asks for its live part every 2 s: that part alone
+    assert 'hx-get="/projects/demo/environments/production?live=1" hx-trigger="every 2s"' in text
+    live = viewer.get("/projects/demo/environments/production?live=1").text
+    assert live.lstrip().startswith('<section id="env-live"') and "<html" not in live
+    assert 'data-revision="r3" data-weight="20"' in live and "Canary analysis" not in live
 
     csrf = csrf_of(page.text)
     for action in ("promote", "abort", "rollback"):
