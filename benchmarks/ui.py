@@ -5,6 +5,8 @@ whose store holds `--pipelines` finished pipelines of `--jobs-per` jobs each (pl
 jobs for the graph), a model with versions and an environment with deployments and a judged
 canary. Each page is fetched `--repeat` times through the app (server time: routing, role
 checks, queries, templates; no network) after one warm-up; the table gives median and p95.
+Then the same home as `aicd ui` serves it (the local app: launch key, Host check), with a local
+project (as `aicd run` records one) of as many pipelines and jobs: its pages beside the server's.
 
     python benchmarks/ui.py                       # 1,000 pipelines x 20 jobs, 15 fetches a page
     python benchmarks/ui.py --quick               # 50 x 20, 3 fetches (smoke test)
@@ -14,6 +16,7 @@ checks, queries, templates; no network) after one warm-up; the table gives media
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -33,6 +36,7 @@ from aicd.server.app import create_app  # noqa: E402
 from aicd.server.settings import ServerSettings  # noqa: E402
 from aicd.store.records import NewJob  # noqa: E402
 from aicd.store.repository import RunStore  # noqa: E402
+from aicd.web.local import OPEN_PATH, new_launch  # noqa: E402
 
 STAGES = ("build", "test", "deploy")
 
@@ -81,7 +85,7 @@ def seed_runs(url: str, project_dir: str, pipelines: int, jobs_per: int, run_roo
 
 def measure(client: TestClient, path: str, repeat: int) -> tuple[float, float, int]:
     response = client.get(path)
-    assert response.status_code == 200, (path, response.status_code, response.text[:300])
+    assert response.status_code == 200, (path, response.status_code, response.text[-900:])
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -91,6 +95,44 @@ def measure(client: TestClient, path: str, repeat: int) -> tuple[float, float, i
     samples.sort()
     p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
     return statistics.median(samples), p95, len(response.content)
+
+
+def measure_local(
+    settings: ServerSettings, root: Path, args: argparse.Namespace, jobs_per: int
+) -> list[tuple[str, float, float, int]]:
+    """`aicd ui` on the same home, with a local project of as many pipelines (`aicd run`'s rows)."""
+    local_dir = root / "shop"
+    print(f"seeding a local project: {args.pipelines} pipelines x {jobs_per} jobs ...", flush=True)
+    big, _ = seed_runs(
+        settings.database_url, str(local_dir), args.pipelines, jobs_per, settings.home / "runs"
+    )
+    (root / "local-env").mkdir()
+    seed_environment(settings.database_url, "", root / "local-env")  # a local deploy's scope: ""
+    port = 8090
+    launch, key = new_launch(port)
+    local_settings = dataclasses.replace(settings, local_ui=True, port=port)
+    rows = []
+    with TestClient(create_app(local_settings, launch), base_url=f"http://127.0.0.1:{port}") as client:
+        opened = client.get(f"{OPEN_PATH}?key={key}")
+        assert opened.status_code == 200, opened.text
+        job_id = int(
+            client.get(f"/projects/shop/pipelines/{big}")
+            .text.split("/projects/shop/jobs/", 1)[1]
+            .split('"')[0]
+        )
+        pages = [
+            ("`aicd ui`: projects", "/"),
+            (f"`aicd ui`: a local project ({args.pipelines + 1} pipelines)", "/projects/shop"),
+            (f"`aicd ui`: a local pipeline of {jobs_per} jobs", f"/projects/shop/pipelines/{big - 1}"),
+            ("`aicd ui`: a local pipeline of 200 jobs", f"/projects/shop/pipelines/{big}"),
+            ("`aicd ui`: a local job", f"/projects/shop/jobs/{job_id}"),
+            ("`aicd ui`: an environment", "/projects/shop/environments/production"),
+        ]
+        for name, path in pages:
+            median, p95, size = measure(client, path, args.repeat)
+            rows.append((name, median, p95, size))
+            print(f"  {name}: {median:.1f} ms", flush=True)
+    return rows
 
 
 def main() -> None:
@@ -151,6 +193,7 @@ def main() -> None:
                 median, p95, size = measure(client, path, args.repeat)
                 rows.append((name, median, p95, size))
                 print(f"  {name}: {median:.1f} ms", flush=True)
+        rows += measure_local(settings, root, args, jobs_per=args.jobs_per)
     lines = [
         f"# Web UI page render times ({args.pipelines + 1} pipelines, {jobs} jobs)",
         "",
