@@ -8,6 +8,7 @@ import dataclasses
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +185,53 @@ def test_aicd_ui_prints_an_address_that_signs_in(local_home: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+SLOW_CI = """
+tick:
+  script:
+    - for i in 1 2 3 4 5 6; do echo "tick $i"; sleep 1; done
+"""
+
+
+def test_a_local_run_in_progress_is_followed_live(tmp_path: Path) -> None:
+    """`aicd run` in one terminal, `aicd ui` in the browser: the job's log arrives as it is printed
+    (the UI follows the run while its `aicd run` process holds the run's owner lock)."""
+    repo = make_repo(tmp_path / "slow", {".gitlab-ci.yml": SLOW_CI})
+    run = subprocess.Popen(
+        [*AICD, "run"], cwd=repo, env=clean_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        home = repo / ".aicd"
+        deadline = time.monotonic() + 120
+        while not (home / "running" / "1").is_file():  # the run is recorded and owned
+            assert run.poll() is None and time.monotonic() < deadline, "aicd run did not start its pipeline"
+            time.sleep(0.05)
+        url = f"sqlite:///{home / 'aicd.db'}"
+        settings = ServerSettings.load({}, home=home, database_url=url, poll=False, environments=False)
+        launch, key = new_launch(PORT)
+        app = create_app(dataclasses.replace(settings, local_ui=True, port=PORT), launch)
+        with TestClient(app, base_url=f"http://127.0.0.1:{PORT}") as client:
+            client.get(f"{OPEN_PATH}?key={key}")
+            assert app.state.aicd.dispatcher.is_active(1)
+            while "/projects/slow/jobs/" not in (page := client.get("/projects/slow/pipelines/1").text):
+                assert time.monotonic() < deadline, "the job was not recorded"
+                time.sleep(0.05)
+            assert 'hx-trigger="every 2s"' in page  # the pipeline page polls while it runs
+            job = re.findall(r"/projects/slow/jobs/(\d+)", page)[0]
+            seen: list[str] = []
+            with client.stream("GET", f"/projects/slow/jobs/{job}/log/events") as events:
+                for line in events.iter_lines():
+                    seen.append(line)
+                    if line.startswith("event: end"):
+                        break
+            text = "\n".join(seen)
+            assert "tick 1" in text and "tick 6" in text and "event: end" in text, text
+            assert text.index("tick 6") < text.index("event: end")
+        assert run.wait(timeout=120) == 0
+        assert not app.state.aicd.dispatcher.is_active(1)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()

@@ -120,6 +120,13 @@ def _owner_gone(path: Path) -> dict[str, object] | None:
         return data if isinstance(data, dict) else {}
 
 
+def run_is_live(home: Path, pipeline_id: int) -> bool:
+    """Whether an `aicd run` process still runs pipeline `pipeline_id` of this home (it holds the
+    lock of its owner file): what a reader of the home (`aicd ui`) follows live."""
+    path = home / RUNNING_DIR / str(pipeline_id)
+    return path.is_file() and _owner_gone(path) is None
+
+
 def reap_stale_runs(store: Store, home: Path) -> list[int]:
     """Mark failed the runs whose `aicd run` process is gone, and clean up after them.
 

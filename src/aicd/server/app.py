@@ -172,7 +172,12 @@ def build_state(settings: ServerSettings) -> ServerState:
             dispatcher=cast(Dispatcher, None),
             poller=cast(Poller, None),
         )
-        state.dispatcher = Dispatcher(state)
+        if settings.local_ui:  # `aicd ui`: follows the local home's `aicd run` processes, runs nothing
+            from aicd.web.local import LocalRuns
+
+            state.dispatcher = LocalRuns(state)
+        else:
+            state.dispatcher = Dispatcher(state)
         state.poller = Poller(state)
         if settings.environments:
             from aicd.reliability.monitor import server_monitor

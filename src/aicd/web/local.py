@@ -26,6 +26,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aicd.core.access import Principal
+from aicd.core.dispatcher import Dispatcher
+from aicd.core.run_owner import run_is_live
 from aicd.errors import ConfigError
 
 OPEN_PATH = "/local/open"  # ?key=<the launch key>: opens a session as the local user
@@ -61,6 +63,14 @@ class LocalUI:
         except ValueError:
             return False
         return True
+
+
+class LocalRuns(Dispatcher):
+    """The dispatcher of a local UI: never started (it runs nothing); a pipeline is active while
+    the `aicd run` process that runs it lives, so its page and its jobs' logs follow it live."""
+
+    def is_active(self, pipeline_id: int) -> bool:
+        return run_is_live(self.state.settings.home, pipeline_id)
 
 
 def new_launch(port: int) -> tuple[LocalUI, str]:
