@@ -78,6 +78,7 @@ def test_the_local_runs_pipeline_jobs_log_and_model_are_shown(local: Local) -> N
     assert home.status_code == 200 and 'href="/projects/shop"' in home.text
     project = client.get("/projects/shop")
     assert project.status_code == 200
+    assert re.search(r"<li><code>main</code> at <code>[0-9a-f]{8}</code> — <a href=", project.text)
     pipelines = re.findall(r"/projects/shop/pipelines/(\d+)", project.text)
     assert pipelines, project.text
     pipeline = client.get(f"/projects/shop/pipelines/{pipelines[0]}")

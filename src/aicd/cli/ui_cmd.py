@@ -48,4 +48,10 @@ def ui(home: str | None, host: str, port: int, log_level: str) -> None:
         poll=False,
         environments=False,
     )
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        click.echo(
+            f"aicd ui: listening on {host}, not only this machine: whoever can reach it and gets the "
+            "address it prints acts as you",
+            err=True,
+        )
     serve(dataclasses.replace(settings, local_ui=True), log_level=log_level)

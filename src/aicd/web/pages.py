@@ -251,6 +251,8 @@ async def projects_page(request: Request, user: User) -> Response:
 def _project_context(state: ServerState, project: ProjectRecord) -> dict[str, Any]:
     pipelines = find_pipelines(state.database, project_dir=project.key, limit=RECENT)
     refs = state.projects.get_refs(project.id)
+    if project.local:  # no refs seen by a poller: those its recent pipelines ran on (`aicd run`)
+        refs = {p.ref: p.sha for p in reversed(pipelines)}
     branches = []
     for ref, sha in sorted(refs.items()):
         name = ref.removeprefix("refs/heads/")
