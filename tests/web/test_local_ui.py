@@ -236,3 +236,53 @@ def test_a_local_run_in_progress_is_followed_live(tmp_path: Path) -> None:
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+def test_a_local_canary_is_promoted_from_aicd_ui(tmp_path: Path) -> None:
+    """`aicd deploy` on this machine (no server: the home's scope ""), then Promote in `aicd ui`:
+    the button reaches the local environment's agent, as `aicd promote` would."""
+    pytest.importorskip("sklearn", reason="the iris example needs scikit-learn: pip install -e '.[examples]'")
+    pytest.importorskip("flask", reason="the iris example needs flask: pip install -e '.[examples]'")
+    from deploy.rollout_testing import make_release, trained_model
+
+    repo = make_repo(tmp_path / "shop", {".gitlab-ci.yml": CI})
+    assert aicd(repo, "run").returncode == 0
+    home = repo / ".aicd"
+    env = {**clean_env(), "AICD_HOME": str(home)}
+    steps = [{"set_weight": 20}, {"pause": {}}]
+    paused = {"prod": {"strategy": "canary", "steps": steps, "rollback_window": "60s"}}
+    model = trained_model(tmp_path / "iris")
+    try:
+        for name in ("v1", "v2"):
+            release = make_release(tmp_path, name, model, environments=paused)
+            done = subprocess.run(
+                [*AICD, "deploy", ".", "--env", "prod"], cwd=release, env=env, capture_output=True, text=True,
+                timeout=240,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+        url = f"sqlite:///{home / 'aicd.db'}"
+        settings = ServerSettings.load({}, home=home, database_url=url, poll=False, environments=False)
+        launch, key = new_launch(PORT)
+        app = create_app(dataclasses.replace(settings, local_ui=True, port=PORT), launch)
+        with TestClient(app, base_url=f"http://127.0.0.1:{PORT}") as client:
+            client.get(f"{OPEN_PATH}?key={key}")
+            assert 'href="/projects/shop/environments/prod"' in client.get("/projects/shop").text
+            page = client.get("/projects/shop/environments/prod").text
+            assert 'data-revision="r2" data-weight="20"' in page and 'id="promote"' in page
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert csrf is not None
+            base = "/projects/shop/environments/prod"
+            promoted = client.post(f"{base}/promote", data={"csrf": csrf.group(1)}, follow_redirects=False)
+            assert promoted.status_code == 303, promoted.text
+            page = client.get("/projects/shop/environments/prod").text
+            assert 'data-stable="r2" data-canary=""' in page
+            assert 'data-revision="r2" data-weight="100"' in page
+        history = subprocess.run(
+            [*AICD, "env", "history", "prod", "--json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        last = json.loads(history.stdout)[0]
+        assert (last["revision"], last["status"]) == ("r2", "succeeded"), last
+    finally:
+        stop = [*AICD, "env", "stop", "prod"]
+        subprocess.run(stop, cwd=tmp_path, env=env, capture_output=True, timeout=120)
