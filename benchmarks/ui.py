@@ -199,7 +199,9 @@ def main() -> None:
         "",
         f"`python benchmarks/ui.py{' --quick' if args.quick else ''}`: the server's app in-process, SQLite, "
         f"{args.repeat} fetches a page after a warm-up; {os.cpu_count()} CPUs, "
-        f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min) when measuring.",
+        f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min) when measuring. "
+        "The `aicd ui` rows: the same home served as `aicd ui` serves a local home, with a local project "
+        "(`aicd run`'s rows) of as many pipelines and jobs, in the same run.",
         "",
         "| page | median ms | p95 ms | size KiB |",
         "|---|---:|---:|---:|",
