@@ -170,3 +170,50 @@ def test_override_header_cookie_key_unkeyed_split_and_the_business_metric() -> N
                     router.start_experiment(exp)
 
     asyncio.run(main())
+
+
+def test_experiment_settings_are_checked_and_say_the_sample_size() -> None:
+    from aicd.deploy.plan import RolloutPlan, parse_environment
+
+    plan = parse_environment(
+        "prod",
+        {
+            "strategy": "experiment",
+            "predictions": {"path": "/predict", "field": "predictions"},
+            "experiment": {"key": {"cookie": "uid"}, "weights": {"a": 70, "b": 20, "c": 10},
+                           "revisions": {"c": "r3"}, "baseline": 0.9, "effect": 0.05, "duration": "2h"},
+        },
+        "aicd.yml",
+    )  # fmt: skip
+    settings = plan.experiment
+    assert settings is not None
+    assert settings["key"] == {"cookie": "uid"} and settings["revisions"] == {"c": "r3"}
+    assert settings["duration"] == 7200.0 and settings["metric"] == "accuracy"
+    assert settings["samples_per_variant"] > 686  # three variants: each comparison at alpha / 2
+    assert RolloutPlan.from_json(plan.to_json()) == plan
+    business = parse_environment(
+        "prod",
+        {"strategy": "experiment", "experiment": {"metric": "business", "metric_header": "X-Revenue",
+                                                  "effect": 1, "sd": 5, "goal": "maximize"}},
+        "aicd.yml",
+    )  # fmt: skip
+    assert business.experiment is not None and business.experiment["samples_per_variant"] == 393
+    with pytest.raises(ConfigError) as bad:
+        parse_environment(
+            "prod",
+            {
+                "strategy": "experiment",
+                "experiment": {"weigths": {}, "key": {"header": "Host"}, "weights": {"a": 50, "b": 60},
+                               "metric": "business", "alpha": 2},
+            },
+            "aicd.yml",
+        )  # fmt: skip
+    text = str(bad.value)
+    assert "unknown key 'weigths'" in text and 'did you mean "weights"' in text
+    assert "Host is a header the router handles itself" in text
+    assert "summing to 100" in text and "alpha must be a number" in text
+    assert "metric_header" in text
+    with pytest.raises(ConfigError, match=r"set environments\.prod\.predictions"):
+        parse_environment("prod", {"strategy": "experiment"}, "aicd.yml")
+    with pytest.raises(ConfigError, match="default metric is live accuracy"):
+        RolloutPlan().with_overrides("experiment", None)

@@ -312,8 +312,7 @@ def decide(
             INCONCLUSIVE,
             control.name,
             f"experiment inconclusive: the planned {needed} samples per variant were not reached "
-            f"({listed}); no verdict on fewer (fixed horizon): {control.name} ({control.revision}) "
-            "keeps serving",
+            f"({listed}); no verdict on fewer (fixed horizon), so no winner",
             design,
             samples,
         )
@@ -354,8 +353,7 @@ def decide(
         NO_DIFFERENCE,
         control.name,
         f"experiment: no variant is significantly better than {control.name} on {what} at alpha "
-        f"{design.alpha_each:.3g} with {needed} samples per variant: {details}; {control.name} "
-        f"({control.revision}) keeps serving",
+        f"{design.alpha_each:.3g} with {needed} samples per variant: {details}",
         design,
         samples,
         tuple(comparisons),

@@ -129,7 +129,7 @@ class ExperimentStrategy(Strategy):
             else f"experiment {experiment.id}: {winner} ({keep}) chosen by hand; {result.reason}"
         )
         name = next(n for n, r in revisions.items() if r == keep)
-        await rollout.conclude(keep, f"{reason} -> {name} ({keep}) serves all traffic")
+        await rollout.conclude(keep, f"{reason}; {name} ({keep}) serves all traffic")
         for revision in [*started_extra, control]:
             if revision != keep and revision in agent.supervisor.revisions():
                 await agent.stop_revision(revision)
