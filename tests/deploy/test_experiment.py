@@ -171,6 +171,7 @@ def test_experiment_keeps_users_on_their_variant_and_promotes_the_winner(
     if candidate == "better":
         assert deploying.returncode == 0, out
         assert experiment["verdict"] == "winner" and experiment["winner"] == "b", experiment
+        assert last["reason"] == experiment["reason"]  # `aicd env history` shows the verdict
         assert experiment["comparisons"][0]["difference"] > 0.1
     else:
         assert experiment["verdict"] == "no difference" and experiment["winner"] == "a", experiment

@@ -214,7 +214,7 @@ class Rollout:
         await self.agent.update_env(stable_revision=self.revision, canary_revision=None)
         await self.set_deployment(
             status="succeeded",
-            reason=None,
+            reason=self.experiment.get("reason") if self.experiment else None,  # an experiment's verdict
             finished=True,
             analysis=self.stored_analysis(),
         )
