@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,50 @@ def test_experiment_keeps_users_on_their_variant_and_promotes_the_winner(
     else:
         assert experiment["verdict"] == "no difference" and experiment["winner"] == "a", experiment
         assert experiment["promoted_by_hand"] == "b"
+
+
+def test_three_variants_with_an_earlier_revision_started_again(
+    tmp_path: Path, home: Path, model: Path
+) -> None:
+    """a = r2 (wrong on 20% of the rows), b = r3 and c = r1 (both right): r1 is started again from
+    its release; b or c wins, becomes stable, and the other two revisions stop."""
+    envs = environments(auto_promote=True)
+    envs["prod"]["experiment"] = {**envs["prod"]["experiment"], "weights": {"a": 34, "b": 33, "c": 33},
+                                  "revisions": {"c": "r1"}}  # fmt: skip
+    wrong = {"IRIS_WRONG_SHARE": str(WRONG)}
+    for name, knobs, extra in (("v1", {}, ()), ("v2", wrong, ("--strategy", "recreate"))):
+        release = make_release(tmp_path, name, model, environments=envs, service_env=knobs)
+        done = cli(home, release, "deploy", ".", "--env", "prod", *extra)
+        assert done.returncode == 0, done.stdout + done.stderr
+    url = str(cli_json(home, tmp_path, "env", "status", "prod")["url"])
+    v3 = make_release(tmp_path, "v3", model, environments=envs)
+    users = KeyedUsers(url)
+    users.start()
+    try:
+        deploying = cli(home, v3, "deploy", ".", "--env", "prod", timeout=300)
+    finally:
+        users.halt.set()
+        users.join(timeout=60)
+    out = deploying.stdout + deploying.stderr
+    last = cli_json(home, tmp_path, "env", "history", "prod")[0]
+    experiment = (last.get("analysis") or {}).get("experiment") or {}
+    print(f"\nthree variants: {experiment.get('reason')}\n{out[-600:]}")
+    assert users.failures == []
+    during = {user: [v for v in seen if v] for user, seen in users.variants.items()}
+    assert all(len(set(seen)) == 1 for seen in during.values() if seen)
+    assert {seen[0] for seen in during.values() if seen} == {"a", "b", "c"}
+    assert experiment["variants"] == {"a": "r2", "b": "r3", "c": "r1"}
+    assert experiment["design"]["alpha_each"] == 0.025
+    assert experiment["verdict"] == "winner" and experiment["winner"] in ("b", "c"), experiment
+    status = cli_json(home, tmp_path, "env", "status", "prod")
+    kept = experiment["variants"][experiment["winner"]]
+    assert status["environment"]["stable_revision"] == kept
+    if kept == "r3":
+        assert deploying.returncode == 0 and last["status"] == "succeeded", out
+    else:
+        assert deploying.returncode == 1 and last["status"] == "failed", out
+    deadline = time.monotonic() + 60  # the losers stop (r2 after the rollback window when b won)
+    while len(status["revisions"]) > 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = cli_json(home, tmp_path, "env", "status", "prod")
+    assert [r["revision"] for r in status["revisions"]] == [kept]

@@ -109,6 +109,11 @@ class ExperimentStrategy(Strategy):
                 winner = rollout.chosen
                 rollout.experiment["promoted_by_hand"] = winner
             keep = revisions[winner]
+        except BaseException:
+            for revision in started_extra:  # rolled back or aborted: the earlier revisions stop too
+                if revision != agent.env.stable_revision and revision in agent.supervisor.revisions():
+                    await agent.stop_revision(revision)
+            raise
         finally:
             stats = router.stop_experiment()
             if rollout.experiment is not None and stats is not None:
