@@ -217,3 +217,33 @@ def test_experiment_settings_are_checked_and_say_the_sample_size() -> None:
         parse_environment("prod", {"strategy": "experiment"}, "aicd.yml")
     with pytest.raises(ConfigError, match="default metric is live accuracy"):
         RolloutPlan().with_overrides("experiment", None)
+
+
+def test_the_strategy_reads_each_variants_business_metric_from_a_real_router() -> None:
+    from aicd.delivery.experiment_stats import BUSINESS, Design, decide
+    from aicd.deploy.strategies.experiment import _variant_data
+
+    async def main() -> None:
+        with serve_in_thread("r1") as a, serve_in_thread("r2") as b:
+            async with Router() as router:
+                router.set_backends(
+                    {"r1": [("127.0.0.1", a.port)], "r2": [("127.0.0.1", b.port)]}, {"r1": 50, "r2": 50}
+                )
+                exp = Experiment("e", VARIANTS, header="X-User", metric_header="X-Value")
+                router.start_experiment(exp)
+                baseline = router.snapshot()
+                async with httpx.AsyncClient(base_url=router.url) as client:
+                    for i in range(60):  # the service reports 10 on a's answers, 12 on b's (+/- 1)
+                        user = f"u{i}"
+                        value = (12 if exp.variant_of(user.encode()).name == "b" else 10) + (i % 3 - 1)
+                        r = await client.get(f"/value?v={value}", headers={"X-User": user})
+                        assert r.status_code == 200
+                design = Design(metric=BUSINESS, effect=1.0, sd=1.0, samples=10)
+                data = _variant_data(router, exp, design, baseline)
+                assert [d.name for d in data] == ["a", "b"] and sum(d.n for d in data) == 60
+                means = {d.name: (d.mean() or 0.0) for d in data}
+                assert 9.5 < means["a"] < 10.5 and 11.5 < means["b"] < 12.5, means
+                result = decide(design, data, final=True)
+                assert result is not None and result.winner == "b" and result.comparisons[0].test == "Welch t"
+
+    asyncio.run(main())
