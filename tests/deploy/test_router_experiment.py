@@ -212,7 +212,7 @@ def test_experiment_settings_are_checked_and_say_the_sample_size() -> None:
     assert "unknown key 'weigths'" in text and 'did you mean "weights"' in text
     assert "Host is a header the router handles itself" in text
     assert "summing to 100" in text and "alpha must be a number" in text
-    assert "metric_header" in text
+    assert "sample size needs effect" in text
     with pytest.raises(ConfigError, match=r"set environments\.prod\.predictions"):
         parse_environment("prod", {"strategy": "experiment"}, "aicd.yml")
     with pytest.raises(ConfigError, match="default metric is live accuracy"):
@@ -245,5 +245,46 @@ def test_the_strategy_reads_each_variants_business_metric_from_a_real_router() -
                 assert 9.5 < means["a"] < 10.5 and 11.5 < means["b"] < 12.5, means
                 result = decide(design, data, final=True)
                 assert result is not None and result.winner == "b" and result.comparisons[0].test == "Welch t"
+
+    asyncio.run(main())
+
+
+def test_business_values_posted_as_feedback_join_the_variant_that_answered() -> None:
+    async def main() -> None:
+        with serve_in_thread("r1") as a, serve_in_thread("r2") as b:
+            async with Router() as router:
+                router.set_backends(
+                    {"r1": [("127.0.0.1", a.port)], "r2": [("127.0.0.1", b.port)]}, {"r1": 50, "r2": 50}
+                )
+                exp = Experiment("e", VARIANTS, header="X-User")
+                router.start_experiment(exp)
+                async with httpx.AsyncClient(base_url=router.url) as client:
+                    ids = {}
+                    for user in ("u1", "u2", "u3", "u4"):
+                        r = await client.get("/echo", headers={"X-User": user})
+                        ids[user] = (r.headers["x-request-id"], r.headers["x-aicd-variant"])
+                    values = [{"request_id": rid, "value": 10.0} for rid, _ in ids.values()]
+                    values += [
+                        {"request_id": ids["u1"][0], "value": 5},  # one value per request
+                        {"request_id": "nobody", "value": 1},
+                        {"request_id": ids["u2"][0], "value": "much"},
+                    ]
+                    answer = await client.post("/_aicd/feedback", json={"labels": values})
+                    assert answer.status_code == 200, answer.text
+                    assert answer.json() == {
+                        "joined": 4,
+                        "unknown": 2,
+                        "expired": 0,
+                        "duplicate": 0,
+                        "invalid": 1,
+                    }
+                stats = exp.stats()["variants"]
+                for name in ("a", "b"):
+                    n = sum(1 for _, v in ids.values() if v == name)
+                    assert stats[name]["metric_n"] == n and stats[name]["metric_sum"] == 10.0 * n
+                router.stop_experiment()
+                async with httpx.AsyncClient(base_url=router.url) as client:  # no experiment: invalid
+                    answer = await client.post("/_aicd/feedback", json={"request_id": "x", "value": 1})
+                    assert answer.json()["invalid"] == 1
 
     asyncio.run(main())

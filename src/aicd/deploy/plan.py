@@ -565,8 +565,6 @@ def parse_experiment(value: Any, where: str) -> tuple[dict[str, Any], list[str]]
     ):
         errors.append(f"{where}.metric_header must be a header name such as X-Revenue (is {header!r})")
         header = None
-    if out["metric"] == "business" and header is None:
-        errors.append(f"{where}.metric_header: the business metric is read from a response header; name it")
     out["metric_header"] = header
     numbers: dict[str, Any] = {}
     for key_name, low, high, fallback in (

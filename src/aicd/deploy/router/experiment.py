@@ -16,12 +16,15 @@ The variant is returned to the client in ``X-Aicd-Variant`` and recorded on the 
 counters (its requests, latency, errors and, joined by request id, its live accuracy). With
 ``metric_header``, the number the service reports in that response header is kept per variant
 (count, sum, sum of squares and a reservoir of the most recent values) for the experiment's test.
+The value can also come later through ``POST /_aicd/feedback`` as ``{"request_id": ..., "value":
+12.5}`` (a purchase made after the answer, say): the newest :data:`REMEMBERED` request ids are
+kept with their variant while the experiment runs, one value per request.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 BUCKETS = 10_000
 VARIANT_HEADER = b"x-aicd-variant"
 RESERVOIR = 50_000
+REMEMBERED = 100_000  # request ids kept (the newest) for a business value posted as feedback
 
 
 class Variant:
@@ -117,6 +121,7 @@ class Experiment:
         self.keyed = 0
         self.unkeyed = 0
         self.forced = 0
+        self.requests: OrderedDict[bytes, Variant] = OrderedDict()  # request id -> its variant
 
     def bucket(self, key: bytes) -> int:
         digest = hashlib.blake2b(self._salt + key, digest_size=8).digest()
@@ -165,6 +170,25 @@ class Experiment:
         if variant is not None:
             variant.assigned += 1
         return backend, variant
+
+    def remember(self, request_id: bytes, variant: Variant) -> None:
+        """Keep which variant answered ``request_id``, for a value posted later as feedback."""
+        requests = self.requests
+        requests[request_id] = variant
+        if len(requests) > REMEMBERED:
+            requests.popitem(last=False)
+
+    def value(self, request_id: str, value: Any) -> str:
+        """A business value posted for an earlier request: its outcome (joined, unknown, invalid)."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            return "invalid"
+        if abs(value) == float("inf"):
+            return "invalid"
+        variant = self.requests.pop(request_id.encode("latin-1", "replace"), None)
+        if variant is None:
+            return "unknown"
+        variant.add(float(value))
+        return "joined"
 
     def record_metric(self, revision: str, headers: Sequence[tuple[bytes, bytes]]) -> None:
         """The business metric of one answer of ``revision`` (its ``metric_header``), if it is a number."""

@@ -555,6 +555,8 @@ class ClientConnection(asyncio.Protocol):
         else:
             key = None if ex.key is None else experiment.key_in(ex.key)
             backend, ex.variant = experiment.pick(self.core.table, key, ex.forced)
+            if ex.variant is not None and ex.request_id:
+                experiment.remember(ex.request_id, ex.variant)
         if backend is None:
             self.core.metrics.unrouted += 1
             self.answer_locally(ex, 503, "no revision of this environment takes traffic", proxy_error=False)

@@ -265,12 +265,14 @@ class Router:
         if self._core.experiment is not None:
             raise ConfigError("router: an experiment runs already; stop it first")
         self._core.key_header = experiment.key_header
+        self._core.metrics.feedback.value_sink = experiment.value
         self._core.experiment = experiment
 
     def stop_experiment(self) -> dict[str, Any] | None:
         """Stop assigning variants; the experiment's final counts (None when none ran)."""
         experiment, self._core.experiment = self._core.experiment, None
         self._core.key_header = None
+        self._core.metrics.feedback.value_sink = None
         return None if experiment is None else experiment.stats()
 
     @property
