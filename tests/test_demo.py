@@ -155,6 +155,10 @@ def test_demo_runs_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
     for text in ("[1/7]", "[7/7]", "gate FAILED", "rolled back", "$ aicd env history production"):
         assert text in progress, text
     assert "$ aicd metrics" in progress and "MTTF" in progress and "CHANGE FAILURE RATE" in progress
+    # the better model ran in shadow first (its answers compared with stable's), and its canary
+    # was judged on live accuracy from the labels the traffic posted back
+    assert "shadow phase: shadow:" in progress and "predictions agree on 100.0%" in progress, progress
+    assert "live accuracy canary" in progress and "not worse" in progress, progress
     assert f"Production serves at {summary['url']}" in progress
     assert (
         f"Generated traffic on production: {traffic['requests']} requests, {traffic['failures']} failed"

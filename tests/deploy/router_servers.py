@@ -16,6 +16,7 @@ Routes (any method):
   /truncate           promises 1000 bytes, sends 10, closes
   /predict            {"predictions": [...]} from the "classes" query value (comma-separated)
   /cookies            two Set-Cookie headers
+  /value?v=V          an answer with the header X-Value: V (a business metric the service reports)
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/predict":
             classes = [int(c) for c in query.get("classes", "0").split(",")]
             self.answer(200, json.dumps({"predictions": classes, "model_version": "t"}).encode())
+        elif path == "/value":
+            self.answer(200, b"{}", X_Value=query.get("v", "0"))
         elif path == "/cookies":
             self.send_response(200)
             self.send_header("Set-Cookie", "a=1")

@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from aicd.deploy.plan import BLUE_GREEN, CANARY, RECREATE, SHADOW, STRATEGIES
+from aicd.deploy.plan import BLUE_GREEN, CANARY, EXPERIMENT, RECREATE, SHADOW, STRATEGIES
 from aicd.deploy.strategies import choose
 from aicd.deploy.strategies.blue_green import BlueGreen
 from aicd.deploy.strategies.canary import Canary
+from aicd.deploy.strategies.experiment import ExperimentStrategy
 from aicd.deploy.strategies.first import First
 from aicd.deploy.strategies.recreate import Recreate
 from aicd.deploy.strategies.shadow import Shadow
@@ -37,6 +38,8 @@ def test_rollouts_and_strategies_import_without_the_agent() -> None:
         (CANARY, True, Canary),
         (SHADOW, False, First),
         (SHADOW, True, Shadow),
+        (EXPERIMENT, False, First),
+        (EXPERIMENT, True, ExperimentStrategy),
     ],
 )
 def test_each_strategy_has_its_module(name: str, serving: bool, expected: type) -> None:
@@ -46,6 +49,7 @@ def test_each_strategy_has_its_module(name: str, serving: bool, expected: type) 
 def test_every_plan_strategy_is_covered_and_an_unknown_one_is_a_clear_error() -> None:
     assert {choose(name, serving=True).name for name in STRATEGIES} == set(STRATEGIES)
     with pytest.raises(
-        ConfigError, match="strategy 'experiment': unknown; use one of recreate, blue-green, canary, shadow"
+        ConfigError,
+        match="strategy 'bandit': unknown; use one of recreate, blue-green, canary, shadow, experiment",
     ):
-        choose("experiment", serving=True)
+        choose("bandit", serving=True)

@@ -5,11 +5,14 @@ copy of every request after stable answered, and its predictions are compared wi
 candidate that answers differently on 20% of the inputs (``IRIS_WRONG_SHARE``) is caught by the
 agreement check and never promoted; an identical one is. Every answer a user got is checked
 against stable's prediction for that row: users saw only stable's answers, and none failed.
+Latency in the same run: the users' p99 while mirroring (between the ``shadow.started`` and
+``shadow.result`` events) against their p99 before the deployment began (no candidate, no copies).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import threading
@@ -75,14 +78,27 @@ class Users(threading.Thread):
         self.rows = rows
         self.halt = threading.Event()
         self.answers: list[tuple[int, int, list[int] | None]] = []  # (row index, status, predictions)
+        self.timing: list[tuple[float, float, int]] = []  # (sent at, latency ms, status)
 
     def run(self) -> None:
         rng = random.Random(1)
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self.halt.is_set():
                 i = rng.randrange(len(self.rows))
+                sent, started = time.time(), time.perf_counter()
                 r = client.post("/predict", json={"features": [self.rows[i]]})
+                self.timing.append((sent, (time.perf_counter() - started) * 1000, r.status_code))
                 self.answers.append((i, r.status_code, r.json().get("predictions") if r.is_success else None))
+
+    def window(self, start: float, end: float) -> tuple[list[float], int]:
+        """(latencies in ms, failed requests) of the requests sent from ``start`` to ``end``."""
+        inside = [(ms, status) for at, ms, status in list(self.timing) if start <= at < end]
+        return [ms for ms, _ in inside], sum(1 for _, status in inside if status != 200)
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
 @pytest.mark.parametrize("candidate", ["different", "same"])
@@ -108,6 +124,10 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
     env = {**clean_env(), "AICD_HOME": str(home)}
     users = Users(url, rows)
     users.start()
+    deadline = time.monotonic() + 60
+    while len(users.timing) < 350 and time.monotonic() < deadline:  # the load without mirroring
+        time.sleep(0.05)
+    warm, before = users.timing[50][0], time.time()  # the first 50 requests warm the connection up
     try:
         deploying = subprocess.run(
             [*AICD, "deploy", ".", "--env", "prod"],
@@ -141,6 +161,19 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
         assert last["status"] == "succeeded", last
         assert "shadow:" in out and "agree on 100.0%" in out, out
     assert shadow or "shadow:" in out
+    # p99 with and without mirroring, same run, same users
+    started = [e["at"] for e in events if e.get("kind") == "shadow.started"]
+    ended = [e["at"] for e in events if e.get("kind") == "shadow.result"]
+    assert started and ended, [e.get("kind") for e in events]
+    plain, plain_failed = users.window(warm, before)
+    mirrored, mirrored_failed = users.window(started[0], ended[0])
+    print(
+        f"{candidate}: without mirroring {len(plain)} requests, p99 {p99(plain):.1f} ms; with mirroring "
+        f"{len(mirrored)} requests, p99 {p99(mirrored):.1f} ms; failed {plain_failed} / {mirrored_failed}"
+    )
+    assert len(plain) >= 100 and len(mirrored) >= 100
+    assert plain_failed == 0 and mirrored_failed == 0
+    assert p99(mirrored) <= p99(plain) * 3 + 50, (p99(mirrored), p99(plain))
     # the deployments' ends went out as signed events (the receiver here only reads them)
     deadline = time.monotonic() + 60
     while len(_Hook.got) < 2 and time.monotonic() < deadline:

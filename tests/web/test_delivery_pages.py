@@ -199,3 +199,32 @@ def test_admin_pages_users_tokens_roles_and_audit(ui: UI, tmp_path: Path) -> Non
         assert f"<code>{action}</code>" in audit
     only_demo = admin.get("/admin?project=demo").text
     assert "<code>member.set</code>" in only_demo and "<code>user.create</code>" not in only_demo
+
+
+def test_environment_page_shows_an_experiments_result(ui: UI, tmp_path: Path) -> None:
+    from aicd.delivery.experiment_stats import Design, VariantData, decide
+
+    ui.project(tmp_path, "demo", CI)
+    design = Design(samples=100)
+    result = decide(
+        design, [VariantData("a", "r1", n=100, successes=70), VariantData("b", "r2", n=100, successes=95)]
+    )
+    assert result is not None
+    stored = {"id": f"ab-{EVIL}", "variants": {"a": "r1", "b": "r2"}, **result.to_json()}
+    with open_deploy_store(url_of(ui)) as store:
+        env = store.ensure_environment("ab", scope="demo")
+        for _ in range(2):
+            store.new_revision(env.id, release_dir=str(tmp_path), spec={}, commit_sha="c" * 40, ref="main")
+        one = store.begin_deployment(env.id, revision="r1", strategy="recreate", actor="alice")
+        store.set_deployment(one.id, status="succeeded", finished=True)
+        two = store.begin_deployment(env.id, revision="r2", strategy="experiment", actor="bob")
+        store.set_deployment(
+            two.id, status="succeeded", reason=result.reason, analysis={"experiment": stored}, finished=True
+        )
+    page = ui.browser(ui.user("watcher", "demo", "viewer")).get("/projects/demo/environments/ab")
+    assert page.status_code == 200
+    text = re.sub(r"\s+", " ", page.text)
+    assert "<h2>Experiment</h2>" in text and "<strong>winner</strong>, b." in text
+    assert "100 samples per variant planned (accuracy" in text
+    assert '<th scope="row">b</th><td><code>r2</code></td><td>100</td>' in text and "two-proportion z" in text
+    assert EVIL not in page.text  # the stored id is escaped

@@ -87,7 +87,8 @@ def _config_file(config: str | None, release: Path, cwd: Path) -> Path:
     "--env", "-e", "env", default=None, help="Environment (default: the job's CI_ENVIRONMENT_NAME)."
 )
 @click.option(
-    "--strategy", "-s", type=click.Choice(["recreate", "blue-green", "canary", "shadow"]), default=None,
+    "--strategy", "-s", default=None,
+    type=click.Choice(["recreate", "blue-green", "canary", "shadow", "experiment"]),
     help="Override environments.<env>.strategy of aicd.yml (default there: blue-green).",
 )  # fmt: skip
 @click.option(
@@ -170,10 +171,17 @@ def _known(location: Any, env: str) -> None:
 @click.command()
 @click.argument("env")
 @click.option("--full", is_flag=True, help="Skip the remaining canary steps and promote now.")
+@click.option(
+    "--variant", default=None, metavar="NAME",
+    help="An experiment: promote this variant (a, b, ...) instead of the verdict's winner.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON on stdout.")
-def promote(env: str, full: bool, as_json: bool) -> None:
+def promote(env: str, full: bool, variant: str | None, as_json: bool) -> None:
     """Continue a paused rollout of ENV (with --full: finish it now)."""
-    _send(env, {"op": "promote", "full": full}, as_json, "promoted")
+    request: dict[str, object] = {"op": "promote", "full": full}
+    if variant:
+        request["variant"] = variant
+    _send(env, request, as_json, "promoted")
 
 
 @click.command()

@@ -1,8 +1,11 @@
 """Steady generated traffic on a service's POST /predict: what `aicd demo` judges canaries on.
 
 A few threads, each with its own keep-alive connection, send the same small request in a loop
-and count the answers. The loop is bounded in time and in count and stops by itself; it only
-ever targets the address it is given (the demo's own router on 127.0.0.1).
+and count the answers. With ``labels``, each answer's true classes are posted back (by its
+``X-Request-Id``, in batches) to the router's ``/_aicd/feedback``, as a labelling team would
+later: the canary analysis and `aicd metrics` then show live accuracy per revision. The loop is
+bounded in time and in count and stops by itself; it only ever targets the address it is given
+(the demo's own router on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any, Self
 ROWS: dict[str, Any] = {"features": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.8, 2.2]]}
 MAX_SECONDS = 900.0  # a load left behind stops by itself after this long
 MAX_REQUESTS = 1_000_000
+LABEL_BATCH = 20  # labels posted together
+FEEDBACK_PATH = "/_aicd/feedback"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class TrafficLoad:
         max_seconds: float = MAX_SECONDS,
         max_requests: int = MAX_REQUESTS,
         keep_log: bool = False,
+        labels: Any = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.workers = workers
@@ -72,6 +78,8 @@ class TrafficLoad:
         # with keep_log: (when the request was sent, status, what failed) of every request, in order
         self.keep_log = keep_log
         self.log: list[tuple[float, int, str]] = []
+        self.labels = labels  # the true answer to `body`, posted as feedback (None: no labels)
+        self.labels_joined = 0
 
     def start(self) -> Self:
         deadline = time.monotonic() + self.max_seconds
@@ -86,12 +94,19 @@ class TrafficLoad:
     def _run(self, deadline: float) -> None:
         import httpx
 
+        pending: list[dict[str, Any]] = []
         with httpx.Client(base_url=self.url, timeout=10.0) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 sent = time.time()
                 try:
                     response = client.post(self.path, json=self.body)
                     status, what = response.status_code, response.text[:200]
+                    rid = response.headers.get("x-request-id")
+                    if self.labels is not None and status == 200 and rid:
+                        pending.append({"request_id": rid, "label": self.labels})
+                    if len(pending) >= LABEL_BATCH:
+                        self._post_labels(client, pending)
+                        pending = []
                 except httpx.HTTPError as exc:
                     status, what = 0, f"{type(exc).__name__}: {exc}"
                 with self._lock:
@@ -103,6 +118,13 @@ class TrafficLoad:
                     if sum(self._statuses.values()) >= self.max_requests:
                         self._stop.set()
                 self._stop.wait(self.pause)
+
+    def _post_labels(self, client: Any, labels: list[dict[str, Any]]) -> None:
+        """Post one batch of labels (a failed post loses them: feedback is best effort)."""
+        answer = client.post(FEEDBACK_PATH, json={"labels": labels})
+        if answer.status_code == 200:
+            with self._lock:
+                self.labels_joined += int(answer.json().get("joined", 0))
 
     def counts(self) -> TrafficCounts:
         with self._lock:

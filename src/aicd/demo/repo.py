@@ -134,11 +134,17 @@ class DemoRepo:
         return self.commit("train on the sepal width only (IRIS_WORSE_MODEL=1)")
 
     def faulty_service(self, fault_rate: str) -> Commit:
-        """Undo the worse model, then ship a service whose /predict fails `fault_rate` of the time."""
+        """Undo the worse model, then ship a service whose /predict fails `fault_rate` of the time,
+        in a hurry: without the shadow phase (which would catch it before any user saw it), so
+        the canary meets users and is rolled back."""
         self.git("revert", "--no-edit", "HEAD")
         self.edit(
             "aicd.yml",
             r"^(\s*IRIS_FAULT_RATE:\s*)\"?[0-9.]+\"?",
             rf'\g<1>"{fault_rate}"',
         )
-        return self.commit(f"service: IRIS_FAULT_RATE {fault_rate} (a bad release: some /predict calls fail)")
+        self.edit("aicd.yml", r"^[ \t]*- shadow: .*\n", "")
+        return self.commit(
+            f"service: IRIS_FAULT_RATE {fault_rate} (a bad release: some /predict calls fail), "
+            "shipped without the shadow phase"
+        )

@@ -2,8 +2,10 @@
 
 In a new temporary folder (its own AICD_HOME, nothing configured): a Git repository made from
 the example AI service; its pipeline run with `aicd run` (train, test, gate, register, deploy to
-staging, then production, promote); generated traffic on production from then on; a second,
-better model that canaries to production under that traffic and is promoted; a worse model that
+staging, then production, promote); generated traffic on production from then on, with labels
+posted back for its answers; a second, better model that runs in shadow (a copy of the traffic,
+answers compared with stable's), then canaries to production under that traffic, judged also on
+live accuracy from the labels, and is promoted; a worse model that
 the gate stops; a faulty service version that canary analysis catches and rolls back. Then the
 pipelines, deployments, the incident and the reliability figures. Everything is stopped and the
 folder deleted at the end (also on Ctrl-C or a failure) unless `keep` leaves it running.
@@ -38,6 +40,7 @@ from aicd.errors import AicdError, ConfigError
 STEPS = 7
 PRODUCTION = "production"
 FAULT_RATE = "0.3"
+LABELS = [0, 2]  # the true classes of the rows the generated traffic sends (load.ROWS)
 Json = dict[str, Any]
 
 
@@ -199,16 +202,25 @@ def _story(state: DemoState, progress: Progress, options: DemoOptions, summary: 
     progress.done("first release", f"production serves at {url}")
 
     progress.step(f"Generated traffic on production from now on ({options.workers} clients on {url}/predict)")
-    state.load = TrafficLoad(url, workers=options.workers, pause=options.pause).start()
+    state.load = TrafficLoad(url, workers=options.workers, pause=options.pause, labels=LABELS).start()
     time.sleep(1.0)
     counts = state.load.counts()
     if counts.requests == 0 or counts.failures == counts.requests:
         raise AicdError(f"demo: production at {url} does not answer: {state.load.last_failure}")
-    progress.done("traffic", f"{counts.requests} requests in the first second, {counts.failures} failed")
+    progress.done(
+        "traffic",
+        f"{counts.requests} requests in the first second, {counts.failures} failed; "
+        "their true classes are posted to /_aicd/feedback as labels",
+    )
 
-    progress.step("A better model (C = 5.0): canary to production under traffic, judged, promoted")
+    progress.step(
+        "A better model (C = 5.0): shadow traffic, then a canary judged on errors, latency and "
+        "live accuracy from labels; promoted"
+    )
     better = repo.better_model()
     _pipeline(state, progress, better.sha, better.title, "success", "canary promoted")
+    for line in _model_checks(state):
+        progress.line(line)
     progress.done("better model", _deployed(state, "succeeded"))
 
     progress.step("A worse model (trained on one feature): the quality gate stops it")
@@ -305,6 +317,20 @@ def _deployed(state: DemoState, wanted: str) -> str:
         )
     what = f"production deployment #{last.number} ({last.revision}, {last.strategy}) {last.status}"
     return what + (f": {last.reason}" if last.reason else "")
+
+
+def _model_checks(state: DemoState) -> list[str]:
+    """What the newest production deployment's shadow phase and live accuracy check found."""
+    from aicd.store.deployments import open_deploy_store
+
+    with open_deploy_store(state.database_url) as store:
+        [last] = store.list_deployments(environment=PRODUCTION, scope="", limit=1)
+        events = store.list_events(environment=PRODUCTION, scope="", deployment_id=last.id)
+    lines = [f"shadow phase: {e.message}" for e in events if e.kind == "shadow.result"]
+    quality = (last.analysis or {}).get("quality") or {}
+    if quality.get("reason"):
+        lines.append(quality["reason"])
+    return lines
 
 
 def _check_story(summary: Json) -> None:

@@ -300,8 +300,11 @@ class CanaryAnalysis:
 
     # -- the verdict ------------------------------------------------------------------------------------
 
-    def final(self, snapshot: Mapping[str, Any], now: float) -> AnalysisReport:
-        """Judge everything since the baseline: thresholds (stopped), judge and drift."""
+    def final(self, snapshot: Mapping[str, Any], now: float, *, guardrails: bool = False) -> AnalysisReport:
+        """Judge everything since the baseline: thresholds (stopped), judge and drift.
+
+        ``guardrails``: only the thresholds and the judge (errors, latency): an experiment's variants
+        may answer differently and be more accurate; that is what its own test decides."""
         self.tick(snapshot, now)
         run = self._run(terminating=True)
         stable = Traffic.of(snapshot, self.stable).since(self._stable_base)
@@ -328,7 +331,7 @@ class CanaryAnalysis:
             else:
                 passed_parts.append(score)
         drift = None
-        if stable.field_values or canary.field_values:
+        if (stable.field_values or canary.field_values) and not guardrails:
             drift = prediction_drift(stable.field_values, canary.field_values, self.config.drift)
             fewest = min(drift.stable_total, drift.canary_total)
             if drift.verdict == DRIFT_FAIL and fewest >= DRIFT_MIN_PREDICTIONS:
@@ -343,7 +346,7 @@ class CanaryAnalysis:
             else:
                 passed_parts.append(f"predictions {drift.verdict}")
         quality = None
-        if stable.quality.labels or canary.quality.labels:
+        if (stable.quality.labels or canary.quality.labels) and not guardrails:
             quality = compare(stable.quality, canary.quality, self.quality)
             if quality.verdict == QUALITY_FAIL:
                 failures.append(quality.reason)

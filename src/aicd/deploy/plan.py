@@ -25,6 +25,8 @@ file, line and column and the key.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,7 +40,8 @@ RECREATE = "recreate"
 BLUE_GREEN = "blue-green"
 CANARY = "canary"
 SHADOW = "shadow"
-STRATEGIES = (RECREATE, BLUE_GREEN, CANARY, SHADOW)
+EXPERIMENT = "experiment"
+STRATEGIES = (RECREATE, BLUE_GREEN, CANARY, SHADOW, EXPERIMENT)
 STEPPED = (CANARY, SHADOW)  # strategies that run steps
 ENVIRONMENT_KEYS = (
     "strategy",
@@ -55,10 +58,30 @@ ENVIRONMENT_KEYS = (
     "predictions",
     "feedback",
     "shadow",
+    "experiment",
     "slo",
 )
 SHADOW_KEYS = ("percent", "methods", "agreement", "tolerance", "min_compared", "queue")
 DEFAULT_SHADOW_DURATION = 60.0
+EXPERIMENT_KEYS = (
+    "id",
+    "key",
+    "weights",
+    "revisions",
+    "metric",
+    "metric_header",
+    "goal",
+    "test",
+    "effect",
+    "baseline",
+    "sd",
+    "alpha",
+    "power",
+    "samples",
+    "duration",
+    "override",
+)
+DEFAULT_EXPERIMENT_DURATION = 3600.0
 FEEDBACK_KEYS = ("labels", "window", "max_requests", "margin", "alpha", "min_labels")
 DEFAULT_LABELS_TIMEOUT = 600.0  # a `labels` step waits at most this long
 ROUTERS = ("aicd", "haproxy")
@@ -124,6 +147,7 @@ class RolloutPlan:
     predictions: str | None = None  # "PATH:FIELD": the router counts this JSON field's values
     feedback: Mapping[str, Any] | None = None  # checked FEEDBACK_KEYS (window in seconds)
     shadow: Mapping[str, Any] | None = None  # checked SHADOW_KEYS
+    experiment: Mapping[str, Any] | None = None  # checked EXPERIMENT_KEYS (duration in seconds)
     slo: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -142,6 +166,7 @@ class RolloutPlan:
             "predictions": self.predictions,
             "feedback": dict(self.feedback) if self.feedback is not None else None,
             "shadow": dict(self.shadow) if self.shadow is not None else None,
+            "experiment": dict(self.experiment) if self.experiment is not None else None,
             "slo": dict(self.slo) if self.slo is not None else None,
         }
 
@@ -162,6 +187,7 @@ class RolloutPlan:
             predictions=data.get("predictions"),
             feedback=data.get("feedback"),
             shadow=data.get("shadow"),
+            experiment=data.get("experiment"),
             slo=data.get("slo"),
         )
 
@@ -178,6 +204,16 @@ class RolloutPlan:
             plan = replace(plan, steps=tuple(steps))
         if plan.strategy in STEPPED and not plan.steps:
             plan = replace(plan, steps=default_steps(plan.strategy))
+        if plan.strategy == EXPERIMENT and plan.experiment is None:
+            settings, problems = parse_experiment({}, "--strategy experiment")
+            if plan.predictions is None:
+                problems.append(
+                    "--strategy experiment: the default metric is live accuracy from labels; set "
+                    "environments.<env>.predictions and an experiment: section (docs/deploy.md)"
+                )
+            if problems:
+                raise ConfigError("\n".join(problems))
+            plan = replace(plan, experiment=settings)
         if plan.strategy not in STEPPED and plan.steps and steps is not None:
             raise ConfigError(
                 f"--step is for the canary and shadow strategies; this deployment is {plan.strategy}"
@@ -364,6 +400,22 @@ def parse_environment(name: str, raw: Any, file: str) -> RolloutPlan:
         shadow, shadow_errors = parse_shadow(raw["shadow"], f"{where}.shadow")
         errors.extend(f"{at(raw, 'shadow')}: {line}" for line in shadow_errors)
         plan = replace(plan, shadow=shadow)
+    if "experiment" in raw or strategy == EXPERIMENT:
+        experiment, experiment_errors = parse_experiment(raw.get("experiment") or {}, f"{where}.experiment")
+        errors.extend(
+            f"{at(raw, 'experiment') if 'experiment' in raw else at(raw)}: {e}" for e in experiment_errors
+        )
+        if experiment.get("metric") == "accuracy" and strategy == EXPERIMENT and plan.predictions is None:
+            errors.append(
+                f"{at(raw)}: {where}.experiment.metric accuracy is live accuracy from labels: set "
+                f"{where}.predictions ({{path: /predict, field: predictions}}) so the router keeps each "
+                "answer's prediction for its label (docs/feedback.md)"
+            )
+        if plan.router != "aicd" and strategy == EXPERIMENT:
+            errors.append(
+                f"{at(raw)}: {where}: experiments need router: aicd (HAProxy's assigns no variants)"
+            )
+        plan = replace(plan, experiment=experiment)
     if "slo" in raw:
         from aicd.reliability.slo import parse_slo
 
@@ -430,6 +482,166 @@ def parse_shadow(value: Any, where: str) -> tuple[dict[str, Any], list[str]]:
         methods = ["GET", "HEAD", "OPTIONS"]
     out["methods"] = list(methods)
     return out, errors
+
+
+def parse_experiment(value: Any, where: str) -> tuple[dict[str, Any], list[str]]:
+    """`environments.<env>.experiment`: variants, the user key, the metric and the planned sample size."""
+    from aicd.delivery.experiment_stats import GOALS, METRICS, TESTS
+
+    if not isinstance(value, Mapping):
+        return {}, [f"{where} must be a mapping of {', '.join(EXPERIMENT_KEYS)}"]
+    known = ", ".join(EXPERIMENT_KEYS)
+    errors = [
+        f"{where}: unknown key '{key}'{did_you_mean(str(key), EXPERIMENT_KEYS)}; known: {known}"
+        for key in value
+        if key not in EXPERIMENT_KEYS
+    ]
+    out: dict[str, Any] = {}
+    ident = value.get("id")
+    if ident is not None:
+        if not isinstance(ident, str) or not 1 <= len(ident) <= 100:
+            errors.append(f"{where}.id must be a string of 1 to 100 characters (is {ident!r})")
+        else:
+            out["id"] = ident
+    key = value.get("key")
+    if key is not None:
+        if (
+            not isinstance(key, Mapping)
+            or len(key) != 1
+            or next(iter(key)) not in ("header", "cookie")
+            or not isinstance(next(iter(key.values())), str)
+            or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}", next(iter(key.values())))
+        ):
+            errors.append(
+                f"{where}.key must be {{header: X-User-Id}} or {{cookie: uid}}: where the user's key is "
+                f"(is {key!r})"
+            )
+        else:
+            ((kind, name),) = key.items()
+            if kind == "header" and name.lower() in _RESERVED_HEADERS:
+                errors.append(
+                    f"{where}.key: {name} is a header the router handles itself; name the user's own"
+                )
+            else:
+                out["key"] = {kind: name}
+    revisions = value.get("revisions") or {}
+    if not isinstance(revisions, Mapping) or not all(
+        isinstance(k, str) and re.fullmatch(r"[c-z]", k) and isinstance(v, str) and re.fullmatch(r"r\d+", v)
+        for k, v in revisions.items()
+    ):
+        errors.append(
+            f"{where}.revisions must map more variant names (c, d, ...) to earlier revisions (r3): "
+            f"a is the serving revision, b the new one (is {revisions!r})"
+        )
+        revisions = {}
+    out["revisions"] = dict(revisions)
+    names = ["a", "b", *sorted(revisions)]
+    weights = value.get("weights")
+    if weights is None:
+        share, extra = divmod(100, len(names))
+        weights = {n: share + (1 if i < extra else 0) for i, n in enumerate(names)}
+    if (
+        not isinstance(weights, Mapping)
+        or set(weights) != set(names)
+        or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 99 for w in weights.values())
+        or sum(weights.values()) != 100
+    ):
+        errors.append(
+            f"{where}.weights must give each variant ({', '.join(names)}) a whole percent from 1 to 99, "
+            f"summing to 100 (is {weights!r})"
+        )
+        weights = {n: 100 // len(names) + (1 if i < 100 % len(names) else 0) for i, n in enumerate(names)}
+    out["weights"] = {n: int(weights[n]) for n in names}
+    for key_name, choices, default in (("metric", METRICS, "accuracy"), ("goal", GOALS, "maximize"),
+                                       ("test", TESTS, "welch")):  # fmt: skip
+        chosen = value.get(key_name, default)
+        if chosen not in choices:
+            errors.append(f"{where}.{key_name}: {chosen!r} is not one of {', '.join(choices)}")
+            chosen = default
+        out[key_name] = chosen
+    header = value.get("metric_header")
+    if header is not None and (
+        not isinstance(header, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", header)
+    ):
+        errors.append(f"{where}.metric_header must be a header name such as X-Revenue (is {header!r})")
+        header = None
+    out["metric_header"] = header
+    numbers: dict[str, Any] = {}
+    for key_name, low, high, fallback in (
+        ("effect", 0.0, math.inf, 0.05 if out["metric"] == "accuracy" else None),
+        ("baseline", 0.0, 1.0, 0.5),
+        ("sd", 0.0, math.inf, None),
+        ("alpha", 0.0, 0.5, 0.05),
+        ("power", 0.5, 1.0, 0.8),
+    ):
+        number = value.get(key_name, fallback)
+        if number is not None and (
+            isinstance(number, bool) or not isinstance(number, int | float) or not low < number < high
+        ):
+            errors.append(
+                f"{where}.{key_name} must be a number above {low:g} and below {high:g} (is {number!r})"
+            )
+            number = fallback
+        numbers[key_name] = None if number is None else float(number)
+    out.update(numbers)
+    samples = value.get("samples")
+    if samples is not None and (
+        isinstance(samples, bool) or not isinstance(samples, int) or not 2 <= samples <= 10**8
+    ):
+        errors.append(
+            f"{where}.samples must be a whole number from 2 to 100000000 per variant (is {samples!r})"
+        )
+        samples = None
+    out["samples"] = samples
+    if out["metric"] == "business" and samples is None and (out["sd"] is None or out["effect"] is None):
+        errors.append(
+            f"{where}: a business metric's sample size needs effect (the smallest difference worth "
+            "finding) and sd (the metric's standard deviation), or samples per variant"
+        )
+    try:
+        out["duration"] = parse_duration(
+            value.get("duration", DEFAULT_EXPERIMENT_DURATION), f"{where}.duration"
+        )
+    except ConfigError as exc:
+        errors.append(str(exc))
+        out["duration"] = DEFAULT_EXPERIMENT_DURATION
+    override = value.get("override", True)
+    if not isinstance(override, bool):
+        errors.append(f"{where}.override must be true or false (X-Aicd-Variant picks the variant)")
+        override = True
+    out["override"] = override
+    if not errors:
+        try:
+            design = experiment_design(out)
+            out["samples_per_variant"] = design.per_variant()
+        except ValueError as exc:
+            errors.append(f"{where}: {exc}")
+    return out, errors
+
+
+def experiment_design(settings: Mapping[str, Any]) -> Any:
+    """The :class:`~aicd.delivery.experiment_stats.Design` of a checked ``experiment`` mapping."""
+    from aicd.delivery.experiment_stats import Design
+
+    return Design(
+        metric=str(settings.get("metric", "accuracy")),
+        effect=float(settings.get("effect") or 0.05),
+        alpha=float(settings.get("alpha") or 0.05),
+        power=float(settings.get("power") or 0.8),
+        variants=len(settings.get("weights") or {"a": 1, "b": 1}),
+        baseline=float(settings.get("baseline") or 0.5),
+        sd=None if settings.get("sd") is None else float(settings["sd"]),
+        test=str(settings.get("test", "welch")),
+        goal=str(settings.get("goal", "maximize")),
+        samples=settings.get("samples"),
+    )
+
+
+_RESERVED_HEADERS = frozenset(
+    {"x-request-id", "x-aicd-variant", "connection", "transfer-encoding", "expect", "x-forwarded-for",
+     "x-forwarded-proto", "host", "keep-alive", "te", "trailer", "upgrade", "proxy-connection",
+     "cookie"}
+)  # fmt: skip
 
 
 def _steps(raw: Any, where: str, at: Callable[..., str], parent: Any) -> tuple[list[Step], list[str]]:

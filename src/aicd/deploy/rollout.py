@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aicd.deploy.environment import DRAIN_TIMEOUT, Environment
-from aicd.deploy.plan import RECREATE, STEPPED, RolloutPlan
+from aicd.deploy.plan import EXPERIMENT, RECREATE, STEPPED, RolloutPlan
 from aicd.deploy.router.router import Router
 from aicd.deploy.spec import ServiceSpec
 from aicd.deploy.strategies import choose
@@ -82,6 +82,8 @@ class Rollout:
         self.report: AnalysisReport | None = None
         self.task: asyncio.Task[None] | None = None
         self.preview: Router | None = None  # blue-green's preview address during pre-promotion analysis
+        self.experiment: Json | None = None  # an experiment's result, stored with the deployment
+        self.chosen: str | None = None  # `aicd promote --variant b`: the variant promoted by hand
 
     def snapshot(self) -> dict[str, Any]:
         """The router's counters; with a preview router, the new revision's come from it."""
@@ -200,20 +202,42 @@ class Rollout:
             "revision.ready", f"{self.revision} is healthy on port(s) {', '.join(map(str, ports))}"
         )
 
+    def stored_analysis(self) -> Json | None:
+        """What the deployment record keeps of the analysis (and of an experiment's result)."""
+        analysis = self.report.to_json() if self.report else None
+        if self.experiment is not None:
+            analysis = {**(analysis or {}), "experiment": self.experiment}
+        return analysis
+
     async def succeed(self, message: str) -> None:
         old = self.previous
         await self.agent.update_env(stable_revision=self.revision, canary_revision=None)
         await self.set_deployment(
             status="succeeded",
-            reason=None,
+            reason=self.experiment.get("reason") if self.experiment else None,  # an experiment's verdict
             finished=True,
-            analysis=self.report.to_json() if self.report else None,
+            analysis=self.stored_analysis(),
         )
         await self.event("deployment.succeeded", message)
         if old is not None and old in self.agent.supervisor.revisions() and old != self.revision:
             self.agent.retiring[old] = asyncio.ensure_future(
                 retire(self.agent, old, self.plan.rollback_window)
             )
+
+    async def conclude(self, keep: str, reason: str) -> None:
+        """The new revision is not the one to keep (an experiment it did not win): all traffic on
+        ``keep``, which becomes stable; the new revision stops; recorded ``failed`` with ``reason``
+        (no change-failure incident: the experiment ran as planned)."""
+        self.agent.apply_weights({keep: 100})
+        await self.agent.update_env(
+            weights=dict(self.agent.weights), stable_revision=keep, canary_revision=None
+        )
+        await self.agent.router.wait_drained(self.revision, DRAIN_TIMEOUT)
+        await self.agent.stop_revision(self.revision, "failed")
+        await self.set_deployment(
+            status="failed", reason=reason, finished=True, analysis=self.stored_analysis()
+        )
+        await self.event("deployment.failed", f"deployment #{self.deployment.number}: {reason}")
 
     async def restart(self, revision: str) -> None:
         env_id = self.agent.env.id
@@ -362,7 +386,7 @@ class Rollout:
             "drain_ms": round(drain_ms, 3),
             "drained": drained,
         }
-        analysis = self.report.to_json() if self.report is not None else {}
+        analysis = self.stored_analysis() or {}
         await self.set_deployment(
             status=self.failure_status,
             reason=reason,
@@ -528,9 +552,24 @@ async def promote(agent: Environment, request: Json) -> Json:
     pauses = rollout.pauses
     rollout.promote_full = bool(request.get("full"))
     actor = str(request.get("actor") or "local")
+    variant = request.get("variant")
+    if variant:
+        if rollout.plan.strategy != EXPERIMENT:
+            raise ConflictError(
+                f"environment {agent.name}: --variant is for experiments; this deployment is "
+                f"{rollout.plan.strategy}"
+            )
+        names = set((rollout.plan.experiment or {}).get("weights") or ("a", "b"))
+        if variant not in names:
+            raise ConflictError(
+                f"environment {agent.name}: the experiment has no variant {variant!r}; "
+                f"it has {', '.join(sorted(names))}"
+            )
+        rollout.chosen = str(variant)
     await rollout.event(
         "deployment.promote",
-        f"promoted by {actor}{' (skipping the remaining steps)' if rollout.promote_full else ''}",
+        f"promoted by {actor}{' (skipping the remaining steps)' if rollout.promote_full else ''}"
+        + (f": variant {variant}" if variant else ""),
         actor=actor,
     )
     rollout.resume.set()

@@ -39,7 +39,7 @@ _R = TypeVar("_R", bound="DataclassInstance")
 ACTIVE = ("running", "paused")  # deployment statuses that block a new deployment
 ENVIRONMENT_STATUSES = ("idle", "deploying", "paused", "healthy", "degraded", "down", "stopped")
 REVISION_STATUSES = ("starting", "running", "stopped", "failed")
-STRATEGIES = ("recreate", "blue-green", "canary", "shadow", "rollback")
+STRATEGIES = ("recreate", "blue-green", "canary", "shadow", "experiment", "rollback")
 DEPLOYMENT_STATUSES = ("running", "paused", "succeeded", "failed", "aborted", "rolled_back")
 INCIDENT_KINDS = ("down", "slo", "change_failure", "declared")
 ENVIRONMENT_UPDATABLE = frozenset(

@@ -96,6 +96,11 @@ def _env_context(state: ServerState, project: ProjectRecord, name: str, number: 
     else:
         shown = next((d for d in deployments if d.analysis and "judge" in d.analysis), None)
     revisions = sorted(store.list_revisions(env.id), key=lambda r: r.number, reverse=True)
+    tried = (
+        shown
+        if shown is not None and number is not None
+        else next((d for d in deployments if d.analysis and "experiment" in d.analysis), None)
+    )
     return {
         "env": env,
         "revisions": revisions,
@@ -104,6 +109,8 @@ def _env_context(state: ServerState, project: ProjectRecord, name: str, number: 
         "steps": _steps(store, env, active),
         "shown": shown,
         "analysis": analysis_view(shown.analysis if shown else None),
+        "experiment": (tried.analysis or {}).get("experiment") if tried is not None else None,
+        "tried": tried,
         "fmt": charts.fmt,
     }
 

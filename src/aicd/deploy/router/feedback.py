@@ -7,6 +7,7 @@ environment's address brings labels::
 
     {"request_id": "a1b2c3d4-2f", "label": 2}
     {"labels": [{"request_id": "...", "label": 0}, {"request_id": "...", "label": [0, 2]}]}
+    {"request_id": "a1b2c3d4-2f", "value": 12.5}     # a business value, while an experiment runs
 
 and :meth:`FeedbackJoin.label` joins each to what it remembers: the revision's counters
 (:class:`aicd.deploy.router.metrics.RevisionMetrics`: labels, correct answers, absolute and squared
@@ -85,6 +86,8 @@ class FeedbackJoin:
         self.gone: OrderedDict[bytes, int] = OrderedDict()  # ids that expired or were labelled
         self.counts = dict.fromkeys(OUTCOMES, 0)
         self.dropped = 0  # predictions forgotten unlabelled (too old, or too many)
+        # an experiment's business values ({"request_id", "value"}): request id, value -> outcome
+        self.value_sink: Callable[[str, Any], str] | None = None
 
     def remember(
         self, request_id: bytes, revision: str, prediction: Any, now: float | None = None, size: int = 64
@@ -167,6 +170,17 @@ class FeedbackJoin:
             raise FeedbackError(f"{len(items)} labels in one request; at most {MAX_LABELS}")
         result = dict.fromkeys(OUTCOMES, 0)
         for item in items:
+            if (
+                isinstance(item, dict)
+                and isinstance(item.get("request_id"), str)
+                and "value" in item
+                and "label" not in item
+                and self.value_sink is not None
+            ):
+                outcome = self.value_sink(item["request_id"], item["value"])
+                self.counts[outcome] += 1
+                result[outcome] += 1
+                continue
             if (
                 not isinstance(item, dict)
                 or not isinstance(item.get("request_id"), str)

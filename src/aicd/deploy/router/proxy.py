@@ -33,6 +33,10 @@ that is sane (1 to 128 characters of letters, digits and ``._:-@/+=``) is kept, 
 replaced by the router's own (a random prefix per router, then a counter). The backend receives it
 and the client gets it back in the answer's ``X-Request-Id`` (the router's own answers too).
 
+Experiments (:mod:`aicd.deploy.router.experiment`): while one runs, each request's variant comes
+from ``X-Aicd-Variant`` (dropped before the backend), the experiment's key header or cookie, or the
+table; the answer carries ``X-Aicd-Variant`` back.
+
 ``/_aicd/`` is the router's own: ``POST /_aicd/feedback`` takes labels for earlier requests
 (:mod:`aicd.deploy.router.feedback`); these requests never reach a revision.
 """
@@ -52,6 +56,7 @@ from typing import Any
 import httptools
 
 from aicd.deploy.router.backend import BackendConnection, release, take_idle
+from aicd.deploy.router.experiment import VARIANT_HEADER, Experiment, Variant
 from aicd.deploy.router.feedback import MAX_BODY as FEEDBACK_BODY
 from aicd.deploy.router.feedback import FeedbackError
 from aicd.deploy.router.http import (
@@ -94,9 +99,10 @@ _perf = time.perf_counter
 _monotonic = time.monotonic
 
 # What a client request header means to the router (anything else passes through as is).
-_H_CONNECTION, _H_TRANSFER, _H_EXPECT, _H_XFF, _H_XFP, _H_HOST, _H_HOP, _H_RID = range(8)
+_H_CONNECTION, _H_TRANSFER, _H_EXPECT, _H_XFF, _H_XFP, _H_HOST, _H_HOP, _H_RID, _H_VARIANT = range(9)
 _REQUEST_HEADERS = {
     b"x-request-id": _H_RID,
+    VARIANT_HEADER: _H_VARIANT,
     b"connection": _H_CONNECTION,
     b"transfer-encoding": _H_TRANSFER,
     b"expect": _H_EXPECT,
@@ -148,6 +154,8 @@ class ProxyCore:
         self.tick = 0
         self.tasks: set[asyncio.Task[None]] = set()  # connections being opened (held: no early GC)
         self.mirror: Mirror | None = None  # shadow traffic to a candidate revision
+        self.experiment: Experiment | None = None  # an A/B experiment: variants by user key
+        self.key_header: bytes | None = None  # the experiment's key header (b"cookie" for a cookie)
         self.request_ids = settings.request_ids
         self.id_prefix = os.urandom(4).hex().encode() + b"-"
         self.id_next = 0
@@ -184,6 +192,9 @@ class Exchange:
     expect_continue = False
     xff: bytes | None = None
     sticky: bytes | None = None
+    key: bytes | None = None  # the experiment's key header's value
+    forced: bytes | None = None  # X-Aicd-Variant
+    variant: Variant | None = None
     tokens: set[bytes] | None = None
     pending: list[bytes] | None = None  # body bytes not yet written to the backend
     pending_size = 0
@@ -435,6 +446,8 @@ class ClientConnection(asyncio.Protocol):
         if kind is None:
             if lname == self.core.settings.sticky_header:
                 ex.sticky = value
+            elif lname == self.core.key_header:
+                ex.key = value if ex.key is None else ex.key + b"; " + value
             ex.headers.append((name, value))
         elif kind == _H_HOST:
             ex.has_host = True
@@ -450,6 +463,8 @@ class ClientConnection(asyncio.Protocol):
             ex.chunked = b"chunked" in value.lower()
         elif kind == _H_EXPECT:
             ex.expect_continue = value.strip().lower() == b"100-continue"
+        elif kind == _H_VARIANT:
+            ex.forced = value
         # X-Forwarded-Proto (the router sets its own) and hop-by-hop headers are dropped
 
     def on_headers_complete(self) -> None:
@@ -534,7 +549,14 @@ class ClientConnection(asyncio.Protocol):
             if ex.body_done:
                 self.answer_own(ex)
             return
-        backend = self.core.table.pick(ex.sticky)
+        experiment = self.core.experiment
+        if experiment is None:
+            backend = self.core.table.pick(ex.sticky)
+        else:
+            key = None if ex.key is None else experiment.key_in(ex.key)
+            backend, ex.variant = experiment.pick(self.core.table, key, ex.forced)
+            if ex.variant is not None and ex.request_id:
+                experiment.remember(ex.request_id, ex.variant)
         if backend is None:
             self.core.metrics.unrouted += 1
             self.answer_locally(ex, 503, "no revision of this environment takes traffic", proxy_error=False)
@@ -672,6 +694,16 @@ class ClientConnection(asyncio.Protocol):
             lines += (name, b": ", value, b"\r\n")
         if ex.request_id:
             lines += (b"X-Request-Id: ", ex.request_id, b"\r\n")
+        variant = ex.variant
+        if variant is not None:
+            experiment = self.core.experiment
+            if experiment is not None:
+                if variant.revision != ex.revision:  # retried on another revision
+                    variant = ex.variant = experiment.by_revision.get(ex.revision)
+                if experiment.metric_header is not None:
+                    experiment.record_metric(ex.revision, headers)
+            if variant is not None:
+                lines += (b"X-Aicd-Variant: ", variant.name.encode(), b"\r\n")
         if framing == CHUNKED:
             lines.append(b"Transfer-Encoding: chunked\r\n")
         if not keep:

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aicd.deploy.router.backend import BackendConnection
+from aicd.deploy.router.experiment import Experiment
 from aicd.deploy.router.http import MAX_HEAD_BYTES, MAX_HEADERS, MAX_URL_BYTES, check_limits
 from aicd.deploy.router.metrics import FieldCount, RouterMetrics
 from aicd.deploy.router.mirror import IDEMPOTENT, QUEUE_SIZE, Mirror
@@ -256,6 +257,28 @@ class Router:
     def mirror(self) -> Mirror | None:
         return self._core.mirror
 
+    # -- experiments ----------------------------------------------------------------------------
+
+    def start_experiment(self, experiment: Experiment) -> None:
+        """Assign requests to ``experiment``'s variants from now on (see :mod:`.experiment`); the
+        table's weights should be the variants' (they serve the requests without a key)."""
+        if self._core.experiment is not None:
+            raise ConfigError("router: an experiment runs already; stop it first")
+        self._core.key_header = experiment.key_header
+        self._core.metrics.feedback.value_sink = experiment.value
+        self._core.experiment = experiment
+
+    def stop_experiment(self) -> dict[str, Any] | None:
+        """Stop assigning variants; the experiment's final counts (None when none ran)."""
+        experiment, self._core.experiment = self._core.experiment, None
+        self._core.key_header = None
+        self._core.metrics.feedback.value_sink = None
+        return None if experiment is None else experiment.stats()
+
+    @property
+    def experiment(self) -> Experiment | None:
+        return self._core.experiment
+
     # -- metrics --------------------------------------------------------------------------------
 
     @property
@@ -274,6 +297,8 @@ class Router:
         snap["listen"] = f"{self.listen_host}:{self.listen_port}"
         if self._core.mirror is not None:
             snap["mirror"] = self._core.mirror.stats()
+        if self._core.experiment is not None:
+            snap["experiment"] = self._core.experiment.stats()
         return snap
 
     def reset(self) -> None:

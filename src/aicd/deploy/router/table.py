@@ -115,6 +115,13 @@ class RouteTable:
         best.current -= self._total
         return best.take()
 
+    def pick_revision(self, revision: str) -> Backend | None:
+        """A backend of ``revision`` (its instances take turns), or None when it has none or weight 0."""
+        for slot in self._live:
+            if slot.revision == revision:
+                return slot.take()
+        return None
+
     def alternative(self, failed: Backend, tried: Sequence[Backend]) -> Backend | None:
         """Where to retry after ``failed``: another backend of its revision, else of the stable one.
 

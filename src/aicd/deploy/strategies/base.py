@@ -29,6 +29,8 @@ class RolloutSteps(Protocol):
     preview: Router | None  # blue-green's preview router while its pre-promotion analysis runs
     step: int  # the canary step in progress (for status)
     promote_full: bool  # `aicd promote --full`: skip the remaining steps
+    experiment: dict[str, Any] | None  # an experiment's result (stored with the deployment)
+    chosen: str | None  # `aicd promote --variant b`: an experiment's variant chosen by hand
 
     async def event(
         self, kind: str, message: str, *, data: Mapping[str, Any] | None = None, actor: str = "system"
@@ -62,6 +64,10 @@ class RolloutSteps(Protocol):
 
     async def hold(self, duration: float | None, analysis: CanaryAnalysis | None) -> None:
         """Wait ``duration`` seconds (None: until promoted), checking all along."""
+        ...
+
+    async def conclude(self, keep: str, reason: str) -> None:
+        """The new revision is not kept: ``keep`` serves all traffic as stable; recorded failed."""
         ...
 
     async def fail(self, reason: str) -> None:

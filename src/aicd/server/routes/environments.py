@@ -120,6 +120,12 @@ def list_events(
 class ActionIn(BaseModel):
     full: bool = Field(default=False, description="promote: skip the remaining canary steps")
     to: str | None = Field(default=None, max_length=20, description="rollback: the revision to go back to")
+    variant: str | None = Field(
+        default=None,
+        max_length=20,
+        pattern=r"^[a-z]$",
+        description="promote, an experiment: this variant (a, b, ...) instead of the verdict's winner",
+    )
 
 
 ACTIONS = ("promote", "abort", "rollback")
@@ -147,10 +153,12 @@ def environment_action(
     request: dict[str, Any] = {"op": action, "actor": access.principal.name}
     if action == "promote":
         request["full"] = body.full
+        if body.variant:
+            request["variant"] = body.variant
     elif action == "rollback":
         request["to"] = body.to
     answer = control.request(socket, request)
-    details = {k: v for k, v in request.items() if k in ("full", "to") and v}
+    details = {k: v for k, v in request.items() if k in ("full", "to", "variant") and v}
     state.accounts.audit(
         access.principal.name,
         f"environment.{action}",
