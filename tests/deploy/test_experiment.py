@@ -172,7 +172,7 @@ def test_experiment_keeps_users_on_their_variant_and_promotes_the_winner(
     status = cli_json(home, tmp_path, "env", "status", "prod")
     if candidate == "worse":
         assert deploying.returncode == 1, out
-        assert last["status"] == "failed" and "a (r1) serves all traffic" in last["reason"], last
+        assert last["status"] == "rejected" and "a (r1) serves all traffic" in last["reason"], last
         assert experiment["verdict"] == "no difference" and experiment["winner"] == "a", experiment
         assert experiment["comparisons"][0]["difference"] < -0.1
         assert status["environment"]["stable_revision"] == "r1"
@@ -229,7 +229,7 @@ def test_three_variants_with_an_earlier_revision_started_again(
     if kept == "r3":
         assert deploying.returncode == 0 and last["status"] == "succeeded", out
     else:
-        assert deploying.returncode == 1 and last["status"] == "failed", out
+        assert deploying.returncode == 1 and last["status"] == "rejected", out
     deadline = time.monotonic() + 60  # the losers stop (r2 after the rollback window when b won)
     while len(status["revisions"]) > 1 and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -152,7 +152,7 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
     assert len(users.answers) > 100
     if candidate == "different":
         assert deploying.returncode == 1, out
-        assert last["status"] == "failed" and "agree on" in last["reason"], last
+        assert last["status"] == "rejected" and "agree on" in last["reason"], last
         assert cli_json(home, tmp_path, "env", "status", "prod")["environment"]["stable_revision"] == "r1"
         # request by request: every user got stable's answer, though the candidate differs on 20%
         assert all(predictions == stable[i] for i, _, predictions in users.answers)
@@ -181,4 +181,4 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
     receiver.shutdown()
     receiver.server_close()
     finished = sorted((d["data"]["deployment"], d["data"]["status"]) for d in _Hook.got)  # type: ignore[index]
-    assert finished == [(1, "succeeded"), (2, "failed" if candidate == "different" else "succeeded")]
+    assert finished == [(1, "succeeded"), (2, "rejected" if candidate == "different" else "succeeded")]

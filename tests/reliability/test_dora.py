@@ -136,6 +136,7 @@ def test_change_failure_rate() -> None:
         Deployment(at=_at(9), status="aborted", id=9),  # withdrawn, no failure: not counted
         Deployment(at=_at(10), status="aborted", id=10),  # an incident names it: counted, failed
         _ok(40, id=11),  # outside the window
+        Deployment(at=_at(11), status="rejected", id=12),  # a shadow/experiment loser: not counted
     ]
     incidents = [
         Incident(_at(5, 13), _at(5, 14), "down", deployment_id=5),
@@ -151,6 +152,13 @@ def test_change_failure_rate() -> None:
     low = compute_dora(ten, [], window).change_failure_rate
     assert low.value == pytest.approx(0.1) and (low.bucket, low.level) == ("0-15%", "elite")
     assert compute_dora([], [], window).change_failure_rate.value is None
+    # a rejected candidate that an incident names did fail production: counted, failed
+    named = compute_dora(
+        [_ok(1, id=1), Deployment(at=_at(2), status="rejected", id=2)],
+        [Incident(_at(2), _at(2, 13), "down", deployment_id=2)],
+        window,
+    ).change_failure_rate
+    assert (named.detail["deployments"], named.detail["failed_deployments"]) == (2, 1)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from aicd.cli.terminal import clean_lines
 from aicd.errors import ConfigError
 
 Json = dict[str, Any]
-FAILED = ("failed", "rolled_back", "aborted")
+FAILED = ("failed", "rolled_back", "aborted", "rejected")
 
 
 def _print_event(event: Json) -> None:

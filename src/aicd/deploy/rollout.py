@@ -226,8 +226,8 @@ class Rollout:
 
     async def conclude(self, keep: str, reason: str) -> None:
         """The new revision is not the one to keep (an experiment it did not win): all traffic on
-        ``keep``, which becomes stable; the new revision stops; recorded ``failed`` with ``reason``
-        (no change-failure incident: the experiment ran as planned)."""
+        ``keep``, which becomes stable; the new revision stops; recorded ``rejected`` with ``reason``
+        (not a change failure: the experiment ran as planned)."""
         self.agent.apply_weights({keep: 100})
         await self.agent.update_env(
             weights=dict(self.agent.weights), stable_revision=keep, canary_revision=None
@@ -235,9 +235,9 @@ class Rollout:
         await self.agent.router.wait_drained(self.revision, DRAIN_TIMEOUT)
         await self.agent.stop_revision(self.revision, "failed")
         await self.set_deployment(
-            status="failed", reason=reason, finished=True, analysis=self.stored_analysis()
+            status="rejected", reason=reason, finished=True, analysis=self.stored_analysis()
         )
-        await self.event("deployment.failed", f"deployment #{self.deployment.number}: {reason}")
+        await self.event("deployment.rejected", f"deployment #{self.deployment.number}: {reason}")
 
     async def restart(self, revision: str) -> None:
         env_id = self.agent.env.id
@@ -367,7 +367,7 @@ class Rollout:
     async def rollback(self, reason: str) -> None:
         """All traffic back to the previous revision at once; stop the new one; record. Raises RolledBack."""
         if self.traffic_at is None and self.failure_status == "rolled_back":
-            self.failure_status = "failed"  # it never served a user: not a change failure
+            self.failure_status = "rejected"  # it never served a user: not a change failure
         back = self.previous
         decided = time.monotonic()
         decided_at = time.time()
@@ -393,7 +393,7 @@ class Rollout:
             finished=True,
             analysis={**analysis, "rollback": timing},
         )
-        verb = "aborted" if self.failure_status == "aborted" else "rolled back"
+        verb = {"aborted": "aborted", "rejected": "rejected"}.get(self.failure_status, "rolled back")
         await self.event(
             f"deployment.{self.failure_status}",
             f"deployment #{self.deployment.number} {verb}: {reason}; all traffic on {back} "

@@ -40,7 +40,15 @@ ACTIVE = ("running", "paused")  # deployment statuses that block a new deploymen
 ENVIRONMENT_STATUSES = ("idle", "deploying", "paused", "healthy", "degraded", "down", "stopped")
 REVISION_STATUSES = ("starting", "running", "stopped", "failed")
 STRATEGIES = ("recreate", "blue-green", "canary", "shadow", "experiment", "rollback")
-DEPLOYMENT_STATUSES = ("running", "paused", "succeeded", "failed", "aborted", "rolled_back")
+DEPLOYMENT_STATUSES = (
+    "running",
+    "paused",
+    "succeeded",
+    "failed",
+    "aborted",
+    "rolled_back",
+    "rejected",  # judged and turned down before it served users as the release (shadow, experiment)
+)
 INCIDENT_KINDS = ("down", "slo", "change_failure", "declared")
 ENVIRONMENT_UPDATABLE = frozenset(
     {

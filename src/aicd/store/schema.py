@@ -406,7 +406,7 @@ deployments = Table(
     Column("revision", String(64), nullable=False),
     Column("previous_revision", String(64), nullable=True),
     Column("strategy", String(16), nullable=False),  # recreate, blue-green, canary, rollback
-    # running, paused, succeeded, failed, aborted, rolled_back
+    # running, paused, succeeded, failed, aborted, rolled_back, rejected
     Column("status", String(16), nullable=False),
     Column("reason", Text, nullable=True),
     Column("commit_sha", String(64), nullable=True),

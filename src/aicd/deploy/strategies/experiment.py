@@ -18,7 +18,7 @@ With ``auto_promote: true`` the winner takes all traffic at once; with ``false``
 pauses with the result until `aicd promote ENV` (the winner) or `aicd promote ENV --variant b`
 (chosen by hand). `aicd promote ENV --full [--variant b]` ends the experiment early (then the
 verdict is inconclusive unless a variant is chosen: an early look is not a test). When the new
-revision is not kept, the deployment is recorded ``failed`` with the result; the result is stored
+revision is not kept, the deployment is recorded ``rejected`` with the result; the result is stored
 with the deployment either way (``analysis.experiment``).
 """
 

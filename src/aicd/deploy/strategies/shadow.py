@@ -11,7 +11,7 @@ counted field (``predictions:``) is compared with stable's answer to the same re
 
 At the end of the step the agreement rate is judged: below ``shadow.agreement`` (default 0.95)
 over at least ``shadow.min_compared`` compared answers, the candidate is rolled back before any
-user saw it (recorded ``failed``, not a change failure); with fewer, the step says so and goes on.
+user saw it (recorded ``rejected``, not a change failure); with fewer, the step says so and goes on.
 Then the analysis judges latency, errors and drift as at an ``analysis`` step.
 """
 

@@ -45,7 +45,7 @@ class DeploymentOut(BaseModel):
     revision: str
     previous_revision: str | None
     strategy: str
-    status: str = Field(description="running, paused, succeeded, failed, aborted or rolled_back")
+    status: str = Field(description="running, paused, succeeded, failed, aborted, rolled_back or rejected")
     reason: str | None
     ref: str | None
     sha: str | None = Field(description="the deployed commit")
