@@ -4,8 +4,8 @@
         --backend r1=127.0.0.1:9001 --backend r2=127.0.0.1:9002 --weight r1=90 --weight r2=10
 
 Runs on uvloop where installed (``AICD_EVENT_LOOP=asyncio``: the stock loop; see
-:mod:`aicd.deploy.router.loop`). Serves until SIGINT or SIGTERM, then prints the per-revision counts (``--json``: the whole
-snapshot) on standard output.
+:mod:`aicd.deploy.router.loop`). Serves until SIGINT or SIGTERM, then prints the per-revision
+counts (``--json``: the whole snapshot) on standard output.
 """
 
 from __future__ import annotations
