@@ -59,8 +59,10 @@ from typing import Any
 
 GCL_VERSION = "4.60.1"
 GCL_INSTALL = f"npm i -g gitlab-ci-local@{GCL_VERSION}"
-SPEEDUP_TARGET = 5.0  # aicd at least this many times faster than gitlab-ci-local
-OVERHEAD_TARGET_MS = 15.0  # aicd's overhead per job over bare bash, 200-job pipeline
+# issue 17's targets (issue 5 asked 5x and 15 ms)
+SPEEDUP_TARGET = 10.0  # aicd at least this many times faster than gitlab-ci-local, every pipeline
+OVERHEAD_TARGET_MS = 2.0  # aicd's overhead per job over bare bash, 200-job pipeline
+THREE_JOB_TARGET_S = 0.120  # the 3-job pipeline's wall time
 STATE_DIRS = (".aicd", ".gitlab-ci-local")
 GIT_ID = ["-c", "user.email=bench@example.com", "-c", "user.name=bench"]
 
@@ -390,6 +392,7 @@ def bench_pipeline(
 class Row:
     spec: PipelineSpec
     cells: dict[str, Cell]
+    load: tuple[float, float] = (0.0, 0.0)  # 1-min load average when the pipeline's runs began, ended
 
     def med(self, key: str) -> float | None:
         cell = self.cells.get(key)
@@ -435,6 +438,16 @@ def targets(rows: list[Row], wide_key: str = "wide") -> list[Target]:
             )
         )
     for row in rows:
+        if row.spec.key == "3-job":
+            wall = row.med("aicd")
+            out.append(
+                Target(
+                    f"aicd runs {row.spec.title} in < {THREE_JOB_TARGET_S * 1000:g} ms wall",
+                    f"{wall * 1000:.0f} ms" if wall is not None else "not measured",
+                    None if wall is None else wall < THREE_JOB_TARGET_S,
+                )
+            )
+    for row in rows:
         if row.spec.key == wide_key:
             pj = row.per_job_ms
             out.append(
@@ -471,6 +484,7 @@ COLUMNS = (
     "gcl / aicd warm",
     "aicd - bash (ms)",
     "per job (ms)",
+    "load",
 )
 
 
@@ -490,6 +504,7 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
                 f"{row.speedup_warm:.1f}x" if row.speedup_warm is not None else "-",
                 f"{over:.0f}" if over is not None else "-",
                 f"{pj:.1f}" if pj is not None else "-",
+                f"{row.load[0]:.1f}-{row.load[1]:.1f}",
             ]
         )
     return out
@@ -620,7 +635,8 @@ NOTES = [
     "`.aicd/` of the previous run kept; gitlab-ci-local = `gitlab-ci-local --shell-isolation --quiet "
     "--no-color`. gcl / aicd = how many times faster aicd is (gcl / aicd warm: with a warm `.aicd/`); "
     "aicd - bash = aicd's overhead over the floor; "
-    "per job = that overhead divided by the number of jobs. Each runner uses its default concurrency "
+    "per job = that overhead divided by the number of jobs; load = the 1-minute load average when the "
+    "pipeline's runs began and when they ended. Each runner uses its default concurrency "
     "(aicd: CPU count; gitlab-ci-local: unlimited); bare bash is sequential.",
 ]
 
@@ -696,6 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="aicd-bench-") as tmp:
         for spec in specs:
             log(f"{spec.title}: {len(spec.jobs)} jobs, {repeat_of(spec)} runs each")
+            began = os.getloadavg()[0]
             cells = bench_pipeline(
                 spec,
                 runners,
@@ -705,7 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 timeout=args.timeout,
                 log=log,
             )
-            rows.append(Row(spec, cells))
+            rows.append(Row(spec, cells, (began, os.getloadavg()[0])))
 
     meta: dict[str, Any] = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -8,8 +8,11 @@ of benchmarks/local_run.py), each in a fresh temporary git repository:
   dag           N jobs over 5 stages linked by `needs` (each needs 1-3 earlier jobs),
                 each writes a small artifact its dependants read
 
-For each (shape, size): `aicd lint --json` (parse, resolve, lint) and `aicd run --json`
-(everything), --repeat times each, the repository reset to its commit before every run.
+For each (shape, size): `aicd lint --json` (parse, resolve, lint), `aicd run --json`
+(everything) and `aicd run --isolate --json` (every job in the bubblewrap sandbox; step
+`isolate`, left out with --no-isolate or where the sandbox cannot run), --repeat times each,
+the repository reset to its commit before every run. The isolate rows print the sandbox's
+extra cost per job beside the plain run's.
 It prints the median wall time, the time per job, the per-job cost relative to the
 100-job size (the target: within 1.5x at 5,000), and the peak RSS of the aicd process
 (`wait4`'s ru_maxrss: the largest of aicd and the job shells it waited for; the job
@@ -143,7 +146,7 @@ def bench(
         m = out.setdefault(kind, Measure())
         for i in range(repeat + 1):  # the first run warms caches and is not counted
             reset(repo, keep)
-            argv = [aicd, kind, "--json"]
+            argv = [aicd, "run", "--isolate", "--json"] if kind == "isolate" else [aicd, kind, "--json"]
             wall, rss, code, stdout, stderr = timed(argv, repo, timeout)
             if kind == "lint":
                 error = verify_lint(spec, code, stdout)
@@ -159,6 +162,16 @@ def bench(
     return out
 
 
+def sandbox_missing() -> str | None:
+    """Why `aicd run --isolate` cannot run here, or None when it can (aicd's own probe)."""
+    try:
+        from aicd.executors.sandbox import probe
+    except ImportError:
+        return "aicd is not importable by this Python"
+    found = probe()
+    return None if found.ok else str(found.reason)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
@@ -166,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", choices=("lint", "run", "both"), default="both")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--untracked", type=int, default=0, metavar="MB")
+    p.add_argument("--no-isolate", action="store_true", help="leave out `aicd run --isolate`")
     p.add_argument("--timeout", type=float, default=1800.0)
     p.add_argument("--json", dest="json_out", default=None, help="Write raw figures here.")
     args = p.parse_args(argv)
@@ -176,19 +190,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     shapes = ["independent", "dag"] if args.shape == "both" else [args.shape]
     what = ["lint", "run"] if args.only == "both" else [args.only]
+    if "run" in what and not args.no_isolate:
+        reason = sandbox_missing()
+        if reason is None:
+            what.append("isolate")
+        else:
+            print(f"no isolate rows: {reason}")
     load = os.getloadavg()
     print(f"load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; repeat {args.repeat} (medians)")
     if args.untracked:
         print(f"with {args.untracked} MB untracked and {args.untracked} MB ignored files in the repository")
     rows: list[dict[str, object]] = []
     header = (
-        f"{'shape':<12} {'jobs':>5} {'step':<5} {'median s':>9} {'ms/job':>8} {'x vs 100':>8} {'RSS MB':>7}"
+        f"{'shape':<12} {'jobs':>5} {'step':<7} {'median s':>9} {'ms/job':>8} {'x vs 100':>8} {'RSS MB':>7}"
+        "  load  isolate vs run"
     )
     print(header)
     with tempfile.TemporaryDirectory(prefix="aicd-scale-") as tmp:
         for shape in shapes:
             per_job_100: dict[str, float] = {}
             for n in sizes:
+                run_per_job: float | None = None
                 spec = independent(n) if shape == "independent" else dag(n)
                 result = bench(
                     aicd, spec, Path(tmp) / f"{shape}-{n}", what, args.repeat, args.untracked, args.timeout
@@ -201,12 +223,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ratio = (
                         None if per_job is None or kind not in per_job_100 else per_job / per_job_100[kind]
                     )
+                    if kind == "run":
+                        run_per_job = per_job
+                    extra = None
+                    if kind == "isolate" and per_job is not None and run_per_job is not None:
+                        extra = per_job - run_per_job
                     cells = [
-                        f"{shape:<12} {n:>5} {kind:<5}",
+                        f"{shape:<12} {n:>5} {kind:<7}",
                         f"{wall:>9.3f}" if wall is not None else f"{'error':>9}",
                         f"{per_job:>8.2f}" if per_job is not None else f"{'-':>8}",
                         f"{ratio:>8.2f}" if ratio is not None else f"{'-':>8}",
                         f"{m.rss:>7.1f}" if m.rss is not None else f"{'-':>7}",
+                        f"{os.getloadavg()[0]:>5.1f}",
+                        f" {extra:+.2f} ms/job" if extra is not None else "",
                     ]
                     print(" ".join(cells) + ("  " + m.errors[0][:200] if m.errors else ""), flush=True)
                     rows.append(
@@ -219,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "ms_per_job": per_job,
                             "vs_100": ratio,
                             "rss_mb": m.rss,
+                            "load": os.getloadavg()[0],
+                            "isolate_extra_ms_per_job": extra,
                             "errors": m.errors,
                         }
                     )

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from aicd.executors.sandbox import probe
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scale.py"
 
 
@@ -36,8 +38,14 @@ def test_scale_benchmark_measures_lint_and_run_per_size(tmp_path: Path) -> None:
     assert "load average before:" in proc.stdout and "target linear" in proc.stdout
     rows = json.loads(out.read_text())["rows"]
     seen = {(r["shape"], r["jobs"], r["step"]) for r in rows}
-    assert seen == {(s, n, k) for s in ("independent", "dag") for n in (10, 100) for k in ("lint", "run")}
+    # `aicd run --isolate` rows where the sandbox runs (bwrap comes with aicd on Linux), else said why
+    steps = ("lint", "run", "isolate") if probe().ok else ("lint", "run")
+    if not probe().ok:
+        assert "no isolate rows:" in proc.stdout
+    assert seen == {(s, n, k) for s in ("independent", "dag") for n in (10, 100) for k in steps}
     for row in rows:
         assert not row["errors"]
         assert row["wall_s"] > 0 and row["ms_per_job"] > 0 and row["rss_mb"] > 10
+        assert (row["isolate_extra_ms_per_job"] is not None) == (row["step"] == "isolate")
+        assert row["load"] >= 0
     assert all(r["vs_100"] == 1.0 for r in rows if r["jobs"] == 100)

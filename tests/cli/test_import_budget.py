@@ -35,9 +35,13 @@ FORBIDDEN = (
     "http",
     "difflib",  # did-you-mean hints: only when a name is wrong
     "tempfile",
+    "secrets",  # random names: os.urandom(n).hex() (secrets would bring random, hashlib, bisect...)
+    "random",
+    "xml",  # JUnit reports: parsed only for jobs that have them
 )
-# Distinct modules `aicd run --json` imported when the budget was set: 272 (Python 3.11).
-MODULE_BUDGET = 290
+# Distinct modules `aicd run --json` imported when the budget was set: 272 (Python 3.11); 263 once
+# secrets, random and xml left the path.
+MODULE_BUDGET = 275
 
 PIPELINE = """\
 build:

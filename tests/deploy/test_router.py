@@ -2,6 +2,9 @@
 
 Clients: httpx (an independent HTTP/1.1 client) and a raw socket client for the exact bytes
 (pipelining, HTTP/1.0, Expect: 100-continue, malformed requests).
+
+Every test runs twice: on asyncio's own event loop (what a router embedded in an asyncio program
+uses) and on uvloop (what the router's processes use where it is installed).
 """
 
 from __future__ import annotations
@@ -16,9 +19,18 @@ import httpx
 import pytest
 from router_servers import BackendServer, pattern, read_response, request_bytes, serve_in_thread
 
+from aicd.deploy.router import loop as event_loop
 from aicd.deploy.router.router import Router
 
 Test = Callable[[Router, BackendServer], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
+def loop_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The event loop ``through_router`` runs on (uvloop is a dependency on Linux: never skipped)."""
+    monkeypatch.setenv(event_loop.ENV, request.param)
+    assert event_loop.loop_factory()[0] == request.param
+    return str(request.param)
 
 
 def through_router(test: Test, **router_options: Any) -> None:
@@ -34,7 +46,7 @@ def through_router(test: Test, **router_options: Any) -> None:
             finally:
                 await router.stop()
 
-    asyncio.run(main())
+    event_loop.run(main())
 
 
 async def raw_exchange(router: Router, data: bytes, answers: int = 1, head_only: bool = False) -> list[Any]:

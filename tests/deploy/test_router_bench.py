@@ -26,7 +26,7 @@ def test_quick_benchmark_measures_every_path_without_a_failed_request(tmp_path: 
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| fast")]
     paths = [cells[1].strip() for cells in rows]
-    expected = ["direct", "aicd-noid", "aicd", "aicd-mirror"] + (
+    expected = ["direct", "aicd-asyncio", "aicd-noid", "aicd", "aicd-mirror"] + (
         ["haproxy"] if shutil.which("haproxy") else []
     )
     assert paths == expected
@@ -35,6 +35,7 @@ def test_quick_benchmark_measures_every_path_without_a_failed_request(tmp_path: 
         assert rps > 50 and p50 > 0 and cpu >= 0 and failed == 0
     assert "the router adds" in done.stdout
     assert "request ids cost" in done.stdout
+    assert "against asyncio's loop" in done.stdout
     assert "mirroring every request costs users" in done.stdout
     if not shutil.which("wrk"):
         assert "Python asyncio load generator" in out.read_text()

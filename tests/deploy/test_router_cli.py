@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -47,7 +48,9 @@ def test_entry_point_routes_by_weight_and_reports_at_exit() -> None:
         )
         try:
             assert proc.stderr is not None
-            assert "aicd router on" in proc.stderr.readline()
+            first = proc.stderr.readline()
+            assert "aicd router on" in first
+            assert "(uvloop event loop)" in first  # uvloop is a dependency on Linux
             with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
                 answers = [client.post("/predict", params={"classes": "1,2"}) for _ in range(8)]
             backends = [r.headers["x-backend"] for r in answers]
@@ -76,3 +79,28 @@ def test_bad_flags_exit_2_with_one_clear_line(args: list[str], message: str) -> 
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_event_loop_choice_from_the_environment() -> None:
+    port = free_port()
+    args = [*ROUTER, "--listen", f"127.0.0.1:{port}", "--backend", "r1=127.0.0.1:9"]
+    bad = subprocess.run(
+        args, capture_output=True, text=True, timeout=60, env={**os.environ, "AICD_EVENT_LOOP": "tokio"}
+    )
+    assert bad.returncode == 2
+    assert "AICD_EVENT_LOOP='tokio': expected one of auto, uvloop, asyncio" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AICD_EVENT_LOOP": "asyncio"},
+    )
+    try:
+        assert proc.stderr is not None
+        assert "(asyncio event loop)" in proc.stderr.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0

@@ -174,6 +174,25 @@ def test_jobs_of_different_pipelines_do_not_mix(store: Store) -> None:
     assert store.list_jobs(empty.id) == []
 
 
+def test_update_jobs_writes_all_in_order_or_none(store: Store) -> None:
+    record = _pipeline(store)
+    a, b = store.add_jobs(
+        record.id, [NewJob("a", "test", "on_success", False), NewJob("b", "test", "on_success", False)]
+    )
+    store.update_jobs([(a, {"status": "running", "started_at": 1.0}), (b, {"status": "running"})])
+    store.update_jobs([(a, {"status": "success", "exit_code": 0}), (a, {"status": "failed"}), (b, {})])
+    jobs = {j.name: j for j in store.list_jobs(record.id)}
+    assert (jobs["a"].status, jobs["a"].exit_code, jobs["a"].started_at) == ("failed", 0, 1.0)  # later wins
+    assert jobs["b"].status == "running"
+    store.update_jobs([])
+    # one missing row: the whole batch is rolled back
+    with pytest.raises(NotFoundError, match="job 777 does not exist"):
+        store.update_jobs([(b, {"status": "success"}), (777, {"status": "success"})])
+    assert store.get_job(b).status == "running"
+    with pytest.raises(TypeError, match="exit_cod"):
+        store.update_jobs([(b, {"exit_cod": 1})])
+
+
 def test_missing_rows_raise_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError, match=r"^pipeline 4242 does not exist$"):
         store.get_pipeline(4242)

@@ -75,18 +75,31 @@ class JobRun:
 
 
 class _Recorder(EngineListener):
-    """Engine events -> store rows, then to the observer."""
+    """Engine events -> store rows, then to the observer.
+
+    Job status changes are written in batches: every change made while the event loop runs one
+    round of callbacks (the scheduler settles a job and starts the next ones) goes to the store in
+    one transaction, at the start of the next round, instead of one transaction per change. The
+    order is kept, and a round is committed whole or not at all, so the database is always the
+    run's story up to some point. A job's ``running`` is committed before its shell is spawned:
+    the executor awaits (preparing the workspace in a thread) before it spawns, and the write was
+    queued first. A failed write is raised at the next change, or by :meth:`flush`, which the run
+    calls before it records the pipeline's end, as when every change was written at once.
+    """
 
     def __init__(self, store: Store, record: PipelineRecord, observer: RunObserver) -> None:
         self.store = store
         self.record = record
         self.observer = observer
         self.run_dir = Path(record.run_dir)
+        self._pending: list[tuple[int, dict[str, object]]] = []
+        self._error: BaseException | None = None
 
     def log_path(self, job_id: int) -> Path:
         return job_log_path(self.run_dir, job_id)
 
     def allocate_job_ids(self, jobs: Sequence[Job]) -> list[int]:
+        self.flush()
         rows = [
             NewJob(
                 name=j.name,
@@ -100,6 +113,7 @@ class _Recorder(EngineListener):
         return self.store.add_jobs(self.record.id, rows)
 
     def allocate_retry_id(self, job: Job, attempt: int) -> int:
+        self.flush()
         return self.store.add_jobs(
             self.record.id,
             [NewJob(job.name, job.stage, job.when, job.allow_failure, "created", attempt)],
@@ -112,13 +126,45 @@ class _Recorder(EngineListener):
             self.observer.job_status(job, job_id, attempt, str(status), outcome)
             return
         fields = job_fields(job, status, outcome, self.log_path(job_id))
-        self.store.update_job(job_id, **fields)
+        self._queue(job_id, fields)
         self.observer.job_status(job, job_id, attempt, str(status), outcome)
+
+    def _queue(self, job_id: int, fields: dict[str, object]) -> None:
+        if self._error is not None:
+            self.flush()  # raises the write that failed: the run stops as it did before batching
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not inside the engine's loop: write now
+            self.store.update_job(job_id, **fields)
+            return
+        if not self._pending:
+            loop.call_soon(self._write_round)
+        self._pending.append((job_id, fields))
+
+    def _write_round(self) -> None:
+        try:
+            self.flush()
+        except BaseException as exc:  # kept for the engine's next call, or the run's final flush
+            self._error = exc
+
+    def flush(self) -> None:
+        """Write the queued status changes now (one transaction); raise a write that failed."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error  # what failed stays queued: a broken run's last flush tries it again
+        pending, self._pending = self._pending, []
+        if pending:
+            try:
+                self.store.update_jobs(pending)
+            except BaseException:
+                self._pending = pending + self._pending
+                raise
 
     def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
         self.observer.job_output(job, job_id, kind, text)
 
     def pipeline_status(self, status: str) -> None:
+        self.flush()
         self.store.update_pipeline(self.record.id, status=status)
 
 
@@ -297,7 +343,16 @@ async def run_local(
             await executor.close()
             await pruning
             await drawing
+        if failure is None:
+            try:
+                recorder.flush()  # the last round of job status changes
+            except Exception as exc:
+                failure = exc
         if failure is not None:
+            with contextlib.suppress(Exception):
+                recorder.flush()  # what the jobs did before it broke, if it can still be written
+            with contextlib.suppress(Exception):
+                recorder.flush()  # (a failure kept from an earlier round is raised first)
             error, recorded = _broken_run(store, home, record.id, failure)
             if recorded:
                 owner.release()

@@ -37,6 +37,7 @@ from aicd.deploy import rollout as rollouts
 from aicd.deploy.environment import DRAIN_TIMEOUT
 from aicd.deploy.plan import ROUTERS, RolloutPlan
 from aicd.deploy.ports import HOST, port_holder
+from aicd.deploy.router import loop as event_loop
 from aicd.deploy.router.factory import make_router
 from aicd.deploy.router.router import FieldCount
 from aicd.deploy.supervisor.supervisor import InstanceEvent, InstanceState, Supervisor
@@ -489,7 +490,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.Formatter.converter = time.gmtime
-    return asyncio.run(_amain(args))
+    try:  # uvloop where installed: the router's data path runs in this loop
+        return event_loop.run(_amain(args))
+    except ConfigError as exc:  # AICD_EVENT_LOOP names a loop that cannot be had
+        log.error("%s", exc)
+        return 2
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import os
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -103,13 +102,13 @@ def save_cache(
         globbing.untracked(workspace, tracked, sel)
     target = cache_path(root, key)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{secrets.token_hex(6)}"
+    tmp = target.parent / f".tmp-{os.urandom(6).hex()}"
     tmp.mkdir()
     try:
         count = globbing.copy_selection(workspace, sel, tmp)
         trash = None
         if target.exists():
-            trash = target.parent / f".old-{secrets.token_hex(6)}"
+            trash = target.parent / f".old-{os.urandom(6).hex()}"
             os.rename(target, trash)
         os.rename(tmp, target)
         if trash is not None:

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -202,7 +201,7 @@ class LocalExecutor:
     async def _get_snapshot(self) -> Snapshot:
         async with self._lock:
             if self._snapshot is None:
-                dest = self.home / "snapshots" / f"{os.getpid()}-{secrets.token_hex(4)}"
+                dest = self.home / "snapshots" / f"{os.getpid()}-{os.urandom(4).hex()}"
                 self._snapshot_dir = dest
                 try:
                     self._snapshot = await asyncio.to_thread(self._make_snapshot, dest)

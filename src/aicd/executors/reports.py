@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +70,8 @@ def mask_junit_file(path: Path, mask: Callable[[str], str]) -> None:
     """Rewrite a kept JUnit file with masked variables' values hidden in every text and attribute
     (test names, messages, system-out): the test report shows what these files hold. A file that
     is not XML is left as is (no report shows it)."""
+    import xml.etree.ElementTree as ET  # only for jobs with JUnit reports: not on every run's path
+
     try:
         tree = ET.parse(path)
     except (ET.ParseError, OSError):
@@ -98,6 +99,8 @@ def parse_junit(texts: Iterable[tuple[str, bytes]]) -> tuple[TestSummary | None,
     if ``<error>``, skipped if ``<skipped>``, else passed. Returns None when no
     file could be read.
     """
+    import xml.etree.ElementTree as ET  # only for jobs with JUnit reports: not on every run's path
+
     counts = _Counts()
     warnings: list[str] = []
     any_read = False

@@ -23,7 +23,6 @@ import codecs
 import contextlib
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -61,7 +60,7 @@ def display_command(command: str) -> str | None:
 
 
 def new_token() -> str:
-    return "\x1b[0Kaicd-" + secrets.token_hex(8) + ":"
+    return "\x1b[0Kaicd-" + os.urandom(8).hex() + ":"
 
 
 def render_script(commands: Sequence[str], token: str, *, shown: Sequence[str | None] | None = None) -> str:

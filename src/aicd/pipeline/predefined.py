@@ -15,8 +15,6 @@ All are `expand=False` (GitLab sends predefined variables raw). Choices:
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import platform
 import re
 from collections.abc import Mapping
@@ -56,6 +54,8 @@ def environment_slug(name: str) -> str:
         slug = slug[:17]
         if not slug.endswith("-"):
             slug += "-"
+        import hashlib  # only for long environment names: not on every run's import path
+
         return slug + _base36(int(hashlib.sha256(name.encode()).hexdigest(), 16))[-6:]
     return slug.rstrip("-")
 
@@ -195,6 +195,8 @@ def pipeline_variables(
 
 
 def _login() -> str:
+    import getpass  # once per run
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -65,6 +65,10 @@ class Store(Protocol):
         """Set any JobRecord fields except id/pipeline_id."""
         ...
 
+    def update_jobs(self, updates: Sequence[tuple[int, Mapping[str, object]]]) -> None:
+        """Several :meth:`update_job` in order, in one transaction (all or none)."""
+        ...
+
     def update_pipeline(self, pipeline_id: int, **fields: object) -> None:
         """Set any PipelineRecord fields except id/iid/project_dir."""
         ...

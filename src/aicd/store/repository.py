@@ -190,6 +190,19 @@ class RunStore:
             if result.rowcount == 0:
                 raise NotFoundError(f"job {job_id} does not exist")
 
+    def update_jobs(self, updates: Sequence[tuple[int, Mapping[str, object]]]) -> None:
+        """Several :meth:`update_job` in order, in one transaction (all or none)."""
+        checked = [(job_id, checked_fields(dict(fields), JOB_UPDATABLE, "job")) for job_id, fields in updates]
+        checked = [(job_id, values) for job_id, values in checked if values]
+        if not checked:
+            return
+        what = f"update job {checked[0][0]}" if len(checked) == 1 else f"update {len(checked)} jobs"
+        with self._write(what) as conn:
+            for job_id, values in checked:
+                result = conn.execute(update(job_table).where(job_table.c.id == job_id).values(values))
+                if result.rowcount == 0:
+                    raise NotFoundError(f"job {job_id} does not exist")
+
     def update_pipeline(self, pipeline_id: int, **fields: object) -> None:
         """Set any PipelineRecord fields except id/iid/project_dir."""
         values = checked_fields(fields, PIPELINE_UPDATABLE, "pipeline")

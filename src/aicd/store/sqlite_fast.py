@@ -376,20 +376,42 @@ class FastSqliteStore:
         """Set any JobRecord fields except id/pipeline_id."""
         self._update("jobs", job_id, checked_fields(fields, JOB_UPDATABLE, "job"), f"job {job_id}")
 
+    def update_jobs(self, updates: Sequence[tuple[int, Mapping[str, object]]]) -> None:
+        """Several :meth:`update_job` in order, in one transaction (all or none)."""
+        statements = []
+        for job_id, fields in updates:
+            values = checked_fields(dict(fields), JOB_UPDATABLE, "job")
+            if values:
+                statements.append(self._update_sql("jobs", job_id, values, f"job {job_id}"))
+        if not statements:
+            return
+        action = statements[0][3] if len(statements) == 1 else f"update {len(statements)} jobs"
+        with self._write(action) as conn:
+            for sql, params, what, _ in statements:
+                if conn.execute(sql, params).rowcount == 0:
+                    raise NotFoundError(f"{what} does not exist")
+
     def update_pipeline(self, pipeline_id: int, **fields: object) -> None:
         """Set any PipelineRecord fields except id/iid/project_dir."""
         values = checked_fields(fields, PIPELINE_UPDATABLE, "pipeline")
         self._update("pipelines", pipeline_id, values, f"pipeline {pipeline_id}")
 
-    def _update(self, table: str, row_id: int, values: dict[str, object], what: str) -> None:
-        if not values:
-            return
+    def _update_sql(
+        self, table: str, row_id: int, values: dict[str, object], what: str
+    ) -> tuple[str, tuple[object, ...], str, str]:
+        """The UPDATE of one row: SQL, parameters, what it is and the action's name (for errors)."""
         action = f"update {what}"
         names = list(values)
         params = [self._encode(action, n, values[n]) for n in names]
         sql = f"UPDATE {table} SET {', '.join(f'{_q(n)} = ?' for n in names)} WHERE id = ?"
+        return sql, (*params, row_id), what, action
+
+    def _update(self, table: str, row_id: int, values: dict[str, object], what: str) -> None:
+        if not values:
+            return
+        sql, params, what, action = self._update_sql(table, row_id, values, what)
         with self._write(action) as conn:
-            if conn.execute(sql, (*params, row_id)).rowcount == 0:
+            if conn.execute(sql, params).rowcount == 0:
                 raise NotFoundError(f"{what} does not exist")
 
     # -- reads --------------------------------------------------------------

@@ -3,8 +3,9 @@
     python -m aicd.deploy.router --listen 127.0.0.1:8000 \\
         --backend r1=127.0.0.1:9001 --backend r2=127.0.0.1:9002 --weight r1=90 --weight r2=10
 
-Serves until SIGINT or SIGTERM, then prints the per-revision counts (``--json``: the whole
-snapshot) on standard output.
+Runs on uvloop where installed (``AICD_EVENT_LOOP=asyncio``: the stock loop; see
+:mod:`aicd.deploy.router.loop`). Serves until SIGINT or SIGTERM, then prints the per-revision
+counts (``--json``: the whole snapshot) on standard output.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from aicd.deploy.router import loop as event_loop
 from aicd.deploy.router.metrics import FieldCount
 from aicd.deploy.router.router import Router
 from aicd.errors import ConfigError
@@ -117,7 +119,8 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
-    print(f"aicd router on {router.url} -> {router.weights}", file=sys.stderr, flush=True)
+    name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+    print(f"aicd router on {router.url} -> {router.weights} ({name} event loop)", file=sys.stderr, flush=True)
     await done.wait()
     await router.stop(grace=5.0)
 
@@ -139,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(argv)
         router, backends, weights = build(args)
         mirror = _address(args.mirror, "--mirror") if args.mirror else None
-        asyncio.run(serve(router, backends, weights, mirror, args.mirror_method))
+        event_loop.run(serve(router, backends, weights, mirror, args.mirror_method))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
