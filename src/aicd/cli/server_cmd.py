@@ -116,6 +116,9 @@ def serve(settings: Any, *, log_level: str = "warning") -> None:
         log_level=log_level,
         access_log=False,
         lifespan="on",
+        # the stock loop, not uvloop (which uvicorn picks when installed, as it is for the router):
+        # the server runs the engine and its jobs' subprocesses on the loop its tests run on
+        loop="asyncio",
         timeout_graceful_shutdown=10,
         log_config=None,
     )

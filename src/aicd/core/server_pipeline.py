@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import secrets
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -89,7 +89,7 @@ def commit_tree(home: Path, project_id: int, mirror: Path, sha: str) -> Path:
     with lock:
         if (dest / _DONE).exists():
             return dest
-        scratch = dest.parent / f".{sha}.{secrets.token_hex(4)}"
+        scratch = dest.parent / f".{sha}.{os.urandom(4).hex()}"
         try:
             snapshot_commit(mirror, sha, scratch)
             (scratch / _DONE).touch()
@@ -262,6 +262,6 @@ def load_ir(run_dir: Path, box: SecretBox) -> tuple[Pipeline, tuple[Variable, ..
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    scratch = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    scratch = path.with_name(f".{path.name}.{os.urandom(4).hex()}")
     scratch.write_text(text, encoding="utf-8")
     scratch.replace(path)

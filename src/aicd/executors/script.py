@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 from aicd.executors.base import OutputKind
 
@@ -195,8 +196,8 @@ class _Protocol(asyncio.SubprocessProtocol):
         self.pid: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self.pid = transport.get_pid()
+        # uvloop's transports are not asyncio.SubprocessTransport subclasses: same methods, no isinstance
+        self.pid = cast(asyncio.SubprocessTransport, transport).get_pid()
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if self.error is not None:
