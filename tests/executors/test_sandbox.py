@@ -4,6 +4,7 @@ the network switch (job variable, aicd.yml), file variables under /aicd, the log
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 from aicd.executors.sandbox import SandboxExecutor, SandboxLimits, bwrap_args, probe, python_paths
 from aicd.pipeline.ir import Variable
 
-from .contract import Ran, Runner, make_job, make_project
+from .contract import Ran, Runner, Session, make_job, make_project
 
 PROBE = probe()
 pytestmark = pytest.mark.skipif(not PROBE.ok, reason=PROBE.reason)
@@ -139,18 +140,84 @@ def test_probe_says_why_when_bwrap_does_not_work(tmp_path: Path) -> None:
     assert PROBE.ok and subprocess.run([str(PROBE.bwrap), "--version"], capture_output=True).returncode == 0
 
 
-def test_limits_apply_without_prlimit_too(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "project")
+def test_limits_and_cgroup_are_set_before_the_jobs_first_instruction(tmp_path: Path) -> None:
+    # bwrap is spawned directly; the limits and the cgroup are set on the sandbox's first process
+    # while it waits for its script: the job's very first command sees them
+    runner = _runner(tmp_path, limits=SandboxLimits(open_files=48, cpu_seconds=9, processes=300))
+    ran = runner.one(make_job("ulimit -n; ulimit -t; ulimit -u; grep -c pids: /proc/self/cgroup"))
+    assert ran.outcome.status == "success", ran.lines
+    assert ran.out[:3] == ["48", "9", "300"]
+    launcher = [kind for kind, text in ran.lines if "prlimit" in text or "/bin/sh -c" in text]
+    assert launcher == []
 
-    def factory(project: Path, home: Path) -> SandboxExecutor:
-        executor = SandboxExecutor(project, home, limits=SandboxLimits(open_files=48, cpu_seconds=9))
-        executor._prlimit = None  # a system without util-linux's prlimit: the preexec_fn path
-        return executor
 
-    ran = Runner(factory, project, tmp_path / "home", tmp_path / "run").one(
-        make_job("ulimit -n", "ulimit -t")
+@pytest.mark.skipif(not PROBE.pids_cgroup, reason="no pids cgroup can be made here")
+def test_jobs_run_in_a_pids_cgroup_of_the_pool(tmp_path: Path) -> None:
+    job = make_job("grep pids: /proc/self/cgroup")
+
+    async def body(s: Session) -> list[str]:
+        seen = []
+        for _ in range(3):
+            ran = await s.run(job)
+            assert ran.outcome.status == "success", ran.lines
+            seen.append(ran.out[0])
+        executor = s.executor
+        assert isinstance(executor, SandboxExecutor) and executor._cgroups is not None
+        made = sorted(p.name for p in executor._cgroups.root.iterdir() if p.is_dir())
+        assert 1 <= len(made) <= 2, made  # reused, not one per job
+        return seen
+
+    seen = _runner(tmp_path).session(body)
+    assert all("/job-" in line for line in seen), seen
+
+
+def test_a_launch_that_fails_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    def refuse(*_args: object) -> None:
+        raise PermissionError("prlimit refused (the test)")
+
+    monkeypatch.setattr(resource, "prlimit", refuse)
+    runner = _runner(tmp_path)
+    ran = runner.one(make_job("touch ran.txt", "echo ran"))
+    assert ran.outcome.status == "failed" and ran.outcome.failure_reason == "runner_system_failure"
+    assert "prlimit refused" in (ran.outcome.error or "")
+    assert "ran" not in ran.out
+    assert not list((tmp_path / "home").glob("builds/*/*/ran.txt"))
+
+
+def test_a_sandbox_whose_server_died_before_the_handshake_runs_nothing(tmp_path: Path) -> None:
+    # aicd killed between the spawn and the script: the pipe ends without a script, so the
+    # sandbox runs an empty one (nothing of the job runs without its limits)
+    from aicd.executors.sandbox import _Gate
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    gate = _Gate(b"touch ran.txt\n", SandboxLimits(), None)
+    args = bwrap_args(
+        network=False, python=python_paths((tmp_path,)), binds=[(workspace, workspace, True)], chdir=workspace
     )
-    assert ran.out == ["48", "9"]
+    assert PROBE.bwrap is not None and args[-4:-2] == ["--remount-ro", "/"]
+    argv = [
+        PROBE.bwrap,
+        *args[:-4],
+        "--info-fd",
+        str(gate.info_w),
+        "--file",
+        str(gate.script_r),
+        "/aicd/job.sh",
+    ]
+    argv += ["--remount-ro", "/", "--chdir", str(workspace), "--", "/bin/bash", "/aicd/job.sh"]
+    proc = subprocess.Popen(argv, pass_fds=(gate.info_w, gate.script_r), stdin=subprocess.DEVNULL)
+    os.close(gate.info_w)
+    os.close(gate.script_r)
+    gate._open = [gate.info_r, gate.script_w]
+    with os.fdopen(gate.info_r, "rb") as info:  # the sandbox's process id was told...
+        assert b"child-pid" in info.read()
+    gate._open.remove(gate.info_r)
+    gate.close()  # ...then the server died: its end of the script's pipe closes, nothing written
+    assert proc.wait(timeout=120) == 0
+    assert not (workspace / "ran.txt").exists()
 
 
 def test_a_server_without_network_lets_a_job_turn_it_on(tmp_path: Path, listener: int) -> None:

@@ -29,7 +29,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -103,6 +103,10 @@ class Launch:
     env: Mapping[str, str]
     preexec: Callable[[], None] | None = None
     cleanup: Callable[[], None] | None = None  # called once the process is gone
+    pass_fds: tuple[int, ...] = ()  # descriptors the process inherits
+    # awaited with the process's id right after the spawn, before the shell may run the job's
+    # code (the sandbox's limits and cgroup); if it raises, the process is already killed
+    started: Callable[[int], Awaitable[None]] | None = None
 
 
 class LocalExecutor:
@@ -423,13 +427,17 @@ class _LocalJob:
         spec = ShellSpec(self.req, script, cwd, env, self._job_vars, self._files_dir)
         launch = self.ex.launch(spec)
         try:
-            proc = await ShellProcess.start(launch.argv, cwd, launch.env, reader, launch.preexec)
+            proc = await ShellProcess.start(
+                launch.argv, cwd, launch.env, reader, launch.preexec, pass_fds=launch.pass_fds
+            )
         except BaseException:
             if launch.cleanup is not None:
                 launch.cleanup()
             raise
         self._proc = proc
         try:
+            if launch.started is not None:
+                await launch.started(proc.pgid)
             # canceled while it was starting (after_script runs after a timeout)
             if self._user_canceled or (self._cancel_reason is not None and not self._in_after_script):
                 await proc.kill()
