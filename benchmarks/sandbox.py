@@ -117,9 +117,11 @@ class CpuMeter:
 
 
 METER: CpuMeter | None = None
-# after each job, before reading the CPU used: bwrap's last processes finish exiting after the
-# launcher (what aicd waits for) has exited; their CPU time belongs to the job, not to the next
-SETTLE_S = 0.005
+# A pause after each job and each launch, outside the timing: a sandbox's teardown (its mount
+# namespace, its last processes) goes on after the launcher aicd waits for has exited. Without the
+# pause it would land in the next job's time (2-6 ms measured, whichever executor runs next) and
+# its CPU time in the next job's CPU figure.
+SETTLE_S = 0.03
 
 
 async def time_jobs(
@@ -141,8 +143,7 @@ async def time_jobs(
         handle = await executor.start(request, lambda _kind, _text: None)
         outcome = await handle.wait()
         times.append(time.perf_counter() - started)
-        if used is not None:
-            await asyncio.sleep(SETTLE_S)  # outside the wall time: the sandbox's last exits are counted
+        await asyncio.sleep(SETTLE_S)
         after = METER.usage() if METER is not None else None
         if cpu is not None and used is not None and after is not None:
             cpu.append((after - used) / 1e9)
@@ -236,8 +237,8 @@ async def layer_times(
         if code != 0:
             raise SystemExit(f"{argv[0]} ... exited with {code}")
         took = time.perf_counter() - started
+        await asyncio.sleep(SETTLE_S)
         if used is not None:
-            await asyncio.sleep(SETTLE_S)
             after = METER.usage() if METER is not None else None
             if after is not None:
                 cpu_used.append((after - used) / 1e9)
@@ -329,6 +330,7 @@ def spawn_times(count: int, root: Path) -> dict[str, list[float]]:
             started = time.perf_counter()
             subprocess.run(command, check=True, stdin=subprocess.DEVNULL)
             out[name].append(time.perf_counter() - started)
+            time.sleep(SETTLE_S)
     return out
 
 

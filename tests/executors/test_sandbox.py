@@ -289,3 +289,22 @@ def test_a_home_inside_a_system_folder_is_hidden(tmp_path: Path) -> None:
         asyncio.run(elsewhere.close())
     settings = ServerSettings.load({"AICD_HOME": str(tmp_path), "AICD_JOB_HIDE": "/etc/aicd.env:/opt/keys"})
     assert settings.job_hidden_paths == (Path("/etc/aicd.env"), Path("/opt/keys"))
+
+
+@pytest.mark.skipif(not PROBE.pids_cgroup, reason="no pids cgroup can be made here")
+def test_the_cgroup_warm_up_leaves_the_server_where_it_is() -> None:
+    from aicd.executors.sandbox import PidsCgroups
+
+    before = Path("/proc/self/cgroup").read_text()
+    cgroups = PidsCgroups.create(64)
+    assert cgroups is not None
+    try:
+        cgroups.warm_up()
+        cgroups.warm_up()  # while one runs, no second one
+        warming = cgroups._warming
+        assert warming is not None
+        warming.join(timeout=60)
+        assert not warming.is_alive()
+    finally:
+        cgroups.close()
+    assert Path("/proc/self/cgroup").read_text() == before

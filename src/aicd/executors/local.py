@@ -192,6 +192,9 @@ class LocalExecutor:
         # `aicd model`/`aicd gate` in a job: this registry
         return {"AICD_HOME": str(self.home), **self.job_env}
 
+    def job_starting(self, request: JobRequest) -> None:
+        """Called as a job attempt starts, before its workspace is prepared (must not block)."""
+
     def notes(self, request: JobRequest, job_vars: Mapping[str, str]) -> list[str]:
         """Lines shown at the start of the job's log (how it is run); once per attempt, before it runs."""
         return []
@@ -366,6 +369,7 @@ class _LocalJob:
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+            self.ex.job_starting(self.req)
             prep = await asyncio.to_thread(self._prepare)
             self._info(prep.info)
             if self._cancel_reason is None:

@@ -45,6 +45,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -247,6 +248,10 @@ class SandboxExecutor(LocalExecutor):
         if url:
             shared["AICD_DATABASE_URL"] = url
         return {**shared, **self.job_env}
+
+    def job_starting(self, request: JobRequest) -> None:
+        if self._cgroups is not None:
+            self._cgroups.warm_up()
 
     def notes(self, request: JobRequest, job_vars: Mapping[str, str]) -> list[str]:
         # the decision holds for the attempt's after_script too
@@ -521,7 +526,8 @@ class _Gate:
                 resource.prlimit(pid, kind, (value, value))
             if self.cgroups is not None:
                 self.cgroup = self.cgroups.new_job()
-                (self.cgroup / "cgroup.procs").write_text(str(pid))
+                # in a thread: a cgroup v1 move may wait for an RCU grace period (see warm_up)
+                await asyncio.to_thread((self.cgroup / "cgroup.procs").write_text, str(pid))
         except BaseException:
             _kill_group(pgid)  # before the pipe closes: nothing runs without its limits
             raise
@@ -632,6 +638,10 @@ class PidsCgroups:
         self._count = 0
         self._free: list[Path] = []
         self._busy: list[Path] = []  # cgroups whose processes were still dying when their job ended
+        self._warming: threading.Thread | None = None
+        # the cgroup.procs of the cgroup this process is in, in the same hierarchy (for warm_up)
+        own = root.parent / "cgroup.procs"
+        self._own_procs: Path | None = own if own.exists() else None
 
     @classmethod
     def create(cls, max_pids: int) -> PidsCgroups | None:
@@ -666,6 +676,27 @@ class PidsCgroups:
         path.mkdir()
         (path / "pids.max").write_text(str(self.max_pids))
         return path
+
+    def warm_up(self) -> None:
+        """Start, in a thread, a move of this process into the cgroup it is already in (a no-op).
+
+        Moving a process between cgroups (cgroup v1, unless mounted with ``favordynmods``) first
+        waits for an RCU grace period when no move happened during the last one: 2-10 ms, the
+        largest part of a sandboxed job's launch when measured. A move that comes during or
+        right after another one does not wait again. Started as the job starts, this one waits
+        while the job's workspace is prepared and bwrap starts, instead of the job's own move."""
+        if self._warming is not None and self._warming.is_alive():
+            return
+        procs = self._own_procs
+        if procs is None:
+            return
+
+        def move() -> None:
+            with contextlib.suppress(OSError):
+                procs.write_text(str(os.getpid()))
+
+        self._warming = threading.Thread(target=move, name="aicd-cgroup-warm-up", daemon=True)
+        self._warming.start()
 
     def release(self, path: Path) -> None:
         """Back to the pool once its last process is gone."""
