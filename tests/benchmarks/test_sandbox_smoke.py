@@ -34,7 +34,12 @@ def test_the_benchmark_prints_a_table_of_measured_numbers(tmp_path: Path) -> Non
             next(t for t in tables if "| launch chain |" in t),
         )
     )
-    assert [r.split("|")[1].strip() for r in jobs[1:]] == ["trivial", "python", "spawn only (no aicd)"]
+    assert [r.split("|")[1].strip() for r in jobs[1:]] == [
+        "trivial",
+        "python",
+        "trivial, no pids cgroup",
+        "spawn only (no aicd)",
+    ]
     number = r"-?\d+\.\d"
     for row in jobs[1:]:
         cells = [c.strip() for c in row.strip("|").split("|")]
