@@ -4,6 +4,7 @@ the network switch (job variable, aicd.yml), file variables under /aicd, the log
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 from aicd.executors.sandbox import SandboxExecutor, SandboxLimits, bwrap_args, probe, python_paths
 from aicd.pipeline.ir import Variable
 
-from .contract import Ran, Runner, make_job, make_project
+from .contract import Ran, Runner, Session, make_job, make_project
 
 PROBE = probe()
 pytestmark = pytest.mark.skipif(not PROBE.ok, reason=PROBE.reason)
@@ -139,18 +140,80 @@ def test_probe_says_why_when_bwrap_does_not_work(tmp_path: Path) -> None:
     assert PROBE.ok and subprocess.run([str(PROBE.bwrap), "--version"], capture_output=True).returncode == 0
 
 
-def test_limits_apply_without_prlimit_too(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "project")
+def test_limits_and_cgroup_are_set_before_the_jobs_first_instruction(tmp_path: Path) -> None:
+    # bwrap is spawned directly; the limits and the cgroup are set on the sandbox's first process
+    # while it waits for its script: the job's very first command sees them
+    runner = _runner(tmp_path, limits=SandboxLimits(open_files=48, cpu_seconds=9, processes=300))
+    ran = runner.one(make_job("ulimit -n; ulimit -t; ulimit -u; grep -c pids: /proc/self/cgroup"))
+    assert ran.outcome.status == "success", ran.lines
+    assert ran.out[:3] == ["48", "9", "300"]
+    launcher = [kind for kind, text in ran.lines if "prlimit" in text or "/bin/sh -c" in text]
+    assert launcher == []
 
-    def factory(project: Path, home: Path) -> SandboxExecutor:
-        executor = SandboxExecutor(project, home, limits=SandboxLimits(open_files=48, cpu_seconds=9))
-        executor._prlimit = None  # a system without util-linux's prlimit: the preexec_fn path
-        return executor
 
-    ran = Runner(factory, project, tmp_path / "home", tmp_path / "run").one(
-        make_job("ulimit -n", "ulimit -t")
+@pytest.mark.skipif(not PROBE.pids_cgroup, reason="no pids cgroup can be made here")
+def test_jobs_run_in_a_pids_cgroup_of_the_pool(tmp_path: Path) -> None:
+    job = make_job("grep pids: /proc/self/cgroup")
+
+    async def body(s: Session) -> list[str]:
+        seen = []
+        for _ in range(3):
+            ran = await s.run(job)
+            assert ran.outcome.status == "success", ran.lines
+            seen.append(ran.out[0])
+        return seen
+
+    seen = _runner(tmp_path).session(body)
+    assert all("/job-" in line for line in seen), seen
+
+
+def test_a_launch_that_fails_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    def refuse(*_args: object) -> None:
+        raise PermissionError("prlimit refused (the test)")
+
+    monkeypatch.setattr(resource, "prlimit", refuse)
+    runner = _runner(tmp_path)
+    ran = runner.one(make_job("touch ran.txt", "echo ran"))
+    assert ran.outcome.status == "failed" and ran.outcome.failure_reason == "runner_system_failure"
+    assert "prlimit refused" in (ran.outcome.error or "")
+    assert "ran" not in ran.out
+    assert not list((tmp_path / "home").glob("builds/*/*/ran.txt"))
+
+
+def test_a_sandbox_whose_server_died_before_the_handshake_runs_nothing(tmp_path: Path) -> None:
+    # aicd killed between the spawn and the script: the pipe ends without a script, so the
+    # sandbox runs an empty one (nothing of the job runs without its limits)
+    from aicd.executors.sandbox import _Gate
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    gate = _Gate(b"touch ran.txt\n", SandboxLimits(), None)
+    args = bwrap_args(
+        network=False, python=python_paths((tmp_path,)), binds=[(workspace, workspace, True)], chdir=workspace
     )
-    assert ran.out == ["48", "9"]
+    assert PROBE.bwrap is not None and args[-4:-2] == ["--remount-ro", "/"]
+    argv = [
+        PROBE.bwrap,
+        *args[:-4],
+        "--info-fd",
+        str(gate.info_w),
+        "--file",
+        str(gate.script_r),
+        "/aicd/job.sh",
+    ]
+    argv += ["--remount-ro", "/", "--chdir", str(workspace), "--", "/bin/bash", "/aicd/job.sh"]
+    proc = subprocess.Popen(argv, pass_fds=(gate.info_w, gate.script_r), stdin=subprocess.DEVNULL)
+    os.close(gate.info_w)
+    os.close(gate.script_r)
+    gate._open = [gate.info_r, gate.script_w]
+    with os.fdopen(gate.info_r, "rb") as info:  # the sandbox's process id was told...
+        assert b"child-pid" in info.read()
+    gate._open.remove(gate.info_r)
+    gate.close()  # ...then the server died: its end of the script's pipe closes, nothing written
+    assert proc.wait(timeout=120) == 0
+    assert not (workspace / "ran.txt").exists()
 
 
 def test_a_server_without_network_lets_a_job_turn_it_on(tmp_path: Path, listener: int) -> None:
@@ -222,3 +285,53 @@ def test_a_home_inside_a_system_folder_is_hidden(tmp_path: Path) -> None:
         asyncio.run(elsewhere.close())
     settings = ServerSettings.load({"AICD_HOME": str(tmp_path), "AICD_JOB_HIDE": "/etc/aicd.env:/opt/keys"})
     assert settings.job_hidden_paths == (Path("/etc/aicd.env"), Path("/opt/keys"))
+
+
+@pytest.mark.skipif(not PROBE.pids_cgroup, reason="no pids cgroup can be made here")
+def test_the_cgroup_warm_up_leaves_the_server_where_it_is() -> None:
+    from aicd.executors.sandbox import PidsCgroups
+
+    before = Path("/proc/self/cgroup").read_text()
+    cgroups = PidsCgroups.create(64)
+    assert cgroups is not None
+    try:
+        cgroups.warm_up()
+        cgroups.warm_up()  # while one runs, no second one
+        warming = cgroups._warming
+        assert warming is not None
+        warming.join(timeout=60)
+        assert not warming.is_alive()
+    finally:
+        cgroups.close()
+    assert Path("/proc/self/cgroup").read_text() == before
+
+
+@pytest.mark.skipif(not PROBE.pids_cgroup, reason="no pids cgroup can be made here")
+def test_the_cgroup_pool_reuses_a_cgroup_once_its_processes_are_gone() -> None:
+    import time
+
+    from aicd.executors.sandbox import PidsCgroups
+
+    cgroups = PidsCgroups.create(64)
+    assert cgroups is not None
+    try:
+        first = cgroups.new_job()
+        cgroups.release(first)
+        assert cgroups.new_job() == first  # empty: reused, no mkdir
+        sleeper = subprocess.Popen(["sleep", "600"])
+        try:
+            (first / "cgroup.procs").write_text(str(sleeper.pid))
+            cgroups.release(first)
+            second = cgroups.new_job()
+            assert second != first  # a process still in it: not handed out
+            cgroups.release(second)
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        deadline = time.monotonic() + 60
+        while (first / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert {cgroups.new_job(), cgroups.new_job()} == {first, second}
+        assert (first / "pids.max").read_text().strip() == "64"
+    finally:
+        cgroups.close()

@@ -28,7 +28,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -102,6 +102,10 @@ class Launch:
     env: Mapping[str, str]
     preexec: Callable[[], None] | None = None
     cleanup: Callable[[], None] | None = None  # called once the process is gone
+    pass_fds: tuple[int, ...] = ()  # descriptors the process inherits
+    # awaited with the process's id right after the spawn, before the shell may run the job's
+    # code (the sandbox's limits and cgroup); if it raises, the process is already killed
+    started: Callable[[int], Awaitable[None]] | None = None
 
 
 class LocalExecutor:
@@ -186,6 +190,9 @@ class LocalExecutor:
             return dict(self.job_env)
         # `aicd model`/`aicd gate` in a job: this registry
         return {"AICD_HOME": str(self.home), **self.job_env}
+
+    def job_starting(self, request: JobRequest) -> None:
+        """Called as a job attempt starts, before its workspace is prepared (must not block)."""
 
     def notes(self, request: JobRequest, job_vars: Mapping[str, str]) -> list[str]:
         """Lines shown at the start of the job's log (how it is run); once per attempt, before it runs."""
@@ -361,6 +368,7 @@ class _LocalJob:
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+            self.ex.job_starting(self.req)
             prep = await asyncio.to_thread(self._prepare)
             self._info(prep.info)
             if self._cancel_reason is None:
@@ -422,13 +430,17 @@ class _LocalJob:
         spec = ShellSpec(self.req, script, cwd, env, self._job_vars, self._files_dir)
         launch = self.ex.launch(spec)
         try:
-            proc = await ShellProcess.start(launch.argv, cwd, launch.env, reader, launch.preexec)
+            proc = await ShellProcess.start(
+                launch.argv, cwd, launch.env, reader, launch.preexec, pass_fds=launch.pass_fds
+            )
         except BaseException:
             if launch.cleanup is not None:
                 launch.cleanup()
             raise
         self._proc = proc
         try:
+            if launch.started is not None:
+                await launch.started(proc.pgid)
             # canceled while it was starting (after_script runs after a timeout)
             if self._user_canceled or (self._cancel_reason is not None and not self._in_after_script):
                 await proc.kill()

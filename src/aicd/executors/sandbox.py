@@ -36,6 +36,7 @@ the job a network namespace of its own with only a loopback interface.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
@@ -44,8 +45,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,9 +224,9 @@ class SandboxExecutor(LocalExecutor):
         self._hide = [*([home] if in_system else []), *(Path(p) for p in hidden_paths)]
         self._cgroups = PidsCgroups.create(limits.processes) if limits.processes else None
         self._network_of: dict[int, bool] = {}
-        # limits set by prlimit(1) on its way to exec bwrap: a preexec_fn would make Python fork
-        # instead of vfork, ~8 ms per job for a server-sized process
-        self._prlimit = shutil.which("prlimit")
+        # bwrap's options that are the same for every job (namespaces, system, Python, hidden
+        # paths), by network on/off: computed once, not per job
+        self._static_args: dict[bool, list[str]] = {}
 
     # -- LocalExecutor's hooks ------------------------------------------------------------------
 
@@ -246,6 +248,10 @@ class SandboxExecutor(LocalExecutor):
         if url:
             shared["AICD_DATABASE_URL"] = url
         return {**shared, **self.job_env}
+
+    def job_starting(self, request: JobRequest) -> None:
+        if self._cgroups is not None:
+            self._cgroups.warm_up()
 
     def notes(self, request: JobRequest, job_vars: Mapping[str, str]) -> list[str]:
         # the decision holds for the attempt's after_script too
@@ -275,8 +281,6 @@ class SandboxExecutor(LocalExecutor):
         binds: list[tuple[Path, Path, bool]] = [(spec.workspace, spec.workspace, True)]
         if self.share_home:
             binds.insert(0, (self.home, self.home, True))
-        script = Path(JOB_FILES) / spec.script.name
-        binds.append((spec.script, script, False))
         env = dict(spec.env)
         if spec.files_dir is not None:
             # the files at a path of their own: the job sees nothing of the run's folder, not even its name
@@ -284,35 +288,32 @@ class SandboxExecutor(LocalExecutor):
             binds.append((spec.files_dir, Path(inside), False))
             outside = str(spec.files_dir)
             env = {k: v.replace(outside, inside) for k, v in env.items()}
+        script = f"{JOB_FILES}/{spec.script.name}"
+        gate = _Gate(spec.script.read_bytes(), self.limits, self._cgroups)
+        static = self._static_args.get(network)
+        if static is None:
+            static = self._static_args[network] = _static_args(
+                network=network, python=self._python, tmp_bytes=self.limits.tmp_bytes, hide=self._hide
+            )
         argv = [
             self.bwrap,
-            *bwrap_args(
-                network=network,
-                python=self._python,
-                binds=binds,
-                chdir=spec.workspace,
-                tmp_bytes=self.limits.tmp_bytes,
-                hide=self._hide,
-            ),
+            *static,
+            *_bind_args(binds),
+            # the launch handshake (_Gate): bwrap tells the sandbox's process id, then waits for
+            # the script, which aicd sends once the limits and the cgroup are set on that process
+            "--info-fd",
+            str(gate.info_w),
+            "--file",
+            str(gate.script_r),
+            script,
+            *_FINAL_ARGS,
+            "--chdir",
+            str(spec.workspace),
             "--",
-            *bash_command("/bin/bash", script),
+            *bash_command("/bin/bash", Path(script)),
         ]
-        cgroup = self._cgroups.new_job() if self._cgroups is not None else None
-        preexec: Callable[[], None] | None = None
-        if self._prlimit is not None:
-            argv = [self._prlimit, *_prlimit_args(self.limits), *argv]
-        else:
-            preexec = _preexec(self.limits)
-        if cgroup is not None:
-            # the job's cgroup is joined before bwrap starts: nothing of the job is ever outside it
-            procs = str(cgroup / "cgroup.procs")
-            argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs, *argv]
-
-        def cleanup() -> None:
-            if cgroup is not None and self._cgroups is not None:
-                self._cgroups.remove(cgroup)
-
-        return Launch(argv, env, preexec, cleanup)
+        fds = (gate.info_w, gate.script_r)
+        return Launch(argv, env, None, gate.close, pass_fds=fds, started=gate.release)
 
     async def close(self) -> None:
         await super().close()
@@ -369,6 +370,17 @@ def bwrap_args(
 ) -> list[str]:
     """bwrap's options for one shell: namespaces, the system, Python, ``hide`` (an empty folder or
     file over each), then ``binds`` (src, dest, writable)."""
+    static = _static_args(network=network, python=python, tmp_bytes=tmp_bytes, hide=hide)
+    return [*static, *_bind_args(binds), *_FINAL_ARGS, "--chdir", str(chdir)]
+
+
+# the sandbox's own root (mount points) read-only: writes go to the workspace or /tmp only
+_FINAL_ARGS = ("--remount-ro", "/")
+
+
+def _static_args(
+    *, network: bool, python: Sequence[Path], tmp_bytes: int | None, hide: Sequence[Path]
+) -> list[str]:
     args = [*_namespace_args(network=network), *_system_args(tmp_bytes)]
     for path in python:
         args += ["--ro-bind", str(path), str(path)]
@@ -377,11 +389,14 @@ def bwrap_args(
             args += ["--tmpfs", str(path)]
         elif path.exists():
             args += ["--ro-bind", "/dev/null", str(path)]
-    args += ["--dir", JOB_HOME]
+    return [*args, "--dir", JOB_HOME]
+
+
+def _bind_args(binds: Sequence[tuple[Path, Path, bool]]) -> list[str]:
+    args: list[str] = []
     for src, dest, writable in binds:
         args += ["--bind" if writable else "--ro-bind", str(src), str(dest)]
-    # the sandbox's own root (mount points) read-only: writes go to the workspace or /tmp only
-    return [*args, "--remount-ro", "/", "--chdir", str(chdir)]
+    return args
 
 
 def python_paths(hidden: tuple[Path, ...]) -> list[Path]:
@@ -451,39 +466,182 @@ def _rlimits(limits: SandboxLimits) -> list[tuple[int, int]]:
     return clamped
 
 
-_PRLIMIT_NAMES = {
-    resource.RLIMIT_CORE: "core",
-    resource.RLIMIT_NPROC: "nproc",
-    resource.RLIMIT_NOFILE: "nofile",
-    resource.RLIMIT_AS: "as",
-    resource.RLIMIT_CPU: "cpu",
-}
+# The launch handshake's time limit: bwrap tells its sandbox's process id within milliseconds
+GATE_TIMEOUT_S = 120.0
 
 
-def _prlimit_args(limits: SandboxLimits) -> list[str]:
-    return [f"--{_PRLIMIT_NAMES[kind]}={value}" for kind, value in _rlimits(limits)]
+class _Gate:
+    """How a job's limits are in force before its first instruction, without a process on the way.
+
+    bwrap is spawned directly (no ``sh`` to join the cgroup, no ``prlimit``; a ``preexec_fn``
+    would make Python fork the whole server instead of vfork-ing). With ``--info-fd`` its
+    launcher writes the id of the sandbox's first process (``child-pid``) right after creating
+    it; that process makes the mounts in order and, at ``--file <fd> <script>`` (the last one
+    but the read-only remount), reads the job's script from a pipe until the end. Meanwhile
+    :meth:`release` sets the rlimits on it (``prlimit(2)``) and moves it into the job's pids
+    cgroup, then writes the script. Every process of the job descends from that one (bwrap's
+    init and the shell are forked by it afterwards), so all inherit the limits and the cgroup.
+
+    If aicd dies before writing the script (or anything fails on the way), the pipe ends
+    without it: the sandbox gets an empty script and runs nothing; on an error here the process
+    group (bwrap's launcher and that first process, before its ``setsid``) is killed first.
+    """
+
+    def __init__(self, script: bytes, limits: SandboxLimits, cgroups: PidsCgroups | None) -> None:
+        self.script = script
+        self.rlimits = _rlimits(limits)
+        self.cgroups = cgroups
+        self.cgroup: Path | None = None
+        self.info_r, self.info_w = os.pipe()  # bwrap -> aicd: {"child-pid": N}
+        self.script_r, self.script_w = os.pipe()  # aicd -> bwrap: the script, once the limits are set
+        self._open = [self.info_r, self.info_w, self.script_r, self.script_w]
+
+    def _close(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.remove(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        """Once the process is gone (or was never started): descriptors, the cgroup back to the pool."""
+        for fd in list(self._open):
+            self._close(fd)
+        if self.cgroup is not None and self.cgroups is not None:
+            self.cgroups.release(self.cgroup)
+            self.cgroup = None
+
+    async def release(self, pgid: int) -> None:
+        # the child's ends: only bwrap holds them now (an end left open here would hide its end)
+        self._close(self.info_w)
+        self._close(self.script_r)
+        try:
+            info = await _read_all(self.info_r, GATE_TIMEOUT_S)
+            self._close(self.info_r)
+            pid = _child_pid(info)
+            if pid is None:
+                # bwrap failed before creating the sandbox: its own message is in the job's log
+                _kill_group(pgid)
+                return
+            for kind, value in self.rlimits:
+                resource.prlimit(pid, kind, (value, value))
+            if self.cgroups is not None:
+                self.cgroup = self.cgroups.new_job()
+                # in a thread: a cgroup v1 move may wait for an RCU grace period (see warm_up)
+                await asyncio.to_thread((self.cgroup / "cgroup.procs").write_text, str(pid))
+        except BaseException:
+            _kill_group(pgid)  # before the pipe closes: nothing runs without its limits
+            raise
+        try:
+            await _write_all(self.script_w, self.script, GATE_TIMEOUT_S)
+        except BrokenPipeError:
+            pass  # bwrap stopped on the way (its message is in the job's log)
+        except BaseException:
+            _kill_group(pgid)
+            raise
+        finally:
+            self._close(self.script_w)
 
 
-def _preexec(limits: SandboxLimits) -> Callable[[], None]:
-    """Without prlimit(1): set the limits between fork and exec of bwrap (slower: no vfork)."""
-    pairs = _rlimits(limits)
+def _child_pid(info: bytes) -> int | None:
+    import json
 
-    def preexec() -> None:
-        for kind, value in pairs:
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(kind, (value, value))
+    try:
+        pid = json.loads(info.decode("utf-8")).get("child-pid")
+    except (ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) and pid > 0 else None
 
-    return preexec
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+async def _read_all(fd: int, timeout: float) -> bytes:
+    """What a pipe gives until its end, without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            while True:
+                data = os.read(fd, 65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if not done.done():
+                done.set_exception(exc)
+            return
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        from aicd.errors import ExecutorError
+
+        raise ExecutorError(f"bubblewrap did not start the sandbox within {timeout:.0f} s") from None
+    finally:
+        loop.remove_reader(fd)
+    return b"".join(chunks)
+
+
+async def _write_all(fd: int, data: bytes, timeout: float) -> None:
+    """All of ``data`` into a pipe (BrokenPipeError when the reader is gone), without blocking the loop."""
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    with contextlib.suppress(BlockingIOError):  # a script fits in the pipe's buffer, most of the time
+        view = view[os.write(fd, view) :] if view else view
+    if not view:
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def writable() -> None:
+        nonlocal view
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if not done.done():
+                done.set_exception(exc)
+            return
+        if not view and not done.done():
+            done.set_result(None)
+
+    loop.add_writer(fd, writable)
+    try:
+        await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        from aicd.errors import ExecutorError
+
+        raise ExecutorError(f"the sandbox did not read the job's script within {timeout:.0f} s") from None
+    finally:
+        loop.remove_writer(fd)
 
 
 class PidsCgroups:
-    """One pids cgroup per job under a folder of this executor's (cgroup v1 ``pids``, or v2)."""
+    """A pool of pids cgroups, one per running job, under a folder of this executor's (cgroup v1
+    ``pids``, or v2). A job's cgroup goes back to the pool once no process is left in it: made
+    once, reused, removed when the executor closes."""
 
     def __init__(self, root: Path, max_pids: int) -> None:
         self.root = root
         self.max_pids = max_pids
         self._count = 0
+        self._free: list[Path] = []
         self._busy: list[Path] = []  # cgroups whose processes were still dying when their job ended
+        self._warming: threading.Thread | None = None
+        # the cgroup.procs of the cgroup this process is in, in the same hierarchy (for warm_up)
+        own = root.parent / "cgroup.procs"
+        self._own_procs: Path | None = own if own.exists() else None
 
     @classmethod
     def create(cls, max_pids: int) -> PidsCgroups | None:
@@ -501,30 +659,58 @@ class PidsCgroups:
             except OSError:
                 made.close()
                 continue
-            made.remove(probe_dir)
+            made.release(probe_dir)
             return made
         return None
 
     def new_job(self) -> Path:
+        """An empty cgroup of the pool, or a new one."""
         for path in self._busy[:]:
-            self._busy.remove(path)
-            self.remove(path)
+            if _empty(path):
+                self._busy.remove(path)
+                self._free.append(path)
+        if self._free:
+            return self._free.pop()
         self._count += 1
         path = self.root / f"job-{self._count}"
         path.mkdir()
         (path / "pids.max").write_text(str(self.max_pids))
         return path
 
-    def remove(self, path: Path) -> None:
-        try:
-            path.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            self._busy.append(path)  # busy while its processes die: removed later
+    def warm_up(self) -> None:
+        """Start, in a thread, a move of this process into the cgroup it is already in (a no-op).
+
+        Moving a process between cgroups (cgroup v1, unless mounted with ``favordynmods``) first
+        waits for an RCU grace period when no move happened during the last one: 2-10 ms, the
+        largest part of a sandboxed job's launch when measured. A move that comes during or
+        right after another one does not wait again. Started as the job starts, this one waits
+        while the job's workspace is prepared and bwrap starts, instead of the job's own move."""
+        if self._warming is not None and self._warming.is_alive():
+            return
+        procs = self._own_procs
+        if procs is None:
+            return
+
+        def move() -> None:
+            with contextlib.suppress(OSError):
+                procs.write_text(str(os.getpid()))
+
+        self._warming = threading.Thread(target=move, name="aicd-cgroup-warm-up", daemon=True)
+        self._warming.start()
+
+    def release(self, path: Path) -> None:
+        """Back to the pool once its last process is gone."""
+        (self._free if _empty(path) else self._busy).append(path)
 
     def close(self) -> None:
         _remove_tree(self.root)
+
+
+def _empty(cgroup: Path) -> bool:
+    try:
+        return not (cgroup / "cgroup.procs").read_text().strip()
+    except OSError:
+        return False
 
 
 def _remove_tree(root: Path) -> None:

@@ -263,8 +263,10 @@ class ShellProcess:
         env: Mapping[str, str],
         reader: LineReader,
         preexec: Callable[[], None] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> ShellProcess:
-        """Start ``argv`` (:func:`bash_command`, or a sandbox's command line wrapping it)."""
+        """Start ``argv`` (:func:`bash_command`, or a sandbox's command line wrapping it);
+        ``pass_fds``: descriptors the process inherits (a sandbox's launch handshake)."""
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
             lambda: _Protocol(reader.feed, loop),
@@ -276,6 +278,7 @@ class ShellProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=preexec,
+            pass_fds=tuple(pass_fds),
         )
         return cls(transport, protocol, reader)
 
