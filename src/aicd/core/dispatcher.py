@@ -54,7 +54,7 @@ from aicd.core.server_recorder import ServerRecorder
 from aicd.engine import ResourceGroups, RunControl, RunOptions, failure_allowed, run_pipeline
 from aicd.engine.decision import retry_wanted
 from aicd.errors import AicdError, ConflictError, NotFoundError, WorkflowFilteredOut
-from aicd.executors.base import JobOutcome, job_log_path
+from aicd.executors.base import Executor, JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.sandbox import Probe, SandboxExecutor, probe
 from aicd.executors.workspace import remove_tree
@@ -67,6 +67,7 @@ from aicd.store.records import JobRecord, NewJob, PipelineRecord
 
 if TYPE_CHECKING:
     from aicd.core.dispatch_deps import DispatchDeps
+    from aicd.executors.celery_exec import BrokerSender, RemoteJobs
     from aicd.store.projects_repo import ProjectRecord
 
 log = logging.getLogger("aicd.dispatcher")
@@ -107,10 +108,15 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self.sandbox: Probe | None = None  # None: not checked yet, or --unsafe-no-sandbox
+        # with a broker (AICD_BROKER_URL): the attempts out on workers; None: jobs run here
+        self.remote: RemoteJobs | None = None
+        self._sender: BrokerSender | None = None
 
     @property
     def sandbox_status(self) -> str:
         """How jobs run: 'on', 'off' (--unsafe-no-sandbox) or 'unavailable: <why>'."""
+        if self.remote is not None:
+            return "workers"
         if self.state.settings.unsafe_no_sandbox:
             return "off"
         if self.sandbox is None:
@@ -150,11 +156,44 @@ class Dispatcher:
     async def start(self) -> None:
         """Recover the pipelines a crash left unfinished, then accept work."""
         self._slots = asyncio.Semaphore(max(1, self.state.settings.concurrency))
-        await self.check_sandbox()
+        if self.state.settings.broker_url:
+            await self._start_remote()
+        else:
+            await self.check_sandbox()
         # no attempt of an earlier server process still runs: its job tokens end now
         await asyncio.to_thread(JobTokenStore(self.state.database).revoke_all)
         await self._recover()
         self._accepting = True
+
+    async def _start_remote(self) -> None:
+        """Jobs go to workers through the broker (aicd.executors.celery_exec)."""
+        from aicd.core.remote_jobs import StoreBook
+        from aicd.executors.celery_exec import BrokerSender, RemoteJobs, RemoteSettings
+        from aicd.store.job_leases import JobLeaseStore
+        from aicd.store.runners import RunnerStore
+        from aicd.triggers.mirror import redact
+
+        settings = self.state.settings
+        assert settings.broker_url is not None
+        if settings.database_url.startswith("sqlite"):
+            log.warning(
+                "jobs go to workers through a broker, but the database is SQLite, which is for one "
+                "machine: use PostgreSQL (AICD_DATABASE_URL) for a server with workers"
+            )
+        self._sender = BrokerSender(settings.broker_url)
+        database = self.state.database
+        book = StoreBook(self.state.runs, JobLeaseStore(database), RunnerStore(database))
+        self.remote = RemoteJobs(
+            self._sender.send,
+            book,
+            RemoteSettings(
+                queue_prefix=settings.queue_prefix,
+                lease_s=settings.lease_timeout_s,
+                stuck_timeout_s=settings.stuck_timeout_s,
+            ),
+        )
+        await self.remote.start()
+        log.info("jobs run on workers: broker %s, queues %s.*", redact(settings.broker_url), settings.queue_prefix)
 
     async def check_sandbox(self) -> None:
         """Whether jobs can run sandboxed here; says so in the log (and on /api/v1/health)."""
@@ -175,9 +214,13 @@ class Dispatcher:
                 self.sandbox.reason,
             )
 
-    def _executor(self, mirror: Path, record: PipelineRecord, project: ProjectRecord) -> LocalExecutor | None:
+    def _executor(self, mirror: Path, record: PipelineRecord, project: ProjectRecord) -> Executor | None:
         """The executor of one pipeline run; None when jobs may not run (no sandbox here)."""
         settings = self.state.settings
+        if self.remote is not None:
+            from aicd.executors.celery_exec import CeleryExecutor
+
+            return CeleryExecutor(self.remote, job_env={"AICD_ENV_SCOPE": project.name}, project_id=project.id)
         cache_dir = self.cache_dir(project.id)
         # a job reaches the server only through its API, with its CI_JOB_TOKEN: never the server's
         # home or database (no AICD_HOME, AICD_DATABASE_URL, ... from this process's environment);
@@ -220,6 +263,10 @@ class Dispatcher:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        if self.remote is not None:
+            await self.remote.close()
+        if self._sender is not None:
+            await asyncio.to_thread(self._sender.close)
 
     def is_active(self, pipeline_id: int) -> bool:
         """Whether this server is preparing or running the pipeline now."""

@@ -188,6 +188,7 @@ class SandboxExecutor(LocalExecutor):
         share_home: bool = False,
         hidden_paths: Sequence[Path] = (),
         untracked: bool = False,
+        source: Callable[[Path], None] | None = None,
     ) -> None:
         limits = limits or SandboxLimits()
         kept = {k: v for k, v in (job_env or {}).items() if k not in STRIPPED_ENV}
@@ -199,6 +200,7 @@ class SandboxExecutor(LocalExecutor):
             cache_dir=cache_dir,
             job_env=kept,
             untracked=untracked,
+            source=source,
             max_log_bytes=limits.log_bytes,
             inherit_aicd_env=share_home,
         )
