@@ -193,7 +193,9 @@ class Dispatcher:
             ),
         )
         await self.remote.start()
-        log.info("jobs run on workers: broker %s, queues %s.*", redact(settings.broker_url), settings.queue_prefix)
+        log.info(
+            "jobs run on workers: broker %s, queues %s.*", redact(settings.broker_url), settings.queue_prefix
+        )
 
     async def check_sandbox(self) -> None:
         """Whether jobs can run sandboxed here; says so in the log (and on /api/v1/health)."""
@@ -220,7 +222,9 @@ class Dispatcher:
         if self.remote is not None:
             from aicd.executors.celery_exec import CeleryExecutor
 
-            return CeleryExecutor(self.remote, job_env={"AICD_ENV_SCOPE": project.name}, project_id=project.id)
+            return CeleryExecutor(
+                self.remote, job_env={"AICD_ENV_SCOPE": project.name}, project_id=project.id
+            )
         cache_dir = self.cache_dir(project.id)
         # a job reaches the server only through its API, with its CI_JOB_TOKEN: never the server's
         # home or database (no AICD_HOME, AICD_DATABASE_URL, ... from this process's environment);

@@ -128,18 +128,18 @@ def can_run(record: RunnerRecord, job_tags: Iterable[str]) -> bool:
     return wanted <= set(record.tags)
 
 
-def queue_for(job_tags: Iterable[str]) -> str:
-    """The broker queue of a job with these tags."""
+def queue_for(job_tags: Iterable[str], prefix: str = QUEUE_PREFIX) -> str:
+    """The broker queue of a job with these tags (the server's AICD_QUEUE_PREFIX first)."""
     tags = sorted(set(job_tags))
-    return f"{QUEUE_PREFIX}.tags.{'+'.join(tags)}" if tags else UNTAGGED_QUEUE
+    return f"{prefix}.tags.{'+'.join(tags)}" if tags else f"{prefix}.untagged"
 
 
-def queues_of(record: RunnerRecord) -> list[str]:
+def queues_of(record: RunnerRecord, prefix: str = QUEUE_PREFIX) -> list[str]:
     """Every queue a runner reads: one per non-empty subset of its tags, and the untagged one."""
     tags = sorted(record.tags)
-    names = [queue_for(subset) for n in range(1, len(tags) + 1) for subset in combinations(tags, n)]
+    names = [queue_for(subset, prefix) for n in range(1, len(tags) + 1) for subset in combinations(tags, n)]
     if record.run_untagged:
-        names.append(UNTAGGED_QUEUE)
+        names.append(queue_for((), prefix))
     return names
 
 

@@ -149,7 +149,9 @@ class RemoteAttempt:
         self.tags = tuple(sorted(set(request.job.tags)))
         self.job_env = dict(job_env)
         self.project_id = project_id
-        self.log_path = request.log_path or job_log_path(Path(os.path.abspath(request.run_dir)), request.job_id)
+        self.log_path = request.log_path or job_log_path(
+            Path(os.path.abspath(request.run_dir)), request.job_id
+        )
         self.queued_at = time.time()
         self.runner_id: int | None = None
         self.claimed_at: float | None = None
@@ -360,9 +362,8 @@ class RemoteJobs:
     def _end(
         self, attempt: RemoteAttempt, status: OutcomeStatus, why: FailureReason | None, end: str, line: str
     ) -> None:
-        with contextlib.suppress(OSError):
-            with open(attempt.log_path, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+        with contextlib.suppress(OSError), open(attempt.log_path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
         now = time.time()
         outcome = JobOutcome(
             status=status,

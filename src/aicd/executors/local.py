@@ -125,7 +125,7 @@ class LocalExecutor:
         source: Callable[[Path], None] | None = None,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
-        # fills an empty folder with the jobs' source tree (a worker: the commit's archive from the
+        # makes a folder holding the jobs' source tree (a worker: the commit's archive from the
         # server's API); None: the tracked files of project_dir, or its commit
         self.source = source
         # False (the server): no AICD_* of this process reaches a job, and no AICD_HOME is set
@@ -220,8 +220,7 @@ class LocalExecutor:
         if dest.exists():
             remove_tree(dest)
         if self.source is not None:
-            dest.mkdir(parents=True)
-            self.source(dest)
+            self.source(dest)  # creates dest
             return Snapshot.scan(dest)
         if self.commit:
             return snapshot_commit(self.project_dir, self.commit, dest)

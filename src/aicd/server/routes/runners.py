@@ -126,4 +126,6 @@ def verify_runner(
 ) -> CheckedIn:
     body = body or CheckIn()
     record = core.authenticate(_store(state), runner_token, version=body.version, host=body.host)
-    return CheckedIn(**RunnerOut.of(record).model_dump(), queues=core.queues_of(record))
+    return CheckedIn(
+        **RunnerOut.of(record).model_dump(), queues=core.queues_of(record, state.settings.queue_prefix)
+    )

@@ -134,7 +134,9 @@ async def download_artifacts(job_id: IdPath, state: State, principal: Caller) ->
     )
 
 
-@router.put("/job/artifacts", status_code=204, summary="Upload the attempt's artifacts and reports (JOB-TOKEN)")
+@router.put(
+    "/job/artifacts", status_code=204, summary="Upload the attempt's artifacts and reports (JOB-TOKEN)"
+)
 async def upload_artifacts(request: Request, state: State, principal: Caller) -> Response:
     scope = _job(principal)
     attempt = _hub(state).live(scope.job_id)
@@ -168,7 +170,9 @@ class ResultIn(BaseModel):
     error: str | None = Field(default=None, max_length=10_000)
 
 
-@router.post("/job/result", status_code=204, summary="The attempt's result (JOB-TOKEN); refused once given up")
+@router.post(
+    "/job/result", status_code=204, summary="The attempt's result (JOB-TOKEN); refused once given up"
+)
 async def job_result(body: ResultIn, state: State, principal: Caller) -> Response:
     scope = _job(principal)
     hub = _hub(state)
