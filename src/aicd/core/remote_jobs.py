@@ -12,6 +12,7 @@ where the server keeps every job's (`<run_dir>/artifacts/<id>`, `.../reports/<id
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -62,6 +63,10 @@ class StoreBook:
     def ended(self, job_id: int, end: str) -> None:
         self.leases.end(job_id, end)
 
+    def runner_of(self, job_id: int) -> int | None:
+        lease = self.leases.get(job_id)
+        return None if lease is None else lease.runner_id
+
     def waiting_reason(self, tags: Sequence[str]) -> str | None:
         at, found = self._runner_list
         now = time.time()
@@ -97,9 +102,11 @@ def claim_answer(attempt: RemoteAttempt, runner: RunnerRecord, hub: RemoteJobs) 
     own = (
         Variable("CI_RUNNER_ID", str(runner.id), expand=False),
         Variable("CI_RUNNER_DESCRIPTION", runner.description, expand=False),
-        Variable("CI_RUNNER_TAGS", ", ".join(runner.tags), expand=False),
+        Variable("CI_RUNNER_TAGS", json.dumps(list(runner.tags)), expand=False),  # as GitLab: ["gpu"]
     )
-    variables = (*own, *request.variables)  # lowest first: the job's own definitions win
+    # the predefined ones of the server (its own runner) give way to the worker's runner's
+    mine = {v.key for v in own}
+    variables = (*own, *(v for v in request.variables if v.key not in mine))
     return {
         "job_id": attempt.job_id,
         "attempt": request.attempt,

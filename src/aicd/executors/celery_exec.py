@@ -123,6 +123,9 @@ class AttemptBook(Protocol):
     def waiting_reason(self, tags: Sequence[str]) -> str | None:
         """Why a job with these tags waits (no worker may take it), or None."""
 
+    def runner_of(self, job_id: int) -> int | None:
+        """The runner that claimed the attempt, if one did."""
+
 
 @dataclass(frozen=True)
 class RemoteSettings:
@@ -355,7 +358,9 @@ class RemoteJobs:
 
     def runner_of(self, job_id: int) -> int | None:
         attempt = self.attempts.get(job_id)
-        return None if attempt is None else attempt.runner_id
+        if attempt is not None:
+            return attempt.runner_id
+        return self.book.runner_of(job_id)
 
     # -- ends ----------------------------------------------------------------------------------------
 
