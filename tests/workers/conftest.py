@@ -8,6 +8,7 @@ not running fails the tests with a clear message; it never skips them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -24,11 +25,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
 
-from serverproc import ServerProc, json_of  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
+from serverproc import ServerProc, json_of
+from sqlalchemy.engine import Engine
 
-from aicd_testing import AICD, clean_env  # noqa: E402
-from pg_testing import fresh_database  # noqa: E402
+from aicd_testing import AICD, clean_env
+from pg_testing import fresh_database
 
 BROKER_URL = os.environ.get("AICD_TEST_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 LEASE_S = 6.0
@@ -167,16 +168,10 @@ def _wait_consumers(queues: list[str], timeout: float = 60) -> None:
 def _delete_queues(names: set[str]) -> None:
     from kombu import Connection
 
-    try:
-        with Connection(BROKER_URL) as conn:
-            for name in names:
-                channel = conn.channel()
-                try:
-                    channel.queue_delete(name)
-                except Exception:
-                    pass
-    except Exception:
-        pass
+    with contextlib.suppress(Exception), Connection(BROKER_URL) as conn:
+        for name in names:
+            with contextlib.suppress(Exception):
+                conn.channel().queue_delete(name)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ test-a:
   script:
     - test -f out/built.txt
     - echo "A sees VERSION=$VERSION"
-    - 'echo "<testsuite tests=\\"2\\"><testcase name=\\"x\\"/><testcase name=\\"y\\"/></testsuite>" > junit.xml'
+    - printf '<testsuite tests="2"><testcase name="x"/><testcase name="y"/></testsuite>' > junit.xml
   artifacts:
     reports:
       junit: junit.xml
