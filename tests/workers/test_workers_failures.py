@@ -13,7 +13,6 @@ from conftest import LEASE_S, Cluster
 from pipeline_helpers import jobs_of, new_project, trigger, wait_log, wait_pipeline
 from serverproc import json_of
 
-
 MARK = f"WORKERS_TEST_MARK={secrets.token_hex(8)}"  # other tests on this machine run jobs with the same ids
 
 

@@ -32,7 +32,6 @@ from aicd.store.runners import RunnerStore
 router = APIRouter(tags=["workers"])
 
 State = Annotated[ServerState, Depends(get_state)]
-Caller = Annotated[Principal, Depends(get_principal)]
 
 
 def _hub(state: ServerState) -> RemoteJobs:
@@ -42,10 +41,14 @@ def _hub(state: ServerState) -> RemoteJobs:
     return hub
 
 
-def _job(principal: Principal) -> JobTokenScope:
+def _job_scope(principal: Annotated[Principal, Depends(get_principal)]) -> JobTokenScope:
+    """The attempt of the caller's job token (403 for any other token, before the body is read)."""
     if principal.job is None:
         raise PermissionDeniedError("only a running job's CI_JOB_TOKEN (JOB-TOKEN header) may do this")
     return principal.job
+
+
+JobScope = Annotated[JobTokenScope, Depends(_job_scope)]
 
 
 class ClaimOut(BaseModel):
@@ -87,8 +90,7 @@ class HeartbeatOut(BaseModel):
 
 
 @router.post("/job/heartbeat", response_model=HeartbeatOut, summary="A worker's heartbeat for its attempt")
-async def heartbeat(state: State, principal: Caller, body: HeartbeatIn | None = None) -> HeartbeatOut:
-    scope = _job(principal)
+async def heartbeat(state: State, scope: JobScope, body: HeartbeatIn | None = None) -> HeartbeatOut:
     status = await _hub(state).heartbeat(scope.job_id, (body or HeartbeatIn()).wait_s)
     return HeartbeatOut(status=status)
 
@@ -101,10 +103,9 @@ class LogOut(BaseModel):
 async def append_log(
     request: Request,
     state: State,
-    principal: Caller,
+    scope: JobScope,
     offset: Annotated[int, Query(ge=0, le=1 << 50, description="Where this chunk starts in the log")] = 0,
 ) -> LogOut:
-    scope = _job(principal)
     hub = _hub(state)
     data = bytearray()
     async for chunk in request.stream():
@@ -120,8 +121,7 @@ async def append_log(
     response_class=FileResponse,
     responses={200: {"content": {"application/gzip": {}}}},
 )
-async def download_artifacts(job_id: IdPath, state: State, principal: Caller) -> FileResponse:
-    scope = _job(principal)
+async def download_artifacts(job_id: IdPath, state: State, scope: JobScope) -> FileResponse:
     folder = await run_in_threadpool(remote_jobs.artifacts_of, state.runs, scope.pipeline_id, job_id)
     work = Path(tempfile.mkdtemp(prefix="aicd-artifacts-"))
     archive = work / f"artifacts-{job_id}.tar.gz"
@@ -137,8 +137,7 @@ async def download_artifacts(job_id: IdPath, state: State, principal: Caller) ->
 @router.put(
     "/job/artifacts", status_code=204, summary="Upload the attempt's artifacts and reports (JOB-TOKEN)"
 )
-async def upload_artifacts(request: Request, state: State, principal: Caller) -> Response:
-    scope = _job(principal)
+async def upload_artifacts(request: Request, state: State, scope: JobScope) -> Response:
     attempt = _hub(state).live(scope.job_id)
     limit = remote_jobs.MAX_UPLOAD_BYTES
     work = Path(tempfile.mkdtemp(prefix="aicd-upload-"))
@@ -173,8 +172,7 @@ class ResultIn(BaseModel):
 @router.post(
     "/job/result", status_code=204, summary="The attempt's result (JOB-TOKEN); refused once given up"
 )
-async def job_result(body: ResultIn, state: State, principal: Caller) -> Response:
-    scope = _job(principal)
+async def job_result(body: ResultIn, state: State, scope: JobScope) -> Response:
     hub = _hub(state)
     attempt = hub.live(scope.job_id)
     outcome = remote_jobs.outcome_of(attempt, remote_jobs.ResultIn(**body.model_dump()))
