@@ -18,7 +18,7 @@ import pytest
 
 from aicd.errors import ConflictError
 from aicd.executors.base import JobOutcome, JobRequest
-from aicd.executors.celery_exec import CeleryExecutor, RemoteJobs, RemoteSettings
+from aicd.executors.celery_exec import RESEND_S, CeleryExecutor, RemoteJobs, RemoteSettings
 from aicd.pipeline.ir import Variable
 
 from .contract import make_job
@@ -170,6 +170,25 @@ async def test_log_chunks_resent_are_skipped_and_a_gap_is_refused(tmp_path: Path
     with pytest.raises(ConflictError, match="send from 8"):
         hub.append_log(17, 20, b"gap")
     assert hub.attempts[17].log_path.read_bytes() == b"one\ntwo\n"
+
+
+@in_loop
+async def test_a_message_for_an_attempt_no_worker_took_is_sent_again(tmp_path: Path) -> None:
+    sent: list[tuple[int, str]] = []
+    hub = _hub(sent, Book())
+    await CeleryExecutor(hub).start(_request(tmp_path, 19, ("gpu",)), lambda _k, _t: None)
+    attempt = hub.attempts[19]
+    hub.check_leases(now=attempt.sent_at + RESEND_S - 1)
+    hub.check_leases(now=attempt.sent_at + RESEND_S + 1)
+    for _ in range(100):
+        if len(sent) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert sent == [(19, "q.tags.gpu"), (19, "q.tags.gpu")]
+    hub.claim(19, runner_id=5)
+    hub.check_leases(now=attempt.sent_at + 10 * RESEND_S)  # claimed: no more copies (lease aside)
+    await asyncio.sleep(0.1)
+    assert len(sent) == 2
 
 
 @in_loop

@@ -53,6 +53,7 @@ TASK_NAME = "aicd.run_job"
 DEFAULT_LEASE_S = 30.0  # an attempt whose worker was not heard from for this long is given up
 DEFAULT_STUCK_TIMEOUT_S = 3600.0  # GitLab's: a job no runner picked within an hour fails
 CANCEL_GRACE_S = 10.0  # a canceled attempt's worker has this long to confirm before it is given up
+RESEND_S = 60.0  # a message for an attempt no worker claimed yet is sent again (a broker may lose it)
 MONITOR_S = 0.25
 MAX_LOG_CHUNK = 1 << 20
 
@@ -156,6 +157,7 @@ class RemoteAttempt:
             Path(os.path.abspath(request.run_dir)), request.job_id
         )
         self.queued_at = time.time()
+        self.sent_at = self.queued_at
         self.runner_id: int | None = None
         self.claimed_at: float | None = None
         self.expires_at = 0.0
@@ -193,6 +195,7 @@ class RemoteJobs:
         self.settings = settings or RemoteSettings()
         self.attempts: dict[int, RemoteAttempt] = {}
         self._monitor: asyncio.Task[None] | None = None
+        self._resends: set[asyncio.Future[None]] = set()
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -421,19 +424,41 @@ class RemoteJobs:
                     "up (runner_system_failure)",
                 )
             elif attempt.runner_id is None and now - attempt.queued_at > self.settings.stuck_timeout_s:
-                try:
-                    reason = self.book.waiting_reason(attempt.tags)
-                except Exception:
-                    reason = None
-                why = f": {reason}" if reason else ""
-                self._end(
-                    attempt,
-                    "failed",
-                    "stuck_or_timeout_failure",
-                    "abandoned",
-                    f"ERROR: Job failed: no worker took it within {self.settings.stuck_timeout_s:g} s{why} "
-                    "(stuck_or_timeout_failure)",
+                self._stuck(attempt)
+            elif attempt.runner_id is None and now - attempt.sent_at > RESEND_S:
+                attempt.sent_at = now
+                self._resend(attempt)
+
+    def _resend(self, attempt: RemoteAttempt) -> None:
+        """Send an unclaimed attempt's message again: a broker restarted without its queue may have
+        lost it; the claim drops every copy but the first one taken."""
+
+        async def send() -> None:
+            try:
+                await asyncio.to_thread(self._send, attempt.job_id, attempt.queue)
+            except Exception as exc:
+                log.warning(
+                    "job %s: cannot send it to the broker again: %s", attempt.job_id, type(exc).__name__
                 )
+
+        task = asyncio.ensure_future(send())
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
+
+    def _stuck(self, attempt: RemoteAttempt) -> None:
+        try:
+            reason = self.book.waiting_reason(attempt.tags)
+        except Exception:
+            reason = None
+        why = f": {reason}" if reason else ""
+        self._end(
+            attempt,
+            "failed",
+            "stuck_or_timeout_failure",
+            "abandoned",
+            f"ERROR: Job failed: no worker took it within {self.settings.stuck_timeout_s:g} s{why} "
+            "(stuck_or_timeout_failure)",
+        )
 
 
 def _replace(outcome: JobOutcome, **changes: Any) -> JobOutcome:
