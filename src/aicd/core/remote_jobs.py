@@ -107,8 +107,10 @@ def claim_answer(attempt: RemoteAttempt, runner: RunnerRecord, hub: RemoteJobs) 
     # the predefined ones of the server (its own runner) give way to the worker's runner's
     mine = {v.key for v in own}
     variables = (*own, *(v for v in request.variables if v.key not in mine))
+    sha = next((v.value for v in reversed(request.variables) if v.key == "CI_COMMIT_SHA"), None)
     return {
         "job_id": attempt.job_id,
+        "commit_sha": sha,
         "attempt": request.attempt,
         "pipeline_id": request.pipeline_id,
         "project_id": attempt.project_id,

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -40,6 +41,8 @@ LOG_PUMP_S = 0.2
 LOG_CHUNK = 512 * 1024
 MAX_SOURCE_BYTES = 8 << 30
 RETRY_S = 1.0
+SOURCE_CACHE = 20  # commits whose source archive a worker keeps
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,7 @@ async def _run(job_api: JobApi, config: WorkerConfig, spec: dict[str, Any], work
     try:
         job = codec.from_data(Job, spec["job"])
         variables = codec.from_data(tuple[Variable, ...], spec["variables"])
-        source = work / "source.tar.gz"
-        await job_api.download("/job/source", source, "the job's source")
+        source = await _source(job_api, config, spec, work)
         sources = []
         for item in spec["artifact_sources"]:
             dep = int(item["job_id"])
@@ -147,6 +149,39 @@ async def _run(job_api: JobApi, config: WorkerConfig, spec: dict[str, Any], work
         return await _follow(job_api, spec, handle, log_path, work)
     finally:
         await executor.close()
+
+
+async def _source(job_api: JobApi, config: WorkerConfig, spec: dict[str, Any], work: Path) -> Path:
+    """The commit's tree as tar.gz: from the worker's cache of recent commits, else from the server."""
+    sha = str(spec.get("commit_sha") or "")
+    if not _SHA.fullmatch(sha):
+        source = work / "source.tar.gz"
+        await job_api.download("/job/source", source, "the job's source")
+        return source
+    cache = config.home / "sources"
+    cached = cache / f"{sha}.tar.gz"
+    if cached.is_file():
+        with contextlib.suppress(OSError):
+            os.utime(cached)
+        return cached
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f".{sha}-{secrets.token_hex(4)}.part"
+    try:
+        await job_api.download("/job/source", partial, "the job's source")
+        os.replace(partial, cached)  # atomic: a job running at once with the same commit sees all or nothing
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+    await asyncio.to_thread(_trim_sources, cache)
+    return cached
+
+
+def _trim_sources(cache: Path) -> None:
+    """Keep the SOURCE_CACHE newest archives."""
+    found = sorted(cache.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in found[SOURCE_CACHE:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
 
 
 async def _fetch_artifacts(job_api: JobApi, work: Path, dep: int) -> None:

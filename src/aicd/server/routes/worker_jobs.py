@@ -53,6 +53,9 @@ JobScope = Annotated[JobTokenScope, Depends(_job_scope)]
 
 class ClaimOut(BaseModel):
     job_id: int
+    commit_sha: str | None = Field(
+        default=None, description="The pipeline's commit (the worker caches its source)"
+    )
     attempt: int
     pipeline_id: int
     project_id: int | None
