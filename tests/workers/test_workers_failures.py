@@ -68,7 +68,7 @@ long:
         job = _running_job(client, pipeline["id"], "long")
         assert job["runner_id"] == first["id"]
         wait_log(client, "demo", job["id"], "started on first", timeout=60)
-        cluster.worker(second, name="second")
+        rescuer = cluster.worker(second, name="second")
         assert job_processes(job["id"])  # the job's shell runs on the first worker
         killed_at = time.monotonic()
         doomed.kill9()
@@ -92,6 +92,11 @@ long:
         (2, "success", second["id"]),
     ]
     assert "sent no heartbeat" in log and "runner_system_failure" in log
+    # the killed worker's message came back (acks_late): the other worker found its attempt taken
+    deadline = time.monotonic() + 60
+    while f"job {job['id']}: not run here" not in rescuer.log():
+        assert time.monotonic() < deadline, rescuer.log()
+        time.sleep(0.2)
 
 
 def test_cancel_of_a_running_remote_job_stops_it_within_2_s(cluster: Cluster, tmp_path: Path) -> None:

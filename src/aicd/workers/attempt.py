@@ -21,6 +21,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,16 +295,36 @@ async def _follow(
     try:
         if gone.is_set():
             return f"job {job_id}: given up by the server; stopped"
-        await pump.once()  # the end of the log, before the result
-        await _upload(job_api, work, job_id)
-        await job_api.result(_result(outcome))
+        # the server may be restarting: each step is tried again until the attempt's lease would
+        # have run out anyway
+        deadline = time.monotonic() + float(spec.get("lease_s", 30.0)) * 2
+        await _again(pump.once, deadline)  # the end of the log, before the result
+        await _again(lambda: _upload(job_api, work, job_id), deadline)
+        await _again(lambda: job_api.result(_result(outcome)), deadline)
         return f"job {job_id}: {outcome.status}"
     except Gone as exc:
         return f"job {job_id}: its result was refused: {exc}"
+    except AicdError as exc:
+        return f"job {job_id}: {outcome.status}, but the server could not be told: {exc}"
     finally:
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await beating
+
+
+async def _again(step: Callable[[], Awaitable[None]], deadline: float) -> None:
+    """Run `step`; on an error other than Gone, try again every RETRY_S until `deadline`."""
+    while True:
+        try:
+            await step()
+            return
+        except Gone:
+            raise
+        except AicdError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("%s; trying again", exc)
+            await asyncio.sleep(RETRY_S)
 
 
 async def _upload(job_api: JobApi, work: Path, job_id: int) -> None:

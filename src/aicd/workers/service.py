@@ -49,13 +49,13 @@ def serve(
         try:
             said = asyncio.run(run_attempt(api, config, int(job_id)))
         except Drop as exc:
-            log.info("job %s: not run here: %s", job_id, exc)
+            log.warning("job %s: not run here: %s", job_id, exc)
             return
         except (Requeue, AuthError) as exc:
             log.warning("job %s: put back: %s", job_id, exc)
             time.sleep(REQUEUE_PAUSE_S)
             raise Reject(str(exc), requeue=True) from None
-        log.info("%s", said)
+        log.warning("%s", said)
 
     hostname = f"aicd-runner{runner_id}-{os.getpid()}@{socket.gethostname()}"
     worker = app.Worker(
