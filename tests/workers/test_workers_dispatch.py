@@ -119,3 +119,23 @@ tpu:
         assert done["status"] == "failed"
         listed = json_of(client.get("/runners"))
         assert {r["id"]: r["status"] for r in listed} == {gpu["id"]: "online", plain["id"]: "online"}
+
+
+def test_a_server_with_a_broker_on_sqlite_says_sqlite_is_for_one_machine(tmp_path: Path) -> None:
+    from conftest import BROKER_URL
+    from serverproc import ServerProc
+
+    server = ServerProc(
+        tmp_path / "home",
+        f"sqlite:///{tmp_path / 'home' / 'aicd.db'}",
+        poll=False,
+        env={"AICD_BROKER_URL": BROKER_URL, "AICD_QUEUE_PREFIX": "t-sqlite-warning.jobs"},
+    )
+    server.start()
+    try:
+        health = json_of(server.client().get("/health"))
+    finally:
+        server.stop(check=False)
+    assert "SQLite, which is for one machine" in server.log()
+    assert "guest:guest" not in server.log()  # the broker's password is not logged
+    assert health["status"] == "ok" and health["sandbox"] == "workers"

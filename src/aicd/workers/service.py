@@ -42,6 +42,11 @@ def serve(
     """Consume `queues` until the worker is told to stop (SIGTERM: warm shutdown, SIGINT, SIGQUIT)."""
     from celery.exceptions import Reject
 
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     app = celery_app(broker_url, queues=queues)
 
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
@@ -49,13 +54,13 @@ def serve(
         try:
             said = asyncio.run(run_attempt(api, config, int(job_id)))
         except Drop as exc:
-            log.warning("job %s: not run here: %s", job_id, exc)
+            log.info("job %s: not run here: %s", job_id, exc)
             return
         except (Requeue, AuthError) as exc:
             log.warning("job %s: put back: %s", job_id, exc)
             time.sleep(REQUEUE_PAUSE_S)
             raise Reject(str(exc), requeue=True) from None
-        log.warning("%s", said)
+        log.info("%s", said)
 
     hostname = f"aicd-runner{runner_id}-{os.getpid()}@{socket.gethostname()}"
     worker = app.Worker(
