@@ -83,7 +83,7 @@ def claim(hub: RemoteJobs, store: RunnerStore, token: str, job_id: int) -> dict[
     the job's tags (the worker puts the message back). ConflictError: the attempt was taken,
     ended or given up (the worker drops the message).
     """
-    runner = runner_rules.authenticate(store, token, version=None, host=None)
+    runner = runner_rules.identify(store, token)
     attempt = hub.live(job_id)
     if runner.paused:
         raise PermissionDeniedError(f"runner {runner.id} is paused: it takes no new job")

@@ -112,6 +112,18 @@ def authenticate(store: RunnerStore, token: str, *, version: str | None, host: s
     return record
 
 
+def identify(store: RunnerStore, token: str) -> RunnerRecord:
+    """The runner a worker's token belongs to, without recording a contact; AuthError otherwise."""
+    if not token.startswith(RUNNER_TOKEN_PREFIX):
+        raise AuthError(
+            "not a runner token (they start with aicdrt_; an admin makes one: aicd runner register)"
+        )
+    record = store.by_token_hash(hash_token(token))
+    if record is None:
+        raise AuthError("unknown runner token (the runner was deleted, or the token is mistyped)")
+    return record
+
+
 def status(record: RunnerRecord, now: float | None = None) -> RunnerStatus:
     """online (seen within the last minute), offline, or never_contacted."""
     if record.contacted_at is None:
