@@ -54,11 +54,11 @@ from aicd.core.server_recorder import ServerRecorder
 from aicd.engine import ResourceGroups, RunControl, RunOptions, failure_allowed, run_pipeline
 from aicd.engine.decision import retry_wanted
 from aicd.errors import AicdError, ConflictError, NotFoundError, WorkflowFilteredOut
-from aicd.executors.base import Executor, JobOutcome, job_log_path
+from aicd.executors.base import Executor, JobOutcome, JobRequest, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.sandbox import Probe, SandboxExecutor, probe
 from aicd.executors.workspace import remove_tree
-from aicd.pipeline.ir import Pipeline, Variable
+from aicd.pipeline.ir import Job, Pipeline, Variable
 from aicd.pipeline.variables import masker
 from aicd.store.job_tokens import JobTokenStore
 from aicd.store.pipeline_queries import find_pipelines
@@ -111,6 +111,7 @@ class Dispatcher:
         # with a broker (AICD_BROKER_URL): the attempts out on workers; None: jobs run here
         self.remote: RemoteJobs | None = None
         self._sender: BrokerSender | None = None
+        self._leases: dict[int, int] = {}  # at start: attempts out on workers with a live lease -> runner
 
     @property
     def sandbox_status(self) -> str:
@@ -160,8 +161,15 @@ class Dispatcher:
             await self._start_remote()
         else:
             await self.check_sandbox()
-        # no attempt of an earlier server process still runs: its job tokens end now
-        await asyncio.to_thread(JobTokenStore(self.state.database).revoke_all)
+        # no attempt of an earlier server process still runs here: its job tokens end now, but for
+        # those out on workers with a live lease (they are adopted below)
+        self._leases = {}
+        if self.remote is not None:
+            from aicd.store.job_leases import JobLeaseStore
+
+            found = await asyncio.to_thread(JobLeaseStore(self.state.database).live)
+            self._leases = {lease.job_id: lease.runner_id for lease in found}
+        await asyncio.to_thread(JobTokenStore(self.state.database).revoke_all, keep_jobs=list(self._leases))
         await self._recover()
         self._accepting = True
 
@@ -703,6 +711,8 @@ class Dispatcher:
         by_name = {j.name: j for j in pipeline.jobs}
         rows = runs.list_jobs(record.id, include_retried=False)
         broken = [r for r in rows if r.status == "running"]
+        adopted = [r for r in broken if self._adopt(record, run_dir, by_name, r)]
+        broken = [r for r in broken if r not in adopted]
         await asyncio.to_thread(kill_job_processes, [r.id for r in broken], self.home / "builds")
         again: list[str] = []
         now = time.time()
@@ -724,7 +734,22 @@ class Dispatcher:
         rows = runs.list_jobs(record.id, include_retried=False)
         plan = plan_resume(pipeline, rows, run_dir, rerun=again)
         plan = self._new_attempts(record, pipeline, plan)
+        if adopted:  # their rows stay `running` (their job tokens need it) while the engine gets there
+            plan = dataclasses.replace(plan, pending=plan.pending | {r.name for r in adopted})
         self._start_resume(runs.get_pipeline(record.id), plan)
+
+    def _adopt(self, record: PipelineRecord, run_dir: Path, by_name: dict[str, Job], row: JobRecord) -> bool:
+        """Follow a job attempt still out on a worker (a live lease) instead of failing it."""
+        runner = self._leases.get(row.id)
+        job = by_name.get(row.name)
+        if self.remote is None or runner is None or job is None:
+            return False
+        request = JobRequest(job, row.id, row.attempt, record.id, run_dir, ())
+        self.remote.adopt(request, runner)
+        log.info(
+            "pipeline %s: job %s (%s) adopted: it runs on runner %s", record.id, row.id, row.name, runner
+        )
+        return True
 
 
 def _mirror(home: Path, project: ProjectRecord) -> Path:

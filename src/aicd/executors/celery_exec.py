@@ -196,6 +196,8 @@ class RemoteJobs:
         self.attempts: dict[int, RemoteAttempt] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._resends: set[asyncio.Future[None]] = set()
+        # attempts a restarted server adopted, until its engine starts them again (by their ids)
+        self.adopted: dict[int, RemoteAttempt] = {}
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -217,9 +219,27 @@ class RemoteJobs:
 
     # -- the engine's side ---------------------------------------------------------------------------
 
+    def adopt(self, request: JobRequest, runner_id: int) -> RemoteAttempt:
+        """An attempt a worker still runs from before this server started: followed as if this
+        server had sent it (heartbeats, log, result are accepted at once), with a fresh lease; the
+        engine's `submit` of the same attempt id takes it over instead of sending a message."""
+        attempt = RemoteAttempt(
+            self, request, queue=self.queue_for(request.job.tags), job_env={}, project_id=None
+        )
+        attempt.runner_id = runner_id
+        attempt.claimed_at = time.time()
+        attempt.expires_at = attempt.claimed_at + self.settings.lease_s
+        self.attempts[attempt.job_id] = attempt
+        self.adopted[attempt.job_id] = attempt
+        self._renew(attempt)
+        return attempt
+
     async def submit(
         self, request: JobRequest, *, job_env: Mapping[str, str], project_id: int | None
     ) -> RemoteAttempt:
+        adopted = self.adopted.pop(request.job_id, None)
+        if adopted is not None:
+            return adopted  # it runs already (or even ended while the engine was getting there)
         if request.job_id in self.attempts:
             raise ExecutorError(f"job attempt {request.job_id} is out on a worker already")
         attempt = RemoteAttempt(

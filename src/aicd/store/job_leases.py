@@ -79,6 +79,12 @@ class JobLeaseStore(DatabaseStore):
                 .values(ended_at=time.time(), end=end)
             )
 
+    def live(self) -> list[LeaseRecord]:
+        """Every lease not ended (attempts a worker may still run)."""
+        with self._read("read job leases") as conn:
+            rows = conn.execute(select(job_leases).where(job_leases.c.ended_at.is_(None))).all()
+        return [_record(row) for row in rows]
+
     def get(self, job_id: int) -> LeaseRecord | None:
         with self._read("read a job lease") as conn:
             row = conn.execute(select(job_leases).where(job_leases.c.job_id == job_id)).first()
