@@ -192,6 +192,25 @@ async def test_a_message_for_an_attempt_no_worker_took_is_sent_again(tmp_path: P
 
 
 @in_loop
+async def test_an_adopted_attempt_is_followed_at_once_and_taken_over_without_a_message(
+    tmp_path: Path,
+) -> None:
+    sent: list[tuple[int, str]] = []
+    hub = _hub(sent, Book())
+    early = hub.adopt(_request(tmp_path, 21), runner_id=5)
+    assert await hub.heartbeat(21) == "running"  # before the engine got there
+    assert hub.append_log(21, 0, b"line\n") == 5
+    hub.finish(21, _success())  # it even ended before the engine started it again
+    late = hub.adopt(_request(tmp_path, 22), runner_id=5)
+    first = await CeleryExecutor(hub).start(_request(tmp_path, 21), lambda _k, _t: None)
+    second = await CeleryExecutor(hub).start(_request(tmp_path, 22), lambda _k, _t: None)
+    assert (first, second) == (early, late) and sent == []  # nothing sent again
+    assert (await asyncio.wait_for(first.wait(), 5)).status == "success"
+    hub.finish(22, _success())
+    assert (await asyncio.wait_for(second.wait(), 5)).status == "success"
+
+
+@in_loop
 async def test_a_broker_that_refuses_the_message_fails_the_attempt(tmp_path: Path) -> None:
     def refuse(_job_id: int, _queue: str) -> None:
         raise ConnectionRefusedError("broker down")

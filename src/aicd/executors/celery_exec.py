@@ -356,6 +356,7 @@ class RemoteJobs:
             raise ConflictError(f"log offset {offset}: the server has {size} bytes; send from {size}")
         fresh = data[size - offset :]
         if fresh:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "ab") as handle:
                 handle.write(fresh)
             size += len(fresh)
