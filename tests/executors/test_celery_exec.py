@@ -92,6 +92,7 @@ async def test_an_attempt_is_claimed_once_and_nothing_of_it_counts_after_its_res
     with pytest.raises(ConflictError, match="taken by a worker already"):
         hub.claim(11, runner_id=6)  # a redelivered message: dropped
     assert hub.pending_reason(11) is None
+    assert hub.running_by_runner() == {5: 1}
     assert await hub.heartbeat(11) == "running"
     hub.finish(11, _success())
     outcome = await asyncio.wait_for(handle.wait(), 5)

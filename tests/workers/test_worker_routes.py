@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import LEASE_S, Cluster
 from pipeline_helpers import jobs_of, new_project, trigger, wait_pipeline
 from serverproc import API, json_of
+from workers_cluster import LEASE_S, Cluster
 
 
 def _pending_job(client: httpx.Client, pipeline_id: int, timeout: float = 60) -> dict:  # type: ignore[type-arg]
@@ -55,6 +55,7 @@ def test_a_worker_claims_once_bad_input_is_refused_and_a_late_result_too(
         again = httpx.post(claim, headers={"RUNNER-TOKEN": plain["token"]})
         assert again.status_code == 409  # one claim per attempt: a redelivered message is dropped
         assert json_of(client.get(f"/projects/demo/jobs/{job['id']}"))["status"] == "running"
+        assert json_of(client.get(f"/runners/{plain['id']}"))["running_jobs"] == 1
         worker = httpx.Client(base_url=base, headers={"JOB-TOKEN": spec["token"]}, timeout=30)
         with worker:
             assert worker.post("/job/heartbeat", json={"wait_s": 0}).json() == {"status": "running"}

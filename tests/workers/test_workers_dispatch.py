@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Cluster
 from pipeline_helpers import jobs_of, new_project, trigger, wait_log, wait_pipeline
 from serverproc import json_of
+from workers_cluster import Cluster
 
 from aicd_testing import aicd, make_repo
 
@@ -122,8 +122,8 @@ tpu:
 
 
 def test_a_server_with_a_broker_on_sqlite_says_sqlite_is_for_one_machine(tmp_path: Path) -> None:
-    from conftest import BROKER_URL
     from serverproc import ServerProc
+    from workers_cluster import BROKER_URL
 
     server = ServerProc(
         tmp_path / "home",

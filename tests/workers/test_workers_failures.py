@@ -9,9 +9,9 @@ import secrets
 import time
 from pathlib import Path
 
-from conftest import LEASE_S, Cluster
 from pipeline_helpers import jobs_of, new_project, trigger, wait_log, wait_pipeline
 from serverproc import json_of
+from workers_cluster import LEASE_S, Cluster
 
 MARK = f"WORKERS_TEST_MARK={secrets.token_hex(8)}"  # other tests on this machine run jobs with the same ids
 

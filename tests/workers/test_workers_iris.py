@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Cluster
+from workers_cluster import Cluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 

@@ -380,6 +380,14 @@ class RemoteJobs:
             return None
         return self.book.waiting_reason(attempt.tags)
 
+    def running_by_runner(self) -> dict[int, int]:
+        """Runner id -> how many attempts it runs now."""
+        counts: dict[int, int] = {}
+        for attempt in list(self.attempts.values()):
+            if attempt.runner_id is not None and not attempt.done:
+                counts[attempt.runner_id] = counts.get(attempt.runner_id, 0) + 1
+        return counts
+
     def runner_of(self, job_id: int) -> int | None:
         attempt = self.attempts.get(job_id)
         if attempt is not None:
