@@ -47,6 +47,7 @@ BELOW_THE_DOORS = (
     "delivery",
     "reliability",
     "deploy",
+    "workers",
 )
 
 

@@ -56,6 +56,9 @@ def test_a_runner_reads_the_queue_of_every_job_it_can_run_and_no_other() -> None
         assert (core.queue_for(job_tags) in queues) == core.can_run(gpu, job_tags), job_tags
     assert core.queue_for(["gpu", "cuda", "gpu"]) == core.queue_for(["cuda", "gpu"])  # order, duplicates
     assert "aicd.jobs.untagged" not in core.queues_of(runner(("gpu",)))
+    # the server's AICD_QUEUE_PREFIX names them (several servers, one broker)
+    assert core.queues_of(gpu, "ci2.jobs") == [q.replace("aicd.jobs", "ci2.jobs", 1) for q in queues]
+    assert core.queue_for([], "ci2.jobs") == "ci2.jobs.untagged"
 
 
 def test_online_means_seen_within_the_last_minute() -> None:

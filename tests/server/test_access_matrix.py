@@ -167,6 +167,14 @@ MINIMUM: dict[tuple[str, str], str] = {
     ("DELETE", "/runners/{runner_id}"): ADMIN,
     ("POST", "/runners/verify"): ANONYMOUS,
     ("GET", "/job/source"): JOB_TOKEN,
+    # jobs on workers (issue 15): a worker claims an attempt with its runner token (RUNNER-TOKEN,
+    # no API token); everything after that with the attempt's CI_JOB_TOKEN (tests/workers/)
+    ("POST", "/runners/jobs/{job_id}/claim"): ANONYMOUS,
+    ("POST", "/job/heartbeat"): JOB_TOKEN,
+    ("POST", "/job/log"): JOB_TOKEN,
+    ("GET", "/job/artifacts/{job_id}"): JOB_TOKEN,
+    ("PUT", "/job/artifacts"): JOB_TOKEN,
+    ("POST", "/job/result"): JOB_TOKEN,
 }
 # Routes whose allowed calls must succeed: they get real targets and real bodies.
 MUST_SUCCEED = {route for route in MINIMUM if route[1].startswith(("/models", "/objects", "/lineage"))}

@@ -52,6 +52,7 @@ def _row(r: dict[str, Any]) -> tuple[object, ...]:
         r["description"],
         r["version"] or "",
         r["host"] or "",
+        r.get("running_jobs", 0),
         when(r["contacted_at"]),
     )
 
@@ -60,14 +61,15 @@ def _row(r: dict[str, Any]) -> tuple[object, ...]:
 @json_option
 @remote_options
 def runner_list(as_json: bool, server: str | None, token: str | None) -> None:
-    """List runners: tags, status (online when seen in the last minute), version, host."""
+    """List runners: tags, status (online when seen in the last minute), version, host, running jobs."""
     with Client(server, token) as client:
         found = client.get("/runners")
     if as_json:
         echo_json(found)
         return
     table(
-        [_row(r) for r in found], ("ID", "STATUS", "TAGS", "DESCRIPTION", "VERSION", "HOST", "LAST CONTACT")
+        [_row(r) for r in found],
+        ("ID", "STATUS", "TAGS", "DESCRIPTION", "VERSION", "HOST", "JOBS", "LAST CONTACT"),
     )
 
 

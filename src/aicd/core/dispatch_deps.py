@@ -50,6 +50,21 @@ class DispatchSettings(Protocol):
     @property
     def job_hidden_paths(self) -> tuple[Path, ...]: ...
 
+    @property
+    def broker_url(self) -> str | None: ...
+
+    @property
+    def queue_prefix(self) -> str: ...
+
+    @property
+    def lease_timeout_s(self) -> float: ...
+
+    @property
+    def stuck_timeout_s(self) -> float: ...
+
+    @property
+    def database_url(self) -> str: ...
+
 
 class DispatchDeps(Protocol):
     """The objects the dispatcher uses: settings, the database and its stores, the SecretBox."""

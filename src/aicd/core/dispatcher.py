@@ -54,11 +54,11 @@ from aicd.core.server_recorder import ServerRecorder
 from aicd.engine import ResourceGroups, RunControl, RunOptions, failure_allowed, run_pipeline
 from aicd.engine.decision import retry_wanted
 from aicd.errors import AicdError, ConflictError, NotFoundError, WorkflowFilteredOut
-from aicd.executors.base import JobOutcome, job_log_path
+from aicd.executors.base import Executor, JobOutcome, JobRequest, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.sandbox import Probe, SandboxExecutor, probe
 from aicd.executors.workspace import remove_tree
-from aicd.pipeline.ir import Pipeline, Variable
+from aicd.pipeline.ir import Job, Pipeline, Variable
 from aicd.pipeline.variables import masker
 from aicd.store.job_tokens import JobTokenStore
 from aicd.store.pipeline_queries import find_pipelines
@@ -67,6 +67,7 @@ from aicd.store.records import JobRecord, NewJob, PipelineRecord
 
 if TYPE_CHECKING:
     from aicd.core.dispatch_deps import DispatchDeps
+    from aicd.executors.celery_exec import BrokerSender, RemoteJobs
     from aicd.store.projects_repo import ProjectRecord
 
 log = logging.getLogger("aicd.dispatcher")
@@ -107,10 +108,16 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self.sandbox: Probe | None = None  # None: not checked yet, or --unsafe-no-sandbox
+        # with a broker (AICD_BROKER_URL): the attempts out on workers; None: jobs run here
+        self.remote: RemoteJobs | None = None
+        self._sender: BrokerSender | None = None
+        self._leases: dict[int, int] = {}  # at start: attempts out on workers with a live lease -> runner
 
     @property
     def sandbox_status(self) -> str:
         """How jobs run: 'on', 'off' (--unsafe-no-sandbox) or 'unavailable: <why>'."""
+        if self.remote is not None:
+            return "workers"
         if self.state.settings.unsafe_no_sandbox:
             return "off"
         if self.sandbox is None:
@@ -150,11 +157,53 @@ class Dispatcher:
     async def start(self) -> None:
         """Recover the pipelines a crash left unfinished, then accept work."""
         self._slots = asyncio.Semaphore(max(1, self.state.settings.concurrency))
-        await self.check_sandbox()
-        # no attempt of an earlier server process still runs: its job tokens end now
-        await asyncio.to_thread(JobTokenStore(self.state.database).revoke_all)
+        if self.state.settings.broker_url:
+            await self._start_remote()
+        else:
+            await self.check_sandbox()
+        # no attempt of an earlier server process still runs here: its job tokens end now, but for
+        # those out on workers with a live lease (they are adopted below)
+        self._leases = {}
+        if self.remote is not None:
+            from aicd.store.job_leases import JobLeaseStore
+
+            found = await asyncio.to_thread(JobLeaseStore(self.state.database).live)
+            self._leases = {lease.job_id: lease.runner_id for lease in found}
+        await asyncio.to_thread(JobTokenStore(self.state.database).revoke_all, keep_jobs=list(self._leases))
         await self._recover()
         self._accepting = True
+
+    async def _start_remote(self) -> None:
+        """Jobs go to workers through the broker (aicd.executors.celery_exec)."""
+        from aicd.core.remote_jobs import StoreBook
+        from aicd.executors.celery_exec import BrokerSender, RemoteJobs, RemoteSettings
+        from aicd.store.job_leases import JobLeaseStore
+        from aicd.store.runners import RunnerStore
+        from aicd.triggers.mirror import redact
+
+        settings = self.state.settings
+        assert settings.broker_url is not None
+        if settings.database_url.startswith("sqlite"):
+            log.warning(
+                "jobs go to workers through a broker, but the database is SQLite, which is for one "
+                "machine: use PostgreSQL (AICD_DATABASE_URL) for a server with workers"
+            )
+        self._sender = BrokerSender(settings.broker_url)
+        database = self.state.database
+        book = StoreBook(self.state.runs, JobLeaseStore(database), RunnerStore(database))
+        self.remote = RemoteJobs(
+            self._sender.send,
+            book,
+            RemoteSettings(
+                queue_prefix=settings.queue_prefix,
+                lease_s=settings.lease_timeout_s,
+                stuck_timeout_s=settings.stuck_timeout_s,
+            ),
+        )
+        await self.remote.start()
+        log.info(
+            "jobs run on workers: broker %s, queues %s.*", redact(settings.broker_url), settings.queue_prefix
+        )
 
     async def check_sandbox(self) -> None:
         """Whether jobs can run sandboxed here; says so in the log (and on /api/v1/health)."""
@@ -175,9 +224,15 @@ class Dispatcher:
                 self.sandbox.reason,
             )
 
-    def _executor(self, mirror: Path, record: PipelineRecord, project: ProjectRecord) -> LocalExecutor | None:
+    def _executor(self, mirror: Path, record: PipelineRecord, project: ProjectRecord) -> Executor | None:
         """The executor of one pipeline run; None when jobs may not run (no sandbox here)."""
         settings = self.state.settings
+        if self.remote is not None:
+            from aicd.executors.celery_exec import CeleryExecutor
+
+            return CeleryExecutor(
+                self.remote, job_env={"AICD_ENV_SCOPE": project.name}, project_id=project.id
+            )
         cache_dir = self.cache_dir(project.id)
         # a job reaches the server only through its API, with its CI_JOB_TOKEN: never the server's
         # home or database (no AICD_HOME, AICD_DATABASE_URL, ... from this process's environment);
@@ -220,6 +275,10 @@ class Dispatcher:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        if self.remote is not None:
+            await self.remote.close()
+        if self._sender is not None:
+            await asyncio.to_thread(self._sender.close)
 
     def is_active(self, pipeline_id: int) -> bool:
         """Whether this server is preparing or running the pipeline now."""
@@ -652,6 +711,8 @@ class Dispatcher:
         by_name = {j.name: j for j in pipeline.jobs}
         rows = runs.list_jobs(record.id, include_retried=False)
         broken = [r for r in rows if r.status == "running"]
+        adopted = [r for r in broken if self._adopt(record, run_dir, by_name, r)]
+        broken = [r for r in broken if r not in adopted]
         await asyncio.to_thread(kill_job_processes, [r.id for r in broken], self.home / "builds")
         again: list[str] = []
         now = time.time()
@@ -673,7 +734,22 @@ class Dispatcher:
         rows = runs.list_jobs(record.id, include_retried=False)
         plan = plan_resume(pipeline, rows, run_dir, rerun=again)
         plan = self._new_attempts(record, pipeline, plan)
+        if adopted:  # their rows stay `running` (their job tokens need it) while the engine gets there
+            plan = dataclasses.replace(plan, pending=plan.pending | {r.name for r in adopted})
         self._start_resume(runs.get_pipeline(record.id), plan)
+
+    def _adopt(self, record: PipelineRecord, run_dir: Path, by_name: dict[str, Job], row: JobRecord) -> bool:
+        """Follow a job attempt still out on a worker (a live lease) instead of failing it."""
+        runner = self._leases.get(row.id)
+        job = by_name.get(row.name)
+        if self.remote is None or runner is None or job is None:
+            return False
+        request = JobRequest(job, row.id, row.attempt, record.id, run_dir, ())
+        self.remote.adopt(request, runner)
+        log.info(
+            "pipeline %s: job %s (%s) adopted: it runs on runner %s", record.id, row.id, row.name, runner
+        )
+        return True
 
 
 def _mirror(home: Path, project: ProjectRecord) -> Path:

@@ -112,6 +112,18 @@ def authenticate(store: RunnerStore, token: str, *, version: str | None, host: s
     return record
 
 
+def identify(store: RunnerStore, token: str) -> RunnerRecord:
+    """The runner a worker's token belongs to, without recording a contact; AuthError otherwise."""
+    if not token.startswith(RUNNER_TOKEN_PREFIX):
+        raise AuthError(
+            "not a runner token (they start with aicdrt_; an admin makes one: aicd runner register)"
+        )
+    record = store.by_token_hash(hash_token(token))
+    if record is None:
+        raise AuthError("unknown runner token (the runner was deleted, or the token is mistyped)")
+    return record
+
+
 def status(record: RunnerRecord, now: float | None = None) -> RunnerStatus:
     """online (seen within the last minute), offline, or never_contacted."""
     if record.contacted_at is None:
@@ -128,18 +140,18 @@ def can_run(record: RunnerRecord, job_tags: Iterable[str]) -> bool:
     return wanted <= set(record.tags)
 
 
-def queue_for(job_tags: Iterable[str]) -> str:
-    """The broker queue of a job with these tags."""
+def queue_for(job_tags: Iterable[str], prefix: str = QUEUE_PREFIX) -> str:
+    """The broker queue of a job with these tags (the server's AICD_QUEUE_PREFIX first)."""
     tags = sorted(set(job_tags))
-    return f"{QUEUE_PREFIX}.tags.{'+'.join(tags)}" if tags else UNTAGGED_QUEUE
+    return f"{prefix}.tags.{'+'.join(tags)}" if tags else f"{prefix}.untagged"
 
 
-def queues_of(record: RunnerRecord) -> list[str]:
+def queues_of(record: RunnerRecord, prefix: str = QUEUE_PREFIX) -> list[str]:
     """Every queue a runner reads: one per non-empty subset of its tags, and the untagged one."""
     tags = sorted(record.tags)
-    names = [queue_for(subset) for n in range(1, len(tags) + 1) for subset in combinations(tags, n)]
+    names = [queue_for(subset, prefix) for n in range(1, len(tags) + 1) for subset in combinations(tags, n)]
     if record.run_untagged:
-        names.append(UNTAGGED_QUEUE)
+        names.append(queue_for((), prefix))
     return names
 
 

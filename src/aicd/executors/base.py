@@ -27,6 +27,7 @@ FailureReason = Literal[
     "job_execution_timeout",
     "canceled",
     "runner_system_failure",
+    "stuck_or_timeout_failure",
     "missing_dependency_failure",
     "unknown_failure",
 ]

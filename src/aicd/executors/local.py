@@ -125,8 +125,12 @@ class LocalExecutor:
         max_log_bytes: int | None = None,
         inherit_aicd_env: bool = True,
         untracked: bool = False,
+        source: Callable[[Path], None] | None = None,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
+        # makes a folder holding the jobs' source tree (a worker: the commit's archive from the
+        # server's API); None: the tracked files of project_dir, or its commit
+        self.source = source
         # False (the server): no AICD_* of this process reaches a job, and no AICD_HOME is set
         self.inherit_aicd_env = inherit_aicd_env
         # set in every job's environment unless the job sets it (the server: AICD_ENV_SCOPE, ...)
@@ -221,6 +225,9 @@ class LocalExecutor:
     def _make_snapshot(self, dest: Path) -> Snapshot:
         if dest.exists():
             remove_tree(dest)
+        if self.source is not None:
+            self.source(dest)  # creates dest
+            return Snapshot.scan(dest)
         if self.commit:
             return snapshot_commit(self.project_dir, self.commit, dest)
         return snapshot_worktree(self.project_dir, dest, skip=(self.home,), untracked=self.untracked)

@@ -47,7 +47,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,6 +190,7 @@ class SandboxExecutor(LocalExecutor):
         share_home: bool = False,
         hidden_paths: Sequence[Path] = (),
         untracked: bool = False,
+        source: Callable[[Path], None] | None = None,
     ) -> None:
         limits = limits or SandboxLimits()
         kept = {k: v for k, v in (job_env or {}).items() if k not in STRIPPED_ENV}
@@ -201,6 +202,7 @@ class SandboxExecutor(LocalExecutor):
             cache_dir=cache_dir,
             job_env=kept,
             untracked=untracked,
+            source=source,
             max_log_bytes=limits.log_bytes,
             inherit_aicd_env=share_home,
         )

@@ -50,6 +50,12 @@ class ServerSettings:
     deploy_any_ref: bool = False
     # `aicd ui`: the UI of a local home (aicd.web.local): its projects too, no dispatcher, no admin made
     local_ui: bool = False
+    # Jobs on workers (docs/workers.md): AICD_BROKER_URL (amqp://... or redis://...); None: every
+    # job runs on this machine. AICD_QUEUE_PREFIX names the broker queues (several servers, one broker).
+    broker_url: str | None = None
+    queue_prefix: str = "aicd.jobs"
+    lease_timeout_s: float = 30.0  # AICD_LEASE_TIMEOUT_S: a worker silent this long loses the attempt
+    stuck_timeout_s: float = 3600.0  # AICD_STUCK_TIMEOUT_S: a job no worker took fails after this
 
     @property
     def admin_token_path(self) -> Path:
@@ -135,7 +141,31 @@ class ServerSettings:
             webhook_max_body_bytes=body_cap,
             deploy_max_release_bytes=_deploy_cap(env.get("AICD_DEPLOY_MAX_RELEASE_BYTES", "")),
             deploy_any_ref=env.get("AICD_DEPLOY_ANY_REF", "").strip().lower() in _TRUE,
+            broker_url=env.get("AICD_BROKER_URL", "").strip() or None,
+            queue_prefix=_queue_prefix(env.get("AICD_QUEUE_PREFIX", "")),
+            lease_timeout_s=_seconds(env, "AICD_LEASE_TIMEOUT_S", 30.0, least=1.0),
+            stuck_timeout_s=_seconds(env, "AICD_STUCK_TIMEOUT_S", 3600.0, least=1.0),
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, least: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= least or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r}: expected a number of seconds, {least:g} or more")
+    return value
+
+
+def _queue_prefix(raw: str) -> str:
+    text = raw.strip() or "aicd.jobs"
+    if len(text) > 100 or not all(c.isascii() and (c.isalnum() or c in "._-") for c in text):
+        raise ConfigError(f"AICD_QUEUE_PREFIX={text[:100]!r}: letters, digits and . _ - only, at most 100")
+    return text
 
 
 def _deploy_cap(raw: str) -> int:

@@ -9,6 +9,7 @@ it once recovery has ended the job.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
@@ -74,12 +75,14 @@ class JobTokenStore(DatabaseStore):
                 .values(revoked_at=time.time())
             )
 
-    def revoke_all(self) -> int:
-        """End every token still live (a server starting: no attempt of the last one still runs)."""
+    def revoke_all(self, *, keep_jobs: Collection[int] = ()) -> int:
+        """End every token still live (a server starting: no attempt of the last one still runs),
+        but those of the attempts in `keep_jobs` (running on workers: the server adopts them)."""
+        query = update(job_tokens).where(job_tokens.c.revoked_at.is_(None))
+        if keep_jobs:
+            query = query.where(job_tokens.c.job_id.not_in(list(keep_jobs)))
         with self._write("revoke job tokens") as conn:
-            result = conn.execute(
-                update(job_tokens).where(job_tokens.c.revoked_at.is_(None)).values(revoked_at=time.time())
-            )
+            result = conn.execute(query.values(revoked_at=time.time()))
         return int(result.rowcount or 0)
 
     def scope_for_hash(self, token_hash: str, *, now: float | None = None) -> JobTokenScope | None:

@@ -125,6 +125,12 @@ class RunnerStore(DatabaseStore):
                 raise NotFoundError(f"no runner {runner_id}")
             _audit(conn, actor, "runner.delete", f"runner {runner_id}", {})
 
+    def by_token_hash(self, token_hash: str) -> RunnerRecord | None:
+        """The runner with this token's hash (nothing recorded), or None."""
+        with self._read("read a runner") as conn:
+            row = conn.execute(select(*_COLUMNS).where(runners.c.token_hash == token_hash)).first()
+        return None if row is None else _record(row)
+
     def contact(
         self, token_hash: str, *, version: str | None, host: str | None, now: float | None = None
     ) -> RunnerRecord | None:

@@ -213,6 +213,20 @@ runners = Table(
     sqlite_autoincrement=True,
 )
 
+# -- job leases (revision 0006) --------------------------------------------------------------------
+# A job attempt a worker claimed through the broker: which runner runs it, and until when its lease
+# holds (each heartbeat moves it on). The attempt id is the fencing token: one claim per attempt.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("job_id", Id, primary_key=True, autoincrement=False),  # the attempt's row in `jobs`
+    Column("runner_id", Id, nullable=False),  # no foreign key: a deleted runner's leases stay readable
+    Column("claimed_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("ended_at", Double, nullable=True),
+    Column("end", String(32), nullable=True),  # finished, canceled, lease_expired, abandoned
+)
+
 memberships = Table(
     "memberships",
     metadata,

@@ -18,4 +18,5 @@ ROUTER_MODULES = (
     "integrations",
     "runners",
     "job_source",
+    "worker_jobs",
 )

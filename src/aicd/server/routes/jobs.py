@@ -67,7 +67,7 @@ def _audit(state: ServerState, access: ProjectAccess, action: str, job: JobRecor
 
 @router.get("/projects/{project}/jobs/{job_id}", response_model=JobOut, summary="One job (viewer)")
 def get_job(job_id: IdPath, access: Viewer, state: State) -> JobOut:
-    return JobOut.of(job_of(state, access.project, job_id)[0])
+    return JobOut.of(job_of(state, access.project, job_id)[0], state.dispatcher.remote)
 
 
 @router.get(

@@ -202,7 +202,7 @@ def list_pipeline_jobs(
 ) -> list[JobOut]:
     pipeline_of(state, access.project, pipeline_id)
     jobs = state.runs.list_jobs(pipeline_id, include_retried=include_retried)
-    return [JobOut.of(j) for j in jobs]
+    return [JobOut.of(j, state.dispatcher.remote) for j in jobs]
 
 
 @router.post(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pydantic import BaseModel, Field
 
 from aicd.store.records import JobRecord, PipelineRecord
@@ -75,9 +77,13 @@ class JobOut(BaseModel):
     tests: TestsOut | None
     metrics: dict[str, float] | None
     has_artifacts: bool
+    pending_reason: str | None = Field(
+        default=None, description='Why a pending job waits for a worker ("no worker with tags gpu")'
+    )
+    runner_id: int | None = Field(default=None, description="The worker's runner that runs it")
 
     @classmethod
-    def of(cls, job: JobRecord) -> JobOut:
+    def of(cls, job: JobRecord, remote: RemoteView | None = None) -> JobOut:
         tests = None
         if job.tests_total is not None:
             tests = TestsOut(
@@ -107,4 +113,16 @@ class JobOut(BaseModel):
             tests=tests,
             metrics=job.metrics,
             has_artifacts=job.artifacts_dir is not None,
+            pending_reason=(
+                remote.pending_reason(job.id) if remote is not None and job.status == "pending" else None
+            ),
+            runner_id=remote.runner_of(job.id) if remote is not None else None,
         )
+
+
+class RemoteView(Protocol):
+    """What a job's JSON shows of the workers (the dispatcher's RemoteJobs)."""
+
+    def pending_reason(self, job_id: int) -> str | None: ...
+
+    def runner_of(self, job_id: int) -> int | None: ...

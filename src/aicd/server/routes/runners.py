@@ -44,9 +44,10 @@ class RunnerOut(BaseModel):
     host: str | None
     created_at: float
     created_by: str | None
+    running_jobs: int = Field(default=0, description="Job attempts it runs now (on a server with a broker)")
 
     @classmethod
-    def of(cls, record: RunnerRecord, now: float | None = None) -> RunnerOut:
+    def of(cls, record: RunnerRecord, now: float | None = None, running: int = 0) -> RunnerOut:
         return cls(
             id=record.id,
             description=record.description,
@@ -59,6 +60,7 @@ class RunnerOut(BaseModel):
             host=record.host,
             created_at=record.created_at,
             created_by=record.created_by,
+            running_jobs=running,
         )
 
 
@@ -73,6 +75,11 @@ class CheckIn(BaseModel):
 
 class CheckedIn(RunnerOut):
     queues: list[str] = Field(description="The broker queues this runner reads")
+
+
+def _running(state: ServerState) -> dict[int, int]:
+    hub = state.dispatcher.remote
+    return hub.running_by_runner() if hub is not None else {}
 
 
 def _store(state: ServerState) -> RunnerStore:
@@ -94,12 +101,13 @@ def register_runner(body: RunnerIn, state: State, admin: Admin) -> RunnerCreated
 @router.get("/runners", response_model=list[RunnerOut], summary="Every runner, with its status (admin)")
 def list_runners(state: State, _admin: Admin) -> list[RunnerOut]:
     now = time.time()
-    return [RunnerOut.of(r, now) for r in _store(state).list()]
+    running = _running(state)
+    return [RunnerOut.of(r, now, running.get(r.id, 0)) for r in _store(state).list()]
 
 
 @router.get("/runners/{runner_id}", response_model=RunnerOut, summary="One runner (admin)")
 def get_runner(runner_id: IdPath, state: State, _admin: Admin) -> RunnerOut:
-    return RunnerOut.of(_store(state).get(runner_id))
+    return RunnerOut.of(_store(state).get(runner_id), running=_running(state).get(runner_id, 0))
 
 
 @router.post("/runners/{runner_id}/pause", response_model=RunnerOut, summary="Give it no new job (admin)")
@@ -126,4 +134,6 @@ def verify_runner(
 ) -> CheckedIn:
     body = body or CheckIn()
     record = core.authenticate(_store(state), runner_token, version=body.version, host=body.host)
-    return CheckedIn(**RunnerOut.of(record).model_dump(), queues=core.queues_of(record))
+    return CheckedIn(
+        **RunnerOut.of(record).model_dump(), queues=core.queues_of(record, state.settings.queue_prefix)
+    )

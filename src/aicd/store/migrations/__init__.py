@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEAD = "0005"
+HEAD = "0006"
 VERSION_TABLE = "alembic_version"
 SCRIPT_LOCATION = Path(__file__).resolve().parent

@@ -1,0 +1,4 @@
+"""`aicd worker`: job attempts from the broker, run on this host through the server's API.
+
+See docs/workers.md.
+"""
