@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +272,12 @@ class PipelineGit:
         git_dir = dest / ".git"
         _init_git_dir(git_dir, bare=False, alternates=(self.origin / "objects",), origin=self.origin)
         (git_dir / "HEAD").write_text(sha + "\n", encoding="ascii")
+        # what `git checkout <sha>` records: `git branch` and `git status` say "HEAD detached at ..."
+        (git_dir / "logs").mkdir()
+        moved = f"checkout: moving from {ref.branch or ref.tag or 'main'} to {sha}"
+        (git_dir / "logs" / "HEAD").write_text(
+            f"{'0' * 40} {sha} aicd <aicd@localhost> {int(time.time())} +0000\t{moved}\n", encoding="utf-8"
+        )
         _write_packed_refs(git_dir, refs)
         if kept is not None and kept[1]:
             (git_dir / "shallow").write_text("".join(f"{c}\n" for c in sorted(kept[1])), encoding="ascii")

@@ -275,6 +275,9 @@ class SandboxExecutor(LocalExecutor):
         binds: list[tuple[Path, Path, bool]] = [(spec.workspace, spec.workspace, True)]
         if self.share_home:
             binds.insert(0, (self.home, self.home, True))
+        # the job's clone reads its objects from the run's private origin and the source repository's
+        # object folders (its alternates): visible read-only, at their own paths
+        binds += [(path, path, False) for path in self.git_read_only_paths()]
         script = Path(JOB_FILES) / spec.script.name
         binds.append((spec.script, script, False))
         env = dict(spec.env)
