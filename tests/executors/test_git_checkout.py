@@ -252,3 +252,33 @@ def test_clone_and_fetch_both_give_a_clean_checkout(tmp_path: Path, strategy: st
     code, result, err = run_json(repo)
     job = _answers(Path(result["jobs"][0]["log_path"]).read_text(), ["head", "status"])
     assert job == {"head": sha, "status": ""}
+
+
+SANDBOXED_VANDAL = """\
+vandal:
+  script:
+    - echo "describe=$(git describe --tags)"
+    - git config user.email v@example.com && git config user.name vandal
+    - echo evil > evil.txt && git add evil.txt && git commit -qm evil
+    - if git push -f origin HEAD:refs/heads/main 2>/dev/null; then echo PUSHED; else echo push-refused; fi
+    - for d in $(cat "$(cat .git/objects/info/alternates)/info/alternates"); do touch "$d/x" 2>/dev/null && echo WROTE; done
+    - rm -rf .git
+"""
+
+
+def test_sandboxed_jobs_read_the_objects_and_cannot_write_them(tmp_path: Path) -> None:
+    from aicd.executors.sandbox import probe
+
+    found = probe()
+    if not found.ok:
+        pytest.skip(found.reason)
+    repo, sha = _tagged_repo(tmp_path, SANDBOXED_VANDAL)
+    before = _fingerprint(repo)
+    code, result, err = run_json(repo, "--isolate")
+    log = Path(result["jobs"][0]["log_path"]).read_text()
+    assert code == 0, log
+    assert f"describe=v1.2.0-2-g{sha[:7]}" in log
+    assert "push-refused" in log.splitlines()
+    said = [line for line in log.splitlines() if not line.startswith("$ ")]
+    assert "PUSHED" not in said and "WROTE" not in said
+    assert _fingerprint(repo) == before
