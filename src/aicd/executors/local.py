@@ -144,6 +144,11 @@ class LocalExecutor:
         self._git: PipelineGit | None = None
         self._git_broken: str | None = None  # why there is no checkout (said once per job)
         self._templates: dict[tuple[object, ...], tuple[Snapshot, tuple[str, ...]]] = {}
+        # AICD_JOB_CHECKOUT=files: jobs get a copy of the files without .git (as before issue 13)
+        mode = os.environ.get("AICD_JOB_CHECKOUT", "").strip().lower() or "git"
+        if mode not in ("git", "files"):
+            raise ExecutorError(f"AICD_JOB_CHECKOUT={mode[:40]!r}: expected git (the default) or files")
+        self.git_checkout = mode == "git"
         self._lock = asyncio.Lock()
         self._jobs: set[_LocalJob] = set()
         self._closed = False
@@ -224,7 +229,7 @@ class LocalExecutor:
         settings = git_settings(raw)
         if not settings.checkout:
             return _EMPTY, (*settings.warnings, "Skipping Git repository setup (GIT_STRATEGY: none)")
-        sha = self.commit_sha(raw)
+        sha = self.commit_sha(raw) if self.git_checkout else None
         if sha is None or self._git_broken is not None:
             return await self._get_snapshot(), settings.warnings
         ref = Ref(branch=raw.get("CI_COMMIT_BRANCH") or None, tag=raw.get("CI_COMMIT_TAG") or None)
