@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from aicd_testing import git, make_repo, run_json
 
 from aicd.executors.checkout import git_settings
+from aicd_testing import git, make_repo, run_json
 
 PY = sys.executable
 
@@ -187,7 +187,7 @@ vandal:
 def test_a_job_cannot_touch_the_users_repository(tmp_path: Path) -> None:
     repo, _sha = _tagged_repo(tmp_path, VANDAL)
     before = _fingerprint(repo)
-    code, result, err = run_json(repo)
+    _code, result, _err = run_json(repo)
     assert result["jobs"][0]["status"] == "success", Path(result["jobs"][0]["log_path"]).read_text()
     # the job's workspace is under repo/.aicd (ignored); the repository itself did not change
     git(repo, "status", "--porcelain")
@@ -220,7 +220,7 @@ normal:
     repo = make_repo(tmp_path / "repo", {".gitlab-ci.yml": pipeline})
     git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "vendor/lib")
     _commit(repo, "add lib", {})
-    code, result, err = run_json(repo)
+    code, result, _err = run_json(repo)
     logs = {j["name"]: Path(j["log_path"]).read_text() for j in result["jobs"]}
     assert code == 0, logs
     assert "library" in logs["normal"]
@@ -249,7 +249,7 @@ build:
 def test_clone_and_fetch_both_give_a_clean_checkout(tmp_path: Path, strategy: str) -> None:
     pipeline = f"probe:\n  variables: {{GIT_STRATEGY: {strategy}}}\n  script:\n" + _script(["head", "status"])
     repo, sha = _tagged_repo(tmp_path, pipeline)
-    code, result, err = run_json(repo)
+    _code, result, _err = run_json(repo)
     job = _answers(Path(result["jobs"][0]["log_path"]).read_text(), ["head", "status"])
     assert job == {"head": sha, "status": ""}
 
@@ -261,7 +261,8 @@ vandal:
     - git config user.email v@example.com && git config user.name vandal
     - echo evil > evil.txt && git add evil.txt && git commit -qm evil
     - if git push -f origin HEAD:refs/heads/main 2>/dev/null; then echo PUSHED; else echo push-refused; fi
-    - for d in $(cat "$(cat .git/objects/info/alternates)/info/alternates"); do touch "$d/x" 2>/dev/null && echo WROTE; done
+    - origin="$(cat .git/objects/info/alternates)"
+    - for d in $(cat "$origin/info/alternates"); do touch "$d/x" 2>/dev/null && echo WROTE; done
     - rm -rf .git
 """
 
@@ -274,7 +275,7 @@ def test_sandboxed_jobs_read_the_objects_and_cannot_write_them(tmp_path: Path) -
         pytest.skip(found.reason)
     repo, sha = _tagged_repo(tmp_path, SANDBOXED_VANDAL)
     before = _fingerprint(repo)
-    code, result, err = run_json(repo, "--isolate")
+    code, result, _err = run_json(repo, "--isolate")
     log = Path(result["jobs"][0]["log_path"]).read_text()
     assert code == 0, log
     assert f"describe=v1.2.0-2-g{sha[:7]}" in log

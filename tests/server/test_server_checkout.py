@@ -29,7 +29,9 @@ none:
 """
 
 
-def test_server_jobs_get_a_checkout_of_the_pipelines_commit(server_sqlite: ServerProc, tmp_path: Path) -> None:
+def test_server_jobs_get_a_checkout_of_the_pipelines_commit(
+    server_sqlite: ServerProc, tmp_path: Path
+) -> None:
     server = server_sqlite
     repo = new_project(server, tmp_path, {".gitlab-ci.yml": CI, "a.txt": "a\n"})
     git(repo, "tag", "v0.1.0")

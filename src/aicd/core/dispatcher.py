@@ -47,14 +47,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aicd.core import server_pipeline as prep
+from aicd.core.child_pipelines import ChildHooks, ChildRuns, QuietObserver, TriggerExecutor
 from aicd.core.job_tokens import JobTokenExecutor
 from aicd.core.orphans import kill_job_processes
+from aicd.core.pipeline_links import children_of
 from aicd.core.resume import FINISHED, ResumePlan, latest_rows, plan_resume
 from aicd.core.server_recorder import ServerRecorder
 from aicd.engine import ResourceGroups, RunControl, RunOptions, failure_allowed, run_pipeline
 from aicd.engine.decision import retry_wanted
 from aicd.errors import AicdError, ConflictError, NotFoundError, WorkflowFilteredOut
-from aicd.executors.base import JobOutcome, job_log_path
+from aicd.executors.base import Executor, JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.sandbox import Probe, SandboxExecutor, probe
 from aicd.executors.workspace import remove_tree
@@ -310,7 +312,7 @@ class Dispatcher:
             runs.update_pipeline(record.id, status="canceled", finished_at=time.time())
             return
         runs.update_pipeline(record.id, status="pending", name=pipeline.name)
-        await self._run(active, record, mirror, pipeline, ResumePlan())
+        await self._run(active, record, mirror, pipeline, ResumePlan(), given)
 
     def _hide_paths(self, message: str, project: ProjectRecord, mirror: Path) -> str:
         """A message for API callers: the server's folders named, not shown."""
@@ -400,7 +402,13 @@ class Dispatcher:
                     self.state.runs.update_job(row.id, status="canceled", finished_at=time.time())
 
     async def _run(
-        self, active: _Active, record: PipelineRecord, mirror: Path, pipeline: Pipeline, plan: ResumePlan
+        self,
+        active: _Active,
+        record: PipelineRecord,
+        mirror: Path,
+        pipeline: Pipeline,
+        plan: ResumePlan,
+        given: Sequence[Variable] = (),
     ) -> None:
         """Run (or resume) the pipeline through the engine, then write its final status."""
         assert self._slots is not None
@@ -432,12 +440,18 @@ class Dispatcher:
                 "failed",
             )
             return
-        executor = JobTokenExecutor(
+        tokens = JobTokenExecutor(
             local,
             JobTokenStore(self.state.database),
             project_id=project.id,
             protected_ref=active.protected_ref,
         )
+        executor: Executor = tokens
+        if any(j.trigger is not None for j in pipeline.jobs):
+            children = await asyncio.to_thread(
+                self._child_runs, active, record, project, mirror, options, tuple(given)
+            )
+            executor = children.executor = TriggerExecutor(tokens, children.run)
         try:
             result = await run_pipeline(
                 pipeline,
@@ -451,13 +465,82 @@ class Dispatcher:
             )
         finally:
             await executor.close()
-            builds = self.home / "builds" / str(record.id)
-            if builds.exists():
-                await asyncio.to_thread(remove_tree, builds)
+            ids = [record.id, *(c.pipeline_id for c in children_of(Path(record.run_dir)))]
+            for pid in ids:
+                builds = self.home / "builds" / str(pid)
+                if builds.exists():
+                    await asyncio.to_thread(remove_tree, builds)
         status = result.status
         if status == "success" and result.blocked:
             status = "manual"  # GitLab's blocked pipeline: a manual job holds jobs back
         self.state.runs.update_pipeline(record.id, status=status, finished_at=time.time())
+
+    def _child_runs(
+        self,
+        active: _Active,
+        record: PipelineRecord,
+        project: ProjectRecord,
+        mirror: Path,
+        options: RunOptions,
+        given: tuple[Variable, ...],
+    ) -> ChildRuns:
+        """In a worker thread: what runs the child pipelines of this pipeline's trigger jobs (from the
+        same commit, with the project's variables, in the same job slots, recorded as server pipelines
+        of source ``parent_pipeline``, each linked to its parent)."""
+        from aicd.triggers.mirror import list_refs
+        from aicd.vcs import git_info
+
+        kind = prep.ref_kind(record.ref, list_refs(mirror))
+        project_vars = prep.project_variables(
+            self.state.projects, self.state.secrets, project, protected_ref=active.protected_ref
+        )
+        tree = prep.commit_tree(self.home, project.id, mirror, record.sha)
+        trigger = prep.load_trigger(Path(record.run_dir))
+        info = dataclasses.replace(git_info(mirror, record.sha), ref_name=record.ref)
+
+        def predefined(child: PipelineRecord, config_path: str) -> list[Variable]:
+            return prep.predefined(
+                project=project,
+                record=child,
+                mirror=mirror,
+                kind=kind,
+                server_url=self.server_url,
+                trigger=trigger,
+                protected_ref=active.protected_ref,
+            )
+
+        def loaded(child: PipelineRecord, pipeline: Pipeline, forwarded: Sequence[Variable]) -> None:
+            prep.save_ir(Path(child.run_dir), pipeline, forwarded)
+            self.state.runs.update_pipeline(child.id, name=pipeline.name or child.name)
+
+        def final_status(child: PipelineRecord, status: str, blocked: bool) -> str:
+            return "manual" if status == "success" and blocked else status
+
+        hooks = ChildHooks(
+            project_key=project.key,
+            predefined=predefined,
+            base_variables=tuple(project_vars),
+            options=lambda: dataclasses.replace(
+                options, play_manual=frozenset(), settled={}, prior_attempts={}
+            ),
+            loaded=loaded,
+            final_status=final_status,
+        )
+        context = prep.server_context(mirror, sha=record.sha, kind=kind, predefined_vars=(), variables=())
+        children = ChildRuns(
+            store=self.state.runs,
+            listener_for=lambda child, _observer: ServerRecorder(self.state.runs, child),
+            home=self.home,
+            project_dir=mirror,
+            source_dir=tree,
+            info=info,
+            context=context,
+            observer=QuietObserver(),
+            concurrency=options.concurrency,
+            hooks=hooks,
+        )
+        children.pipeline_variables[record.id] = given
+        return children
 
     async def _resume(self, active: _Active, record: PipelineRecord, plan: ResumePlan) -> None:
         project = self._project_of(record)
@@ -474,7 +557,7 @@ class Dispatcher:
         )
         active.secrets += [v.value for v in (*project_vars, *given) if v.masked]
         pipeline = dataclasses.replace(pipeline, variables=(*project_vars, *given))
-        await self._run(active, self.state.runs.get_pipeline(record.id), mirror, pipeline, plan)
+        await self._run(active, self.state.runs.get_pipeline(record.id), mirror, pipeline, plan, given)
 
     def _project_of(self, record: PipelineRecord) -> ProjectRecord:
         if not record.project_dir.startswith(SERVER_PREFIX):

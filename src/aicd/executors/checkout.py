@@ -91,7 +91,8 @@ def git_settings(job_vars: Mapping[str, str]) -> GitSettings:
             depth = int(raw_depth) or None
         else:
             warnings.append(
-                f"WARNING: GIT_DEPTH={_short(raw_depth)}: expected a whole number; the whole history is fetched"
+                f"WARNING: GIT_DEPTH={_short(raw_depth)}: expected a whole number; "
+                "the whole history is fetched"
             )
     sub = job_vars.get("GIT_SUBMODULE_STRATEGY", "").strip().lower() or "none"
     if sub not in SUBMODULE_STRATEGIES:
@@ -297,8 +298,8 @@ class PipelineGit:
         links = []
         for item in listed:
             if item.startswith(b"160000 commit "):
-                head, _, path = item.partition(b"\t")
-                links.append((head.split(b" ")[2].decode(), path.decode("utf-8", "surrogateescape")))
+                head, _, raw_path = item.partition(b"\t")
+                links.append((head.split(b" ")[2].decode(), raw_path.decode("utf-8", "surrogateescape")))
         if not links:
             return []
         names = _submodule_names(tree)
@@ -325,7 +326,9 @@ class PipelineGit:
                 warnings.append(f"WARNING: submodule {path}: cannot check out {sub_sha[:8]}: {exc}")
                 continue
             if recursive and level < _MAX_NESTING:
-                warnings += self._submodules(sub_tree, source.git_dir, sub_sha, recursive=True, level=level + 1)
+                warnings += self._submodules(
+                    sub_tree, source.git_dir, sub_sha, recursive=True, level=level + 1
+                )
         return warnings
 
     def _apply_changes(self, dest: Path, sha: str) -> None:
@@ -421,9 +424,7 @@ def _history(git_dir: Path, sha: str, depth: int) -> tuple[set[str], set[str]]:
     return keep, boundary
 
 
-def _init_git_dir(
-    path: Path, *, bare: bool, alternates: Iterable[Path], origin: Path | None = None
-) -> None:
+def _init_git_dir(path: Path, *, bare: bool, alternates: Iterable[Path], origin: Path | None = None) -> None:
     for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags", "info"):
         (path / sub).mkdir(parents=True, exist_ok=True)
     config = [

@@ -38,7 +38,6 @@ from aicd.errors import AicdError, ExecutorError
 from aicd.executors import artifacts as artifacts_mod
 from aicd.executors import cache as cache_mod
 from aicd.executors import reports as reports_mod
-from aicd.executors.checkout import GitSettings, NoCheckout, PipelineGit, Ref, git_settings
 from aicd.executors.base import (
     FailureReason,
     JobHandle,
@@ -50,6 +49,7 @@ from aicd.executors.base import (
     TestSummary,
     job_log_path,
 )
+from aicd.executors.checkout import GitSettings, NoCheckout, PipelineGit, Ref, git_settings
 from aicd.executors.script import (
     LineReader,
     ShellProcess,
@@ -60,9 +60,9 @@ from aicd.executors.script import (
 )
 from aicd.executors.script import die_with_parent as die_with_parent_fn
 from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commit, snapshot_worktree
-from aicd.vcs import ZERO_SHA
 from aicd.pipeline.ir import Variable
 from aicd.pipeline.variables import PieceMasker, expand, masker, resolve
+from aicd.vcs import ZERO_SHA
 
 AFTER_SCRIPT_TIMEOUT_S = 300.0
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -267,7 +267,9 @@ class LocalExecutor:
     def _make_checkout(self, sha: str, ref: Ref, settings: GitSettings) -> tuple[Snapshot, tuple[str, ...]]:
         if self._git is None:
             dirty = None if self.commit else self.project_dir
-            self._git = PipelineGit(self.project_dir, self._run_dir(), dirty_from=dirty, untracked=self.untracked)
+            self._git = PipelineGit(
+                self.project_dir, self._run_dir(), dirty_from=dirty, untracked=self.untracked
+            )
             self._git.skip = (self.home,)
         dest, warnings = self._git.checkout(sha, ref, settings)
         return Snapshot.scan(dest), tuple(warnings)
