@@ -35,7 +35,8 @@ from pathlib import Path
 
 from aicd.errors import GitError
 
-STRATEGIES = ("clone", "fetch", "none")
+# `empty` (GitLab 17.x): no checkout, an empty folder; aicd's `none` is empty too (fresh folders)
+STRATEGIES = ("clone", "fetch", "none", "empty")
 SUBMODULE_STRATEGIES = ("none", "normal", "recursive")
 # git's own limit on nested alternates is 5; submodules nest at most this deep here
 _MAX_NESTING = 5
@@ -68,7 +69,7 @@ class GitSettings:
 
     @property
     def checkout(self) -> bool:
-        return self.strategy != "none"
+        return self.strategy not in ("none", "empty")
 
 
 def git_settings(job_vars: Mapping[str, str]) -> GitSettings:
@@ -81,7 +82,7 @@ def git_settings(job_vars: Mapping[str, str]) -> GitSettings:
     strategy = job_vars.get("GIT_STRATEGY", "").strip().lower() or "fetch"
     if strategy not in STRATEGIES:
         warnings.append(
-            f"WARNING: GIT_STRATEGY={_short(strategy)}: expected clone, fetch or none; using fetch"
+            f"WARNING: GIT_STRATEGY={_short(strategy)}: expected clone, fetch, none or empty; using fetch"
         )
         strategy = "fetch"
     raw_depth = job_vars.get("GIT_DEPTH", "").strip()
