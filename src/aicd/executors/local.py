@@ -228,7 +228,8 @@ class LocalExecutor:
         raw = {v.key: v.value for v in request.variables}
         settings = git_settings(raw)
         if not settings.checkout:
-            return _EMPTY, (*settings.warnings, f"Skipping Git repository setup (GIT_STRATEGY: {settings.strategy})")
+            skipping = f"Skipping Git repository setup (GIT_STRATEGY: {settings.strategy})"
+            return _EMPTY, (*settings.warnings, skipping)
         sha = self.commit_sha(raw) if self.git_checkout else None
         if sha is None or self._git_broken is not None:
             return await self._get_snapshot(), settings.warnings
