@@ -6,6 +6,7 @@ one would never end (the deadlock these tests would show as a timeout).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,41 @@ def test_depend_gives_the_trigger_job_the_childs_failure(one_slot: ServerProc, t
         for link in parent["children"]:
             child = _get(admin, f"/projects/demo/pipelines/{link['pipeline_id']}")
             assert child["status"] == "failed"
+
+
+SLOW_PARENT = """
+child:
+  trigger:
+    include: ci/slow.yml
+    strategy: depend
+"""
+
+SLOW = """
+slow:
+  script: [sleep 300]
+"""
+
+
+def test_canceling_a_running_child_cancels_its_trigger_job(one_slot: ServerProc, tmp_path: Path) -> None:
+    server = one_slot
+    new_project(server, tmp_path, {".gitlab-ci.yml": SLOW_PARENT, "ci/slow.yml": SLOW})
+    with server.client() as admin:
+        pid = trigger(admin, "demo")["id"]
+        deadline = time.monotonic() + 120
+        child_id = None
+        while time.monotonic() < deadline:
+            found = _get(admin, f"/projects/demo/pipelines/{pid}")["children"]
+            if found:
+                child_id = found[0]["pipeline_id"]
+                slow = jobs_of(admin, "demo", child_id).get("slow")
+                if slow is not None and slow["status"] == "running":
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the child's job never ran")
+        response = admin.post(f"/projects/demo/pipelines/{child_id}/cancel")
+        assert response.status_code == 200, response.text
+        parent = wait_pipeline(admin, "demo", pid, timeout=120)
+        assert _get(admin, f"/projects/demo/pipelines/{child_id}")["status"] == "canceled"
+        assert jobs_of(admin, "demo", pid)["child"]["status"] == "canceled"
+        assert parent["status"] == "canceled"

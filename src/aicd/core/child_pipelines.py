@@ -192,8 +192,9 @@ class ChildHooks:
     # variables below the forwarded ones (the server: the project's CI/CD variables)
     base_variables: tuple[Variable, ...] = ()
     options: Callable[[], RunOptions] | None = None
-    # (trigger request, child row): the child is recorded (the server links parent and child)
-    created: Callable[[JobRequest, PipelineRecord], None] | None = None
+    # (trigger request, child row, the event that cancels it): the child is recorded (the server
+    # keeps the event, so canceling the child pipeline through its API cancels it)
+    created: Callable[[JobRequest, PipelineRecord, asyncio.Event], None] | None = None
     # (child row, its IR, the variables forwarded to it): loaded, before it runs (the server keeps
     # the IR for retries)
     loaded: Callable[[PipelineRecord, Pipeline, Sequence[Variable]], None] | None = None
@@ -270,7 +271,7 @@ class ChildRuns:
             request.pipeline_id,
         )
         if hooks is not None and hooks.created is not None:
-            hooks.created(request, record)
+            hooks.created(request, record, cancel)
         shown = _NestedObserver(self.observers.get(request.pipeline_id, self.observer), job.name, out)
         self.observers[record.id] = shown
         self.pipeline_variables[record.id] = tuple(variables)

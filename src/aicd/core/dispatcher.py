@@ -56,7 +56,7 @@ from aicd.core.server_recorder import ServerRecorder
 from aicd.engine import ResourceGroups, RunControl, RunOptions, failure_allowed, run_pipeline
 from aicd.engine.decision import retry_wanted
 from aicd.errors import AicdError, ConflictError, NotFoundError, WorkflowFilteredOut
-from aicd.executors.base import Executor, JobOutcome, job_log_path
+from aicd.executors.base import Executor, JobOutcome, JobRequest, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.sandbox import Probe, SandboxExecutor, probe
 from aicd.executors.workspace import remove_tree
@@ -104,6 +104,8 @@ class Dispatcher:
         self.state = state  # the host's objects (the server's ServerState), through narrow interfaces
         self._active: dict[int, _Active] = {}
         self._slots: asyncio.Semaphore | None = None
+        # running child pipelines (of trigger jobs): what cancels each
+        self._child_cancel: dict[int, asyncio.Event] = {}
         self._groups: dict[str, ResourceGroups] = {}  # project key -> its resource groups
         self._accepting = False
         self._idle = asyncio.Event()
@@ -465,8 +467,15 @@ class Dispatcher:
             )
         finally:
             await executor.close()
-            ids = [record.id, *(c.pipeline_id for c in children_of(Path(record.run_dir)))]
+            ids = [record.id]
+            for pid in ids:  # children and grandchildren too: their run folders are beside this one
+                ids += [
+                    c.pipeline_id
+                    for c in children_of(self.home / "runs" / str(pid))
+                    if c.pipeline_id not in ids
+                ]
             for pid in ids:
+                self._child_cancel.pop(pid, None)
                 builds = self.home / "builds" / str(pid)
                 if builds.exists():
                     await asyncio.to_thread(remove_tree, builds)
@@ -516,8 +525,12 @@ class Dispatcher:
         def final_status(child: PipelineRecord, status: str, blocked: bool) -> str:
             return "manual" if status == "success" and blocked else status
 
+        def created(_request: JobRequest, child: PipelineRecord, cancel: asyncio.Event) -> None:
+            self._child_cancel[child.id] = cancel
+
         hooks = ChildHooks(
             project_key=project.key,
+            created=created,
             predefined=predefined,
             base_variables=tuple(project_vars),
             options=lambda: dataclasses.replace(
@@ -616,6 +629,17 @@ class Dispatcher:
         """Cancel a running pipeline (waits until its jobs stopped), or the waiting jobs of a
         blocked one; a finished pipeline is returned unchanged."""
         record = self.state.runs.get_pipeline(pipeline_id)
+        child = self._child_cancel.get(pipeline_id)
+        if child is not None and record.status in UNFINISHED:
+            # a running child pipeline: its trigger job's run stops it (and the trigger job, with
+            # strategy: depend, ends canceled)
+            child.set()
+            deadline = time.monotonic() + STOP_GRACE_S
+            while self.state.runs.get_pipeline(pipeline_id).status in UNFINISHED:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            return self.state.runs.get_pipeline(pipeline_id)
         active = self._active.get(pipeline_id)
         if active is not None:
             active.cancel.set()
