@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -67,22 +68,33 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def time_jobs(jobs: int, prepare: Callable[[Path], None], root: Path) -> list[float]:
-    samples = []
+def cpu_now() -> float:
+    """CPU time of this process and of the children it waited for (the git processes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def time_jobs(
+    jobs: int, methods: dict[str, Callable[[Path], None]], root: Path
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Each method prepares `jobs` workspaces, the methods taking turns (so a change in the
+    machine's load falls on all of them alike): (wall times, CPU times) per method."""
+    out: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in methods}
     for i in range(jobs):
-        ws = root / f"job-{i}"
-        start = time.perf_counter()
-        prepare(ws)
-        samples.append(time.perf_counter() - start)
+        for name, prepare in methods.items():
+            ws = root / name / f"job-{i}"
+            cpu, start = cpu_now(), time.perf_counter()
+            prepare(ws)
+            out[name][0].append(time.perf_counter() - start)
+            out[name][1].append(cpu_now() - cpu)
     shutil.rmtree(root, ignore_errors=True)
-    return samples
+    return out
 
 
 def measure(repo: Path, jobs: int, scratch: Path) -> dict[str, float]:
     sha = git(repo, "rev-parse", "HEAD")
     out: dict[str, float] = {}
     plain = snapshot_worktree(repo, scratch / "plain")
-    out["files"] = median_ms(time_jobs(jobs, plain.materialize, scratch / "ws-files"))
 
     start = time.perf_counter()
     pgit = PipelineGit(repo, scratch / "run", dirty_from=None)
@@ -90,10 +102,6 @@ def measure(repo: Path, jobs: int, scratch: Path) -> dict[str, float]:
     template = Snapshot.scan(template_dir)
     out["setup"] = (time.perf_counter() - start) * 1000
 
-    def aicd(ws: Path) -> None:
-        template.materialize(ws)
-
-    out["aicd"] = median_ms(time_jobs(jobs, aicd, scratch / "ws-aicd"))
     check = scratch / "check"
     template.materialize(check)
     assert git(check, "rev-parse", "HEAD") == sha and git(check, "status", "--porcelain") == ""
@@ -105,13 +113,14 @@ def measure(repo: Path, jobs: int, scratch: Path) -> dict[str, float]:
         subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", origin, str(ws)], check=True)
         subprocess.run(["git", "-C", str(ws), "checkout", "-q", "--detach", sha], check=True)
 
-    out["shared"] = median_ms(time_jobs(jobs, shared, scratch / "ws-shared"))
-
     def local(ws: Path) -> None:
         subprocess.run(["git", "clone", "-q", "--local", "--no-checkout", str(repo), str(ws)], check=True)
         subprocess.run(["git", "-C", str(ws), "checkout", "-q", "--detach", sha], check=True)
 
-    out["local"] = median_ms(time_jobs(jobs, local, scratch / "ws-local"))
+    methods = {"files": plain.materialize, "aicd": template.materialize, "shared": shared, "local": local}
+    for name, (wall, cpu) in time_jobs(jobs, methods, scratch / "ws").items():
+        out[name] = median_ms(wall)
+        out[f"{name}_cpu"] = median_ms(cpu)
     out["files_n"] = len(plain.entries)
     return out
 
@@ -127,6 +136,19 @@ def table(rows: Sequence[tuple[str, dict[str, float]]]) -> str:
         lines.append(
             f"| {name} | {int(r['files_n'])} | {r['files']:.2f} | {r['aicd']:.2f} | "
             f"{r['aicd'] - r['files']:.2f} | {r['shared']:.2f} | {r['local']:.2f} | {r['setup']:.1f} |"
+        )
+    lines += [
+        "",
+        "CPU time per job, median (ms; this process and the git processes it waited for: less "
+        "sensitive to other load than wall time):",
+        "",
+        "| repository | files only | aicd checkout | checkout - files | clone --shared | clone --local |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows:
+        lines.append(
+            f"| {name} | {r['files_cpu']:.2f} | {r['aicd_cpu']:.2f} | {r['aicd_cpu'] - r['files_cpu']:.2f} | "
+            f"{r['shared_cpu']:.2f} | {r['local_cpu']:.2f} |"
         )
     return "\n".join(lines)
 
