@@ -29,7 +29,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,8 +191,19 @@ class Ref:
 class PipelineGit:
     """The private origin of one pipeline run and the checkouts made from it (synchronous)."""
 
-    def __init__(self, source: Path, root: Path, *, dirty_from: Path | None, untracked: bool = False) -> None:
+    def __init__(
+        self,
+        source: Path,
+        root: Path,
+        *,
+        dirty_from: Path | None,
+        untracked: bool = False,
+        view: Callable[[Path], Path] | None = None,
+    ) -> None:
         self.source_path = source
+        # where a job sees a folder of objects (the sandbox: under /aicd/git, so that nothing of the
+        # server's home shows, not even the names of its folders); None: where it is
+        self.view = view
         self.root = root
         # the working tree whose uncommitted changes are applied (aicd run without --commit)
         self.dirty_from = dirty_from
@@ -208,15 +219,33 @@ class PipelineGit:
         assert self._origin is not None
         return self._origin
 
-    def read_only_paths(self) -> list[Path]:
-        """What a sandboxed job must see (read-only) for its clone's objects: the private origin and
-        the source's object folders (and its submodules')."""
+    def _seen(self, path: Path) -> Path:
+        if self.view is None:
+            return path
+        if self._origin is not None and path.is_relative_to(self._origin):
+            return self.view(self._origin) / path.relative_to(self._origin)
+        return self.view(path)
+
+    def read_only_paths(self) -> list[tuple[Path, Path]]:
+        """What a sandboxed job must see (read-only) for its clone's objects, as (here, as the job
+        sees it): the private origin, the source's object folders (and its submodules'), and the
+        files laid over what would name a path the job cannot see (``/dev/null`` over an object
+        folder's own ``info/alternates``, whose folders are all listed already)."""
         if self._origin is None or self._source is None:
             return []
-        paths = [self._origin, *self._source.objects]
+        objects = list(self._source.objects)
         for sub in self._submodule_sources:
-            paths += [p for p in sub.objects if p not in paths]
-        return paths
+            objects += [p for p in sub.objects if p not in objects]
+        pairs = [(self._origin, self._seen(self._origin))]
+        if self.view is not None:
+            inside = self.root / "origin-alternates"
+            inside.write_text("".join(f"{self._seen(p)}\n" for p in self._source.objects), encoding="utf-8")
+            pairs.append((inside, self._seen(self._origin) / "objects" / "info" / "alternates"))
+        for path in objects:
+            pairs.append((path, self._seen(path)))
+            if self.view is not None and (path / "info" / "alternates").is_file():
+                pairs.append((Path(os.devnull), self._seen(path) / "info" / "alternates"))
+        return pairs
 
     _submodule_sources: list[SourceRepo]
 
@@ -272,7 +301,9 @@ class PipelineGit:
         if ref.tag and not any(name == f"refs/tags/{ref.tag}" for _o, name in refs):
             refs.append((sha, f"refs/tags/{ref.tag}"))
         git_dir = dest / ".git"
-        _init_git_dir(git_dir, bare=False, alternates=(self.origin / "objects",), origin=self.origin)
+        _init_git_dir(
+            git_dir, bare=False, alternates=(self.origin / "objects",), origin=self._seen(self.origin)
+        )
         (git_dir / "HEAD").write_text(sha + "\n", encoding="ascii")
         # what `git checkout <sha>` records: `git branch` and `git status` say "HEAD detached at ..."
         (git_dir / "logs").mkdir()
@@ -284,6 +315,8 @@ class PipelineGit:
         if kept is not None and kept[1]:
             (git_dir / "shallow").write_text("".join(f"{c}\n" for c in sorted(kept[1])), encoding="ascii")
         _git(dest, "read-tree", "-u", "--reset", sha, git_dir=git_dir, work_tree=dest)
+        if self.view is not None:  # checked out: from now on the objects are where the job sees them
+            _write_alternates(git_dir, (self._seen(self.origin / "objects"),))
         if settings.submodules != "none":
             warnings += self._submodules(
                 dest, self._source.git_dir, sha, recursive=settings.submodules == "recursive", level=1
@@ -330,6 +363,8 @@ class PipelineGit:
                 warnings += self._submodules(
                     sub_tree, source.git_dir, sub_sha, recursive=True, level=level + 1
                 )
+            if self.view is not None:
+                _write_alternates(sub_git, tuple(self._seen(p) for p in source.objects))
         return warnings
 
     def _apply_changes(self, dest: Path, sha: str) -> None:
@@ -444,8 +479,12 @@ def _init_git_dir(path: Path, *, bare: bool, alternates: Iterable[Path], origin:
     (path / "config").write_text("\n".join(config) + "\n", encoding="utf-8")
     if bare:
         (path / "HEAD").write_text("ref: refs/heads/main\n", encoding="ascii")
+    _write_alternates(path, alternates)
+
+
+def _write_alternates(git_dir: Path, alternates: Iterable[Path]) -> None:
     lines = "".join(f"{p}\n" for p in alternates)
-    (path / "objects" / "info" / "alternates").write_text(lines, encoding="utf-8")
+    (git_dir / "objects" / "info" / "alternates").write_text(lines, encoding="utf-8")
 
 
 def _write_packed_refs(git_dir: Path, refs: Iterable[tuple[str, str]]) -> None:

@@ -212,9 +212,14 @@ class LocalExecutor:
     def workspace_for(self, request: JobRequest) -> Path:
         return self.home / "builds" / str(request.pipeline_id) / slug(request.job.name)
 
-    def git_read_only_paths(self) -> list[Path]:
-        """Folders a job's clone reads its objects from (the private origin, the source's objects)."""
+    def git_read_only_paths(self) -> list[tuple[Path, Path]]:
+        """What a job's clone reads its objects from (the private origin, the source's objects), as
+        (here, where the job sees it)."""
         return self._git.read_only_paths() if self._git is not None else []
+
+    def git_view(self) -> Callable[[Path], Path] | None:
+        """Where a job sees a folder of Git objects; None: where it is (no sandbox)."""
+        return None
 
     def _run_dir(self) -> Path:
         if self._snapshot_dir is None:
@@ -269,7 +274,11 @@ class LocalExecutor:
         if self._git is None:
             dirty = None if self.commit else self.project_dir
             self._git = PipelineGit(
-                self.project_dir, self._run_dir(), dirty_from=dirty, untracked=self.untracked
+                self.project_dir,
+                self._run_dir(),
+                dirty_from=dirty,
+                untracked=self.untracked,
+                view=self.git_view(),
             )
             self._git.skip = (self.home,)
         dest, warnings = self._git.checkout(sha, ref, settings)

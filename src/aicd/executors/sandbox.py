@@ -37,6 +37,7 @@ the job a network namespace of its own with only a loopback interface.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import resource
 import secrets
@@ -276,8 +277,8 @@ class SandboxExecutor(LocalExecutor):
         if self.share_home:
             binds.insert(0, (self.home, self.home, True))
         # the job's clone reads its objects from the run's private origin and the source repository's
-        # object folders (its alternates): visible read-only, at their own paths
-        binds += [(path, path, False) for path in self.git_read_only_paths()]
+        # object folders (its alternates): read-only, under /aicd/git (git_view)
+        binds += [(here, seen, False) for here, seen in self.git_read_only_paths()]
         script = Path(JOB_FILES) / spec.script.name
         binds.append((spec.script, script, False))
         env = dict(spec.env)
@@ -316,6 +317,18 @@ class SandboxExecutor(LocalExecutor):
                 self._cgroups.remove(cgroup)
 
         return Launch(argv, env, preexec, cleanup)
+
+    def git_view(self) -> Callable[[Path], Path] | None:
+        """The run's origin at /aicd/git/origin.git, each object folder at /aicd/git/objects-<hash>:
+        the server's home (its mirrors' names) never shows, not even as empty mount points."""
+
+        def view(path: Path) -> Path:
+            if path.name == "origin.git":
+                return Path(JOB_FILES) / "git" / "origin.git"
+            digest = hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+            return Path(JOB_FILES) / "git" / f"objects-{digest}"
+
+        return view
 
     async def close(self) -> None:
         await super().close()
