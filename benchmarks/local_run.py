@@ -207,6 +207,7 @@ class Runner:
     # (spec, completed process) -> None if the run did the work, else why not
     verify: Callable[[PipelineSpec, subprocess.CompletedProcess[str]], str | None]
     keep: tuple[str, ...] = ()  # state kept between runs (warm runs)
+    env: tuple[tuple[str, str], ...] = ()  # set in the runner's environment
 
 
 def _tail(text: str, lines: int = 3, chars: int = 300) -> str:
@@ -263,6 +264,16 @@ def make_runners(aicd: str | None, gcl: str | None, warm: bool) -> list[Runner]:
     ]
     if aicd:
         runners.append(Runner("aicd", "aicd", lambda spec, repo: [aicd, "run", "--json"], verify_aicd))
+        # the same without the jobs' Git checkout (a copy of the files, no .git): what the checkout costs
+        runners.append(
+            Runner(
+                "aicd_files",
+                "aicd files only",
+                lambda spec, repo: [aicd, "run", "--json"],
+                verify_aicd,
+                env=(("AICD_JOB_CHECKOUT", "files"),),
+            )
+        )
         if warm:
             runners.append(
                 Runner(
@@ -315,14 +326,16 @@ def bench_env() -> dict[str, str]:
     return env
 
 
-def timed_run(argv: list[str], repo: Path, timeout: float) -> tuple[Sample, subprocess.CompletedProcess[str]]:
+def timed_run(
+    argv: list[str], repo: Path, timeout: float, extra_env: tuple[tuple[str, str], ...] = ()
+) -> tuple[Sample, subprocess.CompletedProcess[str]]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
         proc = subprocess.run(
             argv,
             cwd=repo,
-            env=bench_env(),
+            env={**bench_env(), **dict(extra_env)},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -340,7 +353,7 @@ def timed_run(argv: list[str], repo: Path, timeout: float) -> tuple[Sample, subp
 
 def run_once(runner: Runner, spec: PipelineSpec, repo: Path, timeout: float) -> Sample:
     reset(repo, runner.keep)
-    sample, proc = timed_run(runner.argv(spec, repo), repo, timeout)
+    sample, proc = timed_run(runner.argv(spec, repo), repo, timeout, runner.env)
     if sample.error is None:
         sample.error = runner.verify(spec, proc)
     return sample
@@ -418,6 +431,12 @@ class Row:
         over = self.over_bash_ms
         return over / len(self.spec.jobs) if over is not None else None
 
+    @property
+    def checkout_per_job_ms(self) -> float | None:
+        """What the jobs' Git checkout adds per job: aicd against aicd with a copy of the files only."""
+        aicd, files = self.med("aicd"), self.med("aicd_files")
+        return (aicd - files) * 1000 / len(self.spec.jobs) if aicd is not None and files is not None else None
+
 
 @dataclass(frozen=True)
 class Target:
@@ -479,12 +498,14 @@ COLUMNS = (
     "bare bash (s)",
     "aicd (s)",
     "aicd warm (s)",
+    "aicd files only (s)",
     "gitlab-ci-local (s)",
     "gcl / aicd",
     "gcl / aicd warm",
     "aicd - bash (ms)",
     "per job (ms)",
     "load",
+    "Git checkout per job (ms)",
 )
 
 
@@ -499,12 +520,14 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
                 _cell(row, "bash"),
                 _cell(row, "aicd"),
                 _cell(row, "aicd_warm"),
+                _cell(row, "aicd_files"),
                 _cell(row, "gcl"),
                 f"{sp:.1f}x" if sp is not None else "-",
                 f"{row.speedup_warm:.1f}x" if row.speedup_warm is not None else "-",
                 f"{over:.0f}" if over is not None else "-",
                 f"{pj:.1f}" if pj is not None else "-",
                 f"{row.load[0]:.1f}-{row.load[1]:.1f}",
+                f"{row.checkout_per_job_ms:.1f}" if row.checkout_per_job_ms is not None else "-",
             ]
         )
     return out
@@ -522,7 +545,13 @@ def markdown_table(rows: list[Row]) -> str:
 
 def cpu_table(rows: list[Row]) -> str:
     """Median CPU time (user + system of the whole process tree): less sensitive to other load."""
-    keys = [("bash", "bare bash"), ("aicd", "aicd"), ("aicd_warm", "aicd warm"), ("gcl", "gitlab-ci-local")]
+    keys = [
+        ("bash", "bare bash"),
+        ("aicd", "aicd"),
+        ("aicd_warm", "aicd warm"),
+        ("aicd_files", "aicd files only"),
+        ("gcl", "gitlab-ci-local"),
+    ]
     cols = ["Pipeline", *(f"{label} CPU (s)" for _, label in keys), "gcl / aicd CPU"]
     lines = [
         "| " + " | ".join(cols) + " |",
@@ -636,7 +665,10 @@ NOTES = [
     "--no-color`. gcl / aicd = how many times faster aicd is (gcl / aicd warm: with a warm `.aicd/`); "
     "aicd - bash = aicd's overhead over the floor; "
     "per job = that overhead divided by the number of jobs; load = the 1-minute load average when the "
-    "pipeline's runs began and when they ended. Each runner uses its default concurrency "
+    "pipeline's runs began and when they ended; aicd files only = aicd with "
+    "`AICD_JOB_CHECKOUT=files` (each job gets a copy of the files without `.git`, as before jobs had a "
+    "Git checkout); Git checkout per job = (aicd - aicd files only) / jobs: what the checkout costs. "
+    "Each runner uses its default concurrency "
     "(aicd: CPU count; gitlab-ci-local: unlimited); bare bash is sequential.",
 ]
 

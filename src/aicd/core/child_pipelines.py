@@ -27,11 +27,12 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
+from aicd.core.pipeline_links import PipelineLink, record_child
 from aicd.core.run_observer import RunObserver
 from aicd.engine import EngineListener, RunOptions, run_pipeline
 from aicd.errors import AicdError, PipelineError, WorkflowFilteredOut
@@ -181,6 +182,26 @@ class _Output:
 MAX_CHILD_DEPTH = 2
 
 
+@dataclass(frozen=True)
+class ChildHooks:
+    """What a host other than `aicd run` (the server) changes in how a child pipeline is made and run."""
+
+    project_key: str  # the store's project_dir of the child's row
+    # (child row, its config path) -> its predefined variables
+    predefined: Callable[[PipelineRecord, str], Sequence[Variable]]
+    # variables below the forwarded ones (the server: the project's CI/CD variables)
+    base_variables: tuple[Variable, ...] = ()
+    options: Callable[[], RunOptions] | None = None
+    # (trigger request, child row, the event that cancels it): the child is recorded (the server
+    # keeps the event, so canceling the child pipeline through its API cancels it)
+    created: Callable[[JobRequest, PipelineRecord, asyncio.Event], None] | None = None
+    # (child row, its IR, the variables forwarded to it): loaded, before it runs (the server keeps
+    # the IR for retries)
+    loaded: Callable[[PipelineRecord, Pipeline, Sequence[Variable]], None] | None = None
+    # (child row, engine result status) -> the status recorded (the server: a blocked child is manual)
+    final_status: Callable[[PipelineRecord, str, bool], str] | None = None
+
+
 class ChildRuns:
     """Runs the child pipelines of trigger jobs (TriggerExecutor's run_child), each recorded as a pipeline."""
 
@@ -196,6 +217,7 @@ class ChildRuns:
         context: PipelineContext,
         observer: RunObserver,
         concurrency: int,
+        hooks: ChildHooks | None = None,
     ) -> None:
         self.store = store
         self.listener_for = listener_for
@@ -206,6 +228,7 @@ class ChildRuns:
         self.context = context
         self.observer = observer
         self.concurrency = concurrency
+        self.hooks = hooks
         self.executor: Executor | None = None
         self.depth: dict[int, int] = {}  # pipeline id -> how deep a child it is
         self.pipeline_variables: dict[int, tuple[Variable, ...]] = {}  # pipeline id -> its pipeline variables
@@ -219,6 +242,7 @@ class ChildRuns:
             return ChildResult(
                 "", None, f"a child pipeline can trigger no further child pipeline ({trigger.include})"
             )
+        hooks = self.hooks
         variables: list[Variable] = []
         if trigger.forward_pipeline_variables:
             variables += self.pipeline_variables.get(request.pipeline_id, ())
@@ -231,7 +255,7 @@ class ChildRuns:
                 return ChildResult("", None, found)
             file = str(found)
         record = self.store.create_pipeline(
-            project_dir=str(self.project_dir),
+            project_dir=hooks.project_key if hooks is not None else str(self.project_dir),
             ref=self.info.ref_name,
             sha=self.info.sha,
             source="parent_pipeline",
@@ -240,19 +264,32 @@ class ChildRuns:
             name=f"child of #{request.pipeline_id} ({job.name})",
         )
         self.depth[record.id] = depth
+        record_child(
+            Path(request.run_dir),
+            Path(record.run_dir),
+            PipelineLink(record.id, request.job_id, job.name),
+            request.pipeline_id,
+        )
+        if hooks is not None and hooks.created is not None:
+            hooks.created(request, record, cancel)
         shown = _NestedObserver(self.observers.get(request.pipeline_id, self.observer), job.name, out)
         self.observers[record.id] = shown
         self.pipeline_variables[record.id] = tuple(variables)
-        predefined = pipeline_variables(
-            self.info,
-            pipeline_id=record.id,
-            pipeline_iid=record.iid,
-            source="parent_pipeline",
-            project_dir=self.project_dir,
-            created_at=record.created_at,
-            config_path=trigger.include,
-        )
-        context = dataclasses.replace(self.context, predefined=predefined, variables=tuple(variables))
+        if hooks is not None:
+            predefined = list(hooks.predefined(record, trigger.include))
+            given = (*hooks.base_variables, *variables)
+        else:
+            predefined = pipeline_variables(
+                self.info,
+                pipeline_id=record.id,
+                pipeline_iid=record.iid,
+                source="parent_pipeline",
+                project_dir=self.project_dir,
+                created_at=record.created_at,
+                config_path=trigger.include,
+            )
+            given = tuple(variables)
+        context = dataclasses.replace(self.context, predefined=predefined, variables=given)
         try:
             pipeline = load_pipeline(self.source_dir, file, context)
         except WorkflowFilteredOut as exc:
@@ -265,10 +302,13 @@ class ChildRuns:
             return ChildResult(
                 "", record.id, f"{trigger.include} has errors" if isinstance(exc, PipelineError) else str(exc)
             )
+        if hooks is not None and hooks.loaded is not None:
+            hooks.loaded(record, pipeline, variables)
         n = len(pipeline.jobs)
         out.say("info", f"child pipeline #{record.id} ({trigger.include}): {n} job{'s' * (n != 1)}")
         self.store.update_pipeline(record.id, status="running", started_at=time.time())
         recorder = self.listener_for(self.store.get_pipeline(record.id), shown)
+        options = hooks.options() if hooks is not None and hooks.options is not None else None
         try:
             result = await run_pipeline(
                 pipeline,
@@ -276,14 +316,17 @@ class ChildRuns:
                 recorder,
                 pipeline_id=record.id,
                 run_dir=Path(record.run_dir),
-                options=RunOptions(concurrency=self.concurrency),
+                options=options or RunOptions(concurrency=self.concurrency),
                 cancel=cancel,
             )
         except AicdError as exc:  # the child could not start (its jobs wait for each other...)
             self.store.update_pipeline(record.id, status="failed", error=str(exc), finished_at=time.time())
             return ChildResult("", record.id, str(exc))
-        self.store.update_pipeline(record.id, status=result.status, finished_at=time.time())
-        return ChildResult(result.status, record.id)
+        status = result.status
+        if hooks is not None and hooks.final_status is not None:
+            status = hooks.final_status(record, status, bool(result.blocked))
+        self.store.update_pipeline(record.id, status=status, finished_at=time.time())
+        return ChildResult(status, record.id)
 
     @staticmethod
     def _artifact(request: JobRequest, job: str, path: str) -> Path | str:
@@ -299,6 +342,23 @@ class ChildRuns:
         if not found.is_relative_to(root) or not found.is_file():
             return f'job "{job}" has no artifact {path}: add it to its artifacts:paths'
         return found
+
+
+class QuietObserver:
+    """A RunObserver that shows nothing (the server: its API shows the jobs)."""
+
+    def pipeline_created(
+        self, record: PipelineRecord, pipeline: Pipeline, only: frozenset[str] | None = None
+    ) -> None:
+        pass
+
+    def job_status(
+        self, job: Job, job_id: int, attempt: int, status: str, outcome: JobOutcome | None
+    ) -> None:
+        pass
+
+    def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
+        pass
 
 
 class _NestedObserver:

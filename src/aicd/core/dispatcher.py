@@ -47,8 +47,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aicd.core import server_pipeline as prep
+from aicd.core.child_pipelines import ChildHooks, ChildRuns, QuietObserver, TriggerExecutor
 from aicd.core.job_tokens import JobTokenExecutor
 from aicd.core.orphans import kill_job_processes
+from aicd.core.pipeline_links import children_of
 from aicd.core.resume import FINISHED, ResumePlan, latest_rows, plan_resume
 from aicd.core.server_recorder import ServerRecorder
 from aicd.engine import ResourceGroups, RunControl, RunOptions, failure_allowed, run_pipeline
@@ -103,6 +105,8 @@ class Dispatcher:
         self.state = state  # the host's objects (the server's ServerState), through narrow interfaces
         self._active: dict[int, _Active] = {}
         self._slots: asyncio.Semaphore | None = None
+        # running child pipelines (of trigger jobs): what cancels each
+        self._child_cancel: dict[int, asyncio.Event] = {}
         self._groups: dict[str, ResourceGroups] = {}  # project key -> its resource groups
         self._accepting = False
         self._idle = asyncio.Event()
@@ -369,7 +373,7 @@ class Dispatcher:
             runs.update_pipeline(record.id, status="canceled", finished_at=time.time())
             return
         runs.update_pipeline(record.id, status="pending", name=pipeline.name)
-        await self._run(active, record, mirror, pipeline, ResumePlan())
+        await self._run(active, record, mirror, pipeline, ResumePlan(), given)
 
     def _hide_paths(self, message: str, project: ProjectRecord, mirror: Path) -> str:
         """A message for API callers: the server's folders named, not shown."""
@@ -459,7 +463,13 @@ class Dispatcher:
                     self.state.runs.update_job(row.id, status="canceled", finished_at=time.time())
 
     async def _run(
-        self, active: _Active, record: PipelineRecord, mirror: Path, pipeline: Pipeline, plan: ResumePlan
+        self,
+        active: _Active,
+        record: PipelineRecord,
+        mirror: Path,
+        pipeline: Pipeline,
+        plan: ResumePlan,
+        given: Sequence[Variable] = (),
     ) -> None:
         """Run (or resume) the pipeline through the engine, then write its final status."""
         assert self._slots is not None
@@ -491,12 +501,18 @@ class Dispatcher:
                 "failed",
             )
             return
-        executor = JobTokenExecutor(
+        tokens = JobTokenExecutor(
             local,
             JobTokenStore(self.state.database),
             project_id=project.id,
             protected_ref=active.protected_ref,
         )
+        executor: Executor = tokens
+        if any(j.trigger is not None for j in pipeline.jobs):
+            children = await asyncio.to_thread(
+                self._child_runs, active, record, project, mirror, options, tuple(given)
+            )
+            executor = children.executor = TriggerExecutor(tokens, children.run)
         try:
             result = await run_pipeline(
                 pipeline,
@@ -510,13 +526,93 @@ class Dispatcher:
             )
         finally:
             await executor.close()
-            builds = self.home / "builds" / str(record.id)
-            if builds.exists():
-                await asyncio.to_thread(remove_tree, builds)
+            ids = [record.id]
+            for pid in ids:  # children and grandchildren too: their run folders are beside this one
+                ids += [
+                    c.pipeline_id
+                    for c in children_of(self.home / "runs" / str(pid))
+                    if c.pipeline_id not in ids
+                ]
+            for pid in ids:
+                self._child_cancel.pop(pid, None)
+                builds = self.home / "builds" / str(pid)
+                if builds.exists():
+                    await asyncio.to_thread(remove_tree, builds)
         status = result.status
         if status == "success" and result.blocked:
             status = "manual"  # GitLab's blocked pipeline: a manual job holds jobs back
         self.state.runs.update_pipeline(record.id, status=status, finished_at=time.time())
+
+    def _child_runs(
+        self,
+        active: _Active,
+        record: PipelineRecord,
+        project: ProjectRecord,
+        mirror: Path,
+        options: RunOptions,
+        given: tuple[Variable, ...],
+    ) -> ChildRuns:
+        """In a worker thread: what runs the child pipelines of this pipeline's trigger jobs (from the
+        same commit, with the project's variables, in the same job slots, recorded as server pipelines
+        of source ``parent_pipeline``, each linked to its parent)."""
+        from aicd.triggers.mirror import list_refs
+        from aicd.vcs import git_info
+
+        kind = prep.ref_kind(record.ref, list_refs(mirror))
+        project_vars = prep.project_variables(
+            self.state.projects, self.state.secrets, project, protected_ref=active.protected_ref
+        )
+        tree = prep.commit_tree(self.home, project.id, mirror, record.sha)
+        trigger = prep.load_trigger(Path(record.run_dir))
+        info = dataclasses.replace(git_info(mirror, record.sha), ref_name=record.ref)
+
+        def predefined(child: PipelineRecord, config_path: str) -> list[Variable]:
+            return prep.predefined(
+                project=project,
+                record=child,
+                mirror=mirror,
+                kind=kind,
+                server_url=self.server_url,
+                trigger=trigger,
+                protected_ref=active.protected_ref,
+            )
+
+        def loaded(child: PipelineRecord, pipeline: Pipeline, forwarded: Sequence[Variable]) -> None:
+            prep.save_ir(Path(child.run_dir), pipeline, forwarded)
+            self.state.runs.update_pipeline(child.id, name=pipeline.name or child.name)
+
+        def final_status(child: PipelineRecord, status: str, blocked: bool) -> str:
+            return "manual" if status == "success" and blocked else status
+
+        def created(_request: JobRequest, child: PipelineRecord, cancel: asyncio.Event) -> None:
+            self._child_cancel[child.id] = cancel
+
+        hooks = ChildHooks(
+            project_key=project.key,
+            created=created,
+            predefined=predefined,
+            base_variables=tuple(project_vars),
+            options=lambda: dataclasses.replace(
+                options, play_manual=frozenset(), settled={}, prior_attempts={}
+            ),
+            loaded=loaded,
+            final_status=final_status,
+        )
+        context = prep.server_context(mirror, sha=record.sha, kind=kind, predefined_vars=(), variables=())
+        children = ChildRuns(
+            store=self.state.runs,
+            listener_for=lambda child, _observer: ServerRecorder(self.state.runs, child),
+            home=self.home,
+            project_dir=mirror,
+            source_dir=tree,
+            info=info,
+            context=context,
+            observer=QuietObserver(),
+            concurrency=options.concurrency,
+            hooks=hooks,
+        )
+        children.pipeline_variables[record.id] = given
+        return children
 
     async def _resume(self, active: _Active, record: PipelineRecord, plan: ResumePlan) -> None:
         project = self._project_of(record)
@@ -533,7 +629,7 @@ class Dispatcher:
         )
         active.secrets += [v.value for v in (*project_vars, *given) if v.masked]
         pipeline = dataclasses.replace(pipeline, variables=(*project_vars, *given))
-        await self._run(active, self.state.runs.get_pipeline(record.id), mirror, pipeline, plan)
+        await self._run(active, self.state.runs.get_pipeline(record.id), mirror, pipeline, plan, given)
 
     def _project_of(self, record: PipelineRecord) -> ProjectRecord:
         if not record.project_dir.startswith(SERVER_PREFIX):
@@ -592,6 +688,17 @@ class Dispatcher:
         """Cancel a running pipeline (waits until its jobs stopped), or the waiting jobs of a
         blocked one; a finished pipeline is returned unchanged."""
         record = self.state.runs.get_pipeline(pipeline_id)
+        child = self._child_cancel.get(pipeline_id)
+        if child is not None and record.status in UNFINISHED:
+            # a running child pipeline: its trigger job's run stops it (and the trigger job, with
+            # strategy: depend, ends canceled)
+            child.set()
+            deadline = time.monotonic() + STOP_GRACE_S
+            while self.state.runs.get_pipeline(pipeline_id).status in UNFINISHED:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            return self.state.runs.get_pipeline(pipeline_id)
         active = self._active.get(pipeline_id)
         if active is not None:
             active.cancel.set()

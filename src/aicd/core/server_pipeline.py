@@ -188,17 +188,30 @@ def load_server_pipeline(
     variables: Sequence[Variable],
 ) -> Pipeline:
     """The IR of the pipeline file in `tree` (PipelineError, WorkflowFilteredOut)."""
+    context = server_context(mirror, sha=sha, kind=kind, predefined_vars=predefined_vars, variables=variables)
+    return load_pipeline(tree, file, context)
+
+
+def server_context(
+    mirror: Path,
+    *,
+    sha: str,
+    kind: RefKind,
+    predefined_vars: Sequence[Variable],
+    variables: Sequence[Variable],
+) -> PipelineContext:
+    """What a server pipeline (or its child pipelines) is read with; trigger jobs run child pipelines."""
     try:
         changed = changed_files(mirror, sha) if kind.branch is not None else None
     except GitError:
         changed = None
-    context = PipelineContext(
+    return PipelineContext(
         predefined=tuple(predefined_vars),
         variables=tuple(variables),
         changed_files=changed,
         changes_since=functools.partial(_changes_since, mirror, sha),
+        child_pipelines=True,
     )
-    return load_pipeline(tree, file, context)
 
 
 def _changes_since(mirror: Path, sha: str, base: str) -> list[str] | None:

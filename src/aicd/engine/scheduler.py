@@ -37,9 +37,9 @@ pipeline keep their ids and results and do not run; the other jobs are
 decided as usual, counting them (a retry, a played manual job, a recovery
 after a crash). `options.prior_attempts` numbers the attempts of jobs run
 again. `options.slots`, shared by several runs, bounds the jobs running in
-all of them; a job waits `pending` for a slot. `options.resource_groups`,
-shared by several runs, keeps one job per group running across all of them
-(aicd.engine.resource_groups). A `RunControl` cancels one job.
+all of them; a job waits `pending` for a slot (a trigger job takes none: its
+child's jobs do). `options.resource_groups`, shared by several runs, keeps
+one job per group running across all of them (aicd.engine.resource_groups). A `RunControl` cancels one job.
 """
 
 from __future__ import annotations
@@ -527,7 +527,9 @@ class _Run:
 
     async def _attempt(self, node: _Node) -> JobOutcome:
         slots = self.options.slots
-        if slots is None:
+        # a trigger job only waits for its child pipeline, whose jobs take the slots: holding one
+        # while they wait for one could leave every slot to a waiting trigger job (a deadlock)
+        if slots is None or node.result.job.trigger is not None:
             return await self._attempt_in_slot(node)
         if not await self._take_slot(node, slots):
             now = time.time()

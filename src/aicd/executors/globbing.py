@@ -268,9 +268,14 @@ def untracked(root: Path | str, tracked: AbstractSet[str], selection: Selection 
     everything = Selection()
     everything.add_tree(str(root), "")
     for path, is_dir in everything.entries.items():
-        if not is_dir and path not in tracked:
+        # a checkout's own .git (and a submodule's) is never an untracked file, as for `git ls-files -o`
+        if not is_dir and path not in tracked and not _in_git_dir(path):
             sel.entries[path] = False
     return sel
+
+
+def _in_git_dir(path: str) -> bool:
+    return path.startswith(".git/") or "/.git/" in path or path == ".git" or path.endswith("/.git")
 
 
 def resolve_links(root: Path | str, sel: Selection) -> tuple[set[str], list[str]]:

@@ -48,6 +48,7 @@ from aicd.executors.base import (
     TestSummary,
     job_log_path,
 )
+from aicd.executors.checkout import GitSettings, NoCheckout, PipelineGit, Ref, git_settings
 from aicd.executors.script import (
     LineReader,
     ShellProcess,
@@ -60,6 +61,7 @@ from aicd.executors.script import die_with_parent as die_with_parent_fn
 from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commit, snapshot_worktree
 from aicd.pipeline.ir import Variable
 from aicd.pipeline.variables import PieceMasker, expand, masker, resolve
+from aicd.vcs import ZERO_SHA
 
 AFTER_SCRIPT_TIMEOUT_S = 300.0
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -145,6 +147,15 @@ class LocalExecutor:
         self.max_log_bytes = max_log_bytes
         self._snapshot: Snapshot | None = None
         self._snapshot_dir: Path | None = None
+        # the jobs' Git checkouts: one private origin per run, one template per kind of checkout
+        self._git: PipelineGit | None = None
+        self._git_broken: str | None = None  # why there is no checkout (said once per job)
+        self._templates: dict[tuple[object, ...], tuple[Snapshot, tuple[str, ...]]] = {}
+        # AICD_JOB_CHECKOUT=files: jobs get a copy of the files without .git (as before issue 13)
+        mode = os.environ.get("AICD_JOB_CHECKOUT", "").strip().lower() or "git"
+        if mode not in ("git", "files"):
+            raise ExecutorError(f"AICD_JOB_CHECKOUT={mode[:40]!r}: expected git (the default) or files")
+        self.git_checkout = mode == "git"
         self._lock = asyncio.Lock()
         self._jobs: set[_LocalJob] = set()
         self._closed = False
@@ -155,8 +166,9 @@ class LocalExecutor:
     async def start(self, request: JobRequest, on_output: OutputCallback) -> JobHandle:
         if self._closed:
             raise ExecutorError("the local executor is closed; create a new one to run more jobs")
-        snapshot = await self._get_snapshot()
+        snapshot, notes = await self._source_for(request)
         job = _LocalJob(self, request, on_output, snapshot)
+        job.source_notes = list(notes)
         self._jobs.add(job)
         job.begin()
         return job
@@ -173,6 +185,7 @@ class LocalExecutor:
         if self._snapshot_dir is not None and self._snapshot_dir.exists():
             await asyncio.to_thread(remove_tree, self._snapshot_dir)
         self._snapshot = None
+        self._templates.clear()
 
     # -- what a subclass (the sandbox) changes: the environment and how the shell is spawned --
 
@@ -209,11 +222,82 @@ class LocalExecutor:
     def workspace_for(self, request: JobRequest) -> Path:
         return self.home / "builds" / str(request.pipeline_id) / slug(request.job.name)
 
+    def git_read_only_paths(self) -> list[tuple[Path, Path]]:
+        """What a job's clone reads its objects from (the private origin, the source's objects), as
+        (here, where the job sees it)."""
+        return self._git.read_only_paths() if self._git is not None else []
+
+    def git_view(self) -> Callable[[Path], Path] | None:
+        """Where a job sees a folder of Git objects; None: where it is (no sandbox)."""
+        return None
+
+    def _run_dir(self) -> Path:
+        if self._snapshot_dir is None:
+            self._snapshot_dir = self.home / "snapshots" / f"{os.getpid()}-{os.urandom(4).hex()}"
+        return self._snapshot_dir
+
+    async def _source_for(self, request: JobRequest) -> tuple[Snapshot, tuple[str, ...]]:
+        """What the job's workspace starts as: a Git checkout at the pipeline's commit (as its
+        ``GIT_*`` variables ask), nothing (``GIT_STRATEGY: none``), or, outside a Git repository,
+        a copy of the files; and lines for the job's log."""
+        raw = {v.key: v.value for v in request.variables}
+        settings = git_settings(raw)
+        if not settings.checkout:
+            skipping = f"Skipping Git repository setup (GIT_STRATEGY: {settings.strategy})"
+            return _EMPTY, (*settings.warnings, skipping)
+        sha = self.commit_sha(raw) if self.git_checkout else None
+        if sha is None or self._git_broken is not None:
+            return await self._get_snapshot(), settings.warnings
+        ref = Ref(branch=raw.get("CI_COMMIT_BRANCH") or None, tag=raw.get("CI_COMMIT_TAG") or None)
+        if ref.branch is None and ref.tag is None and raw.get("CI_COMMIT_REF_NAME"):
+            ref = Ref(branch=raw["CI_COMMIT_REF_NAME"])
+        key = (sha, ref, settings.depth, settings.submodules)
+        async with self._lock:
+            found = self._templates.get(key)
+            if found is None:
+                try:
+                    found = await asyncio.to_thread(self._make_checkout, sha, ref, settings)
+                except NoCheckout as exc:
+                    self._git_broken = str(exc)
+                    found = None
+                except AicdError:
+                    raise
+                except OSError as exc:
+                    raise ExecutorError(f"cannot check out {sha[:12]} of {self.project_dir}: {exc}") from exc
+                if found is not None:
+                    self._templates[key] = found
+        if found is None:
+            return await self._get_snapshot(), settings.warnings
+        snapshot, notes = found
+        return snapshot, (*settings.warnings, *notes)
+
+    def commit_sha(self, variables: Mapping[str, str]) -> str | None:
+        """The commit a job checks out; None when the project is not a Git repository with commits."""
+        sha = (variables.get("CI_COMMIT_SHA") or "").strip()
+        if self.commit and len(self.commit) == 40:
+            sha = sha or self.commit
+        if len(sha) != 40 or sha == ZERO_SHA or not all(c in "0123456789abcdef" for c in sha):
+            return None
+        return sha
+
+    def _make_checkout(self, sha: str, ref: Ref, settings: GitSettings) -> tuple[Snapshot, tuple[str, ...]]:
+        if self._git is None:
+            dirty = None if self.commit else self.project_dir
+            self._git = PipelineGit(
+                self.project_dir,
+                self._run_dir(),
+                dirty_from=dirty,
+                untracked=self.untracked,
+                view=self.git_view(),
+            )
+            self._git.skip = (self.home,)
+        dest, warnings = self._git.checkout(sha, ref, settings)
+        return Snapshot.scan(dest), tuple(warnings)
+
     async def _get_snapshot(self) -> Snapshot:
         async with self._lock:
             if self._snapshot is None:
-                dest = self.home / "snapshots" / f"{os.getpid()}-{os.urandom(4).hex()}"
-                self._snapshot_dir = dest
+                dest = self._run_dir() / "files"
                 try:
                     self._snapshot = await asyncio.to_thread(self._make_snapshot, dest)
                 except AicdError:
@@ -258,7 +342,12 @@ class _Finished:
     artifacts_dir: Path | None = None
 
 
+_EMPTY = Snapshot(Path("/nonexistent"), (), (), frozenset())
+
+
 class _LocalJob:
+    source_notes: list[str]
+
     def __init__(
         self, executor: LocalExecutor, request: JobRequest, on_output: OutputCallback, snapshot: Snapshot
     ) -> None:
@@ -549,7 +638,7 @@ class _LocalJob:
                 render_script(job.after_script, self._token, shown=after_labels), encoding="utf-8"
             )
 
-        info: list[str] = self.ex.notes(req, job_vars)
+        info: list[str] = [*self.source_notes, *self.ex.notes(req, job_vars)]
 
         def expander(text: str) -> str:
             return expand(text, job_vars)

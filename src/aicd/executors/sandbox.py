@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import resource
 import secrets
@@ -283,6 +284,9 @@ class SandboxExecutor(LocalExecutor):
         binds: list[tuple[Path, Path, bool]] = [(spec.workspace, spec.workspace, True)]
         if self.share_home:
             binds.insert(0, (self.home, self.home, True))
+        # the job's clone reads its objects from the run's private origin and the source repository's
+        # object folders (its alternates): read-only, under /aicd/git (git_view)
+        binds += [(here, seen, False) for here, seen in self.git_read_only_paths()]
         env = dict(spec.env)
         if spec.files_dir is not None:
             # the files at a path of their own: the job sees nothing of the run's folder, not even its name
@@ -316,6 +320,18 @@ class SandboxExecutor(LocalExecutor):
         ]
         fds = (gate.info_w, gate.script_r)
         return Launch(argv, env, None, gate.close, pass_fds=fds, started=gate.release)
+
+    def git_view(self) -> Callable[[Path], Path] | None:
+        """The run's origin at /aicd/git/origin.git, each object folder at /aicd/git/objects-<hash>:
+        the server's home (its mirrors' names) never shows, not even as empty mount points."""
+
+        def view(path: Path) -> Path:
+            if path.name == "origin.git":
+                return Path(JOB_FILES) / "git" / "origin.git"
+            digest = hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+            return Path(JOB_FILES) / "git" / f"objects-{digest}"
+
+        return view
 
     async def close(self) -> None:
         await super().close()

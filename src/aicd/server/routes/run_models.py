@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from aicd.core.pipeline_links import PipelineLink, children_of, parent_of
 from aicd.store.records import JobRecord, PipelineRecord
 
 
@@ -14,6 +16,18 @@ class TestsOut(BaseModel):
     passed: int
     failed: int
     skipped: int
+
+
+class PipelineLinkOut(BaseModel):
+    pipeline_id: int = Field(
+        description="The other pipeline: the parent (in parent) or the child (in children)"
+    )
+    job_id: int = Field(description="The trigger job (a job of the parent pipeline)")
+    job: str = Field(description="The trigger job's name")
+
+    @classmethod
+    def of(cls, link: PipelineLink | None) -> PipelineLinkOut | None:
+        return None if link is None else cls(pipeline_id=link.pipeline_id, job_id=link.job_id, job=link.job)
 
 
 class PipelineOut(BaseModel):
@@ -32,12 +46,19 @@ class PipelineOut(BaseModel):
     duration_s: float | None
     error: str | None = Field(description="Why it could not run (e.g. the pipeline file's errors)")
     variables: dict[str, str] = Field(description="Variables given for this run (masked ones left out)")
+    parent: PipelineLinkOut | None = Field(
+        default=None, description="For a child pipeline: its parent pipeline and the trigger job that made it"
+    )
+    children: list[PipelineLinkOut] = Field(
+        default_factory=list, description="Child pipelines made by this pipeline's trigger jobs, oldest first"
+    )
 
     @classmethod
     def of(cls, record: PipelineRecord, project: str) -> PipelineOut:
         duration = None
         if record.started_at is not None and record.finished_at is not None:
             duration = round(record.finished_at - record.started_at, 3)
+        run_dir = Path(record.run_dir)
         return cls(
             id=record.id,
             iid=record.iid,
@@ -54,6 +75,8 @@ class PipelineOut(BaseModel):
             duration_s=duration,
             error=record.error,
             variables=dict(record.variables or {}),
+            parent=PipelineLinkOut.of(parent_of(run_dir)),
+            children=[c for c in map(PipelineLinkOut.of, children_of(run_dir)) if c is not None],
         )
 
 
