@@ -162,7 +162,11 @@ def compare(stable: Side, canary: Side, config: QualityConfig) -> QualityResult:
     )
     both = f"canary {_describe(canary, kind)} vs stable {_describe(stable, kind)}"
     worse = p_value < config.alpha
-    test = f"two-proportion z = {z:.2f}, p = {p_value:.3g}, margin {config.margin * 100:g} points"
+    if math.isfinite(z):
+        test = f"two-proportion z = {z:.2f}, p = {p_value:.3g}, margin {config.margin * 100:g} points"
+    else:  # no spread: every answer right (or every one wrong) on both sides; z is +-inf
+        every = "right" if canary.correct == canary.labels else "wrong"
+        test = f"every answer {every} on both sides: nothing to test, margin {config.margin * 100:g} points"
     reason = f"live accuracy lower: {both} ({test})" if worse else f"live accuracy {both}: not worse ({test})"
     return QualityResult(FAIL if worse else PASS, reason, kind, stable, canary, z, p_value)
 
