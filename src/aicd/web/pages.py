@@ -312,11 +312,11 @@ def _linked(state: ServerState, project: ProjectRecord, pipeline_id: int) -> Pip
 def _links(state: ServerState, project: ProjectRecord, record: PipelineRecord) -> dict[str, Any]:
     """Its parent and children as the API gives them (parent.json / children.json), with their rows."""
     run_dir = Path(record.run_dir)
-    parent = None
+    parent: dict[str, Any] | None = None
     link = parent_of(run_dir)
     if link is not None and (found := _linked(state, project, link.pipeline_id)) is not None:
         parent = {"link": link, "pipeline": found}
-    children = []
+    children: list[dict[str, Any]] = []
     for link in children_of(run_dir):  # oldest first: a retried trigger job's newest child wins below
         if (found := _linked(state, project, link.pipeline_id)) is not None:
             children.append({"link": link, "pipeline": found})
