@@ -165,6 +165,7 @@ templates.env.filters["metric"] = fmt_metric
 templates.env.globals["pipeline_duration"] = pipeline_duration
 templates.env.globals["job_duration"] = job_duration
 templates.env.globals["mark"] = graph.mark
+templates.env.globals["shorten"] = graph.shorten
 templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
 
 
