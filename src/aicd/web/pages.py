@@ -25,9 +25,10 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aicd.core.access import Role, hash_token
+from aicd.core.pipeline_links import children_of, parent_of
 from aicd.core.server_pipeline import IR_FILE, load_trigger
 from aicd.core.test_report import build_report
-from aicd.errors import AicdError, AuthError
+from aicd.errors import AicdError, AuthError, NotFoundError
 from aicd.pipeline.ir import Pipeline
 from aicd.server.deps import IdPath, get_state
 from aicd.server.errors import status_for
@@ -164,6 +165,7 @@ templates.env.filters["metric"] = fmt_metric
 templates.env.globals["pipeline_duration"] = pipeline_duration
 templates.env.globals["job_duration"] = job_duration
 templates.env.globals["mark"] = graph.mark
+templates.env.globals["shorten"] = graph.shorten
 templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
 
 
@@ -300,6 +302,32 @@ def _parse_ir(path: str, _mtime_ns: int, _size: int) -> Pipeline:
     return Pipeline.from_json(Path(path).read_text(encoding="utf-8"))
 
 
+def _linked(state: ServerState, project: ProjectRecord, pipeline_id: int) -> PipelineRecord | None:
+    """A linked pipeline of the same project, None when it is gone (the link is then not shown)."""
+    try:
+        return api_pipelines.pipeline_of(state, project, pipeline_id)
+    except NotFoundError:
+        return None
+
+
+def _links(state: ServerState, project: ProjectRecord, record: PipelineRecord) -> dict[str, Any]:
+    """Its parent and children as the API gives them (parent.json / children.json), with their rows."""
+    run_dir = Path(record.run_dir)
+    parent: dict[str, Any] | None = None
+    link = parent_of(run_dir)
+    if link is not None and (found := _linked(state, project, link.pipeline_id)) is not None:
+        parent = {"link": link, "pipeline": found}
+    children: list[dict[str, Any]] = []
+    for link in children_of(run_dir):  # oldest first: a retried trigger job's newest child wins below
+        if (found := _linked(state, project, link.pipeline_id)) is not None:
+            children.append({"link": link, "pipeline": found})
+    return {
+        "parent": parent,
+        "children": children,
+        "child_of_job": {c["link"].job_id: c["pipeline"] for c in children},
+    }
+
+
 def _pipeline_context(state: ServerState, project: ProjectRecord, pipeline_id: int) -> dict[str, Any]:
     record = api_pipelines.pipeline_of(state, project, pipeline_id)
     jobs = state.runs.list_jobs(pipeline_id, include_retried=False)
@@ -324,6 +352,7 @@ def _pipeline_context(state: ServerState, project: ProjectRecord, pipeline_id: i
         "with_artifacts": [j for j in jobs if j.artifacts_dir],
         "can_cancel": live,
         "can_retry": not live and any(j.status in ("failed", "canceled") for j in jobs),
+        **_links(state, project, record),
     }
 
 
