@@ -326,7 +326,7 @@ def test_blue_green_pre_promotion_analysis_checks_the_preview_before_any_user_se
     assert "analysis failed" in out + err
     assert load.failures == [] and load.total > 50  # users only ever reached r1
     last = deployments(home, tmp_path, "prod")[0]
-    assert (last["revision"], last["status"]) == ("r2", "failed")  # never served a user: no change failure
+    assert (last["revision"], last["status"]) == ("r2", "rejected")  # never served a user: no change failure
 
 
 def test_restore_agents_brings_back_serving_environments(tmp_path: Path, home: Path, model: Path) -> None:

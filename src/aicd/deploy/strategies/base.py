@@ -67,7 +67,7 @@ class RolloutSteps(Protocol):
         ...
 
     async def conclude(self, keep: str, reason: str) -> None:
-        """The new revision is not kept: ``keep`` serves all traffic as stable; recorded failed."""
+        """The new revision is not kept: ``keep`` serves all traffic as stable; recorded rejected."""
         ...
 
     async def fail(self, reason: str) -> None:
