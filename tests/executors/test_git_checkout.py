@@ -227,6 +227,27 @@ normal:
     assert f"sub={git(lib, 'rev-parse', 'HEAD')}" in logs["normal"]
 
 
+def test_a_submodule_name_that_leaves_the_modules_folder_is_refused(tmp_path: Path) -> None:
+    """.gitmodules is the commit's, untrusted: a name with ``..`` would point the job's alternates
+    at another repository's objects (on a server, another project's); git refuses such names too."""
+    lib = make_repo(tmp_path / "lib", {"lib.txt": "library\n"})
+    git(tmp_path, "clone", "-q", str(lib), str(tmp_path / "victim"))  # same commit, outside modules/
+    pipeline = """\
+probe:
+  variables: {GIT_SUBMODULE_STRATEGY: normal}
+  script:
+    - test ! -e vendor/lib/lib.txt && echo "nothing checked out"
+"""
+    repo = make_repo(tmp_path / "repo", {".gitlab-ci.yml": pipeline})
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "vendor/lib")
+    gitmodules = f'[submodule "../../../victim/.git"]\n\tpath = vendor/lib\n\turl = {lib}\n'
+    _commit(repo, "rename the submodule out of modules/", {".gitmodules": gitmodules})
+    code, result, _err = run_json(repo)
+    log = Path(result["jobs"][0]["log_path"]).read_text()
+    assert code == 0, log
+    assert "leaves its folder; skipped" in log and "nothing checked out" in log, log
+
+
 def test_artifacts_untracked_never_take_the_git_folder(tmp_path: Path) -> None:
     pipeline = """\
 build:

@@ -340,6 +340,15 @@ class PipelineGit:
         warnings: list[str] = []
         for sub_sha, path in links:
             name = names.get(path, path)
+            # both come from the commit (.gitmodules, the tree): untrusted. As git does
+            # (CVE-2018-11235), a name or path that leaves its folder is refused: a name could
+            # point the job's alternates at another repository's objects, a path (through a
+            # symbolic link in the tree) outside the workspace.
+            if not (_relative_inside(name) and _relative_inside(path)) or not _no_link_below(tree, path):
+                warnings.append(
+                    f"WARNING: submodule {_short(path)}: its name or path leaves its folder; skipped"
+                )
+                continue
             modules = git_dir / "modules" / name
             if not (modules / "objects").is_dir():
                 warnings.append(
@@ -401,6 +410,22 @@ class PipelineGit:
             if os.path.lexists(target):
                 os.unlink(target)
             shutil.copy2(src, target, follow_symlinks=False)
+
+
+def _relative_inside(value: str) -> bool:
+    """A relative path that stays in its folder: no absolute path, no ``..``, no empty name."""
+    parts = value.replace("\\", "/").split("/")
+    return bool(value) and not value.startswith("/") and "\0" not in value and ".." not in parts
+
+
+def _no_link_below(tree: Path, rel: str) -> bool:
+    """No folder on the way from ``tree`` to ``tree/rel`` is a symbolic link."""
+    here = tree
+    for part in rel.split("/")[:-1]:
+        here = here / part
+        if here.is_symlink():
+            return False
+    return not (tree / rel).is_symlink()
 
 
 def _submodule_names(tree: Path) -> dict[str, str]:
