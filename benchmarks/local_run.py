@@ -176,10 +176,25 @@ def make_repo(root: Path, spec: PipelineSpec) -> Path:
     return repo
 
 
+# Where reset() moves the runners' state folders instead of deleting them (None: delete them).
+# On ext4 without a journal (this project's benchmark machines), creating a file scans past every
+# inode of its block group deleted in the last minute or more (the kernel's recently_deleted()):
+# deleting the previous run's thousands of files right before a run made every file the run
+# created slow (measured: 0.85 ms of system time per file, ~12 ms per aicd job with a Git
+# checkout; gitlab-ci-local pays it too). The trash is deleted when the benchmark ends.
+TRASH: list[Path | None] = [None]
+
+
 def reset(repo: Path, keep: Sequence[str] = ()) -> None:
     """Back to the commit: remove every untracked file, ignored or not, except `keep`; check it."""
     for state in STATE_DIRS:  # big trees: rmtree is much faster than git clean's walk
-        if state not in keep:
+        if state in keep or not (repo / state).exists():
+            continue
+        trash = TRASH[0]
+        if trash is not None:
+            trash.mkdir(parents=True, exist_ok=True)
+            (repo / state).rename(trash / f"{len(os.listdir(trash))}")
+        else:
             shutil.rmtree(repo / state, ignore_errors=True)
     excludes = [f"--exclude={k}" for k in keep]
     # -ff: also folders holding a .git (gitlab-ci-local's builds can); -x: ignored files too
@@ -637,8 +652,13 @@ def report_markdown(rows: list[Row], meta: dict[str, Any], labels: dict[str, str
         f"Command: `{meta['command']}`  ",
         f"Load average (1 min) at start / end: {meta['load_start']} / {meta['load_end']}  ",
         f"Runs: median of {meta['repeat_note']} measured runs after one warm-up run of every runner; "
-        "the repository reset to its commit before every run (aicd warm keeps `.aicd/`); "
-        "Python bytecode caching on, as after `pip install` (the warm-up writes the cache).",
+        "the repository reset to its commit before every run (aicd warm keeps `.aicd/`; "
+        + (
+            "`.aicd/` and `.gitlab-ci-local/` deleted right before the next run, `--delete-now`); "
+            if meta.get("delete_now")
+            else "`.aicd/` and `.gitlab-ci-local/` moved aside and deleted when the benchmark ends); "
+        )
+        + "Python bytecode caching on, as after `pip install` (the warm-up writes the cache).",
         "",
         markdown_table(rows),
         "",
@@ -705,6 +725,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="gitlab-ci-local executable (default: on PATH); 'none' to leave it out",
     )
+    p.add_argument(
+        "--delete-now",
+        action="store_true",
+        help="delete the runners' state folders right before each run (default: move them aside and "
+        "delete them at the end; see TRASH)",
+    )
+    p.add_argument(
+        "--dir",
+        default=None,
+        help="where the benchmark's repositories are made (default: the system's temporary folder); "
+        "/dev/shm (a tmpfs) takes the disk out of the comparison, see 'Read this first' in the results",
+    )
     p.add_argument("--json", dest="json_path", default=None, help="also write raw timings to this JSON file")
     p.add_argument("--output", default=None, help="also write the report (markdown) to this file")
     p.add_argument("--markdown", action="store_true", help="print the markdown table even on a terminal")
@@ -741,7 +773,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     load_start = f"{os.getloadavg()[0]:.2f}"
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="aicd-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="aicd-bench-", dir=args.dir) as tmp:
+        TRASH[0] = None if args.delete_now else Path(tmp) / "trash"
         for spec in specs:
             log(f"{spec.title}: {len(spec.jobs)} jobs, {repeat_of(spec)} runs each")
             began = os.getloadavg()[0]
@@ -755,6 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log=log,
             )
             rows.append(Row(spec, cells, (began, os.getloadavg()[0])))
+        TRASH[0] = None
 
     meta: dict[str, Any] = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -766,6 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_start": load_start,
         "load_end": f"{os.getloadavg()[0]:.2f}",
         "repeat_note": ", ".join(f"{repeat_of(s)} ({s.title})" for s in specs),
+        "delete_now": args.delete_now,
     }
 
     if sys.stdout.isatty() and not args.markdown and print_rich(rows):

@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Benchmark: aicd's router vs HAProxy vs no proxy, on the same service with the same load tool.
 
-For each service, four paths are measured in one run, taking turns (`--rounds` times, medians
+For each service, these paths are measured in one run, taking turns (`--rounds` times, medians
 reported):
 
   direct    load tool -> service
-  aicd-asyncio the router on asyncio's own event loop (`AICD_EVENT_LOOP=asyncio`): what uvloop
-            gains is `aicd` against it
+  aicd-asyncio the router's Python path on asyncio's own event loop (`AICD_ROUTER_NATIVE=0
+            AICD_EVENT_LOOP=asyncio`): what uvloop gains is `aicd-py` against it
+  aicd-py   the router's Python path (`AICD_ROUTER_NATIVE=0`, uvloop where installed): what the
+            native data plane gains is `aicd` against it
   aicd-noid the router with `--no-request-ids`: what request ids cost is `aicd` against it
-  aicd      load tool -> `python -m aicd.deploy.router` (its own process; uvloop where installed, as
-            the deploy agent runs it; request ids and metrics on) -> service
-  aicd-mirror the router also copying every request to the service (`--mirror`, shadow traffic):
-            what mirroring costs users is its p50/p99 and throughput against `aicd`
+  aicd      load tool -> `python -m aicd.deploy.router` (its own process, as the deploy agent runs
+            it; its native data plane where built, else the Python path on uvloop; request ids and
+            metrics on) -> service
+  aicd-mirror the router also copying every request to the service (`--mirror`, shadow traffic;
+            a mirror runs on the Python path): what mirroring costs users is its p50/p99 and
+            throughput against `aicd-py`
+  aicd-base with `--base REF`: the router of git commit REF (its `src/`, exported into a temp dir),
+            run as `aicd`: what a change gained is `aicd` against it, in the same run
   haproxy   load tool -> HAProxy (config generated into a temp dir; nbthread 1, keep-alive to the
             service with `http-reuse always`, `option forwardfor` like the router's X-Forwarded-For)
 
@@ -37,6 +43,7 @@ haproxy column is left out, with a note.
     python benchmarks/router.py                                # both services, 10 s runs, 3 rounds
     python benchmarks/router.py --quick                        # fast service, 2 s runs, 1 round
     python benchmarks/router.py --output benchmarks/results/router.md
+    python benchmarks/router.py --service fast --base 43a12ac  # and the router before issue 16's speed-up
     apt-get install -y wrk haproxy                             # the peers (Debian)
 
 Targets: the router adds under 1 ms at p50 (issue 5), and serves at least 0.9x HAProxy's
@@ -68,7 +75,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = ROOT / "examples" / "iris-service"
 IRIS_BODY = '{"features": [[5.1, 3.5, 1.4, 0.2]]}'
-PATHS = ("direct", "aicd-asyncio", "aicd-noid", "aicd", "aicd-mirror", "haproxy")
+PATHS = ("direct", "aicd-asyncio", "aicd-py", "aicd-noid", "aicd", "aicd-mirror", "haproxy")
 TARGET_ADDED_P50_MS = 1.0
 TARGET_RATIO = 0.9  # issue 16: at least 0.9x HAProxy's throughput with request ids and metrics on
 
@@ -205,7 +212,13 @@ def iris_service(tmp: Path) -> Iterator[Service]:
 
 @contextmanager
 def aicd_router(
-    service: Service, tmp: Path, request_ids: bool = True, mirror: bool = False, loop: str = "auto"
+    service: Service,
+    tmp: Path,
+    request_ids: bool = True,
+    mirror: bool = False,
+    loop: str = "auto",
+    src: Path | None = None,
+    native: str = "auto",
 ) -> Iterator[tuple[int, int]]:
     port = free_port()
     args = [sys.executable, "-m", "aicd.deploy.router", "--listen", f"127.0.0.1:{port}"]
@@ -214,7 +227,9 @@ def aicd_router(
         args.append("--no-request-ids")
     if mirror:
         args += ["--mirror", f"127.0.0.1:{service.port}", "--mirror-method", service.method]
-    env = {**os.environ, "AICD_EVENT_LOOP": loop}
+    env = {**os.environ, "AICD_EVENT_LOOP": loop, "AICD_ROUTER_NATIVE": native}
+    if src is not None:  # another commit's router
+        env["PYTHONPATH"] = str(src)
     with process(args, port, service.path, tmp / "router.log", env=env) as proc:
         yield port, proc.pid
 
@@ -333,6 +348,8 @@ def path_port(path: str, service: Service, tmp: Path) -> Iterator[tuple[int, int
             request_ids=path != "aicd-noid",
             mirror=path == "aicd-mirror",
             loop="asyncio" if path == "aicd-asyncio" else "auto",
+            src=tmp / "base" / "src" if path == "aicd-base" else None,
+            native="0" if path in ("aicd-asyncio", "aicd-py") else "auto",
         ) as found:
             yield found
     else:
@@ -426,10 +443,17 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, notes: 
             f"({added_loaded:+.2f} ms at p50 with {args.connections}): "
             f"target < {TARGET_ADDED_P50_MS:g} ms {ok}."
         )
-        if "aicd-asyncio" in paths:
-            base, now = paths["aicd-asyncio"], paths["aicd"]
+        if "aicd-py" in paths:
+            base, now = paths["aicd-py"], paths["aicd"]
             verdicts.append(
-                f"- {name}: the router on {router_loop()} against asyncio's loop: "
+                f"- {name}: the router's native data plane against its Python path: "
+                f"{now['cpu_us']:.1f} against {base['cpu_us']:.1f} µs of CPU per request, "
+                f"{(now['rps'] / base['rps'] - 1) * 100:+.1f}% throughput (aicd against aicd-py)."
+            )
+        if "aicd-asyncio" in paths and "aicd-py" in paths:
+            base, now = paths["aicd-asyncio"], paths["aicd-py"]
+            verdicts.append(
+                f"- {name}: the router's Python path on {router_loop()} against asyncio's loop: "
                 f"{now['cpu_us']:.1f} against {base['cpu_us']:.1f} µs of CPU per request, "
                 f"{(now['rps'] / base['rps'] - 1) * 100:+.1f}% throughput."
             )
@@ -441,13 +465,22 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, notes: 
                 f"{(now['rps'] / base['rps'] - 1) * 100:+.1f}% throughput (aicd against aicd-noid)."
             )
         if "aicd-mirror" in paths:
-            base, now = paths["aicd"], paths["aicd-mirror"]
+            base = paths["aicd-py"] if "aicd-py" in paths else paths["aicd"]
+            now = paths["aicd-mirror"]
             verdicts.append(
                 f"- {name}: mirroring every request costs users {now['p99'] - base['p99']:+.2f} ms at p99 "
                 f"and {now['c1_p50'] - base['c1_p50']:+.3f} ms at p50 with one connection, "
                 f"{(now['rps'] / base['rps'] - 1) * 100:+.1f}% throughput, "
                 f"{now['cpu_us'] - base['cpu_us']:+.1f} µs of the router's CPU per request "
-                "(aicd-mirror against aicd)."
+                "(aicd-mirror against aicd-py)."
+            )
+        if "aicd-base" in paths:
+            base, now = paths["aicd-base"], paths["aicd"]
+            verdicts.append(
+                f"- {name}: the router of this tree against the one at {args.base}: "
+                f"{now['cpu_us']:.1f} against {base['cpu_us']:.1f} µs of CPU per request "
+                f"({(now['cpu_us'] / base['cpu_us'] - 1) * 100:+.1f}%), "
+                f"{(now['rps'] / base['rps'] - 1) * 100:+.1f}% throughput."
             )
         if "haproxy" in paths:
             ratio = paths["aicd"]["rps"] / paths["haproxy"]["rps"]
@@ -458,6 +491,14 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, notes: 
                 f"{paths['aicd']['cpu_us']:.1f} vs {paths['haproxy']['cpu_us']:.1f} µs of CPU per request): "
                 f"target >= {TARGET_RATIO:g}x {ok}."
             )
+            busiest = max(m["load"] for m in paths.values())
+            if busiest > (os.cpu_count() or 1):
+                verdicts.append(
+                    f"  The load average reached {busiest:.1f} on {os.cpu_count()} cores during the runs: "
+                    "req/s then follow how much CPU each process got, not the path; the steadier figure "
+                    f"is CPU per request, where the router needs "
+                    f"{paths['aicd']['cpu_us'] / paths['haproxy']['cpu_us']:.2f}x HAProxy's."
+                )
     return "\n".join([*lines, "", *verdicts, *notes])
 
 
@@ -470,6 +511,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--loadgen", choices=["wrk", "python"], help="default: wrk if installed")
     parser.add_argument("--no-haproxy", action="store_true")
+    parser.add_argument("--base", metavar="REF", help="also run the router of this git commit (aicd-base)")
     parser.add_argument("--output", type=Path, help="write the markdown report here")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--serve-fast", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -496,12 +538,22 @@ def main() -> int:
         paths.remove("haproxy")
         if not args.no_haproxy:
             notes.append("- HAProxy is not installed (apt-get install -y haproxy): no haproxy column.")
+    if args.base:
+        paths.insert(paths.index("aicd"), "aicd-base")
     services = ["fast", "iris"] if args.service == "both" else [args.service]
     host = machine()
     print(f"{host}\n{tool_versions(args.loadgen, 'haproxy' in paths)}", file=sys.stderr)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="aicd-router-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        if args.base:
+            git = ["git", "-C", str(ROOT), "archive", args.base, "src"]
+            archive = subprocess.run(git, capture_output=True)
+            if archive.returncode != 0:
+                print(f"error: git archive {args.base}: {archive.stderr.decode().strip()}", file=sys.stderr)
+                return 2
+            (tmp / "base").mkdir()
+            subprocess.run(["tar", "-x", "-C", str(tmp / "base")], input=archive.stdout, check=True)
         for name in services:
             with fast_service(tmp) if name == "fast" else iris_service(tmp) as service:
                 results[name] = measure(service, paths, args, tmp)

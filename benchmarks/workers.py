@@ -16,9 +16,17 @@ Three measurements per configuration, in the same run:
   dag         one pipeline of --dag jobs in layers of 10, each job `needs` two of the layer
               before; wall time -> jobs/s.
   latency     --latency single-job pipelines, one after the other; for each, the job's
-              `started_at` (the server's clock: a worker claimed it, or the local executor
-              started it) minus its `created_at` (the engine made the job) -> queue-to-start
-              latency p50 and p99 (the issue's target: p50 under 50 ms).
+              `started_at` minus its `created_at` (the engine made the job; it needs nothing,
+              so it is ready then), both on the server's clock -> queue-to-start latency p50
+              and p99 (the issue's target: p50 under 50 ms). `started_at`: the local executor
+              began the attempt; or the server got the first heartbeat of the worker, which
+              sends it once its executor began the attempt (after the claim, the source and
+              the artifacts). With AICD_WORKER_TIMINGS=1 (set here) each worker logs where an
+              attempt's time went; the medians are printed per phase.
+
+The CPU per job is user + system time from /proc over the flat pipeline: of the server alone,
+and of all aicd processes (the server and the workers, with the job processes they waited for;
+PostgreSQL and RabbitMQ are not counted). A full run (the defaults) takes a few minutes.
 
 Every pipeline must end `success` (checked; a run that does not is reported as failed).
 
@@ -134,9 +142,11 @@ class Proc:
                 self.proc.kill()
                 self.proc.wait()
 
-    def cpu_s(self) -> float:
+    def cpu_s(self, children: bool = False) -> float:
+        """User + system CPU seconds of the process (and of its children it waited for: the jobs)."""
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        own = int(fields[11]) + int(fields[12])
+        return (own + (int(fields[13]) + int(fields[14]) if children else 0)) / CLK_TCK
 
 
 @contextmanager
@@ -215,7 +225,11 @@ class Cluster:
         home.mkdir()
         env = clean_env()
         env.update(
-            HOME=str(home), AICD_HOME=str(home / ".aicd"), AICD_RUNNER_TOKEN=token, AICD_BROKER_URL=BROKER
+            HOME=str(home),
+            AICD_HOME=str(home / ".aicd"),
+            AICD_RUNNER_TOKEN=token,
+            AICD_BROKER_URL=BROKER,
+            AICD_WORKER_TIMINGS="1",
         )
         log_path = self.root / f"worker-{i}.log"
         command = [
@@ -231,6 +245,11 @@ class Cluster:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=home)
         self.workers.append(Proc(proc, log_path))
+
+    def all_cpu_s(self) -> float:
+        """CPU seconds of the server and the workers, with the jobs they ran."""
+        procs = ([self.server] if self.server is not None else []) + self.workers
+        return sum(p.cpu_s(children=True) for p in procs)
 
     def client(self) -> httpx.Client:
         return httpx.Client(
@@ -280,11 +299,13 @@ class Figures:
     label: str
     flat_s: float = 0.0
     flat_cpu_ms: float = 0.0
+    all_cpu_ms: float = 0.0  # server + workers, with the job processes they ran
     dag_s: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     ok: bool = True
     note: str = ""
+    phases: dict[str, float] | None = None  # worker-side median ms per phase (latency pipelines)
 
 
 def measure(label: str, workers: int, args: argparse.Namespace) -> Figures:
@@ -304,17 +325,23 @@ def measure(label: str, workers: int, args: argparse.Namespace) -> Figures:
                     add_project(client, name, make_repo(root / name, files))
                 assert cluster.server is not None
                 cpu = cluster.server.cpu_s()
+                everything = cluster.all_cpu_s()
                 record, figures.flat_s = run_pipeline(client, "flat")
                 figures.flat_cpu_ms = (cluster.server.cpu_s() - cpu) * 1000 / args.jobs
+                figures.all_cpu_ms = (cluster.all_cpu_s() - everything) * 1000 / args.jobs
                 figures.ok &= record["status"] == "success"
                 record, figures.dag_s = run_pipeline(client, "dag")
                 figures.ok &= record["status"] == "success"
                 waits = []
+                created: dict[int, float] = {}
                 for _ in range(args.latency):
                     record, _wall = run_pipeline(client, "one")
                     figures.ok &= record["status"] == "success"
                     job = client.get(f"/projects/one/pipelines/{record['id']}/jobs").json()[0]
                     waits.append((job["started_at"] - job["created_at"]) * 1000)
+                    created[int(job["id"])] = float(job["created_at"])
+                if workers:
+                    figures.phases = worker_phases(cluster, created)
                 waits.sort()
                 figures.p50_ms = statistics.median(waits)
                 figures.p99_ms = waits[min(len(waits) - 1, round(0.99 * (len(waits) - 1)))]
@@ -324,6 +351,25 @@ def measure(label: str, workers: int, args: argparse.Namespace) -> Figures:
         finally:
             cluster.stop()
     return figures
+
+
+_TIMING = re.compile(r"timings job=(\d+) entered=([0-9.]+) (.*)$", re.M)
+
+
+def worker_phases(cluster: Cluster, created: dict[int, float]) -> dict[str, float]:
+    """Median ms of each phase the workers logged (AICD_WORKER_TIMINGS=1) for the jobs in `created`;
+    `to_worker`: from the job's creation on the server to its task starting on a worker (server,
+    broker, Celery)."""
+    found: dict[str, list[float]] = {}
+    for worker in cluster.workers:
+        for job_id, entered, rest in _TIMING.findall(worker.log()):
+            if int(job_id) not in created:
+                continue
+            found.setdefault("to_worker", []).append((float(entered) - created[int(job_id)]) * 1000)
+            for part in rest.split():
+                name, _, value = part.partition("=")
+                found.setdefault(name, []).append(float(value))
+    return {name: statistics.median(values) for name, values in found.items()}
 
 
 def render(results: list[Figures], args: argparse.Namespace) -> str:
@@ -337,29 +383,59 @@ def render(results: list[Figures], args: argparse.Namespace) -> str:
         f"{load[0]:.1f}; server on PostgreSQL, RabbitMQ, every job sandboxed; server concurrency "
         f"{args.concurrency}; each worker process runs one job at a time.",
         "",
-        f"| executor | {args.jobs} flat jobs | jobs/s | server CPU per job | {args.dag}-job needs DAG "
-        "| jobs/s | queue-to-start p50 | p99 | all pipelines succeeded |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| executor | {args.jobs} flat jobs | jobs/s | server CPU per job | CPU per job, all aicd processes "
+        f"| {args.dag}-job needs DAG | jobs/s | queue-to-start p50 | p99 | all pipelines succeeded |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in results:
         if not f.ok and not f.flat_s:
-            lines.append(f"| {f.label} | failed: {f.note} | | | | | | | no |")
+            lines.append(f"| {f.label} | failed: {f.note} | | | | | | | | no |")
             continue
         lines.append(
             f"| {f.label} | {f.flat_s:.1f} s | {args.jobs / f.flat_s:.1f} | {f.flat_cpu_ms:.1f} ms "
-            f"| {f.dag_s:.1f} s | {args.dag / f.dag_s:.1f} | {f.p50_ms:.0f} ms | {f.p99_ms:.0f} ms "
+            f"| {f.all_cpu_ms:.1f} ms | {f.dag_s:.1f} s | {args.dag / f.dag_s:.1f} "
+            f"| {f.p50_ms:.0f} ms | {f.p99_ms:.0f} ms "
             f"| {'yes' if f.ok else 'no'} |"
         )
     local = results[0]
-    lines += ["", f"Target for the distributed path: queue-to-start p50 under {TARGET_P50_MS:.0f} ms."]
+    lines += [
+        "",
+        f"Target for the distributed path: queue-to-start p50 under {TARGET_P50_MS:.0f} ms. Queue-to-start: "
+        "a single-job pipeline's job, from its row's `created_at` (the engine made it, ready: it needs "
+        "nothing) to its `started_at` after it ended, both on the server's clock: in-process, when the "
+        "executor began the attempt; on a worker, when the server got the worker's first heartbeat, which "
+        "the worker sends once its executor began the attempt (claim at the server, source and executor "
+        "ready on the worker).",
+        "",
+        "Per-job cost of the distributed path beside the local one (flat pipeline; CPU: user + system "
+        "from /proc, `all aicd processes`: the server and the workers with the job processes they ran, "
+        "not PostgreSQL or RabbitMQ):",
+    ]
     for f in results[1:]:
         if f.flat_s and local.flat_s:
             lines.append(
                 f"- {f.label}: {f.flat_s / args.jobs * 1000:.0f} ms of wall time per flat job "
-                f"(in-process: {local.flat_s / args.jobs * 1000:.0f} ms), server CPU per job "
-                f"{f.flat_cpu_ms:.1f} ms (in-process: {local.flat_cpu_ms:.1f} ms, which includes running "
-                "the job)."
+                f"(in-process: {local.flat_s / args.jobs * 1000:.0f} ms); server CPU per job "
+                f"{f.flat_cpu_ms:.1f} ms (in-process: {local.flat_cpu_ms:.1f} ms, which includes the "
+                f"server's part of running the job); CPU per job of all aicd processes {f.all_cpu_ms:.1f} ms "
+                f"(in-process: {local.all_cpu_ms:.1f} ms); queue-to-start p50 {f.p50_ms:.0f} ms "
+                f"(in-process: {local.p50_ms:.0f} ms)."
             )
+    timed = [f for f in results if f.phases]
+    if timed:
+        names = list(dict.fromkeys(name for f in timed for name in (f.phases or {})))
+        lines += [
+            "",
+            "Where a single job's time goes on the worker (median ms over the latency pipelines; "
+            "`to_worker`: from the job's creation on the server to its Celery task starting on the worker):",
+            "",
+            "| executor | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for f in timed:
+            phases = f.phases or {}
+            cells = " | ".join(f"{phases[n]:.1f}" if n in phases else "" for n in names)
+            lines.append(f"| {f.label} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

@@ -209,7 +209,7 @@ def test_ctrl_c_stops_everything_and_deletes_the_folder(tmp_path: Path) -> None:
         assert root is not None and root.is_dir(), "".join(lines)
         assert processes_in(root), "the demo's environment should be running now"
         os.killpg(demo.pid, signal.SIGINT)
-        rest, _ = demo.communicate(timeout=150)
+        rest, _ = demo.communicate(timeout=600)
     finally:
         if demo.poll() is None:  # the test failed before the demo ended: let it clean up, then end it
             os.killpg(demo.pid, signal.SIGTERM)

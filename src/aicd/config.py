@@ -16,6 +16,8 @@ from aicd.errors import ConfigError
 
 @dataclass(frozen=True)
 class Settings:
+    """aicd's settings, from `AICD_*` environment variables and defaults."""
+
     # Where run history, logs, artifacts, cache and workspaces live.
     # Default: the project's own `.aicd/` folder.
     home: Path | None = None

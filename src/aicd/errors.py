@@ -74,6 +74,11 @@ class ExecutorError(AicdError):
     """An executor could not start or manage a job (not a job failure)."""
 
 
+class JobDetached(ExecutorError):
+    """The executor let go of a job that runs on elsewhere (a server with workers stopping cleanly
+    leaves its attempts to the next server, which adopts them): nothing of it is to be recorded."""
+
+
 class StoreError(AicdError):
     """The run history cannot be read or written."""
 

@@ -1,7 +1,7 @@
 """Git facts about a project: the commit, its refs, its files, what it changed.
 
-Few git processes per question (git_info: 3, tracked_files: 2,
-changed_files: 2). Outside a repository (or in one with no commits) the
+Few git processes per question (git_info: 3, two of them at once; tracked_files: 2,
+changed_files: 2, commit_changes: 1). Outside a repository (or in one with no commits) the
 answers are the local defaults the pipeline needs, never an error; a commit
 that does not exist is a GitError.
 """
@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from aicd.errors import GitError
@@ -20,14 +19,15 @@ from aicd.errors import GitError
 ZERO_SHA = "0" * 40
 FALLBACK_BRANCH = "main"
 
-# Variables a calling git (a hook, `git rebase -x`) may set that would point
-# our git at another repository.
-_GIT_ENV_DROP = (
+# Variables a calling git (a hook, `git rebase -x`) or aicd's own environment may set that would
+# point a git process at another repository: every git aicd runs, and every job, goes without them.
+GIT_REPO_ENV = (
     "GIT_DIR",
     "GIT_WORK_TREE",
     "GIT_INDEX_FILE",
     "GIT_OBJECT_DIRECTORY",
     "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
     "GIT_NAMESPACE",
     "GIT_PREFIX",
 )
@@ -35,6 +35,8 @@ _GIT_ENV_DROP = (
 
 @dataclass(frozen=True)
 class GitInfo:
+    """A commit of the project's repository, as the predefined variables describe it."""
+
     is_repo: bool
     sha: str
     short_sha: str
@@ -61,7 +63,7 @@ class _NotARepo(Exception):
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
+    env = {k: v for k, v in os.environ.items() if k not in GIT_REPO_ENV}
     env["LC_ALL"] = "C"
     env["GIT_OPTIONAL_LOCKS"] = "0"
     env["GIT_TERMINAL_PROMPT"] = "0"
@@ -111,10 +113,13 @@ def _check_rev(commit: str) -> None:
 # --- git_info ----------------------------------------------------------------------
 
 _LOG_FORMAT = "%H%x00%P%x00%cI%x00%an%x00%ae%x00%D%x00%B"
+_REFS_FORMAT = "--format=%(refname)%00%(symref)%00%(HEAD)"
 _CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^@/]*@")
 
 
 def _fallback(project_dir: Path, branch: str = FALLBACK_BRANCH) -> GitInfo:
+    from datetime import datetime  # a folder that is not a repository: rare, off the run's path
+
     return GitInfo(
         is_repo=False,
         sha=ZERO_SHA,
@@ -141,6 +146,57 @@ def git_info(project_dir: Path, commit: str | None = None) -> GitInfo:
     """
     if commit is not None:
         _check_rev(commit)
+    # the origin's URL and the branches (the current one, origin/HEAD) do not depend on the
+    # commit's description: asked at once, beside `git log`
+    remote = _start_git(project_dir, "config", "--get", "remote.origin.url")
+    listing = _start_git(project_dir, "for-each-ref", _REFS_FORMAT, "refs/heads", "refs/remotes/origin/HEAD")
+    try:
+        return _git_info(project_dir, commit, remote, listing)
+    finally:
+        for proc in (remote, listing):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _start_git(project_dir: Path, *args: str) -> subprocess.Popen[bytes] | None:
+    try:
+        return subprocess.Popen(
+            ["git", "-c", "log.showSignature=false", "-c", "core.quotePath=false", *args],
+            cwd=project_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_env(),
+        )
+    except OSError:  # no git, or no such directory: _git says which
+        return None
+
+
+def _output(proc: subprocess.Popen[bytes] | None) -> tuple[int, str]:
+    """(exit status, standard output) of a git started by _start_git; (-1, "") if it did not start."""
+    if proc is None:
+        return -1, ""
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        return -1, ""
+    return proc.returncode, out.decode(errors="replace")
+
+
+def _remote_url(remote: subprocess.Popen[bytes] | None) -> str:
+    code, out = _output(remote)
+    if code != 0:
+        return ""
+    return _CREDENTIALS.sub(r"\1", out.strip())
+
+
+def _git_info(
+    project_dir: Path,
+    commit: str | None,
+    remote: subprocess.Popen[bytes] | None,
+    listing: subprocess.Popen[bytes] | None,
+) -> GitInfo:
     rev = commit or "HEAD"
     try:
         proc = _git(
@@ -164,34 +220,22 @@ def git_info(project_dir: Path, commit: str | None = None) -> GitInfo:
     sha, parents, timestamp, author_name, author_email, decorations, body = fields
     refs = _parse_decorations(decorations)
 
-    # One call for the current branch (when HEAD is not at this commit) and origin/HEAD.
-    patterns = (
-        ["refs/remotes/origin/HEAD"] if refs.head_branch else ["refs/heads", "refs/remotes/origin/HEAD"]
-    )
+    # The current branch (the checked-out one, when HEAD is not attached at this commit) and
+    # origin/HEAD, from the listing started beside `git log`.
     current = refs.head_branch
     origin_head: str | None = None
-    try:
-        listing = _git(project_dir, "for-each-ref", "--format=%(refname)%00%(symref)%00%(HEAD)", *patterns)
-        for line in listing.stdout.decode(errors="replace").splitlines():
-            name, symref, star = [*line.split("\0"), "", ""][:3]
-            if name == "refs/remotes/origin/HEAD" and symref.startswith("refs/remotes/origin/"):
-                origin_head = symref.removeprefix("refs/remotes/origin/")
-            elif star == "*" and name.startswith("refs/heads/"):
-                current = name.removeprefix("refs/heads/")
-    except _NotARepo:
-        pass
+    for line in _output(listing)[1].splitlines():
+        name, symref, star = [*line.split("\0"), "", ""][:3]
+        if name == "refs/remotes/origin/HEAD" and symref.startswith("refs/remotes/origin/"):
+            origin_head = symref.removeprefix("refs/remotes/origin/")
+        elif star == "*" and name.startswith("refs/heads/") and not refs.head_branch:
+            current = name.removeprefix("refs/heads/")
     default_branch = origin_head or current or FALLBACK_BRANCH
 
     branch, tag = _choose_ref(commit, refs, current, default_branch)
     ref_name = tag or branch or sha[:8]
 
-    remote_url = ""
-    try:
-        config = _git(project_dir, "config", "--get", "remote.origin.url")
-        if config.returncode == 0:
-            remote_url = _CREDENTIALS.sub(r"\1", config.stdout.decode(errors="replace").strip())
-    except _NotARepo:
-        pass
+    remote_url = _remote_url(remote)
 
     message = body.rstrip("\n")
     title, _, rest = message.partition("\n")
@@ -219,6 +263,8 @@ def git_info(project_dir: Path, commit: str | None = None) -> GitInfo:
 
 @dataclass
 class _Refs:
+    """The branches and tags at a commit (from `git log`'s decorations)."""
+
     head_branch: str | None  # HEAD -> refs/heads/X: HEAD is attached to X, at this commit
     branches: list[str]
     tags: list[str]
@@ -349,6 +395,14 @@ def changed_files(project_dir: Path, commit: str | None = None) -> list[str] | N
     if len(shas) < 2:
         return None
     return _diff_names(project_dir, shas[1], shas[0])
+
+
+def commit_changes(project_dir: Path, info: GitInfo) -> list[str] | None:
+    """:func:`changed_files` of the commit ``info`` describes (:func:`git_info` of the same
+    repository): its first parent is known, so one git process instead of two."""
+    if not info.is_repo or not info.parent_sha:
+        return None
+    return _diff_names(project_dir, info.parent_sha, info.sha)
 
 
 def changed_files_between(project_dir: Path, base: str, commit: str | None = None) -> list[str] | None:

@@ -26,7 +26,7 @@ def test_the_workers_benchmark_measures_and_prints_its_table(tmp_path: Path) -> 
     text = out.read_text()
     for label in ("in-process", "1 worker"):
         pattern = (
-            rf"^\| {label} \| (\d+\.\d) s \| [\d.]+ \| [\d.]+ ms \| (\d+\.\d) s \| [\d.]+ "
+            rf"^\| {label} \| (\d+\.\d) s \| [\d.]+ \| [\d.]+ ms \| [\d.]+ ms \| (\d+\.\d) s \| [\d.]+ "
             r"\| (\d+) ms \| (\d+) ms \| yes \|"
         )
         row = re.search(pattern, text, re.M)

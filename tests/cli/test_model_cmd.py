@@ -212,7 +212,7 @@ def test_concurrent_processes_number_versions_without_gaps(
     ]
     numbers: list[int] = []
     for proc in procs:
-        out, err = proc.communicate(timeout=180)
+        out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         numbers += [json.loads(line)["version"] for line in out.splitlines()]
     assert sorted(numbers) == list(range(1, 8 * each + 1))

@@ -16,7 +16,7 @@ def test_the_printed_ui_command_serves_the_home(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "iris-service", {".gitlab-ci.yml": "job:\n  script: [echo hi]\n"})
     home = tmp_path / "the demo's home"  # quoted as the shell needs
     env = {**clean_env(), "AICD_HOME": str(home)}
-    ran = subprocess.run([*AICD, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    ran = subprocess.run([*AICD, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert ran.returncode == 0, ran.stdout + ran.stderr
 
     out = io.StringIO()

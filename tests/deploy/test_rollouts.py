@@ -317,7 +317,7 @@ def test_blue_green_pre_promotion_analysis_checks_the_preview_before_any_user_se
                     answers.append(client.post("/predict", json=ROW).status_code)
                 except httpx.TransportError:  # the analysis failed early: the preview is gone
                     break
-        out, err = process.communicate(timeout=180)
+        out, err = process.communicate(timeout=600)
     finally:
         if process.poll() is None:
             process.kill()

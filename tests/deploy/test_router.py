@@ -232,6 +232,43 @@ def test_malformed_request_gets_400_and_upgrade_gets_501() -> None:
     through_router(test)
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        # both framings: which one ends the body is the smuggling question; refused, never relayed
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4, 5\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: x\r\n Folded: header\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost : x\r\n\r\n",
+        b"GET /echo HTTP/1.1\nHost: x\n\n",
+    ],
+)
+def test_ambiguous_framing_is_refused_in_one_read_and_in_pieces(head: bytes) -> None:
+    """Smuggling shapes get 400 from the router and never reach the backend, whether the head
+    arrives in one read (the router's whole-head path) or byte by byte (its head-limit walk)."""
+
+    async def test(router: Router, backend: BackendServer) -> None:
+        data = head + b"0\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+        [whole] = await raw_exchange(router, data)
+        assert whole.status == 400 and whole.json()["source"] == "aicd-router"
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        for i in range(len(data)):
+            writer.write(data[i : i + 1])
+            await writer.drain()
+            if i % 16 == 0:
+                await asyncio.sleep(0)
+        piecewise = await read_response(reader, False)
+        writer.close()
+        assert piecewise.status == 400
+        assert backend.requests == 0
+        assert router.snapshot()["refused"] == 2
+
+    through_router(test)
+
+
 def test_backend_statuses_are_passed_through_and_counted() -> None:
     async def test(router: Router, backend: BackendServer) -> None:
         async with httpx.AsyncClient(base_url=router.url) as client:

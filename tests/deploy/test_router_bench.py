@@ -21,12 +21,12 @@ def test_quick_benchmark_measures_every_path_without_a_failed_request(tmp_path: 
         [sys.executable, str(SCRIPT), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| fast")]
     paths = [cells[1].strip() for cells in rows]
-    expected = ["direct", "aicd-asyncio", "aicd-noid", "aicd", "aicd-mirror"] + (
+    expected = ["direct", "aicd-asyncio", "aicd-py", "aicd-noid", "aicd", "aicd-mirror"] + (
         ["haproxy"] if shutil.which("haproxy") else []
     )
     assert paths == expected
@@ -36,6 +36,7 @@ def test_quick_benchmark_measures_every_path_without_a_failed_request(tmp_path: 
     assert "the router adds" in done.stdout
     assert "request ids cost" in done.stdout
     assert "against asyncio's loop" in done.stdout
+    assert "native data plane against its Python path" in done.stdout
     assert "mirroring every request costs users" in done.stdout
     if not shutil.which("wrk"):
         assert "Python asyncio load generator" in out.read_text()

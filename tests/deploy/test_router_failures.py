@@ -158,6 +158,8 @@ class StaleRaceBackend(asyncio.Protocol):
 
 
 def test_request_on_a_stale_keep_alive_connection_is_retried_once_for_any_method() -> None:
+    StaleRaceBackend.answered = 0  # the test runs on both data paths in one process
+
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(StaleRaceBackend, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -262,5 +264,34 @@ def test_backend_closing_every_connection_still_serves_keep_alive_clients() -> N
                 assert closer.idle == [] and len(backend.peers) == 30  # one backend connection each
                 m = revision_metrics(router, "r1")
                 assert m["requests"] == 30 and m["retries"] == 0
+
+    asyncio.run(main())
+
+
+def test_an_idle_connection_the_backend_closed_is_not_taken_even_before_the_loop_saw_the_close() -> None:
+    """A busy event loop may not have read a backend's close yet: the pool looks at the socket."""
+    from aicd.deploy.router.backend import BackendConnection, release, take_idle
+    from aicd.deploy.router.table import Backend
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+            backend = Backend("r1", "127.0.0.1", port)
+            conns, accepted = [], []
+            for _ in range(2):
+                _, conn = await loop.create_connection(lambda: BackendConnection(backend), "127.0.0.1", port)
+                conns.append(conn)
+                accepted.append(listener.accept()[0])
+            for conn in conns:
+                release(conn, tick=0, max_idle=8)
+            assert take_idle(backend) is conns[1]  # open and quiet: taken
+            release(conns[1], tick=0, max_idle=8)
+            # The backend closes both; the loop gets no turn to see it (as when it is busy).
+            for sock in accepted:
+                sock.close()
+            time.sleep(0.2)  # the FINs cross loopback; this loop still has not run
+            assert take_idle(backend) is None
+            assert all(conn.closed for conn in conns) and backend.idle == []
 
     asyncio.run(main())

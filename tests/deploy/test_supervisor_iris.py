@@ -31,7 +31,7 @@ def test_iris_service_starts_serves_and_stops(tmp_path: Path) -> None:
         cwd=release,
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=600,
     )
     with open(release / "aicd.yml", "a") as fh:
         fh.write(

@@ -154,5 +154,5 @@ def _stop_environments(server: ServerProc) -> None:
     }
     for env in ("staging", "production"):
         subprocess.run(
-            [*AICD, "env", "stop", env], env=environ, capture_output=True, timeout=120, check=False
+            [*AICD, "env", "stop", env], env=environ, capture_output=True, timeout=600, check=False
         )

@@ -47,7 +47,7 @@ def test_example_own_test_suite_passes(tmp_path: Path) -> None:
         cwd=EXAMPLE,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         env=example_env(),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -79,7 +79,7 @@ def _pipeline_runs_end_to_end(repo: Path) -> None:
         cwd=repo,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
         env=example_env(),
         stdin=subprocess.DEVNULL,
     )
@@ -145,7 +145,7 @@ def _pipeline_runs_end_to_end(repo: Path) -> None:
         cwd=repo,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         env=example_env(),
         stdin=subprocess.DEVNULL,
     )

@@ -13,6 +13,7 @@ from aicd.errors import AicdError, ExecutorError
 from aicd.executors import LocalExecutor as LazyLocalExecutor
 from aicd.executors import local as local_mod
 from aicd.executors import workspace as workspace_mod
+from aicd.executors.base import ArtifactSource
 from aicd.executors.local import LocalExecutor
 from aicd.executors.workspace import slug
 from aicd.pipeline.ir import Artifacts, Variable
@@ -366,3 +367,92 @@ def test_prune_builds_keeps_the_newest(tmp_path: Path) -> None:
     assert prune_builds(builds, keep=2) == 2
     assert sorted(p.name for p in builds.iterdir()) == ["10", "11", "not-a-pipeline"]
     assert prune_builds(tmp_path / "missing", keep=1) == 0
+
+
+def test_inherited_environment_follows_os_environ(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """base_env is kept between jobs, but never outlives a change of the process's environment."""
+    ex = LocalExecutor(project, tmp_path / "home")
+    monkeypatch.setenv("S17B_INHERITED", "one")
+    first = ex.base_env()
+    assert first["S17B_INHERITED"] == "one"
+    first["S17B_INHERITED"] = "changed by a caller"
+    assert ex.base_env()["S17B_INHERITED"] == "one"
+    monkeypatch.setenv("S17B_INHERITED", "two")
+    assert ex.base_env()["S17B_INHERITED"] == "two"
+    monkeypatch.delenv("S17B_INHERITED")
+    assert "S17B_INHERITED" not in ex.base_env()
+    monkeypatch.setenv("AICD_S17B", "x")
+    assert ex.base_env()["AICD_S17B"] == "x"
+    ex.inherit_aicd_env = False
+    assert "AICD_S17B" not in ex.base_env()
+
+
+@pytest.fixture
+def threaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the local executor hands to a worker thread, in order."""
+    names: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting(func: object, *args: object, **kwargs: object) -> object:
+        names.append(getattr(func, "__name__", "?"))
+        return await real_to_thread(func, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    return names
+
+
+@pytest.mark.parametrize("size", [10, local_mod.QUICK_BYTES + 1])
+def test_artifacts_kept_and_restored_alike_on_the_loop_or_in_a_thread(
+    runner: Runner, threaded: list[str], size: int
+) -> None:
+    """Small artifacts are kept and restored on the event loop, big ones in a worker thread
+    (`_quick_prepare`, `_quick_finish`): the files kept, the files restored and the log lines
+    are the same either way; only where the work runs differs (counted here)."""
+    make = make_job(
+        f"mkdir -p out && head -c {size} /dev/zero > out/model.bin",
+        name="make",
+        artifacts=Artifacts(paths=("out/model.bin", "out/missing.txt")),
+    )
+    use = make_job("stat -c %s out/model.bin", name="use")
+
+    async def body(s: Session) -> tuple[Ran, Ran]:
+        made, req = await s.run_req(make)
+        used = await s.run(use, sources=[ArtifactSource("make", req.job_id)])
+        return made, used
+
+    made, used = runner.session(body)
+    assert made.outcome.status == "success" and used.outcome.status == "success"
+    stored = made.outcome.artifacts_dir
+    assert stored is not None and (stored / "out" / "model.bin").stat().st_size == size
+    assert "Kept artifacts: 1 file" in made.info
+    assert any("out/missing.txt" in line for line in made.info)  # matched nothing: a warning
+    assert used.out == [str(size)]
+    assert "Restored artifacts of make: 1 file" in used.info
+    big = size > local_mod.QUICK_BYTES
+    assert ("_finish_sync" in threaded) == big
+    assert ("_prepare" in threaded) == big
+
+
+def test_small_tree_budget(tmp_path: Path) -> None:
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "d" / "e" / "f").write_bytes(b"x" * 100)
+    (tmp_path / "g").write_bytes(b"y" * 10)
+    assert local_mod._small_tree(tmp_path, [4, 110])  # d, e, f, g: 110 bytes
+    assert not local_mod._small_tree(tmp_path, [3, 1000])
+    assert not local_mod._small_tree(tmp_path, [10, 109])
+    assert local_mod._small_tree(tmp_path / "absent", [0, 0])
+
+
+def test_an_artifact_path_outside_the_workspace_is_left_to_the_thread_that_refuses_it(
+    runner: Runner, threaded: list[str]
+) -> None:
+    """The quick path never looks outside the workspace: such a path goes to the worker thread,
+    whose selection refuses it with a warning, as before."""
+    job = make_job("echo hi > ../outside.txt", artifacts=Artifacts(paths=("../outside.txt",)))
+    ran = runner.one(job)
+    assert ran.outcome.status == "success"
+    assert "_finish_sync" in threaded
+    assert ran.outcome.artifacts_dir is None
+    assert any("outside.txt" in line for line in ran.info), ran.info

@@ -328,6 +328,13 @@ def test_without_its_agent_the_address_is_probed_and_a_live_agent_is_waited_for(
         # An agent process that is still there (starting, or stopping) but not answering: wait.
         sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "aicd.deploy.agent"])
         try:
+            # Popen returns once exec has begun; the kernel fills /proc/PID/cmdline a moment later
+            # (an empty command line was read once on a loaded CI machine).
+            cmdline = Path(f"/proc/{sleeper.pid}/cmdline")
+            for _ in range(500):
+                if b"aicd.deploy.agent" in cmdline.read_bytes():
+                    break
+                await asyncio.sleep(0.01)
             busy = w.store.update_environment(w.env.id, agent_pid=sleeper.pid)
             (waiting,) = await monitor.check(busy)
             assert waiting.state == "waiting" and "busy" in waiting.message

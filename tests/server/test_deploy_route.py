@@ -116,7 +116,7 @@ def _stop_environment(server: ServerProc, scope: str, env: str) -> None:
         "AICD_ENV_SCOPE": scope,
     }
     subprocess.run(
-        [*AICD, "env", "stop", env], env=environ, capture_output=True, text=True, timeout=120, check=False
+        [*AICD, "env", "stop", env], env=environ, capture_output=True, text=True, timeout=600, check=False
     )
 
 
@@ -171,7 +171,7 @@ def test_a_job_deploys_its_release_through_the_api(deploy_server: ServerProc, tm
         events = api.get("/projects/shop/deployment-events").json()
 
         intruder = trigger(api, "other")
-        assert wait_pipeline(api, "other", intruder["id"], timeout=120)["status"] == "success"
+        assert wait_pipeline(api, "other", intruder["id"], timeout=600)["status"] == "success"
         intrude = jobs_of(api, "other", intruder["id"])["intrude"]
         code = api.get(f"/projects/other/jobs/{intrude['id']}/artifacts/code.txt").text.strip()
         assert api.get("/projects/other/deployments").json() == []
@@ -283,7 +283,7 @@ def test_a_developer_deploys_without_waiting_but_not_to_production(
     archive = io.BytesIO()
     pack_release(release, release / "aicd.yml", archive)
     headers = {"Content-Type": "application/octet-stream"}
-    with server.client(token, timeout=120) as api:
+    with server.client(token, timeout=600) as api:
         denied = api.post("/projects/shop/environments/production/deployments", content=archive.getvalue(),
                           headers=headers)  # fmt: skip
         started = api.post(
@@ -325,7 +325,7 @@ def test_by_default_only_protected_refs_and_maintainers_deploy(tmp_path: Path) -
         (release / "aicd.yml").write_text(CONFIG)
         archive = io.BytesIO()
         pack_release(release, release / "aicd.yml", archive)
-        with server.client(token, timeout=120) as api:
+        with server.client(token, timeout=600) as api:
             denied = api.post(
                 "/projects/shop/environments/review/deployments",
                 content=archive.getvalue(),

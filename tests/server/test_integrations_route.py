@@ -149,7 +149,7 @@ def test_the_argo_answer_is_aicd_judges_report(server: ServerProc, tmp_path: Pat
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
     assert cli.returncode == 1, cli.stderr

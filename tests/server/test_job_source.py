@@ -37,7 +37,7 @@ def test_a_running_job_fetches_its_commit_s_tree(server: ServerProc, tmp_path: P
     new_project(server, tmp_path, files, name="demo")
     with server.client() as api:
         pipeline = trigger(api, "demo")
-        done = wait_pipeline(api, "demo", pipeline["id"], timeout=120)
+        done = wait_pipeline(api, "demo", pipeline["id"], timeout=600)
         assert done["status"] == "success", done
         job = jobs_of(api, "demo", pipeline["id"])["fetch-source"]
         assert _artifact(api, job["id"], "code.txt").decode().strip() == "200"

@@ -77,7 +77,7 @@ def test_a_job_token_acts_for_its_project_while_the_job_runs(server: ServerProc,
     make_project(server, "other", str(make_repo(tmp_path / "other", {"README": "x\n"})))
     with server.client() as api:
         pipeline = trigger(api, "demo")
-        done = wait_pipeline(api, "demo", pipeline["id"], timeout=120)
+        done = wait_pipeline(api, "demo", pipeline["id"], timeout=600)
         job = jobs_of(api, "demo", pipeline["id"])["use-token"]
         log = api.get(f"/projects/demo/jobs/{job['id']}/log").text
         assert done["status"] == "success", log
@@ -156,7 +156,7 @@ def test_the_server_writes_a_job_s_lineage_and_ignores_a_forged_one(
     repo = new_project(server, tmp_path, {".gitlab-ci.yml": FORGE_CI}, name="shop")
     with server.client() as api:
         pipeline = trigger(api, "shop")
-        done = wait_pipeline(api, "shop", pipeline["id"], timeout=120)
+        done = wait_pipeline(api, "shop", pipeline["id"], timeout=600)
         job = jobs_of(api, "shop", pipeline["id"])["register"]
         assert done["status"] == "success", api.get(f"/projects/shop/jobs/{job['id']}/log").text
         registered = json.loads(_artifact(api, "shop", job["id"], "registered.json"))

@@ -38,7 +38,7 @@ def test_server_jobs_get_a_checkout_of_the_pipelines_commit(
     sha = commit(repo, {"b.txt": "b\n"}, "add b")
     with server.client() as admin:
         pid = trigger(admin, "demo")["id"]
-        found = wait_pipeline(admin, "demo", pid, timeout=120)
+        found = wait_pipeline(admin, "demo", pid, timeout=600)
         jobs = jobs_of(admin, "demo", pid)
         logs = {name: admin.get(f"/projects/demo/jobs/{job['id']}/log").text for name, job in jobs.items()}
     assert found["status"] == "success", logs

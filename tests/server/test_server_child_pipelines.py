@@ -106,7 +106,7 @@ def test_static_and_dynamic_children_run_nested_with_one_slot(one_slot: ServerPr
     new_project(server, tmp_path, {".gitlab-ci.yml": PARENT, "ci/child.yml": CHILD})
     with server.client() as admin:
         pid = trigger(admin, "demo")["id"]
-        parent = wait_pipeline(admin, "demo", pid, timeout=180)
+        parent = wait_pipeline(admin, "demo", pid, timeout=600)
         jobs = jobs_of(admin, "demo", pid)
         assert parent["status"] == "success", (parent["error"], jobs)
         assert {n: j["status"] for n, j in jobs.items()} == {
@@ -140,7 +140,7 @@ def test_depend_gives_the_trigger_job_the_childs_failure(one_slot: ServerProc, t
     new_project(server, tmp_path, {".gitlab-ci.yml": FAILING_PARENT, "ci/bad.yml": BAD})
     with server.client() as admin:
         pid = trigger(admin, "demo")["id"]
-        parent = wait_pipeline(admin, "demo", pid, timeout=180)
+        parent = wait_pipeline(admin, "demo", pid, timeout=600)
         jobs = jobs_of(admin, "demo", pid)
         # strategy: depend takes the child's failure; without it the trigger job succeeds
         assert jobs["child"]["status"] == "failed"
@@ -184,7 +184,7 @@ def test_canceling_a_running_child_cancels_its_trigger_job(one_slot: ServerProc,
             raise AssertionError("the child's job never ran")
         response = admin.post(f"/projects/demo/pipelines/{child_id}/cancel")
         assert response.status_code == 200, response.text
-        parent = wait_pipeline(admin, "demo", pid, timeout=120)
+        parent = wait_pipeline(admin, "demo", pid, timeout=600)
         assert _get(admin, f"/projects/demo/pipelines/{child_id}")["status"] == "canceled"
         assert jobs_of(admin, "demo", pid)["child"]["status"] == "canceled"
         assert parent["status"] == "canceled"

@@ -461,7 +461,7 @@ def _together(
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=600)
     return out
 
 
@@ -550,7 +550,7 @@ def test_of_concurrent_processes_exactly_one_deploys(store: DeployStore, url: st
     procs = [ctx.Process(target=_begin_in_process, args=(url, env.id, i, start, out)) for i in range(4)]
     for p in procs:
         p.start()
-    results = [out.get(timeout=120) for _ in procs]
+    results = [out.get(timeout=600) for _ in procs]
     for p in procs:
         p.join(timeout=60)
     outcomes = sorted(kind for _, kind, _ in results)

@@ -93,7 +93,7 @@ def test_server_pages_link_trigger_job_child_and_parent(ui: UI, tmp_path: Path) 
     )
     ui.api("POST", "/projects", json={"name": "demo", "repo_url": str(repo)})
     pid = ui.run("demo")
-    assert ui.wait("demo", pid, timeout=180) == "success"
+    assert ui.wait("demo", pid, timeout=600) == "success"
     links = {c["job"]: c for c in ui.api("GET", f"/projects/demo/pipelines/{pid}")["children"]}
     assert set(links) == {TRIGGER, "loose"}
     child_id, trigger_id = links[TRIGGER]["pipeline_id"], links[TRIGGER]["job_id"]

@@ -31,7 +31,7 @@ PAUSED_CANARY = {
 
 def aicd(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**clean_env(), "AICD_HOME": str(home), "AICD_ENV_SCOPE": "demo"}
-    return subprocess.run([*AICD, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run([*AICD, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture

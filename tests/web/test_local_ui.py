@@ -230,7 +230,7 @@ def test_a_local_run_in_progress_is_followed_live(tmp_path: Path) -> None:
             text = "\n".join(seen)
             assert "tick 1" in text and "tick 6" in text and "event: end" in text, text
             assert text.index("tick 6") < text.index("event: end")
-        assert run.wait(timeout=120) == 0
+        assert run.wait(timeout=600) == 0
         assert not app.state.aicd.dispatcher.is_active(1)
     finally:
         if run.poll() is None:
@@ -279,10 +279,10 @@ def test_a_local_canary_is_promoted_from_aicd_ui(tmp_path: Path) -> None:
             assert 'data-revision="r2" data-weight="100"' in page
         history = subprocess.run(
             [*AICD, "env", "history", "prod", "--json"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         last = json.loads(history.stdout)[0]
         assert (last["revision"], last["status"]) == ("r2", "succeeded"), last
     finally:
         stop = [*AICD, "env", "stop", "prod"]
-        subprocess.run(stop, cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        subprocess.run(stop, cwd=tmp_path, env=env, capture_output=True, timeout=600)

@@ -2,9 +2,10 @@
 `aicd worker` processes, each with its own home (nothing shared through the file system).
 
 Each test gets its own queue prefix (AICD_QUEUE_PREFIX), so tests running at once under
-pytest-xdist never see each other's messages; its queues are deleted afterwards. RabbitMQ
-not running fails the tests with a clear message; it never skips them. The helpers are in
-workers_cluster.py.
+pytest-xdist never see each other's messages; its queues are deleted afterwards. Each test
+holds the broker lock shared; one marked `broker_restart` holds it alone (no other test's
+broker connections are dropped under it). RabbitMQ not running fails the tests with a clear
+message; it never skips them. The helpers are in workers_cluster.py.
 """
 
 from __future__ import annotations
@@ -15,9 +16,18 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
-from workers_cluster import BROKER_URL, LEASE_S, Cluster, ServerProc, broker_reachable
+from workers_cluster import BROKER_URL, LEASE_S, Cluster, ServerProc, broker_lock, broker_reachable
 
 from pg_testing import fresh_database
+
+WAIT_TIMEOUT_S = 900  # a test may first wait for the broker while another restarts it
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(WAIT_TIMEOUT_S))
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +39,11 @@ def pg_workers_database() -> Iterator[Engine]:
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     broker_reachable()
+    with broker_lock(alone=request.node.get_closest_marker("broker_restart") is not None):
+        yield from _cluster(request, tmp_path)
+
+
+def _cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     engine: Engine = request.getfixturevalue("pg_workers_database")
     schema = f"s_{secrets.token_hex(4)}"
     with engine.connect() as conn:

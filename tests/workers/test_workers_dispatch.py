@@ -59,7 +59,7 @@ def test_a_pipeline_spread_over_two_workers_ends_as_a_local_run(cluster: Cluster
     new_project(cluster.server, tmp_path, FILES)
     with cluster.server.client() as client:
         pipeline = trigger(client, "demo")
-        done = wait_pipeline(client, "demo", pipeline["id"], timeout=180)
+        done = wait_pipeline(client, "demo", pipeline["id"], timeout=600)
         jobs = jobs_of(client, "demo", pipeline["id"])
         logs = {n: client.get(f"/projects/demo/jobs/{j['id']}/log").text for n, j in jobs.items()}
     assert done["status"] == "success", (done, jobs, logs)
@@ -73,7 +73,7 @@ def test_a_pipeline_spread_over_two_workers_ends_as_a_local_run(cluster: Cluster
     assert runners == {one["id"], two["id"]}  # test-a and test-b ran at once, one on each
     # the same pipeline run locally ends the same way
     repo = make_repo(tmp_path / "local", FILES)
-    local = aicd(repo, "run", "--json", timeout=180)
+    local = aicd(repo, "run", "--json", timeout=600)
     assert local.returncode == 0, local.stderr
 
 
@@ -107,7 +107,7 @@ tpu:
             assert time.monotonic() < deadline, jobs
             time.sleep(0.1)
         assert jobs["tpu"]["pending_reason"] == "no worker with tags tpu"
-        done = wait_pipeline(client, "demo", pipeline["id"], timeout=120)
+        done = wait_pipeline(client, "demo", pipeline["id"], timeout=600)
         jobs = jobs_of(client, "demo", pipeline["id"])
         assert jobs["train"]["status"] == "success" and jobs["train"]["runner_id"] == gpu["id"]
         assert jobs["lint"]["status"] == "success" and jobs["lint"]["runner_id"] == plain["id"]

@@ -1,6 +1,7 @@
 """Failures with real workers: `kill -9` of a worker mid-job (runner_system_failure within the
-lease, retried on the other worker, nothing running twice), and cancel of a running remote
-job (stopped within 2 s, no process left)."""
+lease, retried on the other worker, nothing running twice), cancel of a running remote job
+(stopped within 2 s, no process left), and a server restart (crash or clean stop) while four
+jobs run on two workers (adopted, logs complete). The broker's restart: test_workers_broker.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import secrets
 import time
 from pathlib import Path
 
+import pytest
 from pipeline_helpers import jobs_of, new_project, trigger, wait_log, wait_pipeline
 from serverproc import json_of
 from workers_cluster import LEASE_S, Cluster
@@ -83,7 +85,7 @@ long:
         assert old["status"] == "failed" and old["failure_reason"] == "runner_system_failure", old
         assert given_up_after < LEASE_S + 30
         assert not job_processes(job["id"])  # nothing of the killed attempt runs on
-        done = wait_pipeline(client, "demo", pipeline["id"], timeout=120)
+        done = wait_pipeline(client, "demo", pipeline["id"], timeout=600)
         attempts = json_of(client.get(f"/projects/demo/pipelines/{pipeline['id']}/jobs?include_retried=true"))
         log = client.get(f"/projects/demo/jobs/{job['id']}/log").text
     assert done["status"] == "success", attempts
@@ -129,39 +131,54 @@ long:
     assert final["status"] == "canceled" and done["status"] == "canceled"
 
 
-def test_a_restarted_server_adopts_the_attempts_running_on_workers(cluster: Cluster, tmp_path: Path) -> None:
-    """The server dies (kill -9) while two jobs run on a worker: the restarted server adopts them
-    (their leases are live), their logs are complete, each ran once, the pipeline succeeds."""
-    runner = cluster.register(untagged=True, description="box")
-    cluster.worker(runner, name="box", concurrency=2)
+@pytest.mark.parametrize("cluster", [{"AICD_CONCURRENCY": "8"}], indirect=True, ids=["jobs8"])
+@pytest.mark.parametrize("kill", [True, False], ids=["kill-9", "sigterm"])
+def test_a_restarted_server_adopts_the_attempts_running_on_workers(
+    cluster: Cluster, tmp_path: Path, kill: bool
+) -> None:
+    """The server stops while four jobs run on two workers, by a crash (kill -9) or cleanly
+    (SIGTERM: with workers it cancels nothing and leaves the attempts to the next server). The
+    restarted server adopts them (their leases are live): each ran once, in the same processes,
+    their logs are complete, the pipeline succeeds."""
+    one = cluster.register(untagged=True, description="one")
+    two = cluster.register(untagged=True, description="two")
+    cluster.worker(one, name="one", concurrency=2)
+    cluster.worker(two, name="two", concurrency=2)
+    names = ["j1", "j2", "j3", "j4"]
     ci = f"""
 variables:
   WORKERS_TEST_MARK: "{MARK.split("=")[1]}"
 .long:
   script:
     - echo "before on $CI_JOB_NAME"
-    - sleep 12
+    - sleep 20
     - echo "after on $CI_JOB_NAME"
-one:
-  extends: .long
-two:
-  extends: .long
-"""
+""" + "".join(f"{name}:\n  extends: .long\n" for name in names)
     new_project(cluster.server, tmp_path, {".gitlab-ci.yml": ci})
     with cluster.server.client() as client:
         pipeline = trigger(client, "demo")
-        jobs = {name: _running_job(client, pipeline["id"], name) for name in ("one", "two")}
+        jobs = {name: _running_job(client, pipeline["id"], name) for name in names}
         for name, job in jobs.items():
             wait_log(client, "demo", job["id"], f"before on {name}", timeout=60)
-    cluster.server.restart(kill=True)  # a crash: nothing is canceled on the way down
+    assert {job["runner_id"] for job in jobs.values()} == {one["id"], two["id"]}  # two each
+    shells = {name: job_processes(job["id"]) for name, job in jobs.items()}
+    assert all(shells.values()), shells
+    if kill:
+        cluster.server.kill()  # a crash: nothing is canceled on the way down
+    else:
+        cluster.server.stop()  # a clean stop (within 20 s, or this fails): nothing is canceled either
+        for name, job in jobs.items():  # the jobs ran on while no server was there
+            assert set(shells[name]) <= set(job_processes(job["id"])), name
+    cluster.server.start()
     with cluster.server.client() as client:
-        done = wait_pipeline(client, "demo", pipeline["id"], timeout=120)
+        done = wait_pipeline(client, "demo", pipeline["id"], timeout=600)
         attempts = json_of(client.get(f"/projects/demo/pipelines/{pipeline['id']}/jobs?include_retried=true"))
         logs = {j["name"]: client.get(f"/projects/demo/jobs/{j['id']}/log").text for j in attempts}
-    assert sorted((a["name"], a["attempt"], a["status"]) for a in attempts) == [
-        ("one", 1, "success"),
-        ("two", 1, "success"),
+    assert sorted((a["name"], a["attempt"], a["status"], a["runner_id"]) for a in attempts) == [
+        (name, 1, "success", jobs[name]["runner_id"]) for name in names
     ], attempts
     for name, log in logs.items():
         assert log.count(f"before on {name}") == 1 and log.count(f"after on {name}") == 1, log
+    for name, job in jobs.items():  # the same shells ran each job to its end: nothing ran it again
+        assert not job_processes(job["id"]), name
     assert done["status"] == "success"

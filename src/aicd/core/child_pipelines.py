@@ -55,6 +55,8 @@ from aicd.vcs import GitInfo
 
 @dataclass(frozen=True)
 class ChildResult:
+    """How a trigger job's child pipeline ended."""
+
     status: str  # the child pipeline's status: success, failed, canceled; "" when not created
     pipeline_id: int | None  # the child pipeline's id (also when it could not be created)
     error: str | None = None  # why it was not created

@@ -63,6 +63,9 @@ class DispatchSettings(Protocol):
     def stuck_timeout_s(self) -> float: ...
 
     @property
+    def resend_s(self) -> float: ...
+
+    @property
     def database_url(self) -> str: ...
 
 

@@ -27,7 +27,13 @@ Crash recovery (`start`): pipelines a killed server left unfinished are
 resumed: jobs that were running end failed with runner_system_failure (their
 log says so; processes they left are killed), or run again when their
 `retry:when` covers runner_system_failure and attempts remain; jobs that had
-not started are decided again. A clean `stop` cancels what runs.
+not started are decided again. With workers, jobs still out on them (a live lease)
+are adopted instead: they run on, and their results count.
+
+A clean `stop` cancels what runs here. With workers it *detaches* instead: the
+jobs on workers run on and nothing is written any more (no job or pipeline ends
+`canceled`, no job token is revoked), so the next server finds the pipelines as a
+crash leaves them and adopts the attempts.
 
 Per project: one `ResourceGroups` for all its runs (a `resource_group` holds
 across its pipelines, as in GitLab) and its own `cache:` folder,
@@ -114,8 +120,11 @@ class Dispatcher:
         self.sandbox: Probe | None = None  # None: not checked yet, or --unsafe-no-sandbox
         # with a broker (AICD_BROKER_URL): the attempts out on workers; None: jobs run here
         self.remote: RemoteJobs | None = None
+        # remote attempts whose row was written `pending` with their job token (not written again)
+        self._pending_rows: set[int] = set()
         self._sender: BrokerSender | None = None
         self._leases: dict[int, int] = {}  # at start: attempts out on workers with a live lease -> runner
+        self._detached = False  # a clean stop with workers: the rows are left for the next server
 
     @property
     def sandbox_status(self) -> str:
@@ -194,7 +203,9 @@ class Dispatcher:
             )
         self._sender = BrokerSender(settings.broker_url)
         database = self.state.database
-        book = StoreBook(self.state.runs, JobLeaseStore(database), RunnerStore(database))
+        book = StoreBook(
+            self.state.runs, JobLeaseStore(database), RunnerStore(database), pending_rows=self._pending_rows
+        )
         self.remote = RemoteJobs(
             self._sender.send,
             book,
@@ -202,6 +213,7 @@ class Dispatcher:
                 queue_prefix=settings.queue_prefix,
                 lease_s=settings.lease_timeout_s,
                 stuck_timeout_s=settings.stuck_timeout_s,
+                resend_s=settings.resend_s,
             ),
         )
         await self.remote.start()
@@ -268,10 +280,18 @@ class Dispatcher:
         )
 
     async def stop(self) -> None:
-        """Cancel what runs and wait for it (a clean shutdown leaves nothing to recover)."""
+        """Cancel what runs and wait for it (a clean shutdown leaves nothing to recover). With
+        workers: detach instead (see the module's docstring)."""
         self._accepting = False
-        for active in list(self._active.values()):
-            active.cancel.set()
+        if self.remote is not None:
+            self._detached = True
+            self.remote.detach()
+            for active in list(self._active.values()):
+                if active.task is not None:
+                    active.task.cancel()
+        else:
+            for active in list(self._active.values()):
+                active.cancel.set()
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
@@ -283,6 +303,9 @@ class Dispatcher:
             await self.remote.close()
         if self._sender is not None:
             await asyncio.to_thread(self._sender.close)
+
+    def _is_detached(self) -> bool:
+        return self._detached
 
     def is_active(self, pipeline_id: int) -> bool:
         """Whether this server is preparing or running the pipeline now."""
@@ -452,6 +475,8 @@ class Dispatcher:
         active.task = asyncio.create_task(runner(), name=f"pipeline {active.pipeline_id}")
 
     def _fail_quietly(self, active: _Active, message: str, status: str) -> None:
+        if self._detached:
+            return  # left as it is for the next server
         with contextlib.suppress(Exception):
             record = self.state.runs.get_pipeline(active.pipeline_id)
             if record.status in UNFINISHED:
@@ -480,6 +505,9 @@ class Dispatcher:
             reuse=plan.reuse,
             prior_attempts=plan.prior_attempts,
             pending=plan.pending,
+            frozen=self._is_detached,
+            running=plan.running,
+            remote=self.remote is not None,
         )
         project = self._project_of(record)
         options = RunOptions(
@@ -506,6 +534,7 @@ class Dispatcher:
             JobTokenStore(self.state.database),
             project_id=project.id,
             protected_ref=active.protected_ref,
+            queued=self._pending_rows if self.remote is not None else None,
         )
         executor: Executor = tokens
         if any(j.trigger is not None for j in pipeline.jobs):
@@ -601,7 +630,9 @@ class Dispatcher:
         context = prep.server_context(mirror, sha=record.sha, kind=kind, predefined_vars=(), variables=())
         children = ChildRuns(
             store=self.state.runs,
-            listener_for=lambda child, _observer: ServerRecorder(self.state.runs, child),
+            listener_for=lambda child, _observer: ServerRecorder(
+                self.state.runs, child, frozen=self._is_detached, remote=self.remote is not None
+            ),
             home=self.home,
             project_dir=mirror,
             source_dir=tree,
@@ -841,8 +872,9 @@ class Dispatcher:
         rows = runs.list_jobs(record.id, include_retried=False)
         plan = plan_resume(pipeline, rows, run_dir, rerun=again)
         plan = self._new_attempts(record, pipeline, plan)
-        if adopted:  # their rows stay `running` (their job tokens need it) while the engine gets there
-            plan = dataclasses.replace(plan, pending=plan.pending | {r.name for r in adopted})
+        if adopted:  # their rows stay `running` (their job tokens need it) until their result comes
+            names = frozenset(r.name for r in adopted)
+            plan = dataclasses.replace(plan, pending=plan.pending | names, running=names)
         self._start_resume(runs.get_pipeline(record.id), plan)
 
     def _adopt(self, record: PipelineRecord, run_dir: Path, by_name: dict[str, Job], row: JobRecord) -> bool:

@@ -16,24 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aicd.config import Settings, load_settings
-from aicd.core.child_pipelines import ChildRuns, TriggerExecutor
 from aicd.core.job_fields import job_fields
 from aicd.core.run_observer import RunObserver
 from aicd.core.run_owner import RunOwner, reap_stale_runs
-from aicd.core.server_pipeline import IR_FILE
 from aicd.engine import EngineListener, JobStatus, PipelineResult, RunOptions, run_pipeline
 from aicd.engine.plan import select_jobs
 from aicd.errors import AicdError, ConfigError, ExecutorError, GitError, PipelineError, WorkflowFilteredOut
-from aicd.executors.base import JobOutcome, job_log_path
+from aicd.executors.base import IR_FILE, Executor, JobOutcome, job_log_path
 from aicd.executors.local import LocalExecutor
 from aicd.executors.workspace import prune_builds, remove_tree, snapshot_commit
 from aicd.pipeline import PipelineContext, load_pipeline
 from aicd.pipeline.ir import Job, Pipeline, Variable
 from aicd.pipeline.predefined import pipeline_variables
+from aicd.pipeline.rules import ChangedFiles
 from aicd.store import NewJob, PipelineRecord, Store
 from aicd.store import open_store as open_store_at
 from aicd.suggest import did_you_mean
-from aicd.vcs import changed_files, changed_files_between, git_info
+from aicd.vcs import changed_files_between, commit_changes, git_info
 
 # Job workspaces of this many newest pipelines are kept under .aicd/builds/.
 KEEP_WORKSPACES = 3
@@ -41,6 +40,8 @@ KEEP_WORKSPACES = 3
 
 @dataclass(frozen=True)
 class RunRequest:
+    """What `aicd run` was asked to run."""
+
     project_dir: Path
     file: str = ".gitlab-ci.yml"
     jobs: tuple[str, ...] = ()  # run only these (empty: all)
@@ -56,6 +57,8 @@ class RunRequest:
 
 @dataclass
 class RunResult:
+    """A local run's pipeline record, status and jobs."""
+
     pipeline: PipelineRecord
     status: str  # success, failed, canceled
     jobs: list[JobRun] = field(default_factory=list)
@@ -63,6 +66,8 @@ class RunResult:
 
 @dataclass
 class JobRun:
+    """One job of a local run, as reported."""
+
     job: Job
     job_id: int
     status: str
@@ -227,6 +232,17 @@ def _executor(
     )
 
 
+def _early_executor(
+    project_dir: Path, home: Path, commit: str | None, bwrap: str | None, untracked: bool
+) -> LocalExecutor | None:
+    """The run's executor before its pipeline is read; None when making it fails (made again,
+    and the error raised, where it was before: once the pipeline is read)."""
+    try:
+        return _executor(project_dir, home, commit, bwrap, untracked)
+    except AicdError:
+        return None
+
+
 def _sandbox_or_error() -> str:
     """The bwrap to run jobs with (--isolate), or a ConfigError saying why there is none."""
     from aicd.executors.sandbox import probe
@@ -280,52 +296,68 @@ async def run_local(
         context = PipelineContext(
             predefined=predefined,
             variables=req.variables,
-            changed_files=changed_files(project_dir, req.commit),
+            changed_files=ChangedFiles(functools.partial(commit_changes, project_dir, info)),
             changes_since=functools.partial(_changes_since, project_dir, req.commit),
             child_pipelines=True,
         )
+        # the jobs' executor, made now so that their Git checkout is made while the pipeline is read
+        early = _early_executor(project_dir, home, req.commit, bwrap, req.untracked)
+        if early is not None:
+            early.prefetch({v.key: v.value for v in predefined})
         try:
-            source_dir = _commit_tree(project_dir, home, info.sha) if req.commit else project_dir
-            pipeline = load_pipeline(source_dir, req.file, context)
-            _check_selection(pipeline, req)
-        except WorkflowFilteredOut as exc:
-            store.update_pipeline(record.id, status="skipped", error=str(exc), finished_at=time.time())
-            owner.release()
+            try:
+                source_dir = _commit_tree(project_dir, home, info.sha) if req.commit else project_dir
+                pipeline = load_pipeline(source_dir, req.file, context)
+                _check_selection(pipeline, req)
+            except WorkflowFilteredOut as exc:
+                store.update_pipeline(record.id, status="skipped", error=str(exc), finished_at=time.time())
+                owner.release()
+                raise
+            except AicdError as exc:
+                store.update_pipeline(record.id, status="failed", error=str(exc), finished_at=time.time())
+                owner.release()
+                raise
+            record = store.get_pipeline(record.id)
+            options = RunOptions(
+                concurrency=req.concurrency or settings.concurrency_or_default(),
+                only=_expand_selection(pipeline, req.jobs) if req.jobs else None,
+                with_needs=req.with_needs,
+                play_manual=_expand_selection(pipeline, req.manual),
+            )
+            selected = (
+                None if options.only is None else frozenset(j.name for j in select_jobs(pipeline, options))
+            )
+            observer.pipeline_created(record, pipeline, selected)
+            recorder = _Recorder(store, record, observer)
+            store.update_pipeline(record.id, status="running", started_at=time.time())
+            # old workspaces are removed while the jobs run, off the critical path
+            pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
+            # the UI's graph: written here (in a worker thread it cost more than its few ms of JSON,
+            # the thread and the event loop trading the interpreter lock while jobs start)
+            save_graph(Path(record.run_dir), pipeline)
+            executor: Executor = early or _executor(project_dir, home, req.commit, bwrap, req.untracked)
+            if any(job.trigger is not None for job in pipeline.jobs):
+                # child pipelines: their machinery is imported by the pipelines that have trigger jobs
+                from aicd.core.child_pipelines import ChildRuns, TriggerExecutor
+
+                children = ChildRuns(
+                    store=store,
+                    listener_for=functools.partial(_Recorder, store),
+                    home=home,
+                    project_dir=project_dir,
+                    source_dir=source_dir,
+                    info=info,
+                    context=context,
+                    observer=observer,
+                    concurrency=options.concurrency,
+                )
+                children.pipeline_variables[record.id] = tuple(req.variables)
+                executor = children.executor = TriggerExecutor(executor, children.run)
+        except BaseException:
+            if early is not None:
+                with contextlib.suppress(Exception):
+                    await early.close()
             raise
-        except AicdError as exc:
-            store.update_pipeline(record.id, status="failed", error=str(exc), finished_at=time.time())
-            owner.release()
-            raise
-        record = store.get_pipeline(record.id)
-        options = RunOptions(
-            concurrency=req.concurrency or settings.concurrency_or_default(),
-            only=_expand_selection(pipeline, req.jobs) if req.jobs else None,
-            with_needs=req.with_needs,
-            play_manual=_expand_selection(pipeline, req.manual),
-        )
-        selected = None if options.only is None else frozenset(j.name for j in select_jobs(pipeline, options))
-        observer.pipeline_created(record, pipeline, selected)
-        recorder = _Recorder(store, record, observer)
-        store.update_pipeline(record.id, status="running", started_at=time.time())
-        # old workspaces are removed while the jobs run, off the critical path
-        pruning = asyncio.ensure_future(asyncio.to_thread(prune_builds, home / "builds", KEEP_WORKSPACES))
-        drawing = asyncio.ensure_future(asyncio.to_thread(save_graph, Path(record.run_dir), pipeline))
-        children = ChildRuns(
-            store=store,
-            listener_for=functools.partial(_Recorder, store),
-            home=home,
-            project_dir=project_dir,
-            source_dir=source_dir,
-            info=info,
-            context=context,
-            observer=observer,
-            concurrency=options.concurrency,
-        )
-        children.pipeline_variables[record.id] = tuple(req.variables)
-        executor = TriggerExecutor(
-            _executor(project_dir, home, req.commit, bwrap, req.untracked), children.run
-        )
-        children.executor = executor
         failure: Exception | None = None
         try:
             result = await run_pipeline(
@@ -342,7 +374,6 @@ async def run_local(
         finally:
             await executor.close()
             await pruning
-            await drawing
         if failure is None:
             try:
                 recorder.flush()  # the last round of job status changes

@@ -19,6 +19,8 @@ CHILDREN_FILE = "children.json"
 
 @dataclass(frozen=True)
 class PipelineLink:
+    """A parent or child pipeline of a pipeline, through its trigger job."""
+
     pipeline_id: int  # the other pipeline: the parent (in parent.json) or the child (in children.json)
     job_id: int  # the trigger job
     job: str  # its name

@@ -12,6 +12,7 @@ where the server keeps every job's (`<run_dir>/artifacts/<id>`, `.../reports/<id
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -42,20 +43,32 @@ WAITING_CACHE_S = 1.0
 class StoreBook:
     """RemoteJobs' records in the server's database."""
 
-    def __init__(self, runs: RunStore, leases: JobLeaseStore, runners: RunnerStore) -> None:
+    def __init__(
+        self,
+        runs: RunStore,
+        leases: JobLeaseStore,
+        runners: RunnerStore,
+        *,
+        pending_rows: set[int] | None = None,
+    ) -> None:
         self.runs = runs
         self.leases = leases
         self.runners = runners
+        # attempts whose row was made `pending` (committed) with their job token (JobTokenExecutor's
+        # `queued`): not written a second time
+        self.pending_rows = pending_rows if pending_rows is not None else set()
         self._runner_list: tuple[float, list[RunnerRecord]] = (0.0, [])
 
     def queued(self, job_id: int) -> None:
+        """The attempt's row is `pending` when this returns (called in a thread, before its message
+        is published). No second commit when the job token's transaction wrote it already."""
+        if job_id in self.pending_rows:
+            self.pending_rows.discard(job_id)
+            return
         self.runs.update_job(job_id, status="pending", started_at=None)
 
     def claimed(self, job_id: int, runner_id: int, expires_at: float) -> bool:
-        if self.leases.claim(job_id, runner_id, expires_at=expires_at) is None:
-            return False
-        self.runs.update_job(job_id, status="running", started_at=time.time())
-        return True
+        return self.leases.claim(job_id, runner_id, expires_at=expires_at, mark_running=True) is not None
 
     def renewed(self, job_id: int, expires_at: float) -> None:
         self.leases.renew(job_id, expires_at=expires_at)
@@ -76,21 +89,21 @@ class StoreBook:
         return runner_rules.why_waiting(found, tags, now)
 
 
-def claim(hub: RemoteJobs, store: RunnerStore, token: str, job_id: int) -> dict[str, Any]:
+async def claim(hub: RemoteJobs, store: RunnerStore, token: str, job_id: int) -> dict[str, Any]:
     """A worker with runner `token` takes attempt `job_id`: what it needs to run it.
 
     AuthError: not a runner's token. PermissionDeniedError: the runner is paused or may not run
     the job's tags (the worker puts the message back). ConflictError: the attempt was taken,
     ended or given up (the worker drops the message).
     """
-    runner = runner_rules.identify(store, token)
+    runner = await asyncio.to_thread(runner_rules.identify, store, token)  # no database I/O on the loop
     attempt = hub.live(job_id)
     if runner.paused:
         raise PermissionDeniedError(f"runner {runner.id} is paused: it takes no new job")
     if not runner_rules.can_run(runner, attempt.tags):
         what = f"tags {', '.join(attempt.tags)}" if attempt.tags else "untagged jobs"
         raise PermissionDeniedError(f"runner {runner.id} may not run {what}")
-    hub.claim(job_id, runner.id)
+    await hub.claim(job_id, runner.id)
     return claim_answer(attempt, runner, hub)
 
 
@@ -182,7 +195,8 @@ def outcome_of(attempt: RemoteAttempt, result: ResultIn) -> JobOutcome:
         status=result.status,  # type: ignore[arg-type]
         exit_code=result.exit_code,
         failure_reason=reason,  # type: ignore[arg-type]
-        started_at=attempt.claimed_at or result.started_at or now,
+        # when its worker started it, on the server's clock (its first heartbeat), else its claim
+        started_at=attempt.started_at or attempt.claimed_at or result.started_at or now,
         finished_at=now,
         log_path=attempt.log_path,
         dotenv=dotenv,

@@ -31,6 +31,9 @@ class ResumePlan:
     reuse: dict[str, int] = field(default_factory=dict)  # job name -> row id kept
     play: frozenset[str] = frozenset()
     pending: frozenset[str] = frozenset()  # rows already made pending for this run (left as they are)
+    # rows of attempts still running on workers (adopted by a restarted server): they stay `running`
+    # (their job tokens need it) until their result comes
+    running: frozenset[str] = frozenset()
 
 
 def latest_rows(rows: Iterable[JobRecord]) -> dict[str, JobRecord]:

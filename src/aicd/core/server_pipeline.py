@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aicd.errors import GitError
+from aicd.executors.base import IR_FILE as IR_FILE
 from aicd.executors.workspace import remove_tree, snapshot_commit
 from aicd.pipeline import PipelineContext, load_pipeline
 from aicd.pipeline.ir import Pipeline, Variable
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from aicd.core.secrets import SecretBox
     from aicd.store.projects_repo import ProjectRecord, ProjectStore
 
-IR_FILE = "pipeline.json"
 SECRET_VARIABLES_FILE = "secret-variables"
 TRIGGER_FILE = "trigger.json"
 API_PATH = "/api/v1"

@@ -2,13 +2,16 @@
 
 Unlike `aicd run`'s recorder it also stores `pending` (the API shows jobs
 waiting for a slot), reuses the rows of jobs that never started when a
-pipeline is resumed, and numbers the attempts of jobs run again.
+pipeline is resumed (leaving those still running on workers `running`), and numbers
+the attempts of jobs run again. Once `frozen()`
+says so (a server with workers stopping cleanly) it writes no status any more: the
+rows stay as they are for the next server, which adopts the attempts out on workers.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from aicd.core.job_fields import job_fields
@@ -44,8 +47,17 @@ class ServerRecorder:
         reuse: Mapping[str, int] | None = None,
         prior_attempts: Mapping[str, int] | None = None,
         pending: frozenset[str] = frozenset(),
+        frozen: Callable[[], bool] = lambda: False,
+        running: frozenset[str] = frozenset(),
+        remote: bool = False,
     ) -> None:
         self.store = store
+        # jobs go to workers: the row of an attempt the engine starts is not written `running` here;
+        # the job token's transaction makes it `pending` (aicd.core.job_tokens), a worker's claim
+        # `running` (one commit on the way to the broker, not three)
+        self.remote = remote
+        self.frozen = frozen
+        self.running = running  # reused rows still running on workers: no pending/running written
         self.record = record
         self.run_dir = Path(record.run_dir)
         self.reuse = dict(reuse or {})  # job name -> id of a row that never started
@@ -86,14 +98,24 @@ class ServerRecorder:
     def job_status(
         self, job: Job, job_id: int, attempt: int, status: JobStatus, outcome: JobOutcome | None
     ) -> None:
+        if self.frozen():
+            return
+        if (
+            status in (JobStatus.PENDING, JobStatus.RUNNING)
+            and job.name in self.running
+            and self.reuse.get(job.name) == job_id
+        ):
+            return  # adopted: its row stays `running` (a worker's job token is valid only so)
         fields = job_fields(job, status, outcome, job_log_path(self.run_dir, job_id))
+        if self.remote and status == JobStatus.RUNNING and job.trigger is None:
+            return  # its row becomes `pending` with its job token (a trigger job runs here: written)
         self.store.update_job(job_id, **fields)
 
     def job_output(self, job: Job, job_id: int, kind: str, text: str) -> None:
         """The executor writes every line to the job's log file itself."""
 
     def pipeline_status(self, status: str) -> None:
-        if status == "running":
+        if status == "running" and not self.frozen():
             fields: dict[str, object] = {"status": "running", "finished_at": None}
             if self.record.started_at is None:
                 fields["started_at"] = time.time()

@@ -16,8 +16,6 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
 from aicd.errors import ConfigError
 from aicd.executors.reports import parse_dotenv
 from aicd.pipeline.ir import Variable
@@ -91,6 +89,8 @@ def read_variables_file(path: Path) -> list[Variable]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read variables file: {exc}") from None
     if path.suffix in (".yml", ".yaml"):
+        from aicd.pipeline.yaml_lib import yaml
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -29,6 +29,8 @@ class SettledJob:
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How to run a pipeline: concurrency, selection, manual jobs, shared limits, resumed jobs."""
+
     concurrency: int  # jobs running at once, across the pipeline (at least 1)
     only: frozenset[str] | None = None  # run just these jobs (full names)...
     with_needs: bool = False  # ...and, transitively, the jobs they need
@@ -51,6 +53,8 @@ class RunOptions:
 
 @dataclass
 class JobResult:
+    """One job's state and result in a run."""
+
     job: Job
     job_id: int  # of the last attempt
     status: JobStatus = JobStatus.CREATED
@@ -67,6 +71,8 @@ class JobResult:
 
 @dataclass
 class PipelineResult:
+    """A run's status and its jobs' results."""
+
     status: str  # success, failed, canceled
     jobs: list[JobResult] = field(default_factory=list)  # in definition order
 

@@ -12,6 +12,8 @@ from aicd.pipeline.ir import Job, Pipeline
 
 @dataclass(frozen=True)
 class Plan:
+    """The jobs of a run and who waits for whom."""
+
     jobs: tuple[Job, ...]  # the run's jobs, in definition order
     waits_for: Mapping[str, tuple[str, ...]]  # job -> jobs it waits for
     dag: Mapping[str, bool]  # job -> it uses `needs` (not stage order)

@@ -107,6 +107,8 @@ class _Barrier:
 
 @dataclass(eq=False)
 class _Node:
+    """The scheduler's state of one job."""
+
     result: JobResult
     dag: bool
     index: int = 0  # definition order in the plan
@@ -175,6 +177,8 @@ class _Run:
         self.ready: list[int] = []  # heap
         self.wake = asyncio.Event()  # something changed: the coordinator looks again
         self.stop = asyncio.Event()  # stop everything (user cancel or a fatal error)
+        # done once `stop` is set: one future that every waiting job watches (not a task each)
+        self._stopped: asyncio.Future[None] | None = None
         self.user_canceled = False
         self.fatal: Exception | None = None
         self.pipeline_vars = resolve(pipeline.predefined)
@@ -266,7 +270,18 @@ class _Run:
         if user and not self.stop.is_set():
             self.user_canceled = True
         self.stop.set()
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
         self.wake.set()
+
+    def _stopping(self) -> asyncio.Future[None]:
+        """Done once the run stops (``stop`` is only set by :meth:`request_stop`); shared: never
+        cancel it."""
+        if self._stopped is None:
+            self._stopped = asyncio.get_running_loop().create_future()
+            if self.stop.is_set():
+                self._stopped.set_result(None)
+        return self._stopped
 
     async def main(self) -> None:
         while True:
@@ -544,16 +559,21 @@ class _Run:
         """Wait for a shared slot; False (and no slot held) when the run or the job is canceled first."""
         if node.canceled is None:
             node.canceled = asyncio.Event()
+        if not slots.locked():
+            # a free slot: taken at once (acquire does not wait, nothing can cancel in between)
+            if self.stop.is_set() or node.canceled.is_set():
+                return False
+            await slots.acquire()
+            return True
         acquiring = asyncio.ensure_future(slots.acquire())
-        stopping = asyncio.ensure_future(self.stop.wait())
         own = asyncio.ensure_future(node.canceled.wait())
         try:
-            await asyncio.wait({acquiring, stopping, own}, return_when=asyncio.FIRST_COMPLETED)
+            watched: set[asyncio.Future[Any]] = {acquiring, self._stopping(), own}
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             await _give_up_slot(acquiring, slots)
             raise
         finally:
-            stopping.cancel()
             own.cancel()
         if not acquiring.done():
             await _give_up_slot(acquiring, slots)
@@ -603,13 +623,11 @@ class _Run:
     ) -> JobOutcome:
         job = request.job
         timeout = job.timeout_s if job.timeout_s is not None and job.timeout_s > 0 else DEFAULT_TIMEOUT_S
-        stopping = asyncio.ensure_future(self.stop.wait())
         own = asyncio.ensure_future(canceled.wait())
-        watched: set[asyncio.Future[Any]] = {waiter, stopping, own}
+        watched: set[asyncio.Future[Any]] = {waiter, self._stopping(), own}
         try:
             await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopping.cancel()
             own.cancel()
         if waiter.done():
             return waiter.result()

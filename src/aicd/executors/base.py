@@ -48,6 +48,11 @@ class ArtifactSource:
     job_id: int
 
 
+# A run's pipeline (its IR as JSON) in its run folder: what the UI draws the graph from, and
+# what a server's run is resumed from.
+IR_FILE = "pipeline.json"
+
+
 def job_log_path(run_dir: Path, job_id: int) -> Path:
     """Where a job attempt's full log lives: `<run_dir>/logs/<job_id>.log`."""
     return run_dir / "logs" / f"{job_id}.log"
@@ -72,6 +77,8 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class TestSummary:
+    """Counts of a job's JUnit reports."""
+
     total: int = 0
     passed: int = 0
     failed: int = 0
@@ -81,6 +88,8 @@ class TestSummary:
 
 @dataclass(frozen=True)
 class JobOutcome:
+    """How one attempt of a job ended."""
+
     status: OutcomeStatus
     exit_code: int | None
     failure_reason: FailureReason | None

@@ -25,7 +25,6 @@ changed. Functions here are synchronous and return the info lines to show.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -47,6 +46,8 @@ def cache_key(cache: Cache, workspace: Path, expand: Expand) -> str:
         if not files:
             digest = "default"
         else:
+            import hashlib  # jobs with a cache only: not on every run's import path
+
             h = hashlib.sha256()
             for rel in files:
                 h.update(rel.encode() + b"\0")
@@ -63,6 +64,8 @@ def safe_key(key: str) -> str:
     if safe.strip(".") == "":
         safe = "_" + safe
     if safe != key or len(key) > 100:  # a key expanded from variables may be too long for a folder name
+        import hashlib
+
         safe = f"{safe[:80]}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     return safe
 

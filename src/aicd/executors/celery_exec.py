@@ -17,7 +17,14 @@ was failed with ``runner_system_failure``), nothing more of it is accepted.
 
 An attempt no worker claims within the stuck timeout fails with GitLab's
 ``stuck_or_timeout_failure``. Messages: durable queues, persistent messages,
-``acks_late`` with ``task_reject_on_worker_lost`` and a prefetch of one.
+``acks_late`` with ``task_reject_on_worker_lost`` and a prefetch of one. The message of
+an attempt no worker claimed yet is sent again every ``resend_s`` (a broker may have lost
+it), and one the broker refused (down, restarting) a few seconds later: the attempt stays
+queued, as its row stays ``pending``.
+
+A server that stops cleanly *detaches* (:meth:`RemoteJobs.detach`): its attempts run on,
+nothing of them is canceled, written or sent any more, and the engine's handles end with
+:class:`~aicd.errors.JobDetached`; the next server adopts them (:meth:`RemoteJobs.adopt`).
 
 Celery is imported lazily (only where a broker is used): it is not on ``aicd run``'s path.
 """
@@ -34,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aicd.errors import ConflictError, ExecutorError
+from aicd.errors import ConflictError, ExecutorError, JobDetached
 from aicd.executors.base import (
     FailureReason,
     JobOutcome,
@@ -54,7 +61,9 @@ DEFAULT_LEASE_S = 30.0  # an attempt whose worker was not heard from for this lo
 DEFAULT_STUCK_TIMEOUT_S = 3600.0  # GitLab's: a job no runner picked within an hour fails
 CANCEL_GRACE_S = 10.0  # a canceled attempt's worker has this long to confirm before it is given up
 RESEND_S = 60.0  # a message for an attempt no worker claimed yet is sent again (a broker may lose it)
+SEND_RETRY_S = 5.0  # a message the broker refused is sent again after this long
 MONITOR_S = 0.25
+RENEW_WRITE_SHARE = 0.1  # the database's copy of a lease is written when it moved this share of lease_s
 MAX_LOG_CHUNK = 1 << 20
 
 
@@ -77,6 +86,9 @@ def celery_app(broker_url: str, *, queues: Iterable[str] = ()) -> Celery:
         broker_transport_options={"confirm_publish": True},
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # after a broker restart, the worker takes messages again at once at its full prefetch (Celery's
+        # gradual restoration, which calls basic.qos from the pool's threads, left a worker idle)
+        worker_enable_prefetch_count_reduction=False,
     )
     return app
 
@@ -133,6 +145,7 @@ class RemoteSettings:
     queue_prefix: str = "aicd.jobs"
     lease_s: float = DEFAULT_LEASE_S
     stuck_timeout_s: float = DEFAULT_STUCK_TIMEOUT_S
+    resend_s: float = RESEND_S
 
 
 class RemoteAttempt:
@@ -159,9 +172,13 @@ class RemoteAttempt:
         self.queued_at = time.time()
         self.sent_at = self.queued_at
         self.runner_id: int | None = None
+        self.started_at: float | None = None  # its worker's first heartbeat: the job started there
+        self.booked_until = 0.0  # the lease's end as the database has it
         self.claimed_at: float | None = None
+        self.claiming = False  # a worker's claim is being written
         self.expires_at = 0.0
         self.cancel_reason: str | None = None
+        self.send_error: str | None = None  # why the broker did not take its last message
         self.cancel_event = asyncio.Event()
         self.future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
         self._grace: asyncio.TimerHandle | None = None
@@ -198,6 +215,7 @@ class RemoteJobs:
         self._resends: set[asyncio.Future[None]] = set()
         # attempts a restarted server adopted, until its engine starts them again (by their ids)
         self.adopted: dict[int, RemoteAttempt] = {}
+        self.detached = False  # the server stops cleanly: its attempts are left to the next one
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -211,6 +229,15 @@ class RemoteJobs:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._monitor
             self._monitor = None
+
+    def detach(self) -> None:
+        """The server stops cleanly and leaves its attempts to the next one: from now on nothing is
+        sent, no lease is checked, nothing is written, and a cancel lets the engine's handle go
+        (JobDetached) without telling the worker. Their leases stay live, so the next server adopts
+        the claimed ones; the unclaimed ones are still `pending` rows, which it sends again."""
+        self.detached = True
+        if self._monitor is not None:
+            self._monitor.cancel()
 
     def queue_for(self, tags: Iterable[str]) -> str:
         found = sorted(set(tags))
@@ -248,25 +275,58 @@ class RemoteJobs:
         self.attempts[attempt.job_id] = attempt
         attempt.log_path.parent.mkdir(parents=True, exist_ok=True)
         attempt.log_path.write_text("", encoding="utf-8")
-        self.book.queued(attempt.job_id)
-        try:
-            await asyncio.to_thread(self._send, attempt.job_id, attempt.queue)
-        except Exception as exc:
-            log.error("job %s: cannot send it to the broker: %s", attempt.job_id, type(exc).__name__)
-            self._end(
-                attempt,
-                "failed",
-                "runner_system_failure",
-                "abandoned",
-                f"ERROR: Job failed (system failure): the broker could not take it ({type(exc).__name__})",
-            )
+        if self.detached:
+            return attempt  # a `pending` row: the next server sends it
+        await self._send_once(attempt, queue_first=True)
         return attempt
+
+    def _queue_and_send(self, job_id: int, queue: str) -> Exception | None:
+        """In a thread: the attempt's row `pending` (committed; its failure is raised and nothing is
+        sent), then its message to the broker; what the broker raised, if it refused it."""
+        self.book.queued(job_id)
+        return self._send_caught(job_id, queue)
+
+    def _send_caught(self, job_id: int, queue: str) -> Exception | None:
+        try:
+            self._send(job_id, queue)
+        except Exception as exc:
+            return exc
+        return None
+
+    async def _send_once(self, attempt: RemoteAttempt, *, queue_first: bool = False) -> None:
+        """Send the attempt's message (with `queue_first`, after its row was made `pending`, in the
+        same hop to a thread: no database or broker I/O on the event loop); if the broker does not
+        take it (down, restarting), the attempt stays queued and its message is sent again after
+        SEND_RETRY_S. The row's write failing is raised (the attempt was not queued)."""
+        attempt.sent_at = time.time()
+        if queue_first:
+            try:
+                exc = await asyncio.to_thread(self._queue_and_send, attempt.job_id, attempt.queue)
+            except Exception:
+                self.attempts.pop(attempt.job_id, None)
+                raise
+        else:
+            exc = await asyncio.to_thread(self._send_caught, attempt.job_id, attempt.queue)
+        if exc is not None:
+            attempt.send_error = type(exc).__name__
+            attempt.sent_at = time.time() - self.settings.resend_s + SEND_RETRY_S
+            log.warning(
+                "job %s: the broker did not take its message (%s); sent again in %g s",
+                attempt.job_id,
+                type(exc).__name__,
+                SEND_RETRY_S,
+            )
+        else:
+            attempt.send_error = None
 
     def cancel(self, attempt: RemoteAttempt, reason: str) -> None:
         if attempt.done:
             return
+        if self.detached:
+            self._let_go(attempt)
+            return
         timeout = reason == "timeout"
-        if attempt.runner_id is None:
+        if attempt.runner_id is None and not attempt.claiming:
             line = (
                 "ERROR: Job failed: execution took longer than the job's timeout (no worker took it)"
                 if timeout
@@ -279,8 +339,19 @@ class RemoteJobs:
         if attempt.cancel_reason is None:
             attempt.cancel_reason = reason
             attempt.cancel_event.set()
-            loop = asyncio.get_running_loop()
-            attempt._grace = loop.call_later(CANCEL_GRACE_S, self._cancel_unconfirmed, attempt)
+            if attempt.runner_id is not None:  # else the claim under way starts the grace when it lands
+                loop = asyncio.get_running_loop()
+                attempt._grace = loop.call_later(CANCEL_GRACE_S, self._cancel_unconfirmed, attempt)
+
+    def _let_go(self, attempt: RemoteAttempt) -> None:
+        """Detached: the engine stops following the attempt; it runs on (nothing written or told)."""
+        if attempt._grace is not None:
+            attempt._grace.cancel()
+        self.attempts.pop(attempt.job_id, None)
+        attempt.future.set_exception(
+            JobDetached(f"job attempt {attempt.job_id} is left to the next server (this one stops)")
+        )
+        attempt.future.exception()  # retrieved: nobody may be waiting any more
 
     def _cancel_unconfirmed(self, attempt: RemoteAttempt) -> None:
         if attempt.done:
@@ -307,17 +378,39 @@ class RemoteJobs:
             )
         return attempt
 
-    def claim(self, job_id: int, runner_id: int) -> RemoteAttempt:
-        """`runner_id` takes the attempt; ConflictError when it was taken or ended before."""
+    async def claim(self, job_id: int, runner_id: int) -> RemoteAttempt:
+        """`runner_id` takes the attempt; ConflictError when it was taken or ended before.
+
+        The lease's commit runs in a thread (the event loop goes on meanwhile); while it is under
+        way the attempt counts as taken (`claiming`): a second claim is refused, and a cancel is
+        handed to the worker (as for a claimed attempt) rather than ending the attempt under the
+        commit."""
         attempt = self.live(job_id)
-        if attempt.runner_id is not None or attempt.cancel_reason is not None:
+        if attempt.runner_id is not None or attempt.claiming or attempt.cancel_reason is not None:
             raise ConflictError(f"job attempt {job_id} was taken by a worker already")
         expires = time.time() + self.settings.lease_s
-        if not self.book.claimed(job_id, runner_id, expires):
+        attempt.claiming = True
+        writing = asyncio.ensure_future(asyncio.to_thread(self.book.claimed, job_id, runner_id, expires))
+
+        def landed(done: asyncio.Future[bool]) -> None:  # even if this request is cancelled meanwhile
+            attempt.claiming = False
+            if done.cancelled() or done.exception() is not None or not done.result():
+                return
+            attempt.runner_id = runner_id
+            attempt.claimed_at = time.time()
+            attempt.expires_at = attempt.booked_until = expires
+            if attempt.cancel_reason is not None and attempt._grace is None and not attempt.done:
+                loop = asyncio.get_running_loop()
+                attempt._grace = loop.call_later(CANCEL_GRACE_S, self._cancel_unconfirmed, attempt)
+
+        writing.add_done_callback(landed)
+        if not await asyncio.shield(writing):
             raise ConflictError(f"job attempt {job_id} was taken by a worker already")
-        attempt.runner_id = runner_id
-        attempt.claimed_at = time.time()
-        attempt.expires_at = expires
+        if attempt.done and not self.detached:  # cannot happen today (nothing ends a claiming attempt)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.book.ended, job_id, "canceled")
+            raise ConflictError(f"job attempt {job_id} ended while it was claimed")
+        # detached meanwhile: its lease is live, so the next server adopts it; the worker runs it
         return attempt
 
     def _claimed(self, job_id: int) -> RemoteAttempt:
@@ -330,6 +423,8 @@ class RemoteJobs:
         """Renew the attempt's lease; "canceled" when it must stop, else "running" (after up to
         `wait_s` seconds without a cancel: a long poll, so a cancel reaches the worker at once)."""
         attempt = self._claimed(job_id)
+        if attempt.started_at is None:  # a worker heartbeats once the job's executor started it
+            attempt.started_at = time.time()
         self._renew(attempt)
         if not attempt.cancel_event.is_set() and wait_s > 0:
             with contextlib.suppress(TimeoutError):
@@ -341,6 +436,11 @@ class RemoteJobs:
 
     def _renew(self, attempt: RemoteAttempt) -> None:
         attempt.expires_at = time.time() + self.settings.lease_s
+        # the database's copy (a restarted server adopts every lease not ended; it reads the expiry
+        # only to show it) need not move at each log chunk
+        if attempt.expires_at - attempt.booked_until < self.settings.lease_s * RENEW_WRITE_SHARE:
+            return
+        attempt.booked_until = attempt.expires_at
         with contextlib.suppress(Exception):  # the in-memory lease is what counts while we run
             self.book.renewed(attempt.job_id, attempt.expires_at)
 
@@ -378,6 +478,8 @@ class RemoteJobs:
         attempt = self.attempts.get(job_id)
         if attempt is None or attempt.done or attempt.runner_id is not None:
             return None
+        if attempt.send_error is not None:
+            return f"the broker did not take its message yet ({attempt.send_error}); it is sent again"
         return self.book.waiting_reason(attempt.tags)
 
     def running_by_runner(self) -> dict[int, int]:
@@ -452,9 +554,11 @@ class RemoteJobs:
                     f"for {silent:.0f} s (lease timeout {self.settings.lease_s:g} s); the attempt is given "
                     "up (runner_system_failure)",
                 )
+            elif attempt.claiming:
+                continue
             elif attempt.runner_id is None and now - attempt.queued_at > self.settings.stuck_timeout_s:
                 self._stuck(attempt)
-            elif attempt.runner_id is None and now - attempt.sent_at > RESEND_S:
+            elif attempt.runner_id is None and now - attempt.sent_at > self.settings.resend_s:
                 attempt.sent_at = now
                 self._resend(attempt)
 
@@ -462,15 +566,7 @@ class RemoteJobs:
         """Send an unclaimed attempt's message again: a broker restarted without its queue may have
         lost it; the claim drops every copy but the first one taken."""
 
-        async def send() -> None:
-            try:
-                await asyncio.to_thread(self._send, attempt.job_id, attempt.queue)
-            except Exception as exc:
-                log.warning(
-                    "job %s: cannot send it to the broker again: %s", attempt.job_id, type(exc).__name__
-                )
-
-        task = asyncio.ensure_future(send())
+        task = asyncio.ensure_future(self._send_once(attempt))
         self._resends.add(task)
         task.add_done_callback(self._resends.discard)
 

@@ -34,23 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aicd.errors import GitError
+from aicd.vcs import GIT_REPO_ENV
 
 # `empty` (GitLab 17.x): no checkout, an empty folder; aicd's `none` is empty too (fresh folders)
 STRATEGIES = ("clone", "fetch", "none", "empty")
 SUBMODULE_STRATEGIES = ("none", "normal", "recursive")
 # git's own limit on nested alternates is 5; submodules nest at most this deep here
 _MAX_NESTING = 5
-_ENV_DROP = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-    "GIT_CEILING_DIRECTORIES",
-)
+_ENV_DROP = (*GIT_REPO_ENV, "GIT_CEILING_DIRECTORIES")
 
 
 class NoCheckout(Exception):
@@ -139,6 +130,50 @@ def _git(cwd: Path | None, *args: str, git_dir: Path | None = None, work_tree: P
         said = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GitError(f"git {args[0]} failed: {said[-1] if said else f'exit code {done.returncode}'}")
     return done.stdout
+
+
+class _Started:
+    """A git process started now and read later (:func:`_git`'s errors), so that two git
+    processes that do not need each other run at once, on two cores."""
+
+    def __init__(self, cwd: Path | None, *args: str, git_dir: Path | None = None) -> None:
+        cmd = ["git", "-c", "core.quotePath=false", "-c", "log.showSignature=false"]
+        if git_dir is not None:
+            cmd += ["--git-dir", str(git_dir)]
+        self.args = args
+        try:
+            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [*cmd, *args],
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_env(),
+            )
+        except OSError as exc:
+            self.proc = None
+            self.error: OSError | None = exc
+
+    def output(self) -> bytes:
+        """Its output; GitError as :func:`_git` raises it."""
+        if self.proc is None:
+            raise GitError(f"git {self.args[0]} could not run: {self.error}")
+        try:
+            out, err = self.proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired as exc:
+            self.stop()
+            raise GitError(f"git {self.args[0]} could not run: {exc}") from exc
+        if self.proc.returncode != 0:
+            said = err.decode("utf-8", "replace").strip().splitlines()
+            code = self.proc.returncode
+            raise GitError(f"git {self.args[0]} failed: {said[-1] if said else f'exit code {code}'}")
+        return out
+
+    def stop(self) -> None:
+        """Not needed after all: end it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 @dataclass(frozen=True)
@@ -253,24 +288,20 @@ class PipelineGit:
         if self._origin is not None:
             return
         self._submodule_sources = []
-        if self.dirty_from is not None:
-            try:
-                top = _git(self.dirty_from, "rev-parse", "--show-toplevel").decode().strip()
-            except GitError as exc:
-                raise NoCheckout(str(exc)) from exc
-            if os.path.realpath(top) != os.path.realpath(self.dirty_from):
-                raise NoCheckout(f"{self.dirty_from} is a folder inside the repository at {top}")
-        self._source = SourceRepo.open(self.source_path)
+        # the branches and tags, asked at once (in the source's folder: the same refs as in its
+        # git folder, which the next call finds)
+        listing = _Started(
+            self.source_path, "for-each-ref", "--format=%(objectname) %(*objectname) %(refname)",
+            "refs/heads", "refs/tags",
+        )  # fmt: skip
+        try:
+            self._open_source()
+            listed = listing.output().decode("utf-8", "surrogateescape")
+        finally:
+            listing.stop()
+        assert self._source is not None
         origin = self.root / "origin.git"
         _init_git_dir(origin, bare=True, alternates=self._source.objects)
-        listed = _git(
-            None,
-            "for-each-ref",
-            "--format=%(objectname) %(*objectname) %(refname)",
-            "refs/heads",
-            "refs/tags",
-            git_dir=self._source.git_dir,
-        ).decode("utf-8", "surrogateescape")
         refs: list[tuple[str, str]] = []
         for line in listed.splitlines():
             parts = line.split(" ", 2)
@@ -283,6 +314,23 @@ class PipelineGit:
         _write_packed_refs(origin, refs)
         self._origin = origin
 
+    def _open_source(self) -> None:
+        if self.dirty_from is not None:
+            # one git process for both questions when the working tree is the source (aicd run)
+            common = self.dirty_from == self.source_path
+            try:
+                asked = ("--show-toplevel", "--git-common-dir") if common else ("--show-toplevel",)
+                lines = _git(self.dirty_from, "rev-parse", *asked).decode().splitlines()
+            except GitError as exc:
+                raise NoCheckout(str(exc)) from exc
+            top = lines[0].strip() if lines else ""
+            if os.path.realpath(top) != os.path.realpath(self.dirty_from):
+                raise NoCheckout(f"{self.dirty_from} is a folder inside the repository at {top}")
+            if common and len(lines) > 1:
+                self._source = SourceRepo.at_git_dir(self.source_path / lines[1].strip())
+        if self._source is None:
+            self._source = SourceRepo.open(self.source_path)
+
     def checkout(self, sha: str, ref: Ref, settings: GitSettings) -> tuple[Path, list[str]]:
         """A new template folder: the checkout of ``sha`` as ``settings`` ask; (folder, warnings)."""
         self._prepare_origin()
@@ -290,7 +338,6 @@ class PipelineGit:
         self._count += 1
         dest = self.root / f"checkout-{self._count}"
         dest.mkdir(parents=True)
-        warnings: list[str] = []
         kept = _history(self._source.git_dir, sha, settings.depth) if settings.depth else None
         refs: list[tuple[str, str]] = []
         if ref.branch:
@@ -314,6 +361,21 @@ class PipelineGit:
         _write_packed_refs(git_dir, refs)
         if kept is not None and kept[1]:
             (git_dir / "shallow").write_text("".join(f"{c}\n" for c in sorted(kept[1])), encoding="ascii")
+        # the working tree's changes, asked while the files are written
+        changes = None
+        if self.dirty_from is not None:
+            changes = _Started(self.dirty_from, "diff", "--name-only", "--no-renames", "-z", sha, "--")
+        try:
+            return self._fill(dest, git_dir, sha, settings, changes)
+        finally:
+            if changes is not None:
+                changes.stop()
+
+    def _fill(
+        self, dest: Path, git_dir: Path, sha: str, settings: GitSettings, changes: _Started | None
+    ) -> tuple[Path, list[str]]:
+        assert self._source is not None
+        warnings: list[str] = []
         _git(dest, "read-tree", "-u", "--reset", sha, git_dir=git_dir, work_tree=dest)
         if self.view is not None:  # checked out: from now on the objects are where the job sees them
             _write_alternates(git_dir, (self._seen(self.origin / "objects"),))
@@ -321,8 +383,8 @@ class PipelineGit:
             warnings += self._submodules(
                 dest, self._source.git_dir, sha, recursive=settings.submodules == "recursive", level=1
             )
-        if self.dirty_from is not None:
-            self._apply_changes(dest, sha)
+        if changes is not None:
+            self._apply_changes(dest, changes)
         return dest, warnings
 
     def _submodules(self, tree: Path, git_dir: Path, sha: str, *, recursive: bool, level: int) -> list[str]:
@@ -376,11 +438,12 @@ class PipelineGit:
                 _write_alternates(sub_git, tuple(self._seen(p) for p in source.objects))
         return warnings
 
-    def _apply_changes(self, dest: Path, sha: str) -> None:
-        """The working tree's changes against ``sha`` (and untracked files if asked), as files."""
+    def _apply_changes(self, dest: Path, changes: _Started) -> None:
+        """The working tree's changes against the commit (``changes``: the names git diff gives;
+        and untracked files if asked), as files."""
         assert self.dirty_from is not None
         work = self.dirty_from
-        changed = _git(work, "diff", "--name-only", "--no-renames", "-z", sha, "--").split(b"\0")
+        changed = changes.output().split(b"\0")
         names = [n.decode("utf-8", "surrogateescape") for n in changed if n]
         if self.untracked:
             others = _git(work, "ls-files", "-z", "--others", "--exclude-standard").split(b"\0")

@@ -27,6 +27,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,27 +62,16 @@ from aicd.executors.script import die_with_parent as die_with_parent_fn
 from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commit, snapshot_worktree
 from aicd.pipeline.ir import Variable
 from aicd.pipeline.variables import PieceMasker, expand, masker, resolve
-from aicd.vcs import ZERO_SHA
+from aicd.vcs import GIT_REPO_ENV, ZERO_SHA
 
 AFTER_SCRIPT_TIMEOUT_S = 300.0
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 # Set by the executor; a job's own definitions of these are ignored.
 _EXECUTOR_KEYS = frozenset({"CI_PROJECT_DIR", "CI_BUILDS_DIR"})
-# Variables of the runner's environment that would point git at another repository.
-_GIT_REPO_ENV = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-)
 # Credentials of aicd itself that a job must never see (the server's encryption key, its token).
 _AICD_CREDENTIALS = ("AICD_SECRET_KEY", "AICD_TOKEN")
-_NOT_INHERITED = frozenset((*_GIT_REPO_ENV, *_AICD_CREDENTIALS))
+_NOT_INHERITED = frozenset((*GIT_REPO_ENV, *_AICD_CREDENTIALS))
 
 
 @dataclass(frozen=True)
@@ -151,6 +141,8 @@ class LocalExecutor:
         self._git: PipelineGit | None = None
         self._git_broken: str | None = None  # why there is no checkout (said once per job)
         self._templates: dict[tuple[object, ...], tuple[Snapshot, tuple[str, ...]]] = {}
+        # checkouts started before the first job (`prefetch`), by template key
+        self._prefetched: dict[tuple[object, ...], asyncio.Future[tuple[Snapshot, tuple[str, ...]]]] = {}
         # AICD_JOB_CHECKOUT=files: jobs get a copy of the files without .git (as before issue 13)
         mode = os.environ.get("AICD_JOB_CHECKOUT", "").strip().lower() or "git"
         if mode not in ("git", "files"):
@@ -162,6 +154,7 @@ class LocalExecutor:
         self._bash = shutil.which("bash") or "/bin/bash"
         # the server's choice: job shells get SIGKILL if this process dies (Linux)
         self._preexec = die_with_parent_fn() if die_with_parent else None
+        self._base_env: tuple[dict[object, object], bool, dict[str, str]] | None = None
 
     async def start(self, request: JobRequest, on_output: OutputCallback) -> JobHandle:
         if self._closed:
@@ -173,6 +166,20 @@ class LocalExecutor:
         job.begin()
         return job
 
+    def prefetch(self, variables: Mapping[str, str]) -> None:
+        """Start, in a worker thread, the Git checkout that jobs with these variables (the
+        pipeline's predefined ones) will start from, while the caller does other work (reads
+        the pipeline). The first job that needs it waits for it; its errors are that job's, as
+        if the job had started it. Nothing is started for jobs without a checkout."""
+        if self._closed or self._templates or self._prefetched:
+            return
+        planned = self._checkout_plan(variables)
+        if planned is None:
+            return
+        key, sha, ref, settings = planned
+        loop = asyncio.get_running_loop()
+        self._prefetched[key] = loop.run_in_executor(None, self._make_checkout, sha, ref, settings)
+
     async def close(self) -> None:
         """Cancel jobs still running, wait for them, remove the source snapshot."""
         self._closed = True
@@ -182,6 +189,10 @@ class LocalExecutor:
         for job in jobs:
             with contextlib.suppress(Exception):
                 await job.wait()
+        for pending in self._prefetched.values():  # a thread cannot be stopped: let it finish
+            with contextlib.suppress(BaseException):
+                await pending
+        self._prefetched.clear()
         if self._snapshot_dir is not None and self._snapshot_dir.exists():
             await asyncio.to_thread(remove_tree, self._snapshot_dir)
         self._snapshot = None
@@ -195,11 +206,19 @@ class LocalExecutor:
         Without ``inherit_aicd_env`` (the server) no ``AICD_*`` of this process is in it, so
         ``$AICD_SECRET_KEY`` in a job's variable expands to nothing either.
         """
-        return {
+        # Every read of os.environ decodes each name and value again (~40 per job): kept while
+        # the process's environment (its bytes, compared whole) is unchanged.
+        raw = getattr(os.environ, "_data", None)
+        cached = self._base_env
+        if cached is not None and cached[0] == raw and cached[1] == self.inherit_aicd_env:
+            return dict(cached[2])
+        env = {
             k: v
             for k, v in os.environ.items()
             if k not in _NOT_INHERITED and (self.inherit_aicd_env or not k.startswith("AICD_"))
         }
+        self._base_env = (dict(raw), self.inherit_aicd_env, env) if isinstance(raw, dict) else None
+        return dict(env)
 
     def extra_env(self) -> dict[str, str]:
         """Set in the job's environment unless the job defines them."""
@@ -245,18 +264,21 @@ class LocalExecutor:
         if not settings.checkout:
             skipping = f"Skipping Git repository setup (GIT_STRATEGY: {settings.strategy})"
             return _EMPTY, (*settings.warnings, skipping)
-        sha = self.commit_sha(raw) if self.git_checkout else None
-        if sha is None or self._git_broken is not None:
+        planned = self._checkout_plan(raw) if self._git_broken is None else None
+        if planned is None:
             return await self._get_snapshot(), settings.warnings
-        ref = Ref(branch=raw.get("CI_COMMIT_BRANCH") or None, tag=raw.get("CI_COMMIT_TAG") or None)
-        if ref.branch is None and ref.tag is None and raw.get("CI_COMMIT_REF_NAME"):
-            ref = Ref(branch=raw["CI_COMMIT_REF_NAME"])
-        key = (sha, ref, settings.depth, settings.submodules)
+        key, sha, ref, settings = planned
         async with self._lock:
+            if self._prefetched:  # started before the first job: done before any other checkout
+                await asyncio.wait(self._prefetched.values())
             found = self._templates.get(key)
             if found is None:
+                prefetched = self._prefetched.pop(key, None)
                 try:
-                    found = await asyncio.to_thread(self._make_checkout, sha, ref, settings)
+                    if prefetched is not None:
+                        found = prefetched.result()
+                    else:
+                        found = await asyncio.to_thread(self._make_checkout, sha, ref, settings)
                 except NoCheckout as exc:
                     self._git_broken = str(exc)
                     found = None
@@ -271,12 +293,28 @@ class LocalExecutor:
         snapshot, notes = found
         return snapshot, (*settings.warnings, *notes)
 
+    def _checkout_plan(
+        self, raw: Mapping[str, str]
+    ) -> tuple[tuple[object, ...], str, Ref, GitSettings] | None:
+        """(template key, commit, ref, settings) of the Git checkout a job with these variables
+        starts from; None when it gets a copy of the files instead (or no checkout at all)."""
+        settings = git_settings(raw)
+        if not settings.checkout or not self.git_checkout:
+            return None
+        sha = self.commit_sha(raw)
+        if sha is None:
+            return None
+        ref = Ref(branch=raw.get("CI_COMMIT_BRANCH") or None, tag=raw.get("CI_COMMIT_TAG") or None)
+        if ref.branch is None and ref.tag is None and raw.get("CI_COMMIT_REF_NAME"):
+            ref = Ref(branch=raw["CI_COMMIT_REF_NAME"])
+        return (sha, ref, settings.depth, settings.submodules), sha, ref, settings
+
     def commit_sha(self, variables: Mapping[str, str]) -> str | None:
         """The commit a job checks out; None when the project is not a Git repository with commits."""
         sha = (variables.get("CI_COMMIT_SHA") or "").strip()
         if self.commit and len(self.commit) == 40:
             sha = sha or self.commit
-        if len(sha) != 40 or sha == ZERO_SHA or not all(c in "0123456789abcdef" for c in sha):
+        if len(sha) != 40 or sha == ZERO_SHA or not _HEX.issuperset(sha):
             return None
         return sha
 
@@ -320,8 +358,38 @@ class LocalExecutor:
         self._jobs.discard(job)
 
 
+# The most files and folders, and bytes, a job's workspace work may touch to be done on the event
+# loop instead of in a worker thread (see _LocalJob._quick_prepare).
+QUICK_ENTRIES = 64
+QUICK_BYTES = 1 << 20
+
+
+def _small_tree(root: Path, budget: list[int]) -> bool:
+    """Whether the tree at ``root`` (absent: empty) fits in what is left of ``budget`` ([entries,
+    bytes], decreased as it is walked). Stops at the first entry past the budget."""
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    budget[0] -= 1
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        budget[1] -= entry.stat(follow_symlinks=False).st_size
+                    if budget[0] < 0 or budget[1] < 0:
+                        return False
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
 @dataclass
 class _Prepared:
+    """A job's workspace, environment and script, ready for its shell."""
+
     workspace: Path
     env: dict[str, str]
     job_vars: dict[str, str]
@@ -335,6 +403,8 @@ class _Prepared:
 
 @dataclass
 class _Finished:
+    """What a job's end adds to its outcome: messages, dotenv, tests, metrics."""
+
     info: list[str] = field(default_factory=list)
     dotenv: tuple[Variable, ...] = ()
     tests: TestSummary | None = None
@@ -342,6 +412,7 @@ class _Finished:
     artifacts_dir: Path | None = None
 
 
+_HEX = frozenset("0123456789abcdef")
 _EMPTY = Snapshot(Path("/nonexistent"), (), (), frozenset())
 
 
@@ -465,7 +536,8 @@ class _LocalJob:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
             self.ex.job_starting(self.req)
-            prep = await asyncio.to_thread(self._prepare)
+            # a small workspace and nothing to restore: quicker here than a worker thread's round trip
+            prep = self._prepare() if self._quick_prepare() else await asyncio.to_thread(self._prepare)
             self._info(prep.info)
             if self._cancel_reason is None:
                 code = await self._shell(prep.script, prep.env, prep.workspace, prep.labels, None)
@@ -572,6 +644,57 @@ class _LocalJob:
 
     # -- synchronous steps (run in a worker thread) -------------------------------------------
 
+    def _quick_prepare(self) -> bool:
+        """Whether :meth:`_prepare` is a few small writes, made on the event loop rather than in
+        a worker thread (whose hand-offs cost more than such work: the loop and the thread trade
+        the interpreter lock at every system call): no cache to restore, a snapshot of at most
+        ``QUICK_ENTRIES`` files and folders whose contents are in memory, and artifacts to restore
+        of at most ``QUICK_ENTRIES`` entries and ``QUICK_BYTES`` in all."""
+        snap = self.snapshot
+        if self.req.job.cache:
+            return False
+        if len(snap.entries) + len(snap.dirs) > QUICK_ENTRIES:
+            return False
+        if not all(e.data is not None or e.link is not None for e in snap.entries):
+            return False
+        budget = [QUICK_ENTRIES, QUICK_BYTES]
+        return all(
+            _small_tree(artifacts_mod.artifacts_dir(self.run_dir, s.job_id), budget)
+            for s in self.req.artifact_sources
+        )
+
+    def _quick_finish(self, prep: _Prepared) -> bool:
+        """Whether keeping the job's artifacts is a few small copies (see :meth:`_quick_prepare`):
+        no cache, reports, ``untracked`` or ``exclude``; each path a plain name (no glob) inside the
+        workspace of a regular file or of nothing, ``QUICK_BYTES`` in all. Only where the work is
+        done depends on this: what is kept, and what the log says, are the same."""
+        job = self.req.job
+        arts = job.artifacts
+        if job.cache or arts is None or arts.untracked or arts.exclude:
+            return False
+        rep = arts.reports
+        if rep.dotenv or rep.junit or rep.metrics or rep.other or len(arts.paths) > QUICK_ENTRIES:
+            return False
+        total = 0
+        root = os.path.join(prep.workspace, "")
+        for raw in arts.paths:
+            path = expand(raw, prep.job_vars)
+            if any(c in path for c in "*?[\\"):
+                return False
+            full = os.path.normpath(os.path.join(root, path))
+            if not full.startswith(root):  # outside the workspace: refused (with a warning) in a thread
+                return False
+            try:
+                st = os.lstat(full)
+            except (OSError, ValueError):
+                continue  # nothing there: a warning, as in a thread
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            total += st.st_size
+            if total > QUICK_BYTES:
+                return False
+        return True
+
     def _prepare(self) -> _Prepared:
         req = self.req
         job = req.job
@@ -661,6 +784,8 @@ class _LocalJob:
         job = self.req.job
         if not job.cache and job.artifacts is None:
             return _Finished()
+        if self._quick_finish(prep):
+            return self._finish_sync(prep, status)
         return await asyncio.to_thread(self._finish_sync, prep, status)
 
     def _finish_sync(self, prep: _Prepared, status: OutcomeStatus) -> _Finished:

@@ -54,6 +54,8 @@ def parse_dotenv(text: str, source: str = "dotenv") -> tuple[list[Variable], lis
 
 @dataclass
 class _Counts:
+    """Test counts while JUnit reports are read."""
+
     total: int = 0
     passed: int = 0
     failed: int = 0

@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import cast
 
 from aicd.executors.base import OutputKind
@@ -243,8 +244,25 @@ def bash_command(bash: str, script: Path) -> list[str]:
     return [bash, "--noprofile", "--norc", str(script)]
 
 
+_SPAWN: list[ModuleType] = []
+
+
+def _spawn() -> ModuleType:
+    """aicd.executors.spawn, imported once a second shell runs at once: a pipeline of one job at
+    a time never pays for importing ``ctypes`` (~3.5 ms); once imported, every shell uses it."""
+    if not _SPAWN:
+        from aicd.executors import spawn
+
+        _SPAWN.append(spawn)
+    return _SPAWN[0]
+
+
 class ShellProcess:
     """One ``bash`` run of a script file, streamed line by line."""
+
+    # shells started and not yet done, in this process: from the first time two run at once, every
+    # shell is started with posix_spawn (aicd.executors.spawn); before, with loop.subprocess_exec
+    running = 0
 
     def __init__(
         self, transport: asyncio.SubprocessTransport, protocol: _Protocol, reader: LineReader
@@ -254,6 +272,8 @@ class ShellProcess:
         self.pgid = transport.get_pid()  # start_new_session: the shell leads its own group
         self._reader = reader
         self._kill_task: asyncio.Task[None] | None = None
+        self._counted = True
+        ShellProcess.running += 1
 
     @classmethod
     async def start(
@@ -268,6 +288,18 @@ class ShellProcess:
         """Start ``argv`` (:func:`bash_command`, or a sandbox's command line wrapping it);
         ``pass_fds``: descriptors the process inherits (a sandbox's launch handshake)."""
         loop = asyncio.get_running_loop()
+        if (
+            (ShellProcess.running > 0 or _SPAWN)
+            and preexec is None
+            and not pass_fds
+            and _spawn().available(argv)
+        ):
+            # posix_spawn (see aicd.executors.spawn)
+            spawn = _spawn()
+            protocol = _Protocol(reader.feed, loop)
+            shell = await spawn.start(argv, str(cwd), env, protocol)
+            protocol.pid = shell.pid
+            return cls(cast(asyncio.SubprocessTransport, shell), protocol, reader)
         transport, protocol = await loop.subprocess_exec(
             lambda: _Protocol(reader.feed, loop),
             *argv,
@@ -310,6 +342,9 @@ class ShellProcess:
                 await asyncio.wait_for(asyncio.shield(protocol.eof), KILL_GRACE_S + 1)
         finally:
             self.transport.close()
+            if self._counted:
+                self._counted = False
+                ShellProcess.running -= 1
         if protocol.error is not None:
             raise protocol.error
         self._reader.close()

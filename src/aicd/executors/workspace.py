@@ -17,7 +17,6 @@ up and find the user's repository; the executor sets
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -41,6 +40,8 @@ _INLINE_TOTAL = 128 * 1024 * 1024
 
 @dataclass(frozen=True)
 class SnapshotFile:
+    """One file of a workspace snapshot."""
+
     path: str  # relative
     mode: int  # permission bits
     data: bytes | None  # contents when small enough to keep in memory
@@ -277,6 +278,8 @@ def slug(name: str) -> str:
     """
     s = _SLUG_BAD.sub("-", name.lower()).strip("-.")[:60] or "job"
     if s != name:
+        import hashlib  # for names that needed changing only: not on every run's import path
+
         s += "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
     return s
 

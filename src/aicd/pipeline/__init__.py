@@ -24,6 +24,7 @@ from aicd.pipeline.ir import Pipeline, Variable
 
 if TYPE_CHECKING:
     from aicd.pipeline.lint import LintReport
+    from aicd.pipeline.rules import ChangedFiles
 
 __all__ = ["LintReport", "Pipeline", "PipelineContext", "lint_pipeline", "load_pipeline"]
 
@@ -34,7 +35,8 @@ class PipelineContext:
 
     predefined: Sequence[Variable] = ()  # CI_* variables
     variables: Sequence[Variable] = ()  # pipeline variables (CLI, files): highest precedence
-    changed_files: Sequence[str] | None = None  # None: unknown, `changes` is always true
+    # None: unknown, `changes` is always true; a ChangedFiles: found when a `changes` clause asks
+    changed_files: Sequence[str] | ChangedFiles | None = None
     # For `rules:changes:compare_to`: the files changed since a ref (None: unknown).
     changes_since: Callable[[str], Sequence[str] | None] | None = None
     # Trigger jobs with `trigger: include` of a local file become jobs that run a child

@@ -17,6 +17,7 @@ import bisect
 import contextlib
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,6 @@ from typing import Any
 
 from aicd.errors import Diagnostic, ExpressionError, PipelineError
 from aicd.pipeline import parallel
-from aicd.pipeline.expression import evaluate, regex_from_value
 from aicd.pipeline.ir import (
     DEFAULT_STAGES,
     Cache,
@@ -38,7 +38,14 @@ from aicd.pipeline.ir import (
     Variable,
 )
 from aicd.pipeline.nodes import LocList, LocMap, Mark, Reference
-from aicd.pipeline.rules import RuleContext, check_rules, evaluate_rules, glob_match
+from aicd.pipeline.rules import (
+    ChangedFiles,
+    RuleContext,
+    changed_files_of,
+    check_rules,
+    evaluate_rules,
+    glob_match,
+)
 from aicd.pipeline.schema import (
     CACHE_POLICIES,
     DEFAULT_KEYWORDS,
@@ -83,9 +90,11 @@ _DEPRECATED_GLOBALS = ("image", "services", "cache", "before_script", "after_scr
 
 @dataclass(frozen=True)
 class BuildContext:
+    """What building a pipeline needs beyond its YAML."""
+
     predefined: Sequence[Variable] = ()
     variables: Sequence[Variable] = ()  # pipeline variables (CLI...)
-    changed_files: Sequence[str] | None = None
+    changed_files: Sequence[str] | ChangedFiles | None = None
     project_dir: Path | None = None
     file: str = ".gitlab-ci.yml"
     changes_since: Callable[[str], Sequence[str] | None] | None = None
@@ -94,6 +103,8 @@ class BuildContext:
 
 @dataclass
 class BuildResult:
+    """A built pipeline, or the problems found, and what was built anyway."""
+
     diagnostics: list[Diagnostic]
     pipeline: Pipeline | None = None
     filtered_out: bool = False  # workflow:rules made no pipeline
@@ -119,6 +130,8 @@ class Listing:
 
 @dataclass
 class NeedSpec:
+    """One `needs` entry, checked, before the job it names is resolved."""
+
     job: str
     at: At
     artifacts: bool = True
@@ -1435,6 +1448,8 @@ def check_only_except(value: Any, at: At, problems: Problems) -> None:
         for i, text in enumerate(items):
             item_at = where.of(raw, i)
             if key == "variables":
+                from aicd.pipeline.expression import evaluate  # only for pipelines that use it
+
                 try:
                     evaluate(text, {})
                 except ExpressionError as exc:
@@ -1445,7 +1460,7 @@ def check_only_except(value: Any, at: At, problems: Problems) -> None:
                 if not (pattern.startswith("/") and pattern.count("/") >= 2):
                     continue
                 try:
-                    regex_from_value(pattern)
+                    _regex_from_value(pattern)
                 except ExpressionError as exc:
                     problems.error(item_at, f"is not a valid regular expression: {exc}")
     if parts.get("kubernetes") is not None:
@@ -1457,7 +1472,7 @@ def only_except_verdict(
     only: Any,
     except_: Any,
     lookup: Mapping[str, str],
-    changed_files: Sequence[str] | None,
+    changed_files: Sequence[str] | ChangedFiles | None,
     only_at: At,
     except_at: At,
     problems: Problems,
@@ -1487,7 +1502,7 @@ def only_except_verdict(
 
 
 def _condition(
-    key: str, raw: Any, lookup: Mapping[str, str], changed: Sequence[str] | None, source: str
+    key: str, raw: Any, lookup: Mapping[str, str], changed: Sequence[str] | ChangedFiles | None, source: str
 ) -> bool:
     if key == "kubernetes":
         return True
@@ -1497,17 +1512,27 @@ def _condition(
     if key == "refs":
         return any(_ref_matches(r, lookup, source) for r in items)
     if key == "variables":
+        from aicd.pipeline.expression import evaluate  # only for pipelines that use it
+
         out = False
         for text in items:
             with contextlib.suppress(ExpressionError):  # reported by check_only_except
                 out = out or evaluate(text, lookup)
         return out
     if key == "changes":
-        if changed is None:
+        files = changed_files_of(changed)
+        if files is None:
             return True
         patterns = [expand(p, lookup) for p in items]
-        return any(glob_match(p, f) for p in patterns if p for f in changed)
+        return any(glob_match(p, f) for p in patterns if p for f in files)
     return False
+
+
+def _regex_from_value(text: str) -> re.Pattern[str] | None:
+    # the rules:if language is imported only by the pipelines that use it (`aicd run` start-up)
+    from aicd.pipeline.expression import regex_from_value
+
+    return regex_from_value(text)
 
 
 def _ref_matches(pattern: str, lookup: Mapping[str, str], source: str) -> bool:
@@ -1523,7 +1548,7 @@ def _ref_matches(pattern: str, lookup: Mapping[str, str], source: str) -> bool:
     name = lookup.get("CI_COMMIT_REF_NAME", "")
     if ref.startswith("/") and ref.count("/") >= 2:
         try:
-            regex = regex_from_value(ref)
+            regex = _regex_from_value(ref)
         except ExpressionError:
             return False
         if regex is not None:

@@ -33,6 +33,8 @@ DEFAULT_STAGES: tuple[str, ...] = (".pre", "build", "test", "deploy", ".post")
 
 @dataclass(frozen=True, slots=True)
 class Location:
+    """Where a value came from: file, line and column (1-based; 0 when unknown)."""
+
     file: str = ""
     line: int = 0
     column: int = 0
@@ -51,6 +53,8 @@ class Variable:
 
 @dataclass(frozen=True, slots=True)
 class Need:
+    """One entry of a job's `needs`: the job, and whether its artifacts come along."""
+
     job: str  # the full (expanded) job name
     artifacts: bool = True
     optional: bool = False
@@ -58,6 +62,8 @@ class Need:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
+    """`retry`: how many more attempts, on which failures and exit codes."""
+
     max: int = 0  # 0..2 in GitLab
     when: tuple[str, ...] = ("always",)
     exit_codes: tuple[int, ...] = ()
@@ -65,6 +71,8 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Reports:
+    """`artifacts:reports`: the files of each report type."""
+
     junit: tuple[str, ...] = ()
     dotenv: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
@@ -73,6 +81,8 @@ class Reports:
 
 @dataclass(frozen=True, slots=True)
 class Artifacts:
+    """`artifacts`: what a job keeps, and when."""
+
     paths: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     untracked: bool = False
@@ -84,6 +94,8 @@ class Artifacts:
 
 @dataclass(frozen=True, slots=True)
 class Cache:
+    """One `cache` entry: key, paths, policy and when."""
+
     key: str = "default"  # raw; expanded at run time
     key_files: tuple[str, ...] = ()  # cache:key:files; the key is a hash of these
     key_prefix: str | None = None
@@ -96,6 +108,8 @@ class Cache:
 
 @dataclass(frozen=True, slots=True)
 class Environment:
+    """`environment`: where a job deploys."""
+
     name: str
     url: str | None = None
     action: EnvAction = "start"
@@ -117,6 +131,8 @@ class Trigger:
 
 @dataclass(frozen=True, slots=True)
 class Job:
+    """One job of the pipeline, resolved (after rules, extends and parallel expansion)."""
+
     name: str  # full name, e.g. 'test 1/3' or 'test: [linux, amd64]'
     base_name: str  # name in the YAML before parallel expansion
     stage: str
@@ -153,6 +169,8 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
+    """The resolved pipeline: its stages, its jobs and its variables."""
+
     stages: tuple[str, ...] = DEFAULT_STAGES
     jobs: tuple[Job, ...] = ()
     # Pipeline-level variables (CLI --variable, project/env files): highest

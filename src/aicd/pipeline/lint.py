@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LintReport:
+    """Every problem of a pipeline file, and its pipeline when there is none."""
+
     diagnostics: list[Diagnostic] = field(default_factory=list)  # errors and warnings, by file/line
     pipeline: Pipeline | None = None  # None when there is an error or workflow:rules filter it out
 

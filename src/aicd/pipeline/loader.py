@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from aicd.errors import Diagnostic, PipelineError
 from aicd.pipeline.nodes import LocList, LocMap, Mark, Reference
+from aicd.pipeline.yaml_lib import yaml
 
 if TYPE_CHECKING:
     from aicd.pipeline.include import Document

@@ -16,6 +16,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Mark:
+    """A position in a YAML file (1-based line and column)."""
+
     file: str
     line: int
     column: int

@@ -28,12 +28,16 @@ Combination = tuple[tuple[str, str], ...]
 
 @dataclass(frozen=True)
 class ParallelSpec:
+    """A job's `parallel`, checked: a count or matrix combinations."""
+
     count: int | None = None  # parallel: N
     matrix: tuple[Combination, ...] = ()  # parallel: matrix, expanded
 
 
 @dataclass(frozen=True)
 class Instance:
+    """One job made by `parallel`: its name, index and matrix values."""
+
     name: str
     node_index: int | None = None
     node_total: int | None = None

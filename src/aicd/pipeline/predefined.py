@@ -15,10 +15,10 @@ All are `expand=False` (GitLab sends predefined variables raw). Choices:
 
 from __future__ import annotations
 
-import platform
+import os
 import re
+import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -87,7 +87,8 @@ def guess_tier(name: str) -> str:
 
 
 def _iso_utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # as datetime.fromtimestamp(epoch, UTC) (rounded to the microsecond), without importing datetime
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(round(epoch, 6)))
 
 
 def remote_project_path(url: str) -> str | None:
@@ -204,9 +205,10 @@ def _login() -> str:
 
 
 def _arch() -> str:
-    machine = platform.machine().lower()
+    system = os.uname()  # what platform.system() and platform.machine() read, without importing platform
+    machine = system.machine.lower()
     arch = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "i386": "386"}.get(machine, machine)
-    return f"{platform.system().lower()}/{arch}"
+    return f"{system.sysname.lower()}/{arch}"
 
 
 def job_variables(
@@ -227,7 +229,7 @@ def job_variables(
     followed by the job id (default: `CI_PROJECT_URL/-/jobs/<id>`).
     """
     project_url = pipeline_vars.get("CI_PROJECT_URL", f"{DEFAULT_SERVER_URL}/local/project")
-    start = datetime.now(UTC).timestamp() if started_at is None else started_at
+    start = time.time() if started_at is None else started_at
     timeout = job.timeout_s if job.timeout_s is not None else DEFAULT_JOB_TIMEOUT_S
     values: dict[str, str] = {
         "CI_JOB_ID": str(job_id),

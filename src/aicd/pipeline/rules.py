@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from aicd.errors import AicdError, Diagnostic, ExpressionError, PipelineError
-from aicd.pipeline.expression import evaluate_tree, parse
 from aicd.pipeline.nodes import NO_MARK, LocList, LocMap, Mark, Reference, describe
 from aicd.pipeline.variables import expand
 from aicd.vcs import walk_files
@@ -53,12 +52,39 @@ RULE_WHEN = ("on_success", "on_failure", "always", "manual", "delayed", "never")
 EXISTS_CHECK_LIMIT = 10_000
 
 
+class ChangedFiles:
+    """The files the pipeline's commit changed, found the first time a `changes` clause asks for
+    them: a pipeline without one never pays for the `git diff` (a process, ~2-4 ms of a run's
+    start). ``compute`` returns the files, or None when they are unknown (`changes` always true);
+    its errors are raised where the clause is evaluated."""
+
+    __slots__ = ("_compute", "_done", "_value")
+
+    def __init__(self, compute: Callable[[], Sequence[str] | None]) -> None:
+        self._compute = compute
+        self._value: Sequence[str] | None = None
+        self._done = False
+
+    def get(self) -> Sequence[str] | None:
+        if not self._done:
+            self._value = self._compute()
+            self._done = True
+        return self._value
+
+
+def changed_files_of(changed: Sequence[str] | ChangedFiles | None) -> Sequence[str] | None:
+    """The changed files, computing them now if they were given as a :class:`ChangedFiles`."""
+    return changed.get() if isinstance(changed, ChangedFiles) else changed
+
+
 @dataclass(frozen=True)
 class RuleContext:
+    """What `rules` are evaluated against: variables, files, changes."""
+
     variables: Mapping[str, str]
     project_dir: Path | None = None
-    # Files changed by the pipeline's push; None: `changes` is always true.
-    changed_files: Sequence[str] | None = None
+    # Files changed by the pipeline's push (or how to find them); None: `changes` is always true.
+    changed_files: Sequence[str] | ChangedFiles | None = None
     # Project files `exists` checks (relative POSIX paths); None: walk project_dir.
     files: Sequence[str] | None = None
     # Files changed since a ref, for `changes:compare_to` (None result: always true).
@@ -80,6 +106,8 @@ class RuleContext:
 
 @dataclass(frozen=True)
 class RuleOutcome:
+    """What the rules give a job: its `when` (never: not in the pipeline) and what the matching rule sets."""
+
     when: str
     allow_failure: bool | None = None
     variables: Mapping[str, Any] | None = None
@@ -136,6 +164,9 @@ def describe_rule(rule: Mapping[str, Any], limit: int = 80) -> str:
 
 def _matches(rule: Mapping[str, Any], ctx: RuleContext, path: str) -> bool:
     if "if" in rule:
+        # the rules:if language: imported by the pipelines that use it (`aicd run` start-up)
+        from aicd.pipeline.expression import evaluate_tree, parse
+
         try:
             if not evaluate_tree(parse(rule["if"]), ctx.variables):
                 return False
@@ -148,7 +179,7 @@ def _matches(rule: Mapping[str, Any], ctx: RuleContext, path: str) -> bool:
 
 def _changes_match(rule: Mapping[str, Any], ctx: RuleContext, path: str) -> bool:
     spec = rule["changes"]
-    files = ctx.changed_files
+    files = changed_files_of(ctx.changed_files)
     paths = spec
     if isinstance(spec, Mapping):
         paths = spec.get("paths") or []
@@ -376,6 +407,8 @@ def _check_rule(rule: Any, path: str, mark: Mark) -> list[Diagnostic]:
         if not isinstance(expr, str):
             problem("if", f"must be an expression string such as '$CI_COMMIT_BRANCH', not {_kind(expr)}")
         else:
+            from aicd.pipeline.expression import parse
+
             try:
                 parse(expr)
             except ExpressionError as exc:

@@ -555,6 +555,8 @@ def read_allow_failure(value: Any, at: At, problems: Problems) -> tuple[bool, tu
 
 @dataclass(frozen=True)
 class RetrySpec:
+    """A job's `retry`, checked."""
+
     max: int = 0
     when: tuple[str, ...] = ("always",)
     exit_codes: tuple[int, ...] = ()

@@ -60,10 +60,16 @@ def resolve(variables: Sequence[Variable], *, fallback: Mapping[str, str] | None
         winners.pop(var.key, None)  # keep the order of the last definition
         winners[var.key] = var
     extra: Mapping[str, str] = fallback if fallback is not None else {}
-    graph = {
-        key: [r for r in references(var.value) if r in winners] if var.expand else []
-        for key, var in winners.items()
-    }
+    # Only the values that refer to another defined variable (most refer to none: a job's
+    # ~60 predefined variables are raw) take part in the recursion below.
+    graph: dict[str, list[str]] = {}
+    for key, var in winners.items():
+        if var.expand and "$" in var.value:
+            refs = [r for r in references(var.value) if r in winners]
+            if refs:
+                graph[key] = refs
+    if not graph:  # nothing nested, no cycle: each value on its own
+        return {key: expand(var.value, extra) if var.expand else var.value for key, var in winners.items()}
     component = _components(graph)
     memo: dict[str, str] = {}
     active: set[str] = set()
@@ -71,16 +77,18 @@ def resolve(variables: Sequence[Variable], *, fallback: Mapping[str, str] | None
 
     def value_of(key: str) -> str:
         # A value depends on the path only through members of its own cycle.
-        comp = component[key]
-        cacheable = not active_per_component.get(comp)
+        # (one that refers to no other is in no cycle; one that none refers to has no component)
+        comp = component.get(key)
+        cacheable = comp is None or not active_per_component.get(comp)
         if cacheable and key in memo:
             return memo[key]
         var = winners[key]
         if not var.expand:
             result = var.value
-        elif not graph[key]:
+        elif key not in graph:
             result = expand(var.value, extra)
         else:
+            comp = component[key]
             active.add(key)
             active_per_component[comp] = active_per_component.get(comp, 0) + 1
             try:
@@ -106,7 +114,8 @@ def resolve(variables: Sequence[Variable], *, fallback: Mapping[str, str] | None
 
 
 def _components(graph: Mapping[str, Sequence[str]]) -> dict[str, int]:
-    """Strongly connected component id of every node (Tarjan, iterative)."""
+    """Strongly connected component id of every node with edges, and of every node they reach
+    (Tarjan, iterative); a node that is not a key of ``graph`` has no edges."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
@@ -125,7 +134,7 @@ def _components(graph: Mapping[str, Sequence[str]]) -> dict[str, int]:
                 counter += 1
                 stack.append(node)
                 on_stack.add(node)
-            edges = graph[node]
+            edges = graph.get(node, ())
             if child < len(edges):
                 work.append((node, child + 1))
                 nxt = edges[child]

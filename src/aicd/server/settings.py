@@ -56,6 +56,7 @@ class ServerSettings:
     queue_prefix: str = "aicd.jobs"
     lease_timeout_s: float = 30.0  # AICD_LEASE_TIMEOUT_S: a worker silent this long loses the attempt
     stuck_timeout_s: float = 3600.0  # AICD_STUCK_TIMEOUT_S: a job no worker took fails after this
+    resend_s: float = 60.0  # AICD_RESEND_S: a job no worker took has its message sent again this often
 
     @property
     def admin_token_path(self) -> Path:
@@ -145,6 +146,7 @@ class ServerSettings:
             queue_prefix=_queue_prefix(env.get("AICD_QUEUE_PREFIX", "")),
             lease_timeout_s=_seconds(env, "AICD_LEASE_TIMEOUT_S", 30.0, least=1.0),
             stuck_timeout_s=_seconds(env, "AICD_STUCK_TIMEOUT_S", 3600.0, least=1.0),
+            resend_s=_seconds(env, "AICD_RESEND_S", 60.0, least=1.0),
         )
 
 

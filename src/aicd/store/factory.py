@@ -34,14 +34,14 @@ def _is_new(path: str) -> bool:
 
 def open_store(url: str) -> Store:
     """Open the run history at a SQLAlchemy-style URL. Raises StoreError."""
-    from aicd.store.sqlite_fast import FastSqliteStore, create_sqlite_database, sqlite_path
+    from aicd.store.sqlite_fast import FastSqliteStore, create_sqlite_store, sqlite_path
 
     fast = FastSqliteStore.try_open(url)
     if fast is not None:
         return fast
     path = sqlite_path(url)
-    if path is not None and _is_new(path) and create_sqlite_database(path):
-        fast = FastSqliteStore.try_open(url)
+    if path is not None and _is_new(path):
+        fast = create_sqlite_store(path)
         if fast is not None:
             return fast
     from aicd.store.repository import RunStore

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Row
 
 from aicd.errors import ConflictError
 from aicd.store.owned import DatabaseStore
-from aicd.store.schema import job_leases
+from aicd.store.schema import job_leases, jobs
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,12 @@ def _record(row: Row[tuple[object, ...]]) -> LeaseRecord:
 
 
 class JobLeaseStore(DatabaseStore):
-    def claim(self, job_id: int, runner_id: int, *, expires_at: float) -> LeaseRecord | None:
-        """The new lease of `runner_id` on attempt `job_id`; None when the attempt was claimed before."""
+    def claim(
+        self, job_id: int, runner_id: int, *, expires_at: float, mark_running: bool = False
+    ) -> LeaseRecord | None:
+        """The new lease of `runner_id` on attempt `job_id`; None when the attempt was claimed before.
+        `mark_running`: the job's row becomes `running` (started now) in the same transaction (one
+        commit, not two, on the way from the broker to the job)."""
         now = time.time()
         try:
             with self._write("claim a job attempt", conflict="claimed") as conn:
@@ -56,6 +60,10 @@ class JobLeaseStore(DatabaseStore):
                         job_id=job_id, runner_id=runner_id, claimed_at=now, expires_at=expires_at
                     )
                 )
+                if mark_running:
+                    conn.execute(
+                        update(jobs).where(jobs.c.id == job_id).values(status="running", started_at=now)
+                    )
         except ConflictError:
             return None
         return LeaseRecord(job_id, runner_id, now, expires_at, None, None)

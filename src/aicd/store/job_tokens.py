@@ -9,7 +9,7 @@ it once recovery has ended the job.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
@@ -46,9 +46,17 @@ class JobTokenStore(DatabaseStore):
         expires_at: float,
         user_login: str | None = None,
         protected_ref: bool = False,
+        job_fields: Mapping[str, object] | None = None,
     ) -> int:
-        """Record a new token (its hash); returns its id."""
+        """Record a new token (its hash); returns its id. `job_fields`: the attempt's row gets them in
+        the same transaction (an attempt for a worker: its row `pending`, one commit for both),
+        unless the row is `running` (an attempt a restarted server adopted: its worker's token needs
+        its row `running`)."""
         with self._write("record a job token") as conn:
+            if job_fields:
+                conn.execute(
+                    update(jobs).where(jobs.c.id == job_id, jobs.c.status != "running").values(**job_fields)
+                )
             return int(
                 conn.execute(
                     insert(job_tokens)

@@ -17,6 +17,8 @@ def parse_id(text: str) -> int | None:
 
 @dataclass(frozen=True)
 class PipelineRecord:
+    """A stored pipeline run."""
+
     id: int
     iid: int  # per project counter (CI_PIPELINE_IID)
     project_dir: str
@@ -36,6 +38,8 @@ class PipelineRecord:
 
 @dataclass(frozen=True)
 class JobRecord:
+    """A stored job attempt."""
+
     id: int
     pipeline_id: int
     name: str

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aicd.errors import GitError
+from aicd.vcs import GIT_REPO_ENV
 
 if TYPE_CHECKING:
     from aicd.store.projects_repo import ProjectRecord
@@ -36,21 +37,10 @@ _SHA = re.compile(r"^[0-9a-f]{7,64}$")
 _locks: dict[Path, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
-# Variables a calling git may set that would point our git elsewhere.
-_GIT_ENV_DROP = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-)
-
 
 def git_env() -> dict[str, str]:
     """The environment for git talking to remotes: never prompts, English messages."""
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
+    env = {k: v for k, v in os.environ.items() if k not in GIT_REPO_ENV}
     env.update(
         LC_ALL="C",
         GIT_TERMINAL_PROMPT="0",

@@ -43,21 +43,39 @@ def _message(response: httpx.Response) -> str:
 
 
 class WorkerApi:
-    """The server's API with the runner's token (claims) and with one attempt's job token."""
+    """The server's API with the runner's token (claims) and with one attempt's job token.
+
+    One HTTP client for the worker process (kept-alive connections, made once: an httpx
+    client costs tens of ms to make), used from the worker's one event loop; each request
+    names its own token.
+    """
 
     def __init__(self, server: str, runner_token: str) -> None:
         self.server = server.rstrip("/")
         self.shown = redact(self.server)
         self.runner_token = runner_token
+        self._http: httpx.AsyncClient | None = None
 
-    def client(self, job_token: str | None = None, timeout: float = TIMEOUT_S) -> httpx.AsyncClient:
-        headers = {"JOB-TOKEN": job_token} if job_token else {"RUNNER-TOKEN": self.runner_token}
-        return httpx.AsyncClient(base_url=f"{self.server}/api/v1", headers=headers, timeout=timeout)
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                base_url=f"{self.server}/api/v1",
+                timeout=TIMEOUT_S,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def claim(self, job_id: int) -> dict[str, Any]:
         try:
-            async with self.client() as http:
-                response = await http.post(f"/runners/jobs/{job_id}/claim")
+            response = await self.http.post(
+                f"/runners/jobs/{job_id}/claim", headers={"RUNNER-TOKEN": self.runner_token}
+            )
         except httpx.HTTPError as exc:
             raise Requeue(f"cannot reach the aicd server at {self.shown}: {type(exc).__name__}") from None
         if response.status_code in (404, 409):
@@ -75,10 +93,8 @@ class JobApi:
 
     def __init__(self, api: WorkerApi, token: str) -> None:
         self.shown = api.shown
-        self.http = api.client(token)
-
-    async def close(self) -> None:
-        await self.http.aclose()
+        self.http = api.http
+        self.headers = {"JOB-TOKEN": token}
 
     def _check(self, response: httpx.Response, what: str) -> None:
         if response.status_code in (401, 409):
@@ -88,7 +104,8 @@ class JobApi:
 
     async def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self.http.request(method, path, **kwargs)
+            headers = {**self.headers, **kwargs.pop("headers", {})}
+            response = await self.http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise AicdError(
                 f"{what}: cannot reach the aicd server at {self.shown} ({type(exc).__name__})"
@@ -99,7 +116,7 @@ class JobApi:
     async def download(self, path: str, dest: Path, what: str) -> None:
         """GET `path` into the file `dest`."""
         try:
-            async with self.http.stream("GET", path) as response:
+            async with self.http.stream("GET", path, headers=self.headers) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     self._check(response, what)

@@ -14,6 +14,7 @@ is stopped and nothing more is sent.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -39,6 +40,7 @@ from aicd.workers.api import Gone, JobApi, WorkerApi
 log = logging.getLogger("aicd.worker")
 
 LOG_PUMP_S = 0.2
+HEARTBEAT_END_S = 1.0  # after the result, how long the heartbeat's long poll may take to answer
 LOG_CHUNK = 512 * 1024
 MAX_SOURCE_BYTES = 8 << 30
 RETRY_S = 1.0
@@ -55,19 +57,97 @@ class WorkerConfig:
     network: bool = True
 
 
-async def run_attempt(api: WorkerApi, config: WorkerConfig, job_id: int) -> str:
-    """Claim and run attempt `job_id`; a line saying how it ended. Drop/Requeue from the claim."""
+TIMINGS = os.environ.get("AICD_WORKER_TIMINGS", "") == "1"  # log each attempt's phases (benchmarks)
+
+
+class Marks:
+    """Where an attempt's time went: named phases in ms, logged with AICD_WORKER_TIMINGS=1."""
+
+    def __init__(self) -> None:
+        self.entered = time.time()
+        self.last = time.monotonic()
+        self.phases: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        now = time.monotonic()
+        self.phases[phase] = self.phases.get(phase, 0.0) + (now - self.last) * 1000
+        self.last = now
+
+    def line(self, job_id: int) -> str:
+        parts = " ".join(f"{k}={v:.1f}" for k, v in self.phases.items())
+        return f"timings job={job_id} entered={self.entered:.6f} {parts}"
+
+
+class Executors:
+    """The worker process's executors, kept for the next attempts of the same commit, project and
+    job environment: the commit's source is unpacked once, not once per attempt. At most KEEP idle
+    ones are kept (the least recently used idle one is closed first)."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, ...], LocalExecutor] = {}  # oldest first
+        self._users: dict[tuple[str, ...], int] = {}
+
+    def take(self, config: WorkerConfig, spec: dict[str, Any], source: Path) -> tuple[Any, LocalExecutor]:
+        sha = str(spec.get("commit_sha") or "")
+        if not _SHA.fullmatch(sha):
+            return None, _executor(config, spec, source)  # a source of its own: not shared
+        env = sorted((str(k), str(v)) for k, v in dict(spec["job_env"]).items())
+        key = (sha, str(spec.get("project_id")), repr(env))
+        executor = self._found.pop(key, None) or _executor(config, spec, source)
+        self._found[key] = executor  # now the most recently used
+        self._users[key] = self._users.get(key, 0) + 1
+        return key, executor
+
+    async def give_back(self, key: Any, executor: LocalExecutor) -> None:
+        if key is None:
+            await executor.close()
+            return
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key]
+        idle = [k for k in self._found if k not in self._users]
+        for old in idle[: max(0, len(idle) - self.KEEP)]:
+            await self._found.pop(old).close()
+
+    async def close(self) -> None:
+        found, self._found = self._found, {}
+        self._users.clear()
+        for executor in found.values():
+            with contextlib.suppress(Exception):
+                await executor.close()
+
+
+async def run_attempt(
+    api: WorkerApi,
+    config: WorkerConfig,
+    job_id: int,
+    marks: Marks | None = None,
+    executors: Executors | None = None,
+) -> str:
+    """Claim and run attempt `job_id`; a line saying how it ended. Drop/Requeue from the claim.
+
+    `executors`: the worker process's (kept between attempts); None: one for this attempt only."""
+    marks = marks or Marks()
     spec = await api.claim(job_id)
+    marks.mark("claim")
     job_api = JobApi(api, str(spec["token"]))
     work = config.home / "runs" / f"{job_id}-{secrets.token_hex(4)}"
+    own = executors is None
+    pool = executors or Executors()
     try:
-        return await _run(job_api, config, spec, work)
+        return await _run(job_api, config, spec, work, marks, pool)
     finally:
-        await job_api.close()
+        if own:
+            await pool.close()
         await asyncio.to_thread(remove_tree, work)
         builds = config.home / "builds" / str(spec["pipeline_id"])
         with contextlib.suppress(OSError):
             await asyncio.to_thread(_remove_if_empty_tree, builds)
+        marks.mark("cleanup")
+        if TIMINGS:
+            log.info("%s", marks.line(job_id))
 
 
 def _remove_if_empty_tree(path: Path) -> None:
@@ -107,16 +187,21 @@ def _executor(config: WorkerConfig, spec: dict[str, Any], source: Path) -> Local
     )
 
 
-async def _run(job_api: JobApi, config: WorkerConfig, spec: dict[str, Any], work: Path) -> str:
+async def _run(
+    job_api: JobApi, config: WorkerConfig, spec: dict[str, Any], work: Path, marks: Marks, pool: Executors
+) -> str:
     job_id = int(spec["job_id"])
     work.mkdir(parents=True)
     log_path = job_log_path(work, job_id)
     started = time.time()
     executor: LocalExecutor | None = None
+    key: Any = None
     try:
         job = codec.from_data(Job, spec["job"])
         variables = codec.from_data(tuple[Variable, ...], spec["variables"])
+        marks.mark("decode")
         source = await _source(job_api, config, spec, work)
+        marks.mark("source")
         sources = []
         for item in spec["artifact_sources"]:
             dep = int(item["job_id"])
@@ -132,9 +217,13 @@ async def _run(job_api: JobApi, config: WorkerConfig, spec: dict[str, Any], work
             artifact_sources=tuple(sources),
             log_path=log_path,
         )
-        executor = _executor(config, spec, source)
+        marks.mark("artifacts_in")
+        key, executor = pool.take(config, spec, source)
         handle = await executor.start(request, lambda _kind, _text: None)
+        marks.mark("executor_start")
     except Gone as exc:
+        if executor is not None:
+            await pool.give_back(key, executor)
         return f"job {job_id}: given up by the server before it ran ({exc})"
     except Exception as exc:
         message = str(exc) if isinstance(exc, AicdError) else f"{type(exc).__name__}: {exc}"
@@ -144,12 +233,13 @@ async def _run(job_api: JobApi, config: WorkerConfig, spec: dict[str, Any], work
         with contextlib.suppress(Exception):
             await job_api.result(_failure(started, message))
         if executor is not None:
-            await executor.close()
+            await pool.give_back(key, executor)
         return f"job {job_id}: failed before it ran: {message}"
     try:
-        return await _follow(job_api, spec, handle, log_path, work)
+        return await _follow(job_api, spec, handle, log_path, work, marks)
     finally:
-        await executor.close()
+        await pool.give_back(key, executor)
+        marks.mark("executor_close")
 
 
 async def _source(job_api: JobApi, config: WorkerConfig, spec: dict[str, Any], work: Path) -> Path:
@@ -235,22 +325,28 @@ class _LogPump:
             if len(data) < LOG_CHUNK:
                 return
 
-    def _read(self) -> bytes:
+    async def tail(self) -> bytes | None:
+        """What is left of the log (the job ended) if it fits in one chunk, else None."""
+        data = await asyncio.to_thread(self._read, LOG_CHUNK + 1)
+        return data if len(data) <= LOG_CHUNK else None
+
+    def _read(self, size: int = LOG_CHUNK) -> bytes:
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(self.offset)
-                return handle.read(LOG_CHUNK)
+                return handle.read(size)
         except FileNotFoundError:
             return b""
 
 
 async def _follow(
-    job_api: JobApi, spec: dict[str, Any], handle: JobHandle, log_path: Path, work: Path
+    job_api: JobApi, spec: dict[str, Any], handle: JobHandle, log_path: Path, work: Path, marks: Marks
 ) -> str:
     job_id = int(spec["job_id"])
     wait_s = float(spec.get("heartbeat_wait_s", 5.0))
     gone = asyncio.Event()
     done = asyncio.Event()
+    reported = asyncio.Event()  # the server took the result (and so answers the long poll at once)
     pump = _LogPump(job_api, log_path)
 
     async def heartbeats() -> None:
@@ -258,7 +354,10 @@ async def _follow(
         while not done.is_set():
             try:
                 status = await job_api.heartbeat(0.0 if canceled else wait_s)
-            except Gone:
+            except Gone as exc:
+                if reported.is_set():
+                    return  # the long poll's answer to the attempt's end
+                log.info("job %s: %s", job_id, exc)
                 gone.set()
                 await handle.cancel("canceled")
                 return
@@ -276,7 +375,8 @@ async def _follow(
         while not done.is_set():
             try:
                 await pump.once()
-            except Gone:
+            except Gone as exc:
+                log.info("job %s: %s", job_id, exc)
                 gone.set()
                 await handle.cancel("canceled")
                 return
@@ -289,24 +389,40 @@ async def _follow(
     pumping = asyncio.ensure_future(logs())
     try:
         outcome = await handle.wait()
+        marks.mark("job")
     finally:
         done.set()
         await asyncio.gather(pumping, return_exceptions=True)
+        marks.mark("pump_stop")
     try:
         if gone.is_set():
             return f"job {job_id}: given up by the server; stopped"
         # the server may be restarting: each step is tried again until the attempt's lease would
         # have run out anyway
         deadline = time.monotonic() + float(spec.get("lease_s", 30.0)) * 2
-        await _again(pump.once, deadline)  # the end of the log, before the result
+        tail = await pump.tail()  # the end of the log goes with the result, in one request
+        if tail is None:  # more than a chunk left: sent before the result
+            await _again(pump.once, deadline)
+        marks.mark("log_end")
         await _again(lambda: _upload(job_api, work, job_id), deadline)
-        await _again(lambda: job_api.result(_result(outcome)), deadline)
+        marks.mark("upload")
+        body = _result(outcome)
+        if tail:
+            body.update(log_offset=pump.offset, log_tail=base64.b64encode(tail).decode("ascii"))
+        await _again(lambda: job_api.result(body), deadline)
+        reported.set()
+        marks.mark("result")
         return f"job {job_id}: {outcome.status}"
     except Gone as exc:
         return f"job {job_id}: its result was refused: {exc}"
     except AicdError as exc:
         return f"job {job_id}: {outcome.status}, but the server could not be told: {exc}"
     finally:
+        if reported.is_set():
+            # its answer comes at once: a request canceled in flight would close its kept-alive
+            # connection, and the next attempt would open a new one
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(beating), HEARTBEAT_END_S)
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await beating

@@ -14,20 +14,44 @@ the message back after a pause.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from aicd.errors import AuthError
 from aicd.executors.celery_exec import TASK_NAME, celery_app
 from aicd.workers.api import Drop, Requeue, WorkerApi
-from aicd.workers.attempt import WorkerConfig, run_attempt
+from aicd.workers.attempt import Executors, Marks, WorkerConfig, run_attempt
 
 log = logging.getLogger("aicd.worker")
 
 REQUEUE_PAUSE_S = 2.0
+
+T = TypeVar("T")
+
+
+class AttemptLoop:
+    """The worker process's one event loop, in a thread of its own, for every attempt."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="aicd-attempts", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` in the loop; block this (Celery pool) thread until it ends."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self, last: Coroutine[Any, Any, None]) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(last, self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
 
 
 def serve(
@@ -48,11 +72,14 @@ def serve(
     log.setLevel(logging.INFO)
     log.propagate = False
     app = celery_app(broker_url, queues=queues)
+    attempts = AttemptLoop()
+    executors = Executors()
 
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
     def run_job(self: object, job_id: int) -> None:
+        marks = Marks()
         try:
-            said = asyncio.run(run_attempt(api, config, int(job_id)))
+            said = attempts.run(run_attempt(api, config, int(job_id), marks, executors))
         except Drop as exc:
             log.info("job %s: not run here: %s", job_id, exc)
             return
@@ -77,4 +104,12 @@ def serve(
         prefetch_multiplier=1,
         optimization="fair",
     )
-    worker.start()
+    try:
+        worker.start()
+    finally:
+
+        async def last() -> None:
+            await executors.close()
+            await api.aclose()
+
+        attempts.close(last())

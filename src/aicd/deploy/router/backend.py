@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -32,6 +33,8 @@ _LENGTH = b"content-length"
 _TRANSFER = b"transfer-encoding"
 _CONNECTION = b"connection"
 _REQUEST_ID = b"x-request-id"
+# what a response header means to the router: 0 hop-by-hop, 1 the length, 2 the request id; others pass
+_RESPONSE_HEADERS = {**dict.fromkeys(HOP_BY_HOP, 0), _LENGTH: 1, _REQUEST_ID: 2}
 
 
 class BackendConnection(asyncio.Protocol):
@@ -42,6 +45,7 @@ class BackendConnection(asyncio.Protocol):
         "chunked",
         "closed",
         "exchange",
+        "fd",
         "has_length",
         "headers",
         "idle_since",
@@ -57,6 +61,7 @@ class BackendConnection(asyncio.Protocol):
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.transport: asyncio.Transport | None = None
+        self.fd = -1  # the socket's descriptor, to see a close that arrived while it was idle
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Exchange | None = None
         self.reused = False  # it served an exchange before: a failure may be a stale keep-alive
@@ -79,6 +84,8 @@ class BackendConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses: same methods, no isinstance
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
@@ -94,7 +101,8 @@ class BackendConnection(asyncio.Protocol):
                 exchange.client.backend_failed(exchange, self, "invalid HTTP response from the backend")
             self.close()
             return
-        exchange.client.flush(exchange)
+        if exchange.out:
+            exchange.client.flush(exchange)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too: connection_lost follows
@@ -123,17 +131,19 @@ class BackendConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
-        if lname in HOP_BY_HOP:
+        kind = _RESPONSE_HEADERS.get(lname)
+        if kind is None:
+            self.headers.append((name, value))
+        elif kind == 0:  # hop-by-hop
             if lname == _TRANSFER:
                 self.chunked = b"chunked" in value.lower()
             elif lname == _CONNECTION:
                 self.tokens = connection_tokens(value)
-            return
-        if lname == _LENGTH:
+        elif kind == 1:
             self.has_length = True
-        elif lname == _REQUEST_ID and self.exchange is not None and self.exchange.request_id:
-            return  # the router sends the request's id itself
-        self.headers.append((name, value))
+            self.headers.append((name, value))
+        elif self.exchange is None or not self.exchange.request_id:  # else the router sends its own
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -151,7 +161,11 @@ class BackendConnection(asyncio.Protocol):
         else:
             upstream = LENGTH if self.has_length else UNTIL_CLOSE
         reason = self.reason
-        self._reset_head()
+        self.reason = b""  # _reset_head(), inline
+        self.headers = []
+        self.has_length = False
+        self.chunked = False
+        self.tokens = None
         exchange = self.exchange
         if exchange is not None:
             exchange.client.response_head(exchange, self, status, reason, headers, upstream)
@@ -190,13 +204,33 @@ class BackendConnection(asyncio.Protocol):
             idle.remove(self)
 
 
+_GONE = select.POLLIN | select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+
+
+def _peer_gone(conn: BackendConnection) -> bool:
+    """An idle connection has something to read (the backend's close, or bytes nobody asked for).
+
+    The event loop may not have seen it yet when it is busy: a request sent now would meet the
+    close and, past the stale window, fail (a POST is not sent again). One poll with no wait."""
+    if conn.fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(conn.fd, _GONE)
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return True
+
+
 def take_idle(backend: Backend) -> BackendConnection | None:
     """The most recently used idle connection of ``backend`` still open, or None."""
     idle = backend.idle
     while idle:
         conn = idle.pop()
         if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-            return conn
+            if not _peer_gone(conn):
+                return conn
+            conn.close()
     return None
 
 
@@ -207,7 +241,8 @@ def release(conn: BackendConnection, tick: int, max_idle: int) -> None:
     if conn.closed or not backend.active or len(backend.idle) >= max_idle:
         conn.close()
         return
-    conn.set_reading(True)
+    if conn.reading_paused:
+        conn.set_reading(True)
     conn.reused = True
     conn.idle_since = tick
     backend.idle.append(conn)

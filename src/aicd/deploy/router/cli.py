@@ -3,7 +3,9 @@
     python -m aicd.deploy.router --listen 127.0.0.1:8000 \\
         --backend r1=127.0.0.1:9001 --backend r2=127.0.0.1:9002 --weight r1=90 --weight r2=10
 
-Runs on uvloop where installed (``AICD_EVENT_LOOP=asyncio``: the stock loop; see
+Serves the common request on the router's native data plane where it was built
+(``AICD_ROUTER_NATIVE=0``: the Python path only; see :mod:`aicd.deploy.router.native`), the rest on
+uvloop where installed (``AICD_EVENT_LOOP=asyncio``: the stock loop; see
 :mod:`aicd.deploy.router.loop`). Serves until SIGINT or SIGTERM, then prints the per-revision
 counts (``--json``: the whole snapshot) on standard output.
 """
@@ -120,7 +122,9 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
     name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
-    print(f"aicd router on {router.url} -> {router.weights} ({name} event loop)", file=sys.stderr, flush=True)
+    plane = " and its native data plane" if router.native else ""
+    what = f"aicd router on {router.url} -> {router.weights} ({name} event loop){plane}"
+    print(what, file=sys.stderr, flush=True)
     await done.wait()
     await router.stop(grace=5.0)
 

@@ -25,6 +25,7 @@ import json
 import time
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +182,8 @@ class RouterMetrics:
         self.refused = 0  # over a head limit (431, 414): answered by the router, sent nowhere
         self.feedback_requests = 0  # requests to /_aicd/feedback
         self.since = time.time()
+        # merges what the native data plane counted (see .native); called before every read-out
+        self.sync: Callable[[], None] | None = None
 
     def of(self, revision: str) -> RevisionMetrics:
         metrics = self.revisions.get(revision)
@@ -230,6 +233,8 @@ class RouterMetrics:
         return value
 
     def reset(self) -> None:
+        if self.sync is not None:
+            self.sync()  # what the native plane counted so far belongs to the period that ends
         self.revisions = {}
         self.unrouted = 0
         self.refused = 0
@@ -237,6 +242,8 @@ class RouterMetrics:
 
     def prometheus(self) -> bytes:
         """Per-revision requests and live quality in Prometheus' text format (``GET /_aicd/metrics``)."""
+        if self.sync is not None:
+            self.sync()
         lines: list[str] = []
 
         def family(name: str, kind: str, text: str, samples: list[tuple[str, float | None]]) -> None:
@@ -299,6 +306,8 @@ class RouterMetrics:
         return ("\n".join(lines) + "\n").encode()
 
     def snapshot(self) -> dict[str, Any]:
+        if self.sync is not None:
+            self.sync()
         return {
             "since": self.since,
             "unrouted": self.unrouted,

@@ -1,4 +1,8 @@
-"""The router's data path: client connections, and one exchange per request.
+"""The router's Python data path: client connections, and one exchange per request.
+
+Where the native data plane runs (:mod:`.native`), it serves the common request itself and hands
+this path the connections it does not handle (:class:`~aicd.deploy.router.native.HandedConnection`),
+with the bytes already read; without it, this path serves every request.
 
 Everything runs in protocol callbacks of the event loop that owns the router: no task per request
 and no thread. A client connection parses requests with httptools; each request becomes an
@@ -100,6 +104,7 @@ _monotonic = time.monotonic
 
 # What a client request header means to the router (anything else passes through as is).
 _H_CONNECTION, _H_TRANSFER, _H_EXPECT, _H_XFF, _H_XFP, _H_HOST, _H_HOP, _H_RID, _H_VARIANT = range(9)
+_H_STICKY, _H_KEY = 9, 10  # the sticky header and the experiment's key header (per router)
 _REQUEST_HEADERS = {
     b"x-request-id": _H_RID,
     VARIANT_HEADER: _H_VARIANT,
@@ -113,6 +118,7 @@ _REQUEST_HEADERS = {
 for _name in HOP_BY_HOP:
     _REQUEST_HEADERS.setdefault(_name, _H_HOP)
 _STATUS_LINES: dict[int, bytes] = {}
+_CRLF = b"\r\n"
 _SANE_ID = re.compile(rb"[0-9A-Za-z._:@/+=-]{1,128}").fullmatch
 OWN_PREFIX = b"/_aicd/"  # the router's own routes
 FEEDBACK_PATH = b"/_aicd/feedback"
@@ -155,10 +161,26 @@ class ProxyCore:
         self.tasks: set[asyncio.Task[None]] = set()  # connections being opened (held: no early GC)
         self.mirror: Mirror | None = None  # shadow traffic to a candidate revision
         self.experiment: Experiment | None = None  # an A/B experiment: variants by user key
-        self.key_header: bytes | None = None  # the experiment's key header (b"cookie" for a cookie)
+        self.max_headers = settings.max_headers
+        self.header_kinds: dict[bytes, int] = {}  # lower-cased name -> what it means (_H_...)
+        self.key_header = None  # the experiment's key header (b"cookie" for a cookie)
         self.request_ids = settings.request_ids
         self.id_prefix = os.urandom(4).hex().encode() + b"-"
         self.id_next = 0
+
+    @property
+    def key_header(self) -> bytes | None:
+        return self._key_header
+
+    @key_header.setter
+    def key_header(self, name: bytes | None) -> None:
+        self._key_header = name
+        kinds = dict(_REQUEST_HEADERS)
+        if self.settings.sticky_header is not None:
+            kinds.setdefault(self.settings.sticky_header, _H_STICKY)
+        if name is not None:
+            kinds.setdefault(name, _H_KEY)
+        self.header_kinds = kinds
 
     def new_request_id(self) -> bytes:
         self.id_next += 1
@@ -180,52 +202,95 @@ class ProxyCore:
 class Exchange:
     """One request: what the client sent, where it went, and how its answer is going back.
 
-    Class attributes are the defaults, so making one per request sets only a few fields.
+    Slots, not a dict: the data path reads and writes these fields dozens of times per request.
     """
 
-    url = b""
-    method = b""
-    version11 = True
-    client_keep_alive = True  # may the client connection serve another request after this one
-    chunked = False  # the client sent the body chunked (it is re-chunked to the backend)
-    has_host = False
-    expect_continue = False
-    xff: bytes | None = None
-    sticky: bytes | None = None
-    key: bytes | None = None  # the experiment's key header's value
-    forced: bytes | None = None  # X-Aicd-Variant
-    variant: Variant | None = None
-    tokens: set[bytes] | None = None
-    pending: list[bytes] | None = None  # body bytes not yet written to the backend
-    pending_size = 0
-    replay: list[bytes] | None = None  # the body so far, for a retry (None: none yet, or too big)
-    replay_size = 0
-    body_done = False
-    body_sent = False
-    end_sent = False
-    started = 0.0
-    sent_at = 0.0
-    backend: Backend | None = None
-    revision = ""
-    conn: BackendConnection | None = None
-    tried: tuple[Backend, ...] = ()
-    response_started = False
-    status = 0
-    upstream = NO_BODY  # how the backend frames its answer: LENGTH, CHUNKED or UNTIL_CLOSE
-    framing = NO_BODY  # how the router frames it to the client
-    finished = False
-    last_io = 0  # ProxyCore.tick of the last byte either way
-    capture: list[bytes] | None = None
-    capture_size = 0
-    header_count = 0
-    refusal: tuple[int, str] | None = None  # over a limit: answered by the router, never forwarded
-    request_id = b""
-    own = False  # for the router itself (/_aicd/...): answered here once its body is in
+    __slots__ = (
+        "backend",
+        "body_done",
+        "body_sent",
+        "capture",
+        "capture_size",
+        "chunked",
+        "client",
+        "client_keep_alive",
+        "conn",
+        "end_sent",
+        "expect_continue",
+        "finished",
+        "forced",
+        "framing",
+        "has_host",
+        "header_count",
+        "headers",
+        "key",
+        "last_io",
+        "method",
+        "out",
+        "own",
+        "pending",
+        "pending_size",
+        "refusal",
+        "replay",
+        "replay_size",
+        "request_id",
+        "response_started",
+        "revision",
+        "sent_at",
+        "started",
+        "status",
+        "sticky",
+        "tokens",
+        "tried",
+        "upstream",
+        "url",
+        "variant",
+        "version11",
+        "xff",
+    )
 
     def __init__(self, client: ClientConnection) -> None:
         self.client = client
         self.headers: list[tuple[bytes, bytes]] = []
         self.out: list[bytes] = []  # answer bytes gathered during one read, written at once
+        self.url = b""
+        self.method = b""
+        self.version11 = True
+        self.client_keep_alive = True  # may the client connection serve another request after this one
+        self.chunked = False  # the client sent the body chunked (it is re-chunked to the backend)
+        self.has_host = False
+        self.expect_continue = False
+        self.xff: bytes | None = None
+        self.sticky: bytes | None = None
+        self.key: bytes | None = None  # the experiment's key header's value
+        self.forced: bytes | None = None  # X-Aicd-Variant
+        self.variant: Variant | None = None
+        self.tokens: set[bytes] | None = None
+        self.pending: list[bytes] | None = None  # body bytes not yet written to the backend
+        self.pending_size = 0
+        self.replay: list[bytes] | None = None  # the body so far, for a retry (None: none yet, or too big)
+        self.replay_size = 0
+        self.body_done = False
+        self.body_sent = False
+        self.end_sent = False
+        self.started = 0.0
+        self.sent_at = 0.0
+        self.backend: Backend | None = None
+        self.revision = ""
+        self.conn: BackendConnection | None = None
+        self.tried: tuple[Backend, ...] = ()
+        self.response_started = False
+        self.status = 0
+        self.upstream = NO_BODY  # how the backend frames its answer: LENGTH, CHUNKED or UNTIL_CLOSE
+        self.framing = NO_BODY  # how the router frames it to the client
+        self.finished = False
+        self.last_io = 0  # ProxyCore.tick of the last byte either way
+        self.capture: list[bytes] | None = None
+        self.capture_size = 0
+        self.header_count = 0
+        self.refusal: tuple[int, str] | None = None  # over a limit: answered by the router, never forwarded
+        self.request_id = b""
+        self.own = False  # for the router itself (/_aicd/...): answered here once its body is in
 
     def leave_backend(self) -> None:
         if self.backend is not None:
@@ -302,6 +367,16 @@ class ClientConnection(asyncio.Protocol):
                 return
             if self.in_head:  # a pipelined head began in this read (so bounded by one read: 256 KiB)
                 self.head_used = 0
+        elif (
+            not self.head_used
+            and data.endswith(_HEAD_END)
+            and len(data) <= self.core.settings.max_head_bytes
+            and not self.head_tail
+        ):
+            # the common read: whole heads (and bodies), ending at a head's end or a body's; every
+            # head in it is within the limit, as the read is; nothing of a head is left over
+            if not self.feed(data):
+                return
         elif not self.read_heads(data):
             return
         self.pump()
@@ -420,15 +495,17 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks (requests) ---------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self.parsing = Exchange(self)
-
     def on_url(self, url: bytes) -> None:
+        # a request's first callback (the URL comes first, and may come in pieces): no
+        # on_message_begin, one Python call less per request
         ex = self.parsing
-        assert ex is not None
-        if ex.refusal is not None:
+        if ex is None:
+            ex = self.parsing = Exchange(self)
+            ex.url = url
+        elif ex.refusal is not None:
             return
-        ex.url += url
+        else:
+            ex.url += url
         if len(ex.url) > self.core.settings.max_url_bytes:
             ex.url = b""
             ex.refusal = (414, f"request URL longer than {self.core.settings.max_url_bytes} bytes")
@@ -436,19 +513,21 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.parsing
         assert ex is not None
-        ex.header_count += 1
-        if ex.header_count > self.core.settings.max_headers or ex.refusal is not None:
+        count = ex.header_count = ex.header_count + 1
+        core = self.core
+        if count > core.max_headers or ex.refusal is not None:
             if ex.refusal is None:
-                ex.refusal = (431, f"more than {self.core.settings.max_headers} request headers")
+                ex.refusal = (431, f"more than {core.max_headers} request headers")
                 ex.headers = []
             return
-        lname = name.lower()
-        kind = _REQUEST_HEADERS.get(lname)
+        kind = core.header_kinds.get(name.lower())
         if kind is None:
-            if lname == self.core.settings.sticky_header:
-                ex.sticky = value
-            elif lname == self.core.key_header:
-                ex.key = value if ex.key is None else ex.key + b"; " + value
+            ex.headers.append((name, value))
+        elif kind == _H_STICKY:
+            ex.sticky = value
+            ex.headers.append((name, value))
+        elif kind == _H_KEY:
+            ex.key = value if ex.key is None else ex.key + b"; " + value
             ex.headers.append((name, value))
         elif kind == _H_HOST:
             ex.has_host = True
@@ -478,16 +557,22 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         ex.started = _perf()
         ex.method = parser.get_method()
-        if parser.get_http_version() != "1.1":
-            ex.version11 = False
+        # a keep-alive request without a Connection header is HTTP/1.1 (llhttp: 1.0 needs
+        # "Connection: keep-alive"); only others pay for get_http_version (it formats a str)
         if not parser.should_keep_alive():
             ex.client_keep_alive = False
+            if parser.get_http_version() != "1.1":
+                ex.version11 = False
+        elif ex.tokens is not None and parser.get_http_version() != "1.1":
+            ex.version11 = False
         if ex.tokens:
             ex.headers = without_named(ex.headers, ex.tokens)
         if ex.chunked:
             ex.headers = [(n, v) for n, v in ex.headers if n.lower() != b"content-length"]
         if not ex.request_id and self.core.request_ids:
-            ex.request_id = self.core.new_request_id()
+            core = self.core  # new_request_id(), inline
+            core.id_next += 1
+            ex.request_id = b"%s%x" % (core.id_prefix, core.id_next)
         if ex.url.startswith(OWN_PREFIX):
             ex.own = True
         self.queue.append(ex)
@@ -569,9 +654,17 @@ class ClientConnection(asyncio.Protocol):
         ex.revision = backend.revision
         ex.tried += (backend,)
         backend.in_flight += 1
-        conn = take_idle(backend)
-        if conn is not None:
-            self.attach(ex, conn)
+        idle = backend.idle
+        if idle:  # the most recent idle connection, if still open (take_idle's common case, inline)
+            conn = idle[-1]
+            transport = conn.transport
+            if not conn.closed and transport is not None and not transport.is_closing():
+                idle.pop()
+                self.attach(ex, conn)
+                return
+        found = take_idle(backend)
+        if found is not None:
+            self.attach(ex, found)
         else:
             self.core.spawn(self.connect(ex, backend))
 
@@ -690,7 +783,7 @@ class ClientConnection(asyncio.Protocol):
         first = _STATUS_LINES.get(status)
         if first is None:
             first = _STATUS_LINES[status] = b"HTTP/1.1 %d " % status
-        lines = [first, reason, b"\r\n"]
+        lines = [first, reason, _CRLF]
         for name, value in headers:
             lines += (name, b": ", value, b"\r\n")
         if ex.request_id:
@@ -740,15 +833,20 @@ class ClientConnection(asyncio.Protocol):
     def response_end(self, ex: Exchange, conn: BackendConnection, backend_keep_alive: bool) -> None:
         if ex.finished:
             return
+        out = ex.out
         if ex.framing == CHUNKED:
-            ex.out.append(LAST_CHUNK)
-        self.flush(ex)
+            out.append(LAST_CHUNK)
+        if out:
+            ex.out = []
+            if self.transport is not None and not self.closed:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         ex.conn = None
-        if backend_keep_alive and ex.end_sent and ex.method != b"HEAD":
-            self.core.give_back(conn)
+        core = self.core
+        if backend_keep_alive and ex.end_sent and ex.method != b"HEAD" and not core.stopping:
+            release(conn, core.tick, core.settings.max_idle_per_backend)
         else:
             conn.close()
-        self.finish(ex, ex.status, proxy_error=False)
+        self.finish(ex, ex.status, False)
 
     def backend_lost(self, ex: Exchange, conn: BackendConnection) -> None:
         """The backend connection closed while serving ``ex``."""
@@ -873,6 +971,8 @@ class ClientConnection(asyncio.Protocol):
                 {"error": f"the body is larger than {FEEDBACK_BODY} bytes; send smaller batches"},
             )
         else:
+            if metrics.sync is not None:
+                metrics.sync()  # answers the native plane served are joinable before their labels
             try:
                 outcome = metrics.feedback.receive(b"".join(ex.pending or ()))
             except FeedbackError as exc:
@@ -898,7 +998,10 @@ class ClientConnection(asyncio.Protocol):
 
     def finish(self, ex: Exchange, status: int, proxy_error: bool) -> None:
         ex.finished = True
-        ex.leave_backend()
+        backend = ex.backend
+        if backend is not None:
+            backend.in_flight -= 1
+            ex.backend = None
         if ex.revision:
             metrics = self.core.metrics
             metrics.record(ex.revision, status, (_perf() - ex.started) * 1000.0, proxy_error)

@@ -12,7 +12,9 @@
 A change of backends or weights is one assignment of a new table: every request is routed by
 either the old table or the new one. A request keeps the backend it started on until its answer is
 complete, so a removed revision drains: its in-flight requests finish there, new ones go elsewhere,
-and its connections close as they come free. See ``router_proxy`` for the data path and retries,
+and its connections close as they come free. The common request is served by the native data
+plane where it was built (``native``: a C thread; Python stays the control plane), everything else
+by the Python path. See ``router_proxy`` for the Python data path and retries,
 ``router_table`` for the weighted choice, ``router_metrics`` for what is recorded.
 
 Run by hand: ``python -m aicd.deploy.router --listen 127.0.0.1:8000 --backend r1=127.0.0.1:9001``.
@@ -30,6 +32,8 @@ from aicd.deploy.router.experiment import Experiment
 from aicd.deploy.router.http import MAX_HEAD_BYTES, MAX_HEADERS, MAX_URL_BYTES, check_limits
 from aicd.deploy.router.metrics import FieldCount, RouterMetrics
 from aicd.deploy.router.mirror import IDEMPOTENT, QUEUE_SIZE, Mirror
+from aicd.deploy.router.native import NativePlane, listens_natively
+from aicd.deploy.router.native import wanted as native_wanted
 from aicd.deploy.router.proxy import TICK, ClientConnection, ProxyCore, Settings
 from aicd.deploy.router.table import Backend, RouteTable, build_table, check_weights
 from aicd.errors import ConfigError
@@ -91,6 +95,7 @@ class Router:
         )
         self._core = ProxyCore(settings, metrics)
         self._server: asyncio.Server | None = None
+        self._plane: NativePlane | None = None  # the native data plane (see .native), when used
         self._sweeper: asyncio.Task[None] | None = None
         self._draining: set[Backend] = set()
 
@@ -98,38 +103,50 @@ class Router:
 
     async def start(self) -> None:
         """Listen; requests are served by the running event loop from now on."""
-        if self._server is not None:
+        if self._server is not None or self._plane is not None:
             raise ConfigError("router: already started")
         loop = asyncio.get_running_loop()
         core = self._core
         core.loop = loop
         core.stopping = False
         try:
-            self._server = await loop.create_server(
-                lambda: ClientConnection(core), self.listen_host, self.listen_port, backlog=1024
-            )
+            if native_wanted() and listens_natively(self.listen_host):
+                plane = NativePlane(core, self.listen_host, self.listen_port)
+                self.listen_port = plane.port
+                self._plane = plane
+                plane.set_table(core.table)
+                plane.start()
+            else:
+                self._server = await loop.create_server(
+                    lambda: ClientConnection(core), self.listen_host, self.listen_port, backlog=1024
+                )
+                self.listen_port = self._server.sockets[0].getsockname()[1]
         except OSError as exc:
             raise ConfigError(
                 f"router: cannot listen on {self.listen_host}:{self.listen_port}: {exc.strerror or exc}"
             ) from None
-        self.listen_port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._sweep())
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening, let requests in progress finish (up to ``grace`` s), close everything."""
         server, self._server = self._server, None
-        if server is None:
+        plane, self._plane = self._plane, None
+        if server is None and plane is None:
             return
         core = self._core
         core.stopping = True
         await self.stop_mirror()
-        server.close()
+        if server is not None:
+            server.close()
+        plane_stopped = None if plane is None else asyncio.ensure_future(plane.stop(grace))
         for client in list(core.clients):
             if client.active is None and not client.queue:
                 client.close()
         deadline = time.monotonic() + grace
         while any(c.active is not None for c in core.clients) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        if plane_stopped is not None:
+            await plane_stopped
         for client in list(core.clients):
             if client.transport is not None:
                 client.transport.abort()
@@ -141,7 +158,8 @@ class Router:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        await server.wait_closed()
+        if server is not None:
+            await server.wait_closed()
 
     async def __aenter__(self) -> Router:
         await self.start()
@@ -183,6 +201,8 @@ class Router:
                 if backend.in_flight > 0:
                     self._draining.add(backend)
         self._core.table = table
+        if self._plane is not None:
+            self._plane.set_table(table)
 
     def set_weights(self, weights: Mapping[str, int]) -> None:
         """New weights for the current revisions (same rules as in :meth:`set_backends`)."""
@@ -206,7 +226,11 @@ class Router:
         """Requests being served now (by ``revision``, or by all), drained revisions included."""
         self._draining = {b for b in self._draining if b.in_flight > 0}
         backends = [*self._core.table.all_backends(), *self._draining]
-        return sum(b.in_flight for b in backends if revision is None or b.revision == revision)
+        count = sum(b.in_flight for b in backends if revision is None or b.revision == revision)
+        if self._plane is not None:
+            native = self._plane.in_flight()
+            count += sum(native.values()) if revision is None else native.get(revision, 0)
+        return count
 
     async def wait_drained(self, revision: str, timeout: float = 30.0) -> bool:
         """Wait until ``revision`` serves no request; False if some still run after ``timeout`` s."""
@@ -243,6 +267,7 @@ class Router:
             queue_size=queue_size,
         )
         self._core.mirror = mirror
+        self._update_native()
         return mirror
 
     async def stop_mirror(self) -> dict[str, Any] | None:
@@ -250,6 +275,7 @@ class Router:
         mirror, self._core.mirror = self._core.mirror, None
         if mirror is None:
             return None
+        self._update_native()
         await mirror.close()
         return mirror.stats()
 
@@ -267,13 +293,24 @@ class Router:
         self._core.key_header = experiment.key_header
         self._core.metrics.feedback.value_sink = experiment.value
         self._core.experiment = experiment
+        self._update_native()
 
     def stop_experiment(self) -> dict[str, Any] | None:
         """Stop assigning variants; the experiment's final counts (None when none ran)."""
         experiment, self._core.experiment = self._core.experiment, None
         self._core.key_header = None
         self._core.metrics.feedback.value_sink = None
+        self._update_native()
         return None if experiment is None else experiment.stats()
+
+    def _update_native(self) -> None:
+        if self._plane is not None:
+            self._plane.update_mode()
+
+    @property
+    def native(self) -> bool:
+        """Whether the native data plane serves (the common) requests; see :mod:`.native`."""
+        return self._plane is not None
 
     @property
     def experiment(self) -> Experiment | None:
@@ -316,6 +353,8 @@ class Router:
         while True:
             await asyncio.sleep(TICK)
             core.tick = int((loop.time() - origin) / TICK)
+            if core.metrics.sync is not None:
+                core.metrics.sync()  # the native plane's counts and kept answers, 10 times a second
             for client in list(core.clients):
                 ex = client.active
                 if ex is not None and ex.conn is not None:

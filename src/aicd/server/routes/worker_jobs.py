@@ -9,6 +9,8 @@ broker (AICD_BROKER_URL); elsewhere they answer 409. An attempt that ended here
 
 from __future__ import annotations
 
+import base64
+import binascii
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aicd.core import remote_jobs
 from aicd.core.access import Principal
-from aicd.errors import ConflictError, PermissionDeniedError
+from aicd.errors import ConfigError, ConflictError, PermissionDeniedError
 from aicd.executors.celery_exec import MAX_LOG_CHUNK, RemoteJobs
 from aicd.server.deps import IdPath, get_principal, get_state
 from aicd.server.state import ServerState
@@ -80,7 +82,7 @@ async def claim_job(
     runner_token: Annotated[str, Header(alias="RUNNER-TOKEN", description="The runner's token")],
 ) -> ClaimOut:
     hub = _hub(state)
-    answer = remote_jobs.claim(hub, RunnerStore(state.database), runner_token, job_id)
+    answer = await remote_jobs.claim(hub, RunnerStore(state.database), runner_token, job_id)
     return ClaimOut(**answer)
 
 
@@ -170,6 +172,13 @@ class ResultIn(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict, max_length=10_000)
     coverage: float | None = None
     error: str | None = Field(default=None, max_length=10_000)
+    log_offset: int = Field(default=0, ge=0, le=1 << 50, description="Where log_tail starts in the log")
+    log_tail: str | None = Field(
+        default=None,
+        max_length=(MAX_LOG_CHUNK + 2) // 3 * 4,
+        description="The end of the log (base64, at most 1 MiB), appended as by POST /job/log before the "
+        "result counts: one request for both",
+    )
 
 
 @router.post(
@@ -178,6 +187,13 @@ class ResultIn(BaseModel):
 async def job_result(body: ResultIn, state: State, scope: JobScope) -> Response:
     hub = _hub(state)
     attempt = hub.live(scope.job_id)
-    outcome = remote_jobs.outcome_of(attempt, remote_jobs.ResultIn(**body.model_dump()))
+    result = remote_jobs.ResultIn(**body.model_dump(exclude={"log_offset", "log_tail"}))
+    outcome = remote_jobs.outcome_of(attempt, result)
+    if body.log_tail is not None:
+        try:
+            tail = base64.b64decode(body.log_tail, validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError("log_tail: not base64") from None
+        hub.append_log(scope.job_id, body.log_offset, tail)
     hub.finish(scope.job_id, outcome)
     return Response(status_code=204)
