@@ -1,4 +1,4 @@
-"""tests/conftest.py (suite_order.py) deals the heavy tests to the heads of xdist's worker shares."""
+"""tests/conftest.py deals the heavy tests to the heads of xdist's worker shares."""
 
 from __future__ import annotations
 
@@ -7,25 +7,20 @@ from typing import Any
 
 import pytest
 
-from suite_order import deal_heavy_first
+from conftest import pytest_collection_modifyitems
 
 
 class _Item:
     def __init__(self, name: str, seconds: float = 0) -> None:
         self.name, self.seconds = name, seconds
 
-        self.added: list[Any] = []
-
     def get_closest_marker(self, name: str) -> Any:
         return SimpleNamespace(kwargs={"seconds": self.seconds}) if self.seconds and name == "heavy" else None
-
-    def add_marker(self, marker: Any) -> None:
-        self.added.append(marker)
 
 
 def _order(items: list[Any], workers: int | None) -> list[str]:
     config = SimpleNamespace() if workers is None else SimpleNamespace(workerinput={"workercount": workers})
-    deal_heavy_first(config, items)  # type: ignore[arg-type]
+    pytest_collection_modifyitems(config, items)  # type: ignore[arg-type]
     return [i.name for i in items]
 
 
@@ -53,4 +48,3 @@ def test_each_share_starts_with_its_heavy_tests_longest_first(workers: int) -> N
 def test_without_workers_the_order_is_pytests() -> None:
     items = [_Item("a"), _Item("b", 99), _Item("c")]
     assert _order(items, None) == ["a", "b", "c"]
-    assert [m.args for m in items[1].added] == [(900,)]  # a heavy test gets a hang guard of 900 s
