@@ -72,7 +72,6 @@ def wait_gone(folder: Path, seconds: float = 10.0) -> dict[int, str]:
     return left
 
 
-@pytest.mark.heavy(seconds=134)
 @pytest.mark.slow
 @pytest.mark.timeout(DEMO_TIMEOUT + 90)
 def test_demo_runs_the_whole_story_and_cleans_up(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from aicd.executors.sandbox import probe
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scale.py"
 
 
-@pytest.mark.heavy(seconds=55)
 @pytest.mark.slow
 def test_scale_benchmark_measures_lint_and_run_per_size(tmp_path: Path) -> None:
     out = tmp_path / "raw.json"

@@ -7,14 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from aicd_testing import clean_env
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "workers.py"
 
 
-@pytest.mark.heavy(seconds=32)
 def test_the_workers_benchmark_measures_and_prints_its_table(tmp_path: Path) -> None:
     out = tmp_path / "workers.md"
     sizes = ["--jobs", "3", "--dag", "3", "--latency", "2", "--workers", "1"]

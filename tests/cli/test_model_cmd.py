@@ -184,7 +184,6 @@ def test_bad_input_is_one_clear_message_and_changes_nothing(project: Path) -> No
     assert _json(aicd(project, "model", "list", "--json"))[0]["aliases"] == {}
 
 
-@pytest.mark.heavy(seconds=30)
 @pytest.mark.parametrize(("backend", "each"), [("sqlite", 5), ("postgresql", 3)])
 def test_concurrent_processes_number_versions_without_gaps(
     backend: str, each: int, project: Path, request: pytest.FixtureRequest

@@ -38,7 +38,6 @@ def dag_pipeline(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.heavy(seconds=45)
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_five_thousand_jobs_lint_and_run(tmp_path: Path) -> None:

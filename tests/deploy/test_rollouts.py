@@ -115,7 +115,6 @@ def _median_latency_ms(url: str, n: int = 200) -> float:
     return statistics.median(samples)
 
 
-@pytest.mark.heavy(seconds=30)
 @pytest.mark.parametrize("fault", ["errors", "slow"])
 def test_a_bad_canary_is_rolled_back_automatically(
     tmp_path: Path, home: Path, model: Path, fault: str

@@ -11,12 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "router.py"
 
 
-@pytest.mark.heavy(seconds=24)
 def test_quick_benchmark_measures_every_path_without_a_failed_request(tmp_path: Path) -> None:
     out = tmp_path / "router.md"
     args = ["--quick", "--duration", "1", "--connections", "8", "--output", str(out)]

@@ -60,7 +60,6 @@ def _run(api: httpx.Client, timeout: float = 600) -> tuple[dict[str, Any], dict[
     return pipeline, jobs
 
 
-@pytest.mark.heavy(seconds=71)
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_iris_pipeline_on_a_server_uses_job_tokens(tmp_path: Path) -> None:

@@ -55,7 +55,6 @@ def test_example_own_test_suite_passes(tmp_path: Path) -> None:
     assert 'failures="0"' in (tmp_path / "r.xml").read_text()
 
 
-@pytest.mark.heavy(seconds=50)
 @pytest.mark.slow
 def test_pipeline_runs_end_to_end(tmp_path: Path) -> None:
     require_example_deps()

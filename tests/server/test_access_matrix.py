@@ -446,7 +446,6 @@ def _first_pipeline(world: World, document: dict[str, Any]) -> None:
         world.params["job_id"] = str(jobs.json()[0]["id"])
 
 
-@pytest.mark.heavy(seconds=61)
 def test_access_matrix(server: ServerProc, tmp_path: Path) -> None:
     document = httpx.get(f"{server.url}{API}/openapi.json", timeout=10).json()
     served = {

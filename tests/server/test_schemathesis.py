@@ -266,7 +266,6 @@ def _run(server: ServerProc, strategy: Any, examples: int, seen: collections.Cou
     return None
 
 
-@pytest.mark.heavy(seconds=28)
 def test_the_api_against_its_openapi_document(server: ServerProc, tmp_path: Path) -> None:
     world = _world(server, tmp_path)
     headers = {"Authorization": f"Bearer {server.admin_token}"}
