@@ -304,3 +304,29 @@ def test_sandboxed_jobs_read_the_objects_and_cannot_write_them(tmp_path: Path) -
     said = [line for line in log.splitlines() if not line.startswith("$ ")]
     assert "PUSHED" not in said and "WROTE" not in said
     assert _fingerprint(repo) == before
+
+
+def test_the_file_bound_over_origins_alternates_is_never_rewritten(tmp_path: Path) -> None:
+    """Each sandboxed job's launch asks for the read-only paths, and every running job's sandbox
+    binds the same file over its origin's alternates. It was rewritten in place at each launch
+    (truncate, write): a job's git that read it in between found no objects ("unknown revision
+    HEAD~1" right after `git describe` had walked there). Now it is written once."""
+    from aicd.executors.checkout import PipelineGit, Ref
+
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    sha = git(repo, "rev-parse", "HEAD")
+    pg = PipelineGit(repo, tmp_path / "run", dirty_from=None, view=lambda p: Path("/aicd/git") / p.name)
+    pg.checkout(sha, Ref(branch="main"), git_settings({}))
+    first = dict(pg.read_only_paths())
+    bound = next(here for here, seen in first.items() if seen.name == "alternates" and "origin" in str(seen))
+    before = os.stat(bound)
+    text = bound.read_text()
+    assert text.strip(), "the origin's alternates as the job sees them name the source's objects"
+    with open(bound) as held:  # what a running job's bind holds: this very file
+        for _ in range(50):  # later launches
+            assert dict(pg.read_only_paths())[bound] == first[bound]
+            held.seek(0)
+            assert held.read() == text
+    after = os.stat(bound)
+    same = (before.st_ino, before.st_mtime_ns, before.st_size)
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == same, "rewritten under running jobs"

@@ -246,6 +246,7 @@ class PipelineGit:
         self.skip: tuple[Path, ...] = ()
         self._source: SourceRepo | None = None
         self._origin: Path | None = None
+        self._alternates_written = False  # the file bound over the origin's alternates (sandbox)
         self._tags: list[tuple[str, str, str]] = []  # (object, peeled commit, refname)
         self._count = 0
 
@@ -273,14 +274,33 @@ class PipelineGit:
             objects += [p for p in sub.objects if p not in objects]
         pairs = [(self._origin, self._seen(self._origin))]
         if self.view is not None:
-            inside = self.root / "origin-alternates"
-            inside.write_text("".join(f"{self._seen(p)}\n" for p in self._source.objects), encoding="utf-8")
-            pairs.append((inside, self._seen(self._origin) / "objects" / "info" / "alternates"))
+            pairs.append(
+                (self._origin_alternates(), self._seen(self._origin) / "objects" / "info" / "alternates")
+            )
         for path in objects:
             pairs.append((path, self._seen(path)))
             if self.view is not None and (path / "info" / "alternates").is_file():
                 pairs.append((Path(os.devnull), self._seen(path) / "info" / "alternates"))
         return pairs
+
+    def _origin_alternates(self) -> Path:
+        """The private origin's ``alternates`` as a sandboxed job sees it, written once.
+
+        Every running job's sandbox binds this very file over the origin's own ``alternates``, so
+        it is never written again: a rewrite in place (truncate, then write) as the next job
+        launched showed the running ones an empty file for a moment, and their git found no
+        objects at all (``git diff HEAD~1``: "unknown revision" right after ``git describe`` had
+        walked there; seen when jobs of one stage started while another ran)."""
+        assert self._source is not None
+        path = self.root / "origin-alternates"
+        if self._alternates_written:
+            return path
+        text = "".join(f"{self._seen(p)}\n" for p in self._source.objects)
+        scratch = path.with_name(f".{path.name}.{os.getpid()}")
+        scratch.write_text(text, encoding="utf-8")
+        os.replace(scratch, path)  # a file already bound elsewhere keeps its contents
+        self._alternates_written = True
+        return path
 
     _submodule_sources: list[SourceRepo]
 
