@@ -17,6 +17,18 @@ from aicd_testing import AICD, clean_env
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-service"
 ROW = {"features": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.8, 2.2]]}
 IGNORE = shutil.ignore_patterns(".aicd", "__pycache__", ".pytest_cache", "model", "tests")
+# The canary judge on errors and latency with latency failing only at 3x (critically at 5x): a new
+# process on a busy 2-core machine is not ruled out for being a little slower (CI saw a good
+# canary 1.46x slower than stable under the default analysis, which allows 1.2x).
+TOLERANT_ANALYSIS = {
+    "pass_threshold": 95,
+    "metrics": [
+        {"name": "latency_ms", "direction": "increase", "group": "latency",
+         "effect_size": {"measure": "mean_ratio", "allowed_increase": 3.0, "critical_increase": 5.0}},
+        {"name": "errors", "direction": "increase", "group": "errors", "critical": True},
+    ],
+    "groups": {"latency": 50, "errors": 50},
+}  # fmt: skip
 
 
 def trained_model(folder: Path) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from rollout_testing import cli, cli_json, make_release, trained_model
+from rollout_testing import TOLERANT_ANALYSIS, cli, cli_json, make_release, trained_model
 from test_live_accuracy import iris_rows, wrong_share_of
 
 from aicd.delivery.experiment_stats import Design
@@ -32,17 +32,6 @@ pytest.importorskip("flask", reason="the iris example needs flask: pip install -
 
 WRONG = 0.25  # IRIS_WRONG_SHARE that changes the answer on 20% of the iris rows
 USERS = 40
-# The guardrails (the canary judge on errors and latency against a): latency only fails at 3x, so
-# that a new process on a busy 2-core machine is not ruled out for being a little slower.
-ANALYSIS = {
-    "pass_threshold": 95,
-    "metrics": [
-        {"name": "latency_ms", "direction": "increase", "group": "latency",
-         "effect_size": {"measure": "mean_ratio", "allowed_increase": 3.0, "critical_increase": 5.0}},
-        {"name": "errors", "direction": "increase", "group": "errors", "critical": True},
-    ],
-    "groups": {"latency": 50, "errors": 50},
-}  # fmt: skip
 
 
 def environments(auto_promote: bool) -> dict[str, Any]:
@@ -125,11 +114,15 @@ def test_experiment_keeps_users_on_their_variant_and_promotes_the_winner(
     knobs_a = wrong if candidate == "better" else {}
     knobs_b = wrong if candidate == "worse" else {}
     assert wrong_share_of(iris_rows(), WRONG) == pytest.approx(0.2, abs=0.01)
-    v1 = make_release(tmp_path, "v1", model, environments=envs, service_env=knobs_a, analysis=ANALYSIS)
+    v1 = make_release(
+        tmp_path, "v1", model, environments=envs, service_env=knobs_a, analysis=TOLERANT_ANALYSIS
+    )
     done = cli(home, v1, "deploy", ".", "--env", "prod")
     assert done.returncode == 0, done.stdout + done.stderr
     url = str(cli_json(home, tmp_path, "env", "status", "prod")["url"])
-    v2 = make_release(tmp_path, "v2", model, environments=envs, service_env=knobs_b, analysis=ANALYSIS)
+    v2 = make_release(
+        tmp_path, "v2", model, environments=envs, service_env=knobs_b, analysis=TOLERANT_ANALYSIS
+    )
     settings = envs["prod"]["experiment"]
     needed = Design(baseline=settings["baseline"], effect=settings["effect"]).per_variant()
     env = {**clean_env(), "AICD_HOME": str(home)}
@@ -200,11 +193,13 @@ def test_three_variants_with_an_earlier_revision_started_again(
                                   "revisions": {"c": "r1"}}  # fmt: skip
     wrong = {"IRIS_WRONG_SHARE": str(WRONG)}
     for name, knobs, extra in (("v1", {}, ()), ("v2", wrong, ("--strategy", "recreate"))):
-        release = make_release(tmp_path, name, model, environments=envs, service_env=knobs, analysis=ANALYSIS)
+        release = make_release(
+            tmp_path, name, model, environments=envs, service_env=knobs, analysis=TOLERANT_ANALYSIS
+        )
         done = cli(home, release, "deploy", ".", "--env", "prod", *extra)
         assert done.returncode == 0, done.stdout + done.stderr
     url = str(cli_json(home, tmp_path, "env", "status", "prod")["url"])
-    v3 = make_release(tmp_path, "v3", model, environments=envs, analysis=ANALYSIS)
+    v3 = make_release(tmp_path, "v3", model, environments=envs, analysis=TOLERANT_ANALYSIS)
     users = KeyedUsers(url)
     users.start()
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from rollout_testing import cli, cli_json, make_release, trained_model
+from rollout_testing import TOLERANT_ANALYSIS, cli, cli_json, make_release, trained_model
 from test_live_accuracy import iris_rows, wrong_share_of
 
 from aicd_testing import AICD, clean_env
@@ -42,18 +42,9 @@ ENVS = {
         "shadow": {"percent": 100, "methods": ["POST"], "agreement": 0.95, "min_compared": 50},
     }
 }
-# The guardrails after the shadow phase (the judge on errors and latency): latency only fails at 3x.
-# A mirrored copy is served while stable serves the user's next request, and the candidate is a new
-# process: on a busy 2-core machine it is a little slower, which is not what this test is about.
-ANALYSIS = {
-    "pass_threshold": 95,
-    "metrics": [
-        {"name": "latency_ms", "direction": "increase", "group": "latency",
-         "effect_size": {"measure": "mean_ratio", "allowed_increase": 3.0, "critical_increase": 5.0}},
-        {"name": "errors", "direction": "increase", "group": "errors", "critical": True},
-    ],
-    "groups": {"latency": 50, "errors": 50},
-}  # fmt: skip
+# The guardrails after the shadow phase: TOLERANT_ANALYSIS (latency only fails at 3x). A mirrored
+# copy is served while stable serves the user's next request, and the candidate is a new process:
+# on a busy 2-core machine it is a little slower, which is not what this test is about.
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -124,7 +115,7 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
     hook = cli(home, tmp_path, "hooks", "add", f"http://127.0.0.1:{receiver.server_address[1]}/", "--event",
                "deployment.finished")  # fmt: skip
     assert hook.returncode == 0, hook.stderr
-    v1 = make_release(tmp_path, "v1", model, environments=ENVS, analysis=ANALYSIS)
+    v1 = make_release(tmp_path, "v1", model, environments=ENVS, analysis=TOLERANT_ANALYSIS)
     done = cli(home, v1, "deploy", ".", "--env", "prod")
     assert done.returncode == 0, done.stdout + done.stderr
     url = str(cli_json(home, tmp_path, "env", "status", "prod")["url"])
@@ -133,7 +124,7 @@ def test_shadow_catches_a_candidate_that_answers_differently_and_users_see_only_
     knobs = {"IRIS_WRONG_SHARE": str(WRONG)} if candidate == "different" else {}
     if candidate == "different":
         assert wrong_share_of(iris_rows(), WRONG) == pytest.approx(0.2, abs=0.01)
-    v2 = make_release(tmp_path, "v2", model, environments=ENVS, service_env=knobs, analysis=ANALYSIS)
+    v2 = make_release(tmp_path, "v2", model, environments=ENVS, service_env=knobs, analysis=TOLERANT_ANALYSIS)
     env = {**clean_env(), "AICD_HOME": str(home)}
     users = Users(url, rows)
     users.start()

@@ -42,6 +42,7 @@ SUBMODULE_STRATEGIES = ("none", "normal", "recursive")
 # git's own limit on nested alternates is 5; submodules nest at most this deep here
 _MAX_NESTING = 5
 _ENV_DROP = (*GIT_REPO_ENV, "GIT_CEILING_DIRECTORIES")
+_ORIGIN_ALTERNATES = "origin-alternates"  # under the run's folder: see PipelineGit._prepare_origin
 
 
 class NoCheckout(Exception):
@@ -246,7 +247,6 @@ class PipelineGit:
         self.skip: tuple[Path, ...] = ()
         self._source: SourceRepo | None = None
         self._origin: Path | None = None
-        self._alternates_written = False  # the file bound over the origin's alternates (sandbox)
         self._tags: list[tuple[str, str, str]] = []  # (object, peeled commit, refname)
         self._count = 0
 
@@ -274,33 +274,13 @@ class PipelineGit:
             objects += [p for p in sub.objects if p not in objects]
         pairs = [(self._origin, self._seen(self._origin))]
         if self.view is not None:
-            pairs.append(
-                (self._origin_alternates(), self._seen(self._origin) / "objects" / "info" / "alternates")
-            )
+            seen = self._seen(self._origin) / "objects" / "info" / "alternates"
+            pairs.append((self.root / _ORIGIN_ALTERNATES, seen))
         for path in objects:
             pairs.append((path, self._seen(path)))
             if self.view is not None and (path / "info" / "alternates").is_file():
                 pairs.append((Path(os.devnull), self._seen(path) / "info" / "alternates"))
         return pairs
-
-    def _origin_alternates(self) -> Path:
-        """The private origin's ``alternates`` as a sandboxed job sees it, written once.
-
-        Every running job's sandbox binds this very file over the origin's own ``alternates``, so
-        it is never written again: a rewrite in place (truncate, then write) as the next job
-        launched showed the running ones an empty file for a moment, and their git found no
-        objects at all (``git diff HEAD~1``: "unknown revision" right after ``git describe`` had
-        walked there; seen when jobs of one stage started while another ran)."""
-        assert self._source is not None
-        path = self.root / "origin-alternates"
-        if self._alternates_written:
-            return path
-        text = "".join(f"{self._seen(p)}\n" for p in self._source.objects)
-        scratch = path.with_name(f".{path.name}.{os.getpid()}")
-        scratch.write_text(text, encoding="utf-8")
-        os.replace(scratch, path)  # a file already bound elsewhere keeps its contents
-        self._alternates_written = True
-        return path
 
     _submodule_sources: list[SourceRepo]
 
@@ -332,6 +312,14 @@ class PipelineGit:
             if name.startswith("refs/tags/"):
                 self._tags.append((obj, peeled or obj, name))
         _write_packed_refs(origin, refs)
+        if self.view is not None:
+            # The origin's alternates as a sandboxed job sees them, bound over its own. Written here,
+            # once, before any job runs, and never again: every running job's sandbox binds this
+            # very file, and a rewrite in place at each launch (as before) showed running jobs an
+            # empty file for a moment; their git then found no objects ("unknown revision HEAD~1"
+            # right after `git describe` had walked there).
+            text = "".join(f"{self.view(p)}\n" for p in self._source.objects)
+            (self.root / _ORIGIN_ALTERNATES).write_text(text, encoding="utf-8")
         self._origin = origin
 
     def _open_source(self) -> None:
