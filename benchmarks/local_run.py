@@ -268,7 +268,14 @@ def find_aicd() -> str | None:
     return shutil.which("aicd")
 
 
-def make_runners(aicd: str | None, gcl: str | None, warm: bool) -> list[Runner]:
+def make_runners(
+    aicd: str | None, gcl: str | None, warm: bool, daemon_dir: str | None = None
+) -> list[Runner]:
+    """The runners; aicd's use the run daemon (its sockets in `daemon_dir`, a folder of this
+    benchmark's) except "aicd no daemon", which starts Python and imports everything each run."""
+    daemon: tuple[tuple[str, str], ...] = (("AICD_DAEMON", "off"),)
+    if daemon_dir is not None:
+        daemon = (("AICD_DAEMON", "on"), ("AICD_DAEMON_DIR", daemon_dir), ("AICD_DAEMON_IDLE", "600"))
     runners = [
         Runner(
             "bash",
@@ -278,7 +285,18 @@ def make_runners(aicd: str | None, gcl: str | None, warm: bool) -> list[Runner]:
         )
     ]
     if aicd:
-        runners.append(Runner("aicd", "aicd", lambda spec, repo: [aicd, "run", "--json"], verify_aicd))
+        runners.append(
+            Runner("aicd", "aicd", lambda spec, repo: [aicd, "run", "--json"], verify_aicd, env=daemon)
+        )
+        runners.append(
+            Runner(
+                "aicd_cold",
+                "aicd no daemon",
+                lambda spec, repo: [aicd, "run", "--json"],
+                verify_aicd,
+                env=(("AICD_DAEMON", "off"),),
+            )
+        )
         # the same without the jobs' Git checkout (a copy of the files, no .git): what the checkout costs
         runners.append(
             Runner(
@@ -286,13 +304,18 @@ def make_runners(aicd: str | None, gcl: str | None, warm: bool) -> list[Runner]:
                 "aicd files only",
                 lambda spec, repo: [aicd, "run", "--json"],
                 verify_aicd,
-                env=(("AICD_JOB_CHECKOUT", "files"),),
+                env=(("AICD_JOB_CHECKOUT", "files"), *daemon),
             )
         )
         if warm:
             runners.append(
                 Runner(
-                    "aicd_warm", "aicd warm", lambda s, r: [aicd, "run", "--json"], verify_aicd, (".aicd",)
+                    "aicd_warm",
+                    "aicd warm",
+                    lambda s, r: [aicd, "run", "--json"],
+                    verify_aicd,
+                    (".aicd",),
+                    env=daemon,
                 )
             )
     if gcl:
@@ -337,6 +360,7 @@ def bench_env() -> dict[str, str]:
     modules). The warm-up run writes the cache before anything is measured."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AICD_", "CI_", "GITLAB_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["AICD_DAEMON"] = "off"  # a runner that uses the run daemon says so (`Runner.env`)
     env["NO_COLOR"] = "1"
     return env
 
@@ -432,6 +456,11 @@ class Row:
         return gcl / aicd if gcl is not None and aicd else None
 
     @property
+    def speedup_cold(self) -> float | None:
+        gcl, cold = self.med("gcl"), self.med("aicd_cold")
+        return gcl / cold if gcl is not None and cold else None
+
+    @property
     def speedup_warm(self) -> float | None:
         gcl, warm = self.med("gcl"), self.med("aicd_warm")
         return gcl / warm if gcl is not None and warm else None
@@ -512,11 +541,13 @@ COLUMNS = (
     "Jobs",
     "bare bash (s)",
     "aicd (s)",
+    "aicd no daemon (s)",
     "aicd warm (s)",
     "aicd files only (s)",
     "gitlab-ci-local (s)",
     "gcl / aicd",
     "gcl / aicd warm",
+    "gcl / aicd no daemon",
     "aicd - bash (ms)",
     "per job (ms)",
     "load",
@@ -534,11 +565,13 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
                 str(len(row.spec.jobs)),
                 _cell(row, "bash"),
                 _cell(row, "aicd"),
+                _cell(row, "aicd_cold"),
                 _cell(row, "aicd_warm"),
                 _cell(row, "aicd_files"),
                 _cell(row, "gcl"),
                 f"{sp:.1f}x" if sp is not None else "-",
                 f"{row.speedup_warm:.1f}x" if row.speedup_warm is not None else "-",
+                f"{row.speedup_cold:.1f}x" if row.speedup_cold is not None else "-",
                 f"{over:.0f}" if over is not None else "-",
                 f"{pj:.1f}" if pj is not None else "-",
                 f"{row.load[0]:.1f}-{row.load[1]:.1f}",
@@ -559,22 +592,22 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def cpu_table(rows: list[Row]) -> str:
-    """Median CPU time (user + system of the whole process tree): less sensitive to other load."""
+    """Median CPU time (user + system of the whole process tree): less sensitive to other load.
+    Without the daemon only: a run the daemon serves is its child, not the `aicd` program's, and
+    `wait4` counts only the program's own (a few ms)."""
     keys = [
         ("bash", "bare bash"),
-        ("aicd", "aicd"),
-        ("aicd_warm", "aicd warm"),
-        ("aicd_files", "aicd files only"),
+        ("aicd_cold", "aicd no daemon"),
         ("gcl", "gitlab-ci-local"),
     ]
-    cols = ["Pipeline", *(f"{label} CPU (s)" for _, label in keys), "gcl / aicd CPU"]
+    cols = ["Pipeline", *(f"{label} CPU (s)" for _, label in keys), "gcl / aicd no daemon CPU"]
     lines = [
         "| " + " | ".join(cols) + " |",
         "|" + "|".join("---:" if i else "---" for i in range(len(cols))) + "|",
     ]
     for row in rows:
         cpu = {k: (row.cells[k].cpu_median if k in row.cells else None) for k, _ in keys}
-        ratio = cpu["gcl"] / cpu["aicd"] if cpu["gcl"] is not None and cpu["aicd"] else None
+        ratio = cpu["gcl"] / cpu["aicd_cold"] if cpu["gcl"] is not None and cpu["aicd_cold"] else None
         cells = [row.spec.title, *(_s(cpu[k]) for k, _ in keys), f"{ratio:.1f}x" if ratio else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -667,7 +700,8 @@ def report_markdown(rows: list[Row], meta: dict[str, Any], labels: dict[str, str
         *target_lines(rows),
         "",
         "CPU time, median (user + system of the runner's whole process tree; less sensitive than wall "
-        "time to other load on the machine):",
+        "time to other load on the machine; aicd without the daemon only: a run the daemon serves is "
+        "the daemon's child, which `wait4` of the `aicd` program does not count):",
         "",
         cpu_table(rows),
     ]
@@ -680,7 +714,10 @@ def report_markdown(rows: list[Row], meta: dict[str, Any], labels: dict[str, str
 
 NOTES = [
     "Columns: bare bash = one bash running each job script with `bash -c`, sequentially, in the repo "
-    "(the floor); aicd = `aicd run --json` from a clean repo (no `.aicd/`); aicd warm = the same with the "
+    "(the floor); aicd = `aicd run --json` from a clean repo (no `.aicd/`), as a user runs it: served by "
+    "the run daemon (`aicd.cli.daemon`; the warm-up run starts it, and the benchmark stops it at the "
+    "end); aicd no daemon = the same with `AICD_DAEMON=off` (Python starts and imports everything each "
+    "run, as on a first run or in CI); aicd warm = the same as aicd with the "
     "`.aicd/` of the previous run kept; gitlab-ci-local = `gitlab-ci-local --shell-isolation --quiet "
     "--no-color`. gcl / aicd = how many times faster aicd is (gcl / aicd warm: with a warm `.aicd/`); "
     "aicd - bash = aicd's overhead over the floor; "
@@ -746,6 +783,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def stop_daemon(aicd: str, daemon_dir: str) -> None:
+    """Stop the run daemon the aicd runners used (`aicd daemon stop`, with their environment)."""
+    env = {**bench_env(), "AICD_DAEMON": "on", "AICD_DAEMON_DIR": daemon_dir}
+    subprocess.run([aicd, "daemon", "stop"], env=env, capture_output=True, timeout=60, check=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -765,7 +808,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     specs = [three_job(), dag(dag_jobs), independent(wide_jobs)]
     if args.only:
         specs = [s for s in specs if s.key in args.only]
-    runners = make_runners(aicd, gcl, warm=not args.no_warm)
+    daemon_dir = tempfile.mkdtemp(prefix="aicdd-", dir="/tmp")  # short: a socket's path has 107 bytes
+    runners = make_runners(aicd, gcl, warm=not args.no_warm, daemon_dir=daemon_dir)
     labels = {r.key: r.label for r in runners}
 
     def repeat_of(spec: PipelineSpec) -> int:
@@ -789,6 +833,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             rows.append(Row(spec, cells, (began, os.getloadavg()[0])))
         TRASH[0] = None
+    if aicd:
+        stop_daemon(aicd, daemon_dir)
+    shutil.rmtree(daemon_dir, ignore_errors=True)
 
     meta: dict[str, Any] = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -801,6 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_end": f"{os.getloadavg()[0]:.2f}",
         "repeat_note": ", ".join(f"{repeat_of(s)} ({s.title})" for s in specs),
         "delete_now": args.delete_now,
+        "daemon_dir": daemon_dir,
     }
 
     if sys.stdout.isatty() and not args.markdown and print_rich(rows):

@@ -34,6 +34,7 @@ def make_repo(path: Path, files: dict[str, str]) -> Path:
 def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AICD_", "CI_", "GITLAB_"))}
     env["NO_COLOR"] = "1"
+    env["AICD_DAEMON"] = "off"  # no run daemon outlives a test (tests/cli/test_run_daemon.py turns it on)
     return env
 
 

@@ -101,7 +101,7 @@ def check_quick_benchmark(
     assert proc.returncode == (0 if not peer_errors else 1), proc.stdout + proc.stderr
     table = table_cells(proc.stdout)
     assert list(table) == titles
-    measured = ["bare bash (s)", "aicd (s)", "aicd warm (s)"]
+    measured = ["bare bash (s)", "aicd (s)", "aicd no daemon (s)", "aicd warm (s)"]
     if peer_ok:
         measured.append("gitlab-ci-local (s)")
     elif not have_gcl:
@@ -118,14 +118,26 @@ def check_quick_benchmark(
         if peer_ok:
             assert re.match(r"^\d+\.\dx$", row["gcl / aicd"]), row
             assert re.match(r"^\d+\.\dx$", row["gcl / aicd warm"]), row
+            assert re.match(r"^\d+\.\dx$", row["gcl / aicd no daemon"]), row
         assert re.match(r"^-?\d+(\.\d)?$", row["per job (ms)"]), row
     assert "Targets (measured):" in proc.stdout
     for pipeline in raw["pipelines"]:
-        for key in ("bash", "aicd"):
+        for key in ("bash", "aicd", "aicd_cold"):
             samples = pipeline["runners"][key]["samples"]
             assert len(samples) == 1 and samples[0]["error"] is None and samples[0]["wall_s"] > 0
     assert "Machine:" in report and "Versions:" in report
+    # the run daemon the aicd runners used is stopped, its folder gone
+    folder = raw["meta"]["daemon_dir"]
+    assert not Path(folder).exists()
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if folder.encode() in _read(p)]
     return peer_ok or not have_gcl
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.mark.slow

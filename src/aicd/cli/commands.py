@@ -43,6 +43,7 @@ _LAZY_COMMANDS = {
     "runner": "aicd.cli.runner_cmd:runner",
     "worker": "aicd.cli.worker_cmd:worker",
     "hooks": "aicd.cli.hooks_cmd:hooks",
+    "daemon": "aicd.cli.daemon.command:daemon",
 }
 
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 import sys
 
 
-def main() -> None:
+def main(daemon: bool = True) -> None:
+    """The `aicd` program. `aicd run` goes to the run daemon first (`aicd.cli.daemon`) unless
+    `daemon` is False: in the daemon's own runs, and for `python -m aicd.cli.main`."""
     if sys.argv[1:2] == ["run"]:
+        if daemon:
+            from aicd.cli.daemon.client import run_through_daemon
+
+            run_through_daemon(sys.argv)  # returns when the daemon cannot run it: run it here
         from aicd.cli.run_entry import fast_start, plain_run
 
         fast_start()
@@ -22,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(daemon=False)

@@ -134,6 +134,7 @@ def demo_env(root: Path, home: Path) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([*path, env.get("PATH", "")])
     env["PYTHON"] = sys.executable
     env["AICD_HOME"] = str(home)
+    env["AICD_DAEMON"] = "off"  # a job's `aicd run` leaves no run daemon behind the demo
     scratch = root / "tmp"  # what jobs and services put in temporary files stays in the folder too
     scratch.mkdir()
     env["TMPDIR"] = str(scratch)
