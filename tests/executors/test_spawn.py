@@ -129,10 +129,17 @@ def bash_argv(script: Path) -> list[str]:
 )
 def test_environment_bytes_are_what_fsencode_gives(env: dict[str, str]) -> None:
     expected = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
-    assert spawn._environment(env) == expected
-    assert spawn._environment(dict(os.environ)) == [
+    assert spawn._environment(env) == b"\0".join(expected)
+    assert spawn._environment(dict(os.environ)) == b"\0".join(
         os.fsencode(k) + b"=" + os.fsencode(v) for k, v in os.environ.items()
-    ]
+    )
+    # as C reads it: one pointer per entry, to exactly its bytes, then NULL
+    lib = spawn._libc()
+    assert lib is not None
+    ct = lib.ctypes
+    _text, pointers = spawn._string_array(lib, spawn._environment(env))
+    read = (ct.c_char_p * len(pointers)).from_address(pointers.buffer_info()[0])
+    assert list(read) == [*expected, None]
 
 
 @pytest.mark.parametrize("env", [{"A": "x\0y"}, {"A\0B": "x"}, {"A=B": "x"}])

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import sys
 import warnings
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -65,6 +67,33 @@ class _Libc:
         self.sigemptyset = libc.sigemptyset
         self.sigaddset = libc.sigaddset
         self.setflags.argtypes = [ctypes.c_void_p, ctypes.c_short]
+        self.spawn.argtypes = [ctypes.c_void_p] * 6
+        self.pointer_code = "Q" if ctypes.sizeof(ctypes.c_void_p) == 8 else "I"
+        self._attributes: Any = None
+
+    def attributes(self) -> Any:
+        """The spawn attributes, the same for every job (made once, kept for the process):
+        its own session, an empty signal mask, SIGPIPE and SIGXFSZ back to their defaults."""
+        if self._attributes is None:
+            ct = self.ctypes
+            attr = ct.create_string_buffer(_ATTR_SIZE)
+            mask = ct.create_string_buffer(_SIGSET_SIZE)
+            default = ct.create_string_buffer(_SIGSET_SIZE)
+            if self.attr_init(attr) != 0:
+                raise OSError(ct.get_errno(), "posix_spawnattr_init")
+            steps = (
+                self.sigemptyset(mask),
+                self.sigemptyset(default),
+                self.sigaddset(default, int(signal.SIGPIPE)),
+                self.sigaddset(default, int(signal.SIGXFSZ)),
+                self.setsigmask(attr, mask),
+                self.setsigdefault(attr, default),
+                self.setflags(attr, _SETSID | _SETSIGMASK | _SETSIGDEF),
+            )
+            if any(steps):
+                raise OSError(next(s for s in steps if s), "posix_spawn attributes")
+            self._attributes = attr
+        return self._attributes
 
 
 _LIBC: list[_Libc | None] = []
@@ -97,19 +126,33 @@ def available(argv: Sequence[str]) -> bool:
     return isinstance(watcher, pidfd) and _libc() is not None
 
 
-def _environment(env: Mapping[str, str]) -> list[bytes]:
-    """``NAME=value`` entries as bytes, as ``os.fsencode`` gives each: encoded at once (a job's
-    environment has ~100 entries); a NUL in a name or value is refused (ValueError, as ``subprocess``)."""
+def _environment(env: Mapping[str, str]) -> bytes:
+    """``NAME=value`` entries as bytes, as ``os.fsencode`` gives each, separated by NULs: encoded at
+    once (a job's environment has ~150 entries); a NUL in a name or value is refused (ValueError,
+    as ``subprocess``)."""
     if not env:
-        return []
+        return b""
     if any("=" in k for k in env):  # as subprocess: `A=B` would be another variable in C
         raise ValueError("illegal environment variable name in a job's environment")
     joined = "\0".join([f"{k}={v}" for k, v in env.items()])
     if joined.count("\0") == len(env) - 1:
-        encoded = joined.encode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
-        return encoded.split(b"\0")
+        return joined.encode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
     # a NUL would cut an entry short in C: refused as ``subprocess`` refuses it, never truncated
     raise ValueError("embedded null byte in a job's environment")
+
+
+def _string_array(lib: _Libc, blob: bytes) -> tuple[Any, array[int]]:
+    """The NUL-separated strings of ``blob`` (none if empty) as a C ``char *[]`` ending in NULL:
+    one buffer holding the text and one of pointers into it, both to be kept until the spawn.
+    (An array of ``c_char_p`` made from each string costs ~0.5 us per string: ~40 us a job.)"""
+    ct = lib.ctypes
+    if not blob:
+        return None, array(lib.pointer_code, [0])
+    text = ct.create_string_buffer(blob + b"\0", len(blob) + 1)
+    starts = itertools.accumulate([len(s) + 1 for s in blob.split(b"\0")], initial=ct.addressof(text))
+    pointers = array(lib.pointer_code, starts)
+    pointers[-1] = 0  # past the last string: the NULL that ends the array
+    return text, pointers
 
 
 def _spawn(argv: Sequence[str], cwd: str, env: Mapping[str, str], out_fd: int) -> int:
@@ -118,41 +161,32 @@ def _spawn(argv: Sequence[str], cwd: str, env: Mapping[str, str], out_fd: int) -
     assert lib is not None
     ct = lib.ctypes
     actions = ct.create_string_buffer(_ACTIONS_SIZE)
-    attr = ct.create_string_buffer(_ATTR_SIZE)
-    mask = ct.create_string_buffer(_SIGSET_SIZE)
-    default = ct.create_string_buffer(_SIGSET_SIZE)
-    args = [os.fsencode(a) for a in argv]
-    envs = _environment(env)
-    c_argv = (ct.c_char_p * (len(args) + 1))(*args, None)
-    c_env = (ct.c_char_p * (len(envs) + 1))(*envs, None)
+    arg_text, c_argv = _string_array(lib, b"\0".join([os.fsencode(a) for a in argv]))
+    env_text, c_env = _string_array(lib, _environment(env))
     pid = ct.c_int(0)
     if lib.actions_init(actions) != 0:
         raise OSError(ct.get_errno(), "posix_spawn_file_actions_init")
     try:
-        if lib.attr_init(attr) != 0:
-            raise OSError(ct.get_errno(), "posix_spawnattr_init")
-        try:
-            steps = (
-                lib.addopen(actions, 0, b"/dev/null", os.O_RDONLY, 0),
-                lib.adddup2(actions, out_fd, 1),
-                lib.adddup2(actions, out_fd, 2),
-                lib.addclosefrom(actions, 3),
-                lib.addchdir(actions, os.fsencode(cwd)),
-                lib.sigemptyset(mask),
-                lib.sigemptyset(default),
-                lib.sigaddset(default, int(signal.SIGPIPE)),
-                lib.sigaddset(default, int(signal.SIGXFSZ)),
-                lib.setsigmask(attr, mask),
-                lib.setsigdefault(attr, default),
-                lib.setflags(attr, _SETSID | _SETSIGMASK | _SETSIGDEF),
-            )
-            if any(steps):
-                raise OSError(next(s for s in steps if s), "posix_spawn set-up")
-            code = lib.spawn(ct.byref(pid), args[0], actions, attr, c_argv, c_env)
-        finally:
-            lib.attr_destroy(attr)
+        steps = (
+            lib.addopen(actions, 0, b"/dev/null", os.O_RDONLY, 0),
+            lib.adddup2(actions, out_fd, 1),
+            lib.adddup2(actions, out_fd, 2),
+            lib.addclosefrom(actions, 3),
+            lib.addchdir(actions, os.fsencode(cwd)),
+        )
+        if any(steps):
+            raise OSError(next(s for s in steps if s), "posix_spawn set-up")
+        code = lib.spawn(
+            ct.byref(pid),
+            os.fsencode(argv[0]),
+            actions,
+            lib.attributes(),
+            c_argv.buffer_info()[0],
+            c_env.buffer_info()[0],
+        )
     finally:
         lib.actions_destroy(actions)
+    del arg_text, env_text  # (kept alive until here: the child's exec has copied them)
     if code != 0:
         raise OSError(code, f"{os.strerror(code)}: {argv[0]!r}")
     return int(pid.value)
