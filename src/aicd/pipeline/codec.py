@@ -16,10 +16,23 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 T = TypeVar("T")
 
 
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+_FIELDS: dict[type, tuple[str, ...] | None] = {}  # class -> its dataclass fields (None: not one)
+
+
 def to_data(obj: Any) -> Any:
     """A dataclass tree as JSON-ready lists/dicts."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_data(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    cls = type(obj)
+    if cls in _LEAVES:
+        return obj
+    try:
+        names = _FIELDS[cls]
+    except KeyError:
+        names = _FIELDS[cls] = (
+            tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+        )
+    if names is not None:
+        return {name: to_data(getattr(obj, name)) for name in names}
     if isinstance(obj, (tuple, list)):
         return [to_data(x) for x in obj]
     if isinstance(obj, dict):
