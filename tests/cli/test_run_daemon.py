@@ -292,3 +292,28 @@ def test_requests_are_read_strictly() -> None:
     ):
         with pytest.raises(ValueError):
             parse_request(bad)
+
+
+def test_the_hand_over_loads_almost_nothing() -> None:
+    """What `aicd run` imports before the daemon takes over: the point is the start-up time."""
+    code = "import sys; import aicd.cli.main, aicd.cli.daemon.client; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=clean_env()
+    )
+    loaded = set(out.stdout.split())
+    for heavy in (
+        "asyncio",
+        "pathlib",
+        "re",
+        "typing",
+        "dataclasses",
+        "enum",
+        "socket",
+        "signal",
+        "yaml",
+        "click",
+    ):
+        assert heavy not in loaded, heavy
+    assert {"aicd", "aicd.cli.daemon.client", "_socket", "_signal"} <= loaded
+    ours = sorted(m for m in loaded if m.startswith("aicd"))
+    assert ours == ["aicd", "aicd.cli", "aicd.cli.daemon", "aicd.cli.daemon.client", "aicd.cli.main"], ours
