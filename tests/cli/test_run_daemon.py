@@ -317,3 +317,20 @@ def test_the_hand_over_loads_almost_nothing() -> None:
     assert {"aicd", "aicd.cli.daemon.client", "_socket", "_signal"} <= loaded
     ours = sorted(m for m in loaded if m.startswith("aicd"))
     assert ours == ["aicd", "aicd.cli", "aicd.cli.daemon", "aicd.cli.daemon.client", "aicd.cli.main"], ours
+
+
+def test_a_daemon_that_cannot_start_does_not_hold_up_the_run(
+    tmp_path: Path, daemon_env: dict[str, str]
+) -> None:
+    socket_path = status(daemon_env)["socket"]
+    assert isinstance(socket_path, str)
+    os.mkdir(socket_path)  # a daemon cannot listen there: it exits before it listens
+    project = make_repo(tmp_path / "p", {".gitlab-ci.yml": PIPELINE})
+    began = time.monotonic()
+    done = run(project, daemon_env, "run", "--json")
+    took = time.monotonic() - began
+    assert done.returncode == 0, done.stderr  # run here instead
+    assert json.loads(done.stdout)["pipeline"]["status"] == "success"
+    # the client saw its daemon exit: it waited seconds for another one, not START_TIMEOUT
+    assert took < client.START_TIMEOUT, took
+    assert status(daemon_env)["running"] is False

@@ -26,6 +26,7 @@ import zlib
 TYPE_CHECKING = False  # no typing or collections.abc at run time (see above)
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
 PROTOCOL = b"aicd-run-daemon 1"
 OFF_VALUES = ("0", "off", "false", "no")
@@ -34,6 +35,7 @@ _KEY_ENV_PREFIXES = ("PYTHON", "LC_")
 _KEY_ENV_NAMES = ("LANG",)
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 START_TIMEOUT = 20.0  # seconds a new daemon gets to listen (a loaded machine imports slowly)
+LOCK_WAIT = 3.0  # ... once it has exited: the daemon that holds the socket's lock may still start
 MAX_SOCKET_PATH = 107  # sockaddr_un's sun_path, less its NUL
 
 
@@ -110,8 +112,8 @@ def _connect(path: str) -> _socket.socket | None:
     return sock
 
 
-def start_daemon(path: str, env: Mapping[str, str]) -> bool:
-    """Start a daemon for this interpreter's settings, listening on `path`; False if it cannot."""
+def start_daemon(path: str, env: Mapping[str, str]) -> Any:
+    """Start a daemon for this interpreter's settings, listening on `path`: its `Popen`, or None."""
     import subprocess  # only when a daemon is started
 
     # the daemon keeps what decides how it starts, and nothing else of this environment (it
@@ -126,7 +128,7 @@ def start_daemon(path: str, env: Mapping[str, str]) -> bool:
     boot = f"import sys; sys.path[:] = {sys.path!r}; from aicd.cli.daemon.server import main; main()"
     argv = [sys.executable, *subprocess._args_from_interpreter_flags(), "-c", boot, path]  # type: ignore[attr-defined]
     try:
-        subprocess.Popen(
+        return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -136,12 +138,15 @@ def start_daemon(path: str, env: Mapping[str, str]) -> bool:
             start_new_session=True,
         )
     except OSError:
-        return False
-    return True
+        return None
 
 
 def _started_daemon(path: str, env: Mapping[str, str]) -> _socket.socket | None:
-    if not start_daemon(path, env):
+    """A connection to a daemon started now (or by another `aicd run` at the same moment); None
+    when none listens in time: a daemon that exits (it cannot start here, or another one took the
+    socket's lock and will listen) gets `LOCK_WAIT` more seconds, not the whole `START_TIMEOUT`."""
+    started = start_daemon(path, env)
+    if started is None:
         return None
     deadline = time.monotonic() + START_TIMEOUT
     delay = 0.002
@@ -149,6 +154,9 @@ def _started_daemon(path: str, env: Mapping[str, str]) -> _socket.socket | None:
         sock = _connect(path)
         if sock is not None:
             return sock
+        if started is not None and started.poll() is not None:
+            started = None
+            deadline = min(deadline, time.monotonic() + LOCK_WAIT)
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
     return None
