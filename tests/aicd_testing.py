@@ -56,3 +56,19 @@ def run_json(cwd: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     proc = aicd(cwd, "run", "--json", *args)
     assert proc.stdout.count("\n") == 1, f"stdout must be one JSON line:\n{proc.stdout}\n{proc.stderr}"
     return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+def processes_with(marker: str) -> list[int]:
+    """The pids of the processes whose command line holds ``marker`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(entry))
+    return found

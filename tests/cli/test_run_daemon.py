@@ -23,7 +23,7 @@ import pytest
 
 from aicd.cli.daemon import client
 from aicd.cli.daemon.server import changed, module_files, parse_request
-from aicd_testing import clean_env, make_repo
+from aicd_testing import clean_env, make_repo, processes_with
 
 AICD_SCRIPT = Path(sys.executable).with_name("aicd")
 
@@ -127,19 +127,6 @@ def test_exit_codes_errors_and_help_are_the_programs(tmp_path: Path, daemon_env:
     assert status(daemon_env)["served"] == len(cases)
 
 
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if marker.encode() in fh.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
-
 def _start_sleeping_run(project: Path, env: dict[str, str], marker: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [str(AICD_SCRIPT), "run", "--json"],
@@ -151,7 +138,7 @@ def _start_sleeping_run(project: Path, env: dict[str, str], marker: str) -> subp
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
-    while not _processes_with(f"{marker}-fg"):
+    while not processes_with(f"{marker}-fg"):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the job did not start"
         time.sleep(0.05)
@@ -173,9 +160,9 @@ def test_signals_reach_the_run(tmp_path: Path, daemon_env: dict[str, str], sig: 
     assert proc.returncode == (130 if sig == signal.SIGINT else 143), stderr  # as without the daemon
     assert json.loads(stdout)["pipeline"]["status"] == "canceled"
     deadline = time.monotonic() + 10
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_a_client_killed_outright_stops_its_run(tmp_path: Path, daemon_env: dict[str, str]) -> None:
@@ -185,9 +172,9 @@ def test_a_client_killed_outright_stops_its_run(tmp_path: Path, daemon_env: dict
     proc.kill()  # SIGKILL: nothing forwarded; the daemon sees the client go
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 30
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
     deadline = time.monotonic() + 30
     while status(daemon_env)["runs"] and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -12,24 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from aicd_testing import AICD, aicd, clean_env, make_repo
+from aicd_testing import AICD, aicd, clean_env, make_repo, processes_with
 
 pytestmark = pytest.mark.slow
-
-
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmdline = fh.read()
-        except OSError:
-            continue
-        if marker.encode() in cmdline:
-            found.append(int(entry))
-    return found
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -59,7 +43,7 @@ def test_kill_mid_pipeline_leaves_nothing_and_records_canceled(tmp_path: Path, s
         start_new_session=True,  # so the test's own signal goes to aicd only
     )
     deadline = time.monotonic() + 60
-    while len(_processes_with(f"{marker}-fg")) < 2:
+    while len(processes_with(f"{marker}-fg")) < 2:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "jobs did not start"
         time.sleep(0.05)
@@ -69,9 +53,9 @@ def test_kill_mid_pipeline_leaves_nothing_and_records_canceled(tmp_path: Path, s
     assert "Traceback" not in stderr
     # no process of any job is left, not even the backgrounded grandchild
     deadline = time.monotonic() + 5
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
     result = json.loads(stdout)
     assert result["pipeline"]["status"] == "canceled"
     statuses = {j["name"]: j["status"] for j in result["jobs"]}
