@@ -321,3 +321,35 @@ def test_a_daemon_that_cannot_start_does_not_hold_up_the_run(
     # the client saw its daemon exit: it waited seconds for another one, not START_TIMEOUT
     assert took < client.START_TIMEOUT, took
     assert status(daemon_env)["running"] is False
+
+
+def test_a_deleted_folder_and_a_closed_stream_as_without_the_daemon(
+    tmp_path: Path, daemon_env: dict[str, str]
+) -> None:
+    project = make_repo(tmp_path / "p", {".gitlab-ci.yml": PIPELINE})
+    gone = tmp_path / "gone"
+    for setting in ("on", "off"):
+        env = {**daemon_env, "AICD_DAEMON": setting, "AICD": str(AICD_SCRIPT), "GONE": str(gone)}
+        gone.mkdir()
+        # the working folder deleted under the command: one clear error, no traceback
+        done = subprocess.run(
+            ["bash", "-c", 'cd "$GONE" && rmdir "$GONE" && exec "$AICD" run'],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr
+        assert (
+            "change to the project's folder or give --cwd" in done.stderr and "Traceback" not in done.stderr
+        )
+        # stdout closed: the daemon is not handed a socket as the run's stdout
+        closed = subprocess.run(
+            ["bash", "-c", 'exec "$AICD" run --json >&-'],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        assert closed.returncode == 1, (setting, closed.stderr)
+    assert status(daemon_env).get("served", 0) == 0  # nothing here was the daemon's to run

@@ -162,7 +162,13 @@ def error_message(exc: AicdError) -> str:
 
 
 def project_dir(cwd: str | None) -> Path:
-    path = Path(cwd or ".").resolve()
+    try:
+        path = Path(cwd or ".").resolve()
+    except OSError as exc:  # the current folder was deleted, or cannot be read
+        where = cwd or "the current folder"
+        raise AicdError(
+            f"{where}: {exc.strerror or exc}; change to the project's folder or give --cwd"
+        ) from None
     if not path.is_dir():
         raise AicdError(f"{path}: no such directory (--cwd)")
     return path

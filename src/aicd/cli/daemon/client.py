@@ -263,6 +263,11 @@ def run_through_daemon(argv: list[str]) -> None:
     env = os.environ
     if not enabled(env):
         return
+    try:  # a closed standard stream would be given the socket's descriptor: run here instead
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return
     folder = runtime_dir(env)
     if folder is None:
         return
