@@ -58,17 +58,18 @@ def run_json(cwd: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 
 
-def processes_with(marker: str) -> list[int]:
-    """The pids of the processes whose command line holds ``marker`` (from /proc)."""
+def processes_with(token: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains ``token``."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmdline = fh.read()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
-        if marker.encode() in cmdline:
-            found.append(int(entry))
+        state = stat[stat.rfind(")") + 2 :].split()[0]
+        if token in cmdline and state not in ("Z", "X"):
+            found.append(int(pid))
     return found

@@ -17,7 +17,6 @@ Everything is real: a git repository in a temp folder, real processes.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import subprocess
 import time
@@ -30,6 +29,7 @@ import pytest
 
 from aicd.executors.base import ArtifactSource, Executor, JobHandle, JobOutcome, JobRequest
 from aicd.pipeline.ir import Artifacts, Job, Reports, Variable
+from aicd_testing import processes_with  # also imported from here by the executor tests
 
 ExecutorFactory = Callable[[Path, Path], Executor]
 
@@ -158,23 +158,6 @@ class Runner:
 
         result: Ran = self.session(body)
         return result
-
-
-def processes_with(token: str) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``token``."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        state = stat[stat.rfind(")") + 2 :].split()[0]
-        if token in cmdline and state not in ("Z", "X"):
-            found.append(int(pid))
-    return found
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -10,6 +10,7 @@ import time
 import click
 
 from aicd.cli.daemon.client import PROTOCOL, enabled, interpreter_key, runtime_dir, socket_path
+from aicd.deploy.supervisor.proc import ProcessId, is_running, start_time_of
 
 
 def _ask(path: str, what: bytes) -> str | None:
@@ -95,19 +96,10 @@ def stop() -> None:
         click.echo("no run daemon was running")
         return
     pid = int(answer.split()[1])
+    started = start_time_of(pid)  # None once it has exited (a zombie nobody reaps counts as gone)
+    process = ProcessId(pid, started) if started is not None else None
     deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
+    while process is not None and is_running(process) and time.monotonic() < deadline:
         time.sleep(0.02)
-    click.echo(
-        f"run daemon {pid} stopped" if not _alive(pid) else f"run daemon {pid} still finishing its runs"
-    )
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie waiting for its parent to reap it does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rpartition(b")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != b"Z"
+    gone = process is None or not is_running(process)
+    click.echo(f"run daemon {pid} stopped" if gone else f"run daemon {pid} still finishing its runs")

@@ -157,7 +157,6 @@ def changed(files: dict[str, tuple[int, int]]) -> list[str]:
 
 @dataclass
 class _Run:
-    pid: int
     conn: socket.socket
     client_gone: bool = False
 
@@ -374,7 +373,7 @@ class Daemon:
             self._become_run(conn, request)
         self.served += 1
         self.last_active = time.monotonic()
-        run = _Run(pid, conn)
+        run = _Run(conn)
         self.runs[pid] = run
         try:
             pidfd = os.pidfd_open(pid)
