@@ -52,6 +52,9 @@ class DemoOptions:
     fault_rate: str = FAULT_RATE  # the faulty version's share of failing /predict calls
 
 
+FIRST_ANSWER_S = 30.0  # how long production's first answers to the demo's traffic may take
+
+
 class Progress:
     """Numbered steps, indented detail lines, and how long each step took."""
 
@@ -204,8 +207,12 @@ def _story(state: DemoState, progress: Progress, options: DemoOptions, summary: 
 
     progress.step(f"Generated traffic on production from now on ({options.workers} clients on {url}/predict)")
     state.load = TrafficLoad(url, workers=options.workers, pause=options.pause, labels=LABELS).start()
-    time.sleep(1.0)
+    # the first answers, however long a loaded machine takes to give them (not a fixed second)
+    deadline = time.monotonic() + FIRST_ANSWER_S
     counts = state.load.counts()
+    while counts.requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        counts = state.load.counts()
     if counts.requests == 0 or counts.failures == counts.requests:
         raise AicdError(f"demo: production at {url} does not answer: {state.load.last_failure}")
     progress.done(
