@@ -129,15 +129,15 @@ def bash_argv(script: Path) -> list[str]:
 )
 def test_environment_bytes_are_what_fsencode_gives(env: dict[str, str]) -> None:
     expected = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
-    assert spawn._environment(env) == b"\0".join(expected)
-    assert spawn._environment(dict(os.environ)) == b"\0".join(
+    assert spawn.environment_bytes(env) == b"\0".join(expected)
+    assert spawn.environment_bytes(dict(os.environ)) == b"\0".join(
         os.fsencode(k) + b"=" + os.fsencode(v) for k, v in os.environ.items()
     )
     # as C reads it: one pointer per entry, to exactly its bytes, then NULL
     lib = spawn._libc()
     assert lib is not None
     ct = lib.ctypes
-    _text, pointers = spawn._string_array(lib, spawn._environment(env))
+    _text, pointers = spawn._string_array(lib, spawn.environment_bytes(env))
     read = (ct.c_char_p * len(pointers)).from_address(pointers.buffer_info()[0])
     assert list(read) == [*expected, None]
 
@@ -147,6 +147,6 @@ def test_an_environment_c_would_misread_is_refused_as_subprocess_refuses_it(
     env: dict[str, str],
 ) -> None:
     with pytest.raises(ValueError):
-        spawn._environment(env)
+        spawn.environment_bytes(env)
     with pytest.raises(ValueError):
         subprocess.run(["/bin/true"], env=env, check=False)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from aicd.errors import AicdError, ExecutorError
 from aicd.executors import artifacts as artifacts_mod
@@ -63,6 +63,9 @@ from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commi
 from aicd.pipeline.ir import Variable
 from aicd.pipeline.variables import PieceMasker, expand, masker, resolve
 from aicd.vcs import GIT_REPO_ENV, ZERO_SHA
+
+if TYPE_CHECKING:
+    from aicd.executors.spawner import Spawner
 
 AFTER_SCRIPT_TIMEOUT_S = 300.0
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -155,6 +158,9 @@ class LocalExecutor:
         # the server's choice: job shells get SIGKILL if this process dies (Linux)
         self._preexec = die_with_parent_fn() if die_with_parent else None
         self._base_env: tuple[dict[object, object], bool, dict[str, str]] | None = None
+        # the helper that starts shells once several run at once (aicd.executors.spawner)
+        self._spawner: Spawner | None = None
+        self._spawner_tried = False
 
     async def start(self, request: JobRequest, on_output: OutputCallback) -> JobHandle:
         if self._closed:
@@ -193,6 +199,9 @@ class LocalExecutor:
             with contextlib.suppress(BaseException):
                 await pending
         self._prefetched.clear()
+        if self._spawner is not None:
+            self._spawner.close()
+            self._spawner = None
         if self._snapshot_dir is not None and self._snapshot_dir.exists():
             await asyncio.to_thread(remove_tree, self._snapshot_dir)
         self._snapshot = None
@@ -237,6 +246,16 @@ class LocalExecutor:
     def launch(self, spec: ShellSpec) -> Launch:
         """The process of one shell: bash on this machine, in its own session."""
         return Launch(bash_command(self._bash, spec.script), spec.env, self._preexec)
+
+    def spawner(self) -> Spawner | None:
+        """The helper process that starts this executor's shells (made at the first call), or None
+        (closed, or it cannot be made here: the shells are then spawned by this process)."""
+        if self._spawner is None and not self._spawner_tried and not self._closed:
+            self._spawner_tried = True
+            from aicd.executors.spawner import Spawner
+
+            self._spawner = Spawner.create()
+        return self._spawner
 
     def workspace_for(self, request: JobRequest) -> Path:
         return self.home / "builds" / str(request.pipeline_id) / slug(request.job.name)
@@ -599,7 +618,7 @@ class _LocalJob:
         launch = self.ex.launch(spec)
         try:
             proc = await ShellProcess.start(
-                launch.argv, cwd, launch.env, reader, launch.preexec, pass_fds=launch.pass_fds
+                launch.argv, cwd, launch.env, reader, launch.preexec, launch.pass_fds, self.ex.spawner
             )
         except BaseException:
             if launch.cleanup is not None:

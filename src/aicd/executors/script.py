@@ -30,9 +30,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from aicd.executors.base import OutputKind
+
+if TYPE_CHECKING:
+    from aicd.executors.spawner import Spawner
 
 KILL_GRACE_S = 2.0
 MAX_LINE_BYTES = 256 * 1024  # longer lines are cut into pieces of this size
@@ -260,9 +263,12 @@ def _spawn() -> ModuleType:
 class ShellProcess:
     """One ``bash`` run of a script file, streamed line by line."""
 
-    # shells started and not yet done, in this process: from the first time two run at once, every
-    # shell is started with posix_spawn (aicd.executors.spawn); before, with loop.subprocess_exec
+    # shells started and not yet done, in this process: from the first time two run (or start) at
+    # once, every shell is started with posix_spawn (aicd.executors.spawn); before, with
+    # loop.subprocess_exec. A shell that starts while others run or start is spawned by the
+    # executor's helper process (aicd.executors.spawner), if it gives one.
     running = 0
+    starting = 0  # in ShellProcess.start
 
     def __init__(
         self, transport: asyncio.SubprocessTransport, protocol: _Protocol, reader: LineReader
@@ -284,34 +290,38 @@ class ShellProcess:
         reader: LineReader,
         preexec: Callable[[], None] | None = None,
         pass_fds: Sequence[int] = (),
+        spawner: Callable[[], Spawner | None] | None = None,
     ) -> ShellProcess:
         """Start ``argv`` (:func:`bash_command`, or a sandbox's command line wrapping it);
-        ``pass_fds``: descriptors the process inherits (a sandbox's launch handshake)."""
+        ``pass_fds``: descriptors the process inherits (a sandbox's launch handshake);
+        ``spawner``: gives the helper process that starts shells side by side, if there is one
+        (:mod:`aicd.executors.spawner`)."""
         loop = asyncio.get_running_loop()
-        if (
-            (ShellProcess.running > 0 or _SPAWN)
-            and preexec is None
-            and not pass_fds
-            and _spawn().available(argv)
-        ):
-            # posix_spawn (see aicd.executors.spawn)
-            spawn = _spawn()
-            protocol = _Protocol(reader.feed, loop)
-            shell = await spawn.start(argv, str(cwd), env, protocol)
-            protocol.pid = shell.pid
-            return cls(cast(asyncio.SubprocessTransport, shell), protocol, reader)
-        transport, protocol = await loop.subprocess_exec(
-            lambda: _Protocol(reader.feed, loop),
-            *argv,
-            cwd=str(cwd),
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec,
-            pass_fds=tuple(pass_fds),
-        )
+        others = ShellProcess.running + ShellProcess.starting  # shells running or starting besides this one
+        ShellProcess.starting += 1
+        try:
+            if (others > 0 or _SPAWN) and preexec is None and not pass_fds and _spawn().available(argv):
+                # posix_spawn (see aicd.executors.spawn), by the helper process while others run
+                spawn = _spawn()
+                protocol = _Protocol(reader.feed, loop)
+                helper = spawner() if spawner is not None and others > 0 else None
+                shell = await spawn.start(argv, str(cwd), env, protocol, helper)
+                protocol.pid = shell.pid
+                return cls(cast(asyncio.SubprocessTransport, shell), protocol, reader)
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _Protocol(reader.feed, loop),
+                *argv,
+                cwd=str(cwd),
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=preexec,
+                pass_fds=tuple(pass_fds),
+            )
+        finally:
+            ShellProcess.starting -= 1
         return cls(transport, protocol, reader)
 
     @property

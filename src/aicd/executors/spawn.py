@@ -29,7 +29,10 @@ import sys
 import warnings
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from aicd.executors.spawner import Spawner
 
 _SETSIGDEF = 0x04
 _SETSIGMASK = 0x08
@@ -126,7 +129,7 @@ def available(argv: Sequence[str]) -> bool:
     return isinstance(watcher, pidfd) and _libc() is not None
 
 
-def _environment(env: Mapping[str, str]) -> bytes:
+def environment_bytes(env: Mapping[str, str]) -> bytes:
     """``NAME=value`` entries as bytes, as ``os.fsencode`` gives each, separated by NULs: encoded at
     once (a job's environment has ~150 entries); a NUL in a name or value is refused (ValueError,
     as ``subprocess``)."""
@@ -157,13 +160,26 @@ def _string_array(lib: _Libc, blob: bytes) -> tuple[Any, array[int]]:
 
 def _spawn(argv: Sequence[str], cwd: str, env: Mapping[str, str], out_fd: int) -> int:
     """posix_spawn ``argv``; its pid."""
+    args = b"\0".join([os.fsencode(a) for a in argv])
+    return spawn_bytes(args, environment_bytes(env), os.fsencode(cwd), out_fd)
+
+
+def in_process_ready() -> bool:
+    """Whether :func:`spawn_bytes` works in this process (glibc's functions found)."""
+    return _libc() is not None
+
+
+def spawn_bytes(args: bytes, env: bytes, cwd: bytes, out_fd: int) -> int:
+    """posix_spawn the NUL-separated ``args`` (the first is the program's absolute path) with the
+    NUL-separated ``NAME=value`` entries of ``env``, in folder ``cwd``; its pid."""
     lib = _libc()
     assert lib is not None
     ct = lib.ctypes
     actions = ct.create_string_buffer(_ACTIONS_SIZE)
-    arg_text, c_argv = _string_array(lib, b"\0".join([os.fsencode(a) for a in argv]))
-    env_text, c_env = _string_array(lib, _environment(env))
+    arg_text, c_argv = _string_array(lib, args)
+    env_text, c_env = _string_array(lib, env)
     pid = ct.c_int(0)
+    program = args.split(b"\0", 1)[0]
     if lib.actions_init(actions) != 0:
         raise OSError(ct.get_errno(), "posix_spawn_file_actions_init")
     try:
@@ -172,23 +188,18 @@ def _spawn(argv: Sequence[str], cwd: str, env: Mapping[str, str], out_fd: int) -
             lib.adddup2(actions, out_fd, 1),
             lib.adddup2(actions, out_fd, 2),
             lib.addclosefrom(actions, 3),
-            lib.addchdir(actions, os.fsencode(cwd)),
+            lib.addchdir(actions, cwd),
         )
         if any(steps):
             raise OSError(next(s for s in steps if s), "posix_spawn set-up")
         code = lib.spawn(
-            ct.byref(pid),
-            os.fsencode(argv[0]),
-            actions,
-            lib.attributes(),
-            c_argv.buffer_info()[0],
-            c_env.buffer_info()[0],
+            ct.byref(pid), program, actions, lib.attributes(), c_argv.buffer_info()[0], c_env.buffer_info()[0]
         )
     finally:
         lib.actions_destroy(actions)
     del arg_text, env_text  # (kept alive until here: the child's exec has copied them)
     if code != 0:
-        raise OSError(code, f"{os.strerror(code)}: {argv[0]!r}")
+        raise OSError(code, f"{os.strerror(code)}: {os.fsdecode(program)!r}")
     return int(pid.value)
 
 
@@ -254,19 +265,28 @@ def _watch(pid: int, callback: Callable[[int, int], object]) -> None:
         asyncio.get_child_watcher().add_child_handler(pid, callback)
 
 
-async def start(argv: Sequence[str], cwd: str, env: Mapping[str, str], protocol: Any) -> SpawnedShell:
-    """Start ``argv`` (:func:`available` said yes) with its output on ``protocol``."""
+async def start(
+    argv: Sequence[str], cwd: str, env: Mapping[str, str], protocol: Any, spawner: Spawner | None = None
+) -> SpawnedShell:
+    """Start ``argv`` (:func:`available` said yes) with its output on ``protocol``; by ``spawner``
+    (:mod:`aicd.executors.spawner`) when given, else here."""
     loop = asyncio.get_running_loop()
     read_fd, write_fd = (_above_stdio(fd) for fd in os.pipe2(os.O_CLOEXEC))
     try:
-        pid = _spawn(argv, cwd, env, write_fd)
+        pid = None if spawner is None else await spawner.spawn(argv, cwd, env, write_fd)
+        if pid is None:
+            spawner = None
+            pid = _spawn(argv, cwd, env, write_fd)
     except BaseException:
         os.close(read_fd)
         raise
     finally:
         os.close(write_fd)
     shell = SpawnedShell(pid, protocol)
-    _watch(pid, shell._exited)
+    if spawner is not None:
+        spawner.watch(pid, shell._exited)
+    else:
+        _watch(pid, shell._exited)
     reading = os.fdopen(read_fd, "rb", buffering=0)
     try:
         pipe, _ = await loop.connect_read_pipe(lambda: _Pipe(protocol), reading)
