@@ -55,7 +55,7 @@ IR_FILE = "pipeline.json"
 
 def job_log_path(run_dir: Path, job_id: int) -> Path:
     """Where a job attempt's full log lives: `<run_dir>/logs/<job_id>.log`."""
-    return run_dir / "logs" / f"{job_id}.log"
+    return Path(f"{run_dir}/logs/{job_id}.log")  # (one Path made, not three: per job, at every change)
 
 
 @dataclass(frozen=True)

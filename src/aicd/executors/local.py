@@ -59,7 +59,14 @@ from aicd.executors.script import (
     render_script,
 )
 from aicd.executors.script import die_with_parent as die_with_parent_fn
-from aicd.executors.workspace import Snapshot, remove_tree, slug, snapshot_commit, snapshot_worktree
+from aicd.executors.workspace import (
+    Snapshot,
+    remove_tree,
+    slug,
+    snapshot_commit,
+    snapshot_worktree,
+    write_new_file,
+)
 from aicd.pipeline.ir import Variable
 from aicd.pipeline.variables import PieceMasker, expand, masker, resolve
 from aicd.vcs import GIT_REPO_ENV, ZERO_SHA
@@ -552,8 +559,11 @@ class _LocalJob:
         error: str | None = None
         finished = _Finished()
         try:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+            try:
+                self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+            except FileNotFoundError:  # the run's first job: its logs folder is made
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
             self.ex.job_starting(self.req)
             # a small workspace and nothing to restore: quicker here than a worker thread's round trip
             prep = self._prepare() if self._quick_prepare() else await asyncio.to_thread(self._prepare)
@@ -765,20 +775,17 @@ class _LocalJob:
             env.setdefault(key, value)
         self._job_vars = job_vars
 
-        scripts_dir = run_dir / "scripts"
-        scripts_dir.mkdir(parents=True, exist_ok=True)
+        scripts_dir = f"{run_dir}/scripts"
         commands = [*job.before_script, *job.script]
         labels = [display_command(c) for c in commands]
-        script = scripts_dir / f"{req.job_id}.sh"
-        script.write_text(render_script(commands, self._token, shown=labels), encoding="utf-8")
+        script = Path(f"{scripts_dir}/{req.job_id}.sh")
+        write_new_file(str(script), render_script(commands, self._token, shown=labels))
         after: Path | None = None
         after_labels: list[str | None] = []
         if job.after_script:
             after_labels = [display_command(c) for c in job.after_script]
-            after = scripts_dir / f"{req.job_id}-after.sh"
-            after.write_text(
-                render_script(job.after_script, self._token, shown=after_labels), encoding="utf-8"
-            )
+            after = Path(f"{scripts_dir}/{req.job_id}-after.sh")
+            write_new_file(str(after), render_script(job.after_script, self._token, shown=after_labels))
 
         info: list[str] = [*self.source_notes, *self.ex.notes(req, job_vars)]
 

@@ -203,28 +203,23 @@ def spawn_bytes(args: bytes, env: bytes, cwd: bytes, out_fd: int) -> int:
     return int(pid.value)
 
 
-class _Pipe(asyncio.Protocol):
-    def __init__(self, protocol: ShellProtocol) -> None:
-        self.protocol = protocol
-
-    def data_received(self, data: bytes) -> None:
-        self.protocol.pipe_data_received(1, data)
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.protocol.pipe_connection_lost(1, exc)
+# as much as asyncio's pipe transport reads at once
+_READ_SIZE = 256 * 1024
 
 
 class SpawnedShell:
-    """A started shell: its pid (the leader of its own group), its exit code once it exited."""
+    """A started shell: its pid (the leader of its own group), its exit code once it exited.
+
+    Its output pipe is read by a reader callback on the event loop (no transport object: one
+    fewer round on the loop per shell): chunks go to ``protocol.pipe_data_received``, the end
+    (end of file, a read error, or :meth:`close`) to ``protocol.pipe_connection_lost`` once."""
 
     def __init__(self, pid: int, protocol: ShellProtocol) -> None:
         self.pid = pid
         self.protocol = protocol
         self.returncode: int | None = None
-        self.pipe: asyncio.ReadTransport | None = None
+        self._fd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def get_pid(self) -> int:
         return self.pid
@@ -236,11 +231,45 @@ class SpawnedShell:
         self.returncode = returncode
         self.protocol.process_exited()
 
+    def _read_from(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._readable)
+        self._fd, self._loop = fd, loop
+
+    def _readable(self) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._end(exc)
+            return
+        if data:
+            self.protocol.pipe_data_received(1, data)
+        else:
+            self._end(None)
+
+    def _end(self, exc: Exception | None) -> None:
+        fd, loop = self._fd, self._loop
+        if fd is None or loop is None:
+            return
+        self._fd = None
+        loop.remove_reader(fd)
+        os.close(fd)
+        self.protocol.pipe_connection_lost(1, exc)
+
     def close(self) -> None:
         """As an asyncio subprocess transport's close: the pipe closed, the shell killed if it
         still runs (its group is the caller's business)."""
-        if self.pipe is not None:
-            self.pipe.close()
+        if self._fd is not None and self._loop is not None:
+            fd, loop = self._fd, self._loop
+            self._fd = None
+            loop.remove_reader(fd)
+            os.close(fd)
+            loop.call_soon(self.protocol.pipe_connection_lost, 1, None)
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
@@ -283,18 +312,16 @@ async def start(
     finally:
         os.close(write_fd)
     shell = SpawnedShell(pid, protocol)
-    if spawner is not None:
-        spawner.watch(pid, shell._exited)
-    else:
-        _watch(pid, shell._exited)
-    reading = os.fdopen(read_fd, "rb", buffering=0)
     try:
-        pipe, _ = await loop.connect_read_pipe(lambda: _Pipe(protocol), reading)
-    except BaseException:  # canceled (or no pipe): the shell must not outlive this
+        if spawner is not None:
+            spawner.watch(pid, shell._exited)
+        else:
+            _watch(pid, shell._exited)
+        shell._read_from(read_fd, loop)
+    except BaseException:  # (no pipe): the shell must not outlive this
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
-            reading.close()
+            os.close(read_fd)
         raise
-    shell.pipe = pipe
     return shell

@@ -101,10 +101,7 @@ class Snapshot:
         Files get the snapshot's permission bits and the current time, as a
         fresh ``git clone`` gives them.
         """
-        if os.path.lexists(workspace):
-            remove_tree(workspace)
-        workspace.parent.mkdir(parents=True, exist_ok=True)
-        workspace.mkdir()
+        fresh_dir(str(workspace))
         if len(self.entries) > _CP_THRESHOLD and sys.platform.startswith("linux"):
             # one GNU `cp` (reflinks where the file system can) beats a Python loop here
             try:
@@ -217,6 +214,36 @@ def snapshot_commit(project_dir: Path, commit: str, dest: Path) -> Snapshot:
         msg = tar.stderr.decode(errors="replace").strip()
         raise GitError(f"cannot extract commit {commit!r} into {dest}: {msg}")
     return Snapshot.scan(dest)
+
+
+def fresh_dir(path: str) -> None:
+    """Make ``path`` an empty folder: what was there removed, missing parents made. (The common
+    case, nothing there and the parent present, is one system call.)"""
+    try:
+        os.mkdir(path)
+        return
+    except FileExistsError:
+        remove_tree(Path(path))
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.mkdir(path)
+
+
+def write_new_file(path: str, text: str, mode: int = 0o666) -> None:
+    """Write ``text`` (UTF-8) to ``path``, replacing what is there, making missing parent folders."""
+    data = text.encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, mode)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, flags, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def remove_tree(path: Path) -> None:
