@@ -49,7 +49,7 @@ import contextlib
 import functools
 import heapq
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum, auto
 from pathlib import Path
@@ -121,6 +121,7 @@ class _Node:
     settled: SettledJob | None = None  # from an earlier run: never runs here
     prior: int = 0  # attempts made before this run
     canceled: asyncio.Event | None = None  # set by RunControl.cancel_job while it runs
+    on_cancel: Callable[[], None] | None = None  # called by cancel_job, while the job is watched
 
     @property
     def job_name(self) -> str:
@@ -408,6 +409,8 @@ class _Run:
             if node.canceled is None:
                 node.canceled = asyncio.Event()
             node.canceled.set()
+            if node.on_cancel is not None:
+                node.on_cancel()
         else:
             if node.phase is _Phase.DELAYED and node.task is not None:
                 node.task.cancel()
@@ -604,7 +607,7 @@ class _Run:
         if node.canceled is None:
             node.canceled = asyncio.Event()
         try:
-            return await self._watch(request, handle, waiter, started, on_output, node.canceled)
+            return await self._watch(request, handle, waiter, started, on_output, node)
         except asyncio.CancelledError:
             await _stop(handle, waiter, "canceled")
             raise
@@ -619,16 +622,35 @@ class _Run:
         waiter: asyncio.Future[JobOutcome],
         started: float,
         on_output: OutputCallback,
-        canceled: asyncio.Event,
+        node: _Node,
     ) -> JobOutcome:
         job = request.job
         timeout = job.timeout_s if job.timeout_s is not None and job.timeout_s > 0 else DEFAULT_TIMEOUT_S
-        own = asyncio.ensure_future(canceled.wait())
-        watched: set[asyncio.Future[Any]] = {waiter, self._stopping(), own}
+        canceled = node.canceled
+        assert canceled is not None
+        # the first of: the job's end, the run's stop, the job's cancel, its timeout (one future
+        # and callbacks: no task per job for the cancel event, no asyncio.wait set-up)
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        stopping = self._stopping()
+        waiter.add_done_callback(wake)
+        stopping.add_done_callback(wake)
+        node.on_cancel = wake
+        timer = loop.call_later(timeout, wake)
+        if canceled.is_set():
+            wake()
         try:
-            await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await woken
         finally:
-            own.cancel()
+            timer.cancel()
+            node.on_cancel = None
+            waiter.remove_done_callback(wake)
+            stopping.remove_done_callback(wake)
         if waiter.done():
             return waiter.result()
         timed_out = not self.stop.is_set() and not canceled.is_set()

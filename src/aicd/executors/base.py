@@ -14,7 +14,7 @@ with the job's whole process tree gone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -105,7 +105,10 @@ class JobOutcome:
 
 
 class JobHandle(Protocol):
-    async def wait(self) -> JobOutcome: ...
+    def wait(self) -> Awaitable[JobOutcome]:
+        """The job's outcome, once it ended (a coroutine, or a future that must not be cancelled:
+        cancelling what it gives never cancels the job)."""
+        ...
 
     async def cancel(self, reason: str = "canceled") -> None: ...
 

@@ -477,9 +477,9 @@ class _LocalJob:
         self._task = asyncio.ensure_future(self._run())
         self._task.add_done_callback(lambda _t: self.ex._forget(self))
 
-    async def wait(self) -> JobOutcome:
+    def wait(self) -> asyncio.Future[JobOutcome]:
         assert self._task is not None
-        return await asyncio.shield(self._task)
+        return asyncio.shield(self._task)  # (a future, not a coroutine: no task to wrap it in)
 
     async def cancel(self, reason: str = "canceled") -> None:
         if self._task is None or self._task.done():
