@@ -6,17 +6,19 @@ import time
 from pathlib import Path
 
 from aicd.engine import JobStatus, failure_allowed
-from aicd.executors.base import JobOutcome
+from aicd.executors.base import JobOutcome, job_log_path
 from aicd.pipeline.ir import Job
 
 
-def job_fields(job: Job, status: JobStatus, outcome: JobOutcome | None, log_path: Path) -> dict[str, object]:
-    """What Store.update_job gets when `job` reaches `status` (log_path: where its log goes)."""
+def job_fields(
+    job: Job, status: JobStatus, outcome: JobOutcome | None, run_dir: Path, job_id: int
+) -> dict[str, object]:
+    """What Store.update_job gets when `job` (attempt `job_id`, of the run in `run_dir`) reaches `status`."""
     fields: dict[str, object] = {"status": str(status)}
     now = time.time()
     if status == JobStatus.RUNNING:
         fields["started_at"] = now
-        fields["log_path"] = str(log_path)
+        fields["log_path"] = str(job_log_path(run_dir, job_id))
     if outcome is not None:
         fields.update(
             exit_code=outcome.exit_code,

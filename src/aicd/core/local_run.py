@@ -82,15 +82,18 @@ class JobRun:
 class _Recorder(EngineListener):
     """Engine events -> store rows, then to the observer.
 
-    Job status changes are written in batches: every change made while the event loop runs one
-    round of callbacks (the scheduler settles a job and starts the next ones) goes to the store in
-    one transaction, at the start of the next round, instead of one transaction per change. The
-    order is kept, and a round is committed whole or not at all, so the database is always the
-    run's story up to some point. A job's ``running`` is committed before its shell is spawned:
-    the executor awaits (preparing the workspace in a thread) before it spawns, and the write was
-    queued first. A failed write is raised at the next change, or by :meth:`flush`, which the run
-    calls before it records the pipeline's end, as when every change was written at once.
+    Job status changes are written in batches: every change made within ``BATCH_S`` of the first
+    one not yet written goes to the store in one transaction, instead of one transaction per
+    change (200 quick jobs: ~40 transactions instead of ~400, each ~40-60 us of the event loop's
+    time). The order is kept, and a batch is committed whole or not at all, so the database is
+    always the run's story up to some point, at most ``BATCH_S`` behind it: a job's ``running``
+    may be committed just after its shell was spawned, and a quick job's ``running`` and
+    ``success`` together. A failed write is raised at the next change, or by :meth:`flush`, which
+    the run calls before it records the pipeline's end (and before a retry's new attempt), as
+    when every change was written at once.
     """
+
+    BATCH_S = 0.01
 
     def __init__(self, store: Store, record: PipelineRecord, observer: RunObserver) -> None:
         self.store = store
@@ -130,7 +133,7 @@ class _Recorder(EngineListener):
         if status == JobStatus.PENDING:  # transient: told, not stored (one write less per job)
             self.observer.job_status(job, job_id, attempt, str(status), outcome)
             return
-        fields = job_fields(job, status, outcome, self.log_path(job_id))
+        fields = job_fields(job, status, outcome, self.run_dir, job_id)
         self._queue(job_id, fields)
         self.observer.job_status(job, job_id, attempt, str(status), outcome)
 
@@ -143,7 +146,7 @@ class _Recorder(EngineListener):
             self.store.update_job(job_id, **fields)
             return
         if not self._pending:
-            loop.call_soon(self._write_round)
+            loop.call_later(self.BATCH_S, self._write_round)
         self._pending.append((job_id, fields))
 
     def _write_round(self) -> None:

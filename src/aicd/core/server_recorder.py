@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aicd.core.job_fields import job_fields
 from aicd.engine import JobStatus
-from aicd.executors.base import JobOutcome, job_log_path
+from aicd.executors.base import JobOutcome
 from aicd.pipeline.ir import Job
 from aicd.store.records import NewJob, PipelineRecord
 from aicd.store.repository import RunStore
@@ -106,7 +106,7 @@ class ServerRecorder:
             and self.reuse.get(job.name) == job_id
         ):
             return  # adopted: its row stays `running` (a worker's job token is valid only so)
-        fields = job_fields(job, status, outcome, job_log_path(self.run_dir, job_id))
+        fields = job_fields(job, status, outcome, self.run_dir, job_id)
         if self.remote and status == JobStatus.RUNNING and job.trigger is None:
             return  # its row becomes `pending` with its job token (a trigger job runs here: written)
         self.store.update_job(job_id, **fields)

@@ -254,10 +254,11 @@ class LocalExecutor:
         """The process of one shell: bash on this machine, in its own session."""
         return Launch(bash_command(self._bash, spec.script), spec.env, self._preexec)
 
-    def spawner(self) -> Spawner | None:
-        """The helper process that starts this executor's shells (made at the first call), or None
-        (closed, or it cannot be made here: the shells are then spawned by this process)."""
-        if self._spawner is None and not self._spawner_tried and not self._closed:
+    def spawner(self, make: bool = True) -> Spawner | None:
+        """The helper process that starts this executor's shells (made at the first call with
+        ``make``), or None (not made, closed, or it cannot be made here: the shells are then
+        spawned by this process)."""
+        if make and self._spawner is None and not self._spawner_tried and not self._closed:
             self._spawner_tried = True
             from aicd.executors.spawner import Spawner
 

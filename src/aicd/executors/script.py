@@ -265,8 +265,8 @@ class ShellProcess:
 
     # shells started and not yet done, in this process: from the first time two run (or start) at
     # once, every shell is started with posix_spawn (aicd.executors.spawn); before, with
-    # loop.subprocess_exec. A shell that starts while others run or start is spawned by the
-    # executor's helper process (aicd.executors.spawner), if it gives one.
+    # loop.subprocess_exec. From the first time a shell starts while others run or start, the
+    # executor's helper process (aicd.executors.spawner), if it gives one, spawns its shells.
     running = 0
     starting = 0  # in ShellProcess.start
 
@@ -290,12 +290,13 @@ class ShellProcess:
         reader: LineReader,
         preexec: Callable[[], None] | None = None,
         pass_fds: Sequence[int] = (),
-        spawner: Callable[[], Spawner | None] | None = None,
+        spawner: Callable[[bool], Spawner | None] | None = None,
     ) -> ShellProcess:
         """Start ``argv`` (:func:`bash_command`, or a sandbox's command line wrapping it);
         ``pass_fds``: descriptors the process inherits (a sandbox's launch handshake);
-        ``spawner``: gives the helper process that starts shells side by side, if there is one
-        (:mod:`aicd.executors.spawner`)."""
+        ``spawner(make)``: the helper process that starts shells side by side
+        (:mod:`aicd.executors.spawner`), if there is one, made if ``make`` (others run or start);
+        once made, it starts every shell of its executor."""
         loop = asyncio.get_running_loop()
         others = ShellProcess.running + ShellProcess.starting  # shells running or starting besides this one
         ShellProcess.starting += 1
@@ -304,7 +305,7 @@ class ShellProcess:
                 # posix_spawn (see aicd.executors.spawn), by the helper process while others run
                 spawn = _spawn()
                 protocol = _Protocol(reader.feed, loop)
-                helper = spawner() if spawner is not None and others > 0 else None
+                helper = spawner(others > 0) if spawner is not None else None
                 shell = await spawn.start(argv, str(cwd), env, protocol, helper)
                 protocol.pid = shell.pid
                 return cls(cast(asyncio.SubprocessTransport, shell), protocol, reader)
