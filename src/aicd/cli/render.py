@@ -49,19 +49,52 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 class ConsoleObserver:
-    """A RunObserver that prints as the pipeline runs."""
+    """A RunObserver that prints as the pipeline runs.
+
+    In plain mode, inside the run's event loop, lines are gathered for ``BATCH_S`` and written
+    together: one write (and one wake-up of whatever reads the pipe) instead of one per line
+    (200 quick jobs print ~1,000 lines in ~0.3 s). :meth:`flush` writes what is gathered; the
+    run calls it when the pipeline ends, before the summary."""
+
+    BATCH_S = 0.02
 
     def __init__(self, *, plain: bool, to_stderr: bool = False) -> None:
         self.plain = plain
         self.stream: TextIO = sys.stderr if to_stderr else sys.stdout
         self._colour: dict[str, str] = {}
         self._width = 0
+        self._gathered: list[str] = []
         self._started = time.monotonic()
         self._console = None
         if not plain:
             from rich.console import Console
 
             self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+
+    def _line(self, line: str) -> None:
+        """Print ``line`` (plain mode): gathered while a run's event loop runs, else at once."""
+        asyncio = sys.modules.get("asyncio")  # (not imported: no loop runs)
+        loop = None
+        if asyncio is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        if loop is None:
+            self.flush()
+            self.stream.write(line)
+            self.stream.flush()
+            return
+        if not self._gathered:
+            loop.call_later(self.BATCH_S, self.flush)
+        self._gathered.append(line)
+
+    def flush(self) -> None:
+        """Write the lines gathered so far."""
+        gathered, self._gathered = self._gathered, []
+        if gathered:
+            self.stream.write("".join(gathered))
+            self.stream.flush()
 
     def _prefix(self, name: str) -> str:
         if name not in self._colour:
@@ -74,8 +107,7 @@ class ConsoleObserver:
 
     def info(self, message: str) -> None:
         if self._console is None:
-            self.stream.write(f"{clean_lines(message)}\n")
-            self.stream.flush()
+            self._line(f"{clean_lines(message)}\n")
         else:
             from rich.markup import escape
 
@@ -111,8 +143,7 @@ class ConsoleObserver:
             if outcome.failure_reason == "job_execution_timeout":
                 what += " (timed out)"
         if self._console is None:
-            self.stream.write(f"{clean(job.name)} {what}\n")
-            self.stream.flush()
+            self._line(f"{clean(job.name)} {what}\n")
         else:
             style = _STATUS_STYLE.get(status, "")
             colour = self._colour.get(self._prefix(job.name), "")
@@ -125,7 +156,7 @@ class ConsoleObserver:
         else:
             text = terminal_view(text)
         if self._console is None:
-            self.stream.write(f"{clean(job.name)} {sep} {text}\n")
+            self._line(f"{clean(job.name)} {sep} {text}\n")
         else:
             from rich.text import Text
 

@@ -66,6 +66,7 @@ async def _run(req: RunRequest, observer: ConsoleObserver) -> tuple[RunResult, i
     try:
         result = await run_local(req, observer, cancel=cancel)
     finally:
+        observer.flush()
         for sig in _SIGNAL_EXIT:
             loop.remove_signal_handler(sig)
     return result, (got[0] if got else None)
