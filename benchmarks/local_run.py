@@ -21,7 +21,10 @@ Each pipeline is run by:
 Between measured runs the repository is reset to its commit (`git clean -fdx`: removes
 `.aicd/`, `.gitlab-ci-local/` and every file a job wrote), so runs are comparable. Every
 runner gets one unmeasured warm-up run per pipeline (OS caches, .pyc files, node's JIT);
-then the runners are measured in turn, --repeat times, and the table shows medians.
+then the runners are measured in turn, --repeat times, and the table shows medians. The
+order rotates each round (round 1: bash, aicd, ..., gitlab-ci-local; round 2 starts with the
+second runner...), so that no runner always runs right after another (right after a
+gitlab-ci-local run, whichever runner came next was measured ~10% slower).
 Every run is checked: exit status 0 and every job passed (a run that did not do the work
 does not count).
 
@@ -398,6 +401,19 @@ def run_once(runner: Runner, spec: PipelineSpec, repo: Path, timeout: float) -> 
     return sample
 
 
+def rotated(runners: list[Runner], i: int) -> list[Runner]:
+    """The runners in round ``i``'s order: turned by ``i``, a runner that keeps state ("aicd warm":
+    a second run in the same project, `.aicd/` kept) right after the one before it."""
+    units: list[list[Runner]] = []
+    for runner in runners:
+        if runner.keep and units:
+            units[-1].append(runner)
+        else:
+            units.append([runner])
+    turn = i % len(units) if units else 0
+    return [r for unit in units[turn:] + units[:turn] for r in unit]
+
+
 def bench_pipeline(
     spec: PipelineSpec,
     runners: list[Runner],
@@ -421,7 +437,7 @@ def bench_pipeline(
                 broken.add(runner.key)
                 cells[runner.key].samples.append(sample)
     for i in range(repeat):
-        for runner in runners:
+        for runner in rotated(runners, i):
             if runner.key in broken:
                 continue
             # aicd warm runs right after aicd and keeps its .aicd/: a second run in the same project

@@ -1,4 +1,4 @@
-"""`aicd run` writes job status changes in one transaction per event-loop round (issue 17).
+"""`aicd run` writes job status changes in batches, a job's `running` before it runs (issue 17).
 
 Real git repository, real bash jobs, the real SQLite store; the store is wrapped only to count
 its write calls (a spy: every call goes through to the database).

@@ -82,15 +82,15 @@ class JobRun:
 class _Recorder(EngineListener):
     """Engine events -> store rows, then to the observer.
 
-    Job status changes are written in batches: every change made within ``BATCH_S`` of the first
-    one not yet written goes to the store in one transaction, instead of one transaction per
-    change (200 quick jobs: ~40 transactions instead of ~400, each ~40-60 us of the event loop's
-    time). The order is kept, and a batch is committed whole or not at all, so the database is
-    always the run's story up to some point, at most ``BATCH_S`` behind it: a job's ``running``
-    may be committed just after its shell was spawned, and a quick job's ``running`` and
-    ``success`` together. A failed write is raised at the next change, or by :meth:`flush`, which
-    the run calls before it records the pipeline's end (and before a retry's new attempt), as
-    when every change was written at once.
+    Job status changes are written in batches, one transaction each: a job's ``running`` is
+    written at once, with every change queued before it, so it is committed before the executor
+    starts the job (its shell can read it); the other changes (a job's end, a skip...) wait for
+    the next ``running``, or ``BATCH_S`` at most. 200 quick jobs: ~200 transactions instead of
+    ~400 (one per change), each ~40-60 us of the event loop's time. The order is kept, and a
+    batch is committed whole or not at all, so the database is always the run's story up to some
+    point, at most ``BATCH_S`` behind it. A failed write is raised at the next change, or by
+    :meth:`flush`, which the run calls before it records the pipeline's end (and before a
+    retry's new attempt), as when every change was written at once.
     """
 
     BATCH_S = 0.01
@@ -102,6 +102,7 @@ class _Recorder(EngineListener):
         self.run_dir = Path(record.run_dir)
         self._pending: list[tuple[int, dict[str, object]]] = []
         self._error: BaseException | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def log_path(self, job_id: int) -> Path:
         return job_log_path(self.run_dir, job_id)
@@ -135,6 +136,8 @@ class _Recorder(EngineListener):
             return
         fields = job_fields(job, status, outcome, self.run_dir, job_id)
         self._queue(job_id, fields)
+        if status == JobStatus.RUNNING:
+            self._write_round()  # committed before the job starts (a failure: raised at the next change)
         self.observer.job_status(job, job_id, attempt, str(status), outcome)
 
     def _queue(self, job_id: int, fields: dict[str, object]) -> None:
@@ -145,9 +148,13 @@ class _Recorder(EngineListener):
         except RuntimeError:  # not inside the engine's loop: write now
             self.store.update_job(job_id, **fields)
             return
-        if not self._pending:
-            loop.call_later(self.BATCH_S, self._write_round)
+        if self._timer is None:
+            self._timer = loop.call_later(self.BATCH_S, self._timed_round)
         self._pending.append((job_id, fields))
+
+    def _timed_round(self) -> None:
+        self._timer = None
+        self._write_round()
 
     def _write_round(self) -> None:
         try:
