@@ -226,12 +226,13 @@ def test_a_killed_helper_fails_its_jobs_and_the_run_still_ends(tmp_path: Path) -
     proc = _start_run(project, tmp_path / "home")
     try:
         found = _wait_for(marker, 3, proc)
-        helpers = {_parent(_session_leader(p)) for p in found} - {proc.pid}
-        assert len(helpers) == 1, helpers
+        owners = {p: _parent(_session_leader(p)) for p in found}  # (read before anything is killed)
+        helpers = set(owners.values()) - {proc.pid}
+        assert len(helpers) == 1, owners
         os.kill(helpers.pop(), signal.SIGKILL)
         # the shells aicd started itself go on: end them, the run ends
-        for pid in found:
-            if _parent(_session_leader(pid)) == proc.pid:
+        for pid, owner in owners.items():
+            if owner == proc.pid:
                 os.kill(pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:

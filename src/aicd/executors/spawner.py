@@ -14,7 +14,7 @@ user; each shell leads its own session and group). The helper blocks the signals
 a ``kill`` of the group sends (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP...), so Ctrl-C reaches
 aicd, which cancels the jobs; a shell starts with no signal blocked. When aicd's end of the
 socket closes (:meth:`Spawner.close`, or aicd died, even by SIGKILL) the helper SIGKILLs the
-group of every shell still running and exits: no job outlives a killed ``aicd run``.
+group of every shell still running and exits: no shell it started outlives a killed ``aicd run``.
 """
 
 from __future__ import annotations
@@ -81,9 +81,13 @@ class Spawner:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         except OSError:
             return None
+        # the signals the helper ignores are blocked across the fork (one arriving in between would
+        # run aicd's handler in the helper); aicd gets its mask back at once
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
         try:
             pid = os.fork()
         except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             ours.close()
             theirs.close()
             return None
@@ -95,6 +99,7 @@ class Spawner:
                 code = 0
             finally:
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         theirs.close()
         ours.setblocking(False)
         return cls(pid, ours, loop)
@@ -225,7 +230,7 @@ def _serve(fd: int) -> None:
         if null != target:
             os.dup2(null, target)
     os.closerange(3, fd)
-    os.closerange(fd + 1, 65536)  # (aicd's database, pipes and logs are not the helper's)
+    os.closerange(fd + 1, max(fd + 1, os.sysconf("SC_OPEN_MAX")))  # (aicd's database, logs, pipes)
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
     poller = select.poll()
