@@ -742,7 +742,7 @@ NOTES = [
     "`AICD_JOB_CHECKOUT=files` (each job gets a copy of the files without `.git`, as before jobs had a "
     "Git checkout); Git checkout per job = (aicd - aicd files only) / jobs: what the checkout costs. "
     "Each runner uses its default concurrency "
-    "(aicd: the CPUs it may use plus 2; gitlab-ci-local: unlimited); bare bash is sequential.",
+    "(aicd: the CPUs it may use plus 4; gitlab-ci-local: unlimited); bare bash is sequential.",
 ]
 
 
