@@ -170,7 +170,7 @@ class _Recorder(EngineListener):
         pending, self._pending = self._pending, []
         if pending:
             try:
-                self.store.update_jobs(_merged(pending))
+                self.store.update_jobs(pending)
             except BaseException:
                 self._pending = pending + self._pending
                 raise
@@ -405,19 +405,6 @@ async def run_local(
         if owner is not None and owner.path.name.startswith("new-"):
             owner.release()  # no pipeline was recorded: nothing to mark
         store.close()
-
-
-def _merged(changes: list[tuple[int, dict[str, object]]]) -> list[tuple[int, dict[str, object]]]:
-    """The changes of one batch with each job's changes made one (later fields win): one UPDATE
-    per job instead of one per change (a quick job's ``running`` and ``success``). The batch is
-    one transaction, so nothing outside it could see the difference."""
-    by_job: dict[int, dict[str, object]] = {}
-    for job_id, fields in changes:
-        if job_id in by_job:
-            by_job[job_id].update(fields)
-        else:
-            by_job[job_id] = dict(fields)
-    return list(by_job.items())
 
 
 def save_graph(run_dir: Path, pipeline: Pipeline) -> None:
