@@ -88,7 +88,7 @@ def test_silent_backend_gives_504_within_the_response_timeout() -> None:
                     elapsed = time.monotonic() - started
                     fine = await client.get("/echo")
                 assert r.status_code == 504 and "did not answer within 0.3s" in r.json()["error"]
-                assert 0.25 < elapsed < 1.5
+                assert 0.3 <= elapsed < 1.5  # never early (the native plane counts 0.1 s ticks)
                 assert fine.status_code == 200
                 m = revision_metrics(router, "r1")
                 assert m["status"] == {"200": 1, "504": 1} and m["proxy_errors"] == 1

@@ -1697,8 +1697,11 @@ static void sweep(Plane *pl) {
         next = n->next;
         Client *c = CONTAINER(n, Client, node);
         Exchange *ex = &c->ex;
+        /* last_io and tick are whole ticks: the time since the last byte is more than
+           (tick - last_io - 1) ticks, never less than the timeout when this holds (it fires up to
+           two ticks late, never early) */
         if (ex->active && ex->bc && !ex->bc->connecting &&
-            (double)(pl->tick - ex->last_io) * TICK >= pl->response_timeout) {
+            (double)(pl->tick - ex->last_io - 1) * TICK >= pl->response_timeout) {
             BConn *bc = ex->bc;
             bconn_close(pl, bc);
             if (ex->response_started) {
