@@ -158,10 +158,14 @@ def _string_array(lib: _Libc, blob: bytes) -> tuple[Any, array[int]]:
     return text, pointers
 
 
+def encoded(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> tuple[bytes, bytes, bytes]:
+    """What :func:`spawn_bytes` takes: ``argv`` and ``env`` NUL-separated, ``cwd``, as bytes."""
+    return b"\0".join([os.fsencode(a) for a in argv]), environment_bytes(env), os.fsencode(cwd)
+
+
 def _spawn(argv: Sequence[str], cwd: str, env: Mapping[str, str], out_fd: int) -> int:
     """posix_spawn ``argv``; its pid."""
-    args = b"\0".join([os.fsencode(a) for a in argv])
-    return spawn_bytes(args, environment_bytes(env), os.fsencode(cwd), out_fd)
+    return spawn_bytes(*encoded(argv, cwd, env), out_fd)
 
 
 def in_process_ready() -> bool:
@@ -252,23 +256,25 @@ class SpawnedShell:
         else:
             self._end(None)
 
-    def _end(self, exc: Exception | None) -> None:
+    def _release(self) -> asyncio.AbstractEventLoop | None:
+        """Stop reading and close the pipe; the loop it was read on, None if it was not open."""
         fd, loop = self._fd, self._loop
         if fd is None or loop is None:
-            return
+            return None
         self._fd = None
         loop.remove_reader(fd)
         os.close(fd)
-        self.protocol.pipe_connection_lost(1, exc)
+        return loop
+
+    def _end(self, exc: Exception | None) -> None:
+        if self._release() is not None:
+            self.protocol.pipe_connection_lost(1, exc)
 
     def close(self) -> None:
         """As an asyncio subprocess transport's close: the pipe closed, the shell killed if it
         still runs (its group is the caller's business)."""
-        if self._fd is not None and self._loop is not None:
-            fd, loop = self._fd, self._loop
-            self._fd = None
-            loop.remove_reader(fd)
-            os.close(fd)
+        loop = self._release()
+        if loop is not None:
             loop.call_soon(self.protocol.pipe_connection_lost, 1, None)
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):

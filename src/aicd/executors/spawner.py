@@ -111,9 +111,7 @@ class Spawner:
         is cancelled while waiting, the shell (if it started) is killed."""
         if self._gone:
             return None
-        args = b"\0".join([os.fsencode(a) for a in argv])
-        environment = spawn.environment_bytes(env)
-        folder = os.fsencode(cwd)
+        args, environment, folder = spawn.encoded(argv, cwd, env)
         token = self._next
         message = _REQUEST.pack(token, len(args), len(environment), len(folder))
         message += args + environment + folder

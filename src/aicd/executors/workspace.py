@@ -124,13 +124,7 @@ class Snapshot:
         for e in self.entries:
             target = join(ws, e.path)
             if e.data is not None:
-                fd = os.open(target, flags, e.mode)
-                try:
-                    view = memoryview(e.data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                finally:
-                    os.close(fd)
+                _write_all(os.open(target, flags, e.mode), e.data)
             elif e.link is not None:
                 os.symlink(e.link, target)
             else:
@@ -238,6 +232,11 @@ def write_new_file(path: str, text: str, mode: int = 0o666) -> None:
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(path, flags, mode)
+    _write_all(fd, data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to the open file ``fd``, which is then closed."""
     try:
         view = memoryview(data)
         while view:
